@@ -1,0 +1,35 @@
+//! Types shared by the hotpool XDP program (`dns-ebpf`) and its daemon (`dns-userspace`),
+//! plus the pure helpers both sides use: question-name folding, key building and the
+//! Internet checksum.
+//!
+//! Everything here is `#![no_std]` and allocation-free so the eBPF program can use it; the
+//! same code is unit-tested on the host with plain `cargo test`.
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod csum;
+pub mod maps;
+pub mod name;
+pub mod stats;
+
+pub use maps::*;
+pub use stats::Outcome;
+
+/// Name of the XDP program inside the object file.
+pub const PROGRAM_NAME: &str = "hotpool";
+
+/// DNS record types the XDP path answers.
+pub mod qtype {
+    pub const A: u16 = 1;
+    pub const CNAME: u16 = 5;
+    pub const AAAA: u16 = 28;
+    pub const OPT: u16 = 41;
+}
+
+/// DNS class IN.
+pub const CLASS_IN: u16 = 1;
+
+/// Largest DNS message the XDP path answers without EDNS (RFC 1035 §4.2.1).
+pub const PLAIN_UDP_LIMIT: usize = 512;

@@ -1,0 +1,92 @@
+//! What the XDP program did with a packet: one per-CPU counter per outcome.
+
+macro_rules! outcomes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// Every way a packet leaves the XDP program. The discriminant indexes the stats map.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Outcome {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Outcome {
+            /// All outcomes, in discriminant order.
+            pub const ALL: &'static [Outcome] = &[$(Outcome::$variant,)*];
+
+            /// Stable lower-case name, used as the Prometheus `outcome` label.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Outcome::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+outcomes! {
+    /// Answered from the hot map with `XDP_TX`.
+    Hit = "hit",
+    /// Not IPv4/IPv6 (ARP, LLDP, ...), or a frame too short for its headers.
+    NotIp = "not_ip",
+    /// IPv4 with options or IPv6 with extension headers.
+    IpOptions = "ip_options",
+    /// An IPv4 fragment.
+    Fragment = "fragment",
+    /// Not UDP.
+    NotUdp = "not_udp",
+    /// UDP, but not to the DNS port.
+    OtherPort = "other_port",
+    /// To the DNS port but not to one of our addresses (or to multicast/broadcast).
+    OtherAddress = "other_address",
+    /// Length fields disagree with the frame, or the message is too short.
+    Malformed = "malformed",
+    /// Not a plain standard query: QR set, opcode other than QUERY, TC set, or section
+    /// counts other than QD=1 AN=0 NS=0 AR<=1.
+    NotQuery = "not_query",
+    /// The question name is truncated, too long or compressed.
+    BadName = "bad_name",
+    /// Query class other than IN.
+    Qclass = "qclass",
+    /// Query type other than A, AAAA, CNAME.
+    Qtype = "qtype",
+    /// The additional record is not a plain OPT: EDNS version other than 0, options
+    /// (cookies, ECS, ...), a non-root owner, or anything that is not OPT.
+    Edns = "edns",
+    /// The message carries more than the question and OPT record.
+    Trailing = "trailing",
+    /// No hot entry for (name, qtype).
+    Miss = "miss",
+    /// The pool has no answer published in the kernel (the daemon answers).
+    NoAnswer = "no_answer",
+    /// The response would not fit the client's UDP payload size.
+    TooBig = "too_big",
+    /// The answer changed while it was being copied.
+    Torn = "torn",
+    /// The frame could not be grown for the response.
+    TailGrow = "tail_grow",
+    /// The XDP path is disabled in the config map.
+    Disabled = "disabled",
+    /// Internal error after the frame was modified (a bug): `XDP_ABORTED`.
+    Aborted = "aborted",
+}
+
+impl Outcome {
+    /// Number of outcomes (size of the stats map).
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discriminants_are_dense_and_names_unique() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as u32, i as u32);
+            for other in &Outcome::ALL[i + 1..] {
+                assert_ne!(o.name(), other.name());
+            }
+        }
+        assert_eq!(Outcome::COUNT as usize, Outcome::ALL.len());
+    }
+}

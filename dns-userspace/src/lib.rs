@@ -1,0 +1,3 @@
+//! hotpool: an XDP-accelerated authoritative DNS server for latency- and health-steered pools.
+
+pub mod pools;

@@ -1,0 +1,178 @@
+//! The current answer of every pool: one table read by both answer paths.
+//!
+//! The daemon's authoritative server reads [`PoolTable`] for every query at a pool name, and
+//! [`crate::hot`] encodes the same [`PoolAnswer`]s into the kernel's hot map, so the XDP
+//! path and the daemon always answer a pool name the same way.
+
+use std::{collections::HashMap, sync::Arc};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+
+/// What a pool answers right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolAnswer {
+    /// The pool's owner name (fully qualified; compared case-insensitively).
+    pub name: Name,
+    /// A, AAAA or CNAME.
+    pub rtype: RecordType,
+    /// TTL of the answer records.
+    pub ttl: u32,
+    /// The answer RRset's data, in answer order. One entry for a CNAME pool
+    /// (a CNAME is a singleton, RFC 2181 §10.1). Empty means "no answer published": the
+    /// daemon then answers NODATA (cannot happen with a validated config).
+    pub rdata: Vec<RData>,
+}
+
+impl PoolAnswer {
+    /// Whether a query of `qtype` at the pool's name is answered with the pool's records.
+    ///
+    /// An A/AAAA pool answers its own type (and ANY, minimally, RFC 8482). A CNAME pool
+    /// answers every type with the CNAME (RFC 1034 §3.6.2), which the XDP path does for
+    /// A, AAAA and CNAME queries.
+    pub fn answers(&self, qtype: RecordType) -> bool {
+        qtype == self.rtype || qtype == RecordType::ANY || self.rtype == RecordType::CNAME
+    }
+
+    /// The answer records with `owner` as their name (pass the query's name to keep the
+    /// client's case, as the XDP path does through its compression pointer).
+    pub fn records(&self, owner: &Name) -> Vec<Record> {
+        self.rdata
+            .iter()
+            .map(|rdata| {
+                let mut r = Record::from_rdata(owner.clone(), self.ttl, rdata.clone());
+                r.dns_class = DNSClass::IN;
+                r
+            })
+            .collect()
+    }
+}
+
+/// All pools' current answers, swapped atomically as a whole or per pool.
+#[derive(Debug, Default)]
+pub struct PoolTable {
+    inner: ArcSwap<HashMap<LowerName, Arc<PoolAnswer>>>,
+}
+
+impl PoolTable {
+    pub fn new(answers: impl IntoIterator<Item = PoolAnswer>) -> Self {
+        let table = Self::default();
+        table.replace_all(answers);
+        table
+    }
+
+    /// The pool at exactly `name`, if any.
+    pub fn get(&self, name: &LowerName) -> Option<Arc<PoolAnswer>> {
+        self.inner.load().get(name).cloned()
+    }
+
+    /// Whether any pool is at `name` or below it (used for empty non-terminals).
+    pub fn has_at_or_below(&self, name: &LowerName) -> bool {
+        self.inner.load().keys().any(|k| name.zone_of(k))
+    }
+
+    /// Replaces one pool's answer (inserting it if new).
+    pub fn set(&self, answer: PoolAnswer) {
+        let key = LowerName::new(&answer.name);
+        let answer = Arc::new(answer);
+        self.inner.rcu(|cur| {
+            let mut next = HashMap::clone(cur);
+            next.insert(key.clone(), answer.clone());
+            next
+        });
+    }
+
+    /// Replaces the whole table.
+    pub fn replace_all(&self, answers: impl IntoIterator<Item = PoolAnswer>) {
+        let map = answers
+            .into_iter()
+            .map(|a| (LowerName::new(&a.name), Arc::new(a)))
+            .collect();
+        self.inner.store(Arc::new(map));
+    }
+
+    /// Snapshot of every pool's answer.
+    pub fn all(&self) -> Vec<Arc<PoolAnswer>> {
+        self.inner.load().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::Ipv4Addr, str::FromStr};
+
+    use hickory_proto::rr::rdata::{A, CNAME};
+
+    use super::*;
+
+    fn pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> PoolAnswer {
+        PoolAnswer {
+            name: Name::from_str(name).unwrap(),
+            rtype,
+            ttl: 30,
+            rdata,
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_set_replaces() {
+        let t = PoolTable::new([pool(
+            "www.example.test.",
+            RecordType::A,
+            vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))],
+        )]);
+        let q = LowerName::from(Name::from_str("WWW.Example.TEST.").unwrap());
+        assert_eq!(t.get(&q).unwrap().rdata.len(), 1);
+        t.set(pool(
+            "www.example.test.",
+            RecordType::A,
+            vec![
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 2))),
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 3))),
+            ],
+        ));
+        assert_eq!(t.get(&q).unwrap().rdata.len(), 2);
+        assert_eq!(t.all().len(), 1);
+    }
+
+    #[test]
+    fn which_qtypes_a_pool_answers() {
+        let a = pool("a.example.test.", RecordType::A, vec![]);
+        assert!(a.answers(RecordType::A));
+        assert!(a.answers(RecordType::ANY));
+        assert!(!a.answers(RecordType::AAAA));
+        assert!(!a.answers(RecordType::MX));
+        let c = pool(
+            "c.example.test.",
+            RecordType::CNAME,
+            vec![RData::CNAME(CNAME(Name::from_str("cdn.example.net.").unwrap()))],
+        );
+        for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME, RecordType::MX] {
+            assert!(c.answers(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn records_use_the_given_owner() {
+        let a = pool(
+            "a.example.test.",
+            RecordType::A,
+            vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))],
+        );
+        let owner = Name::from_ascii("A.Example.Test.").unwrap();
+        let recs = a.records(&owner);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].name.to_string(), "A.Example.Test.");
+        assert_eq!(recs[0].ttl, 30);
+        assert_eq!(recs[0].record_type(), RecordType::A);
+    }
+
+    #[test]
+    fn has_at_or_below_finds_empty_non_terminals() {
+        let t = PoolTable::new([pool("x.y.example.test.", RecordType::A, vec![])]);
+        let ent = LowerName::from(Name::from_str("y.example.test.").unwrap());
+        assert!(t.has_at_or_below(&ent));
+        let other = LowerName::from(Name::from_str("z.example.test.").unwrap());
+        assert!(!t.has_at_or_below(&other));
+    }
+}
