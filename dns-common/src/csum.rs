@@ -110,12 +110,17 @@ mod tests {
 
     #[test]
     fn odd_length_pads_with_zero() {
-        assert_eq!(partial(&[0x12, 0x34, 0x56], 0), partial(&[0x12, 0x34, 0x56, 0x00], 0));
+        assert_eq!(
+            partial(&[0x12, 0x34, 0x56], 0),
+            partial(&[0x12, 0x34, 0x56, 0x00], 0)
+        );
     }
 
     #[test]
     fn udp_checksum_roundtrip_v4_and_v6() {
-        let mut seg = std::vec![0x30, 0x39, 0x00, 0x35, 0x00, 0x0d, 0x00, 0x00, 1, 2, 3, 4, 5];
+        let mut seg = std::vec![
+            0x30, 0x39, 0x00, 0x35, 0x00, 0x0d, 0x00, 0x00, 1, 2, 3, 4, 5
+        ];
         let p4 = pseudo_v4([10, 0, 0, 1], [10, 0, 0, 2], seg.len() as u16);
         let c = udp(p4, &seg);
         seg[6..8].copy_from_slice(&c);

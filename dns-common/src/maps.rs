@@ -213,7 +213,9 @@ pub const CFG_ENABLED: u32 = 1 << 2;
 
 /// Key of [`MAP_LISTEN_ADDRS`] for an IPv4 address (IPv4-mapped IPv6).
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
 }
 
 #[cfg(feature = "user")]
@@ -249,7 +251,10 @@ mod tests {
         assert_eq!(&a.name[..18], b"\x03www\x07example\x04test\x00");
         assert!(a.name[18..].iter().all(|&b| b == 0));
         assert_eq!(a.qtype, [0, 1]);
-        assert_ne!(a, HotKey::new(b"\x03www\x07example\x04test\x00", qtype::AAAA).unwrap());
+        assert_ne!(
+            a,
+            HotKey::new(b"\x03www\x07example\x04test\x00", qtype::AAAA).unwrap()
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Folding is ASCII-only (RFC 4343): `A`–`Z` become `a`–`z`, every other octet is kept.
 //! Length octets are at most 63 and so never change when folded, which is why
-//! [`fold_into`] can fold the whole wire name without tracking label boundaries.
+//! [`fold_in_place`] can fold the whole wire name without tracking label boundaries.
 
 use crate::maps::{MAX_LABEL_LEN, MAX_NAME_LEN};
 
@@ -25,7 +25,11 @@ const MAX_LABELS: usize = 128;
 /// ASCII case fold of one octet.
 #[inline(always)]
 pub const fn fold(b: u8) -> u8 {
-    if b.wrapping_sub(b'A') < 26 { b | 0x20 } else { b }
+    if b.wrapping_sub(b'A') < 26 {
+        b | 0x20
+    } else {
+        b
+    }
 }
 
 /// Walks the labels of the name that starts at `buf[start]`, with `avail` octets of the
@@ -62,19 +66,13 @@ pub fn name_len_at<const N: usize>(
     Err(NameError::TooLong)
 }
 
-/// Writes the case-folded name `buf[start..start + len]` into `key` and zeroes the rest of
-/// `key`. `len` must come from [`name_len_at`].
+/// Folds a zero-padded key in place. Runs a fixed number of iterations whatever the name's
+/// length (zero octets fold to zero), which keeps the verifier's work independent of it.
 #[inline(always)]
-pub fn fold_into<const N: usize>(
-    buf: &[u8; N],
-    start: usize,
-    len: usize,
-    key: &mut [u8; MAX_NAME_LEN + 1],
-) {
+pub fn fold_in_place(key: &mut [u8; MAX_NAME_LEN + 1]) {
     let mut i = 0;
     while i < MAX_NAME_LEN + 1 {
-        let idx = start + i;
-        key[i] = if i < len && idx < N { fold(buf[idx]) } else { 0 };
+        key[i] = fold(key[i]);
         i += 1;
     }
 }
@@ -98,14 +96,11 @@ pub fn wire_name_len(wire: &[u8]) -> Result<usize, NameError> {
 }
 
 /// Folds the uncompressed wire name at the start of `wire` into `key` (zero-padded).
-pub fn fold_wire_name(
-    wire: &[u8],
-    key: &mut [u8; MAX_NAME_LEN + 1],
-) -> Result<usize, NameError> {
+pub fn fold_wire_name(wire: &[u8], key: &mut [u8; MAX_NAME_LEN + 1]) -> Result<usize, NameError> {
     let len = wire_name_len(wire)?;
-    for (i, k) in key.iter_mut().enumerate() {
-        *k = if i < len { fold(wire[i]) } else { 0 };
-    }
+    key.fill(0);
+    key[..len].copy_from_slice(&wire[..len]);
+    fold_in_place(key);
     Ok(len)
 }
 
@@ -123,7 +118,11 @@ mod tests {
     #[test]
     fn fold_only_touches_ascii_upper() {
         for b in 0..=255u8 {
-            let expect = if b.is_ascii_uppercase() { b.to_ascii_lowercase() } else { b };
+            let expect = if b.is_ascii_uppercase() {
+                b.to_ascii_lowercase()
+            } else {
+                b
+            };
             assert_eq!(fold(b), expect, "octet {b:#x}");
         }
     }
@@ -170,7 +169,10 @@ mod tests {
             too_long.extend(core::iter::repeat_n(b'x', 63));
         }
         too_long.push(0);
-        assert_eq!(name_len_at(&buf(&too_long), 0, 400), Err(NameError::TooLong));
+        assert_eq!(
+            name_len_at(&buf(&too_long), 0, 400),
+            Err(NameError::TooLong)
+        );
         assert_eq!(wire_name_len(&too_long), Err(NameError::TooLong));
         // 127 one-octet labels + root = 255 octets: the most labels a name can have.
         let mut many = Vec::new();
@@ -182,21 +184,24 @@ mod tests {
     }
 
     #[test]
-    fn fold_into_folds_and_pads() {
-        let b = buf(b"\x03WwW\x07ExAmPlE\x04TeSt\x00\x00\x01");
-        let mut key = [0xFFu8; 256];
-        fold_into(&b, 0, 18, &mut key);
+    fn fold_in_place_folds_every_octet() {
+        let mut key = [0u8; 256];
+        key[..18].copy_from_slice(b"\x03WwW\x07ExAmPlE\x04TeSt\x00");
+        fold_in_place(&mut key);
         assert_eq!(&key[..18], b"\x03www\x07example\x04test\x00");
         assert!(key[18..].iter().all(|&k| k == 0));
     }
 
     #[test]
-    fn fold_into_reads_past_buffer_end_as_zero() {
-        let b = [b'A'; 8];
+    fn fold_wire_name_of_a_max_length_name() {
+        let max = max_name();
         let mut key = [0xFFu8; 256];
-        fold_into(&b, 4, 200, &mut key);
-        assert_eq!(&key[..4], b"aaaa");
-        assert!(key[4..].iter().all(|&k| k == 0));
+        assert_eq!(fold_wire_name(&max, &mut key), Ok(255));
+        assert_eq!(key[0], 63);
+        assert_eq!(key[1], b'a');
+        assert_eq!(key[253], b'b');
+        assert_eq!(key[254], 0);
+        assert_eq!(key[255], 0);
     }
 
     fn max_name() -> Vec<u8> {

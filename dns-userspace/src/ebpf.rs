@@ -1,0 +1,260 @@
+//! Loading the XDP program, pinning its maps and attaching it to interfaces.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use tracing::{info, warn};
+
+use crate::hot::HotMaps;
+
+/// The XDP object built by build.rs (aya-build) from `dns-ebpf`.
+pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf"));
+
+/// How to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver (native) mode, falling back to generic (SKB) mode with a warning.
+    Auto,
+    Native,
+    Generic,
+}
+
+/// The loaded program and its maps.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pub maps: HotMaps,
+    links: Vec<(String, XdpMode, XdpLinkId)>,
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still account BPF memory against it.
+fn bump_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        warn!("could not raise RLIMIT_MEMLOCK; loading may fail on older kernels");
+    }
+}
+
+impl Datapath {
+    /// Loads the program with its maps pinned in `pin_dir` (created if missing). A previous
+    /// instance's pinned maps are reused, so a restarted daemon keeps the counters and the
+    /// published answers.
+    pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        bump_memlock();
+        let mut loader = EbpfLoader::new();
+        ensure_bpffs(pin_dir)?;
+        fs::create_dir_all(pin_dir)
+            .with_context(|| format!("creating the BPF pin directory {}", pin_dir.display()))?;
+        drop_incompatible_pins(pin_dir)?;
+        loader.default_map_pin_directory(pin_dir);
+        let mut ebpf = loader.load(PROGRAM).map_err(|e| {
+            anyhow!(
+                "loading the XDP program (maps pinned in {}): {e}",
+                pin_dir.display()
+            )
+        })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(dns_common::PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("no program {} in the object", dns_common::PROGRAM_NAME))?
+            .try_into()?;
+        prog.load()
+            .map_err(|e| verifier_error(e, "loading the XDP program"))?;
+        let maps = HotMaps::from_ebpf(&mut ebpf)?;
+        Ok(Self {
+            ebpf,
+            maps,
+            links: Vec::new(),
+        })
+    }
+
+    fn program(&mut self) -> anyhow::Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(dns_common::PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("no program {}", dns_common::PROGRAM_NAME))?
+            .try_into()?)
+    }
+
+    /// Attaches to `iface`. Returns the mode actually used.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> anyhow::Result<XdpMode> {
+        let prog = self.program()?;
+        let used = match mode {
+            AttachMode::Native => {
+                let id = prog
+                    .attach(iface, XdpMode::Driver)
+                    .with_context(|| format!("attaching XDP to {iface} in native mode"))?;
+                (XdpMode::Driver, id)
+            }
+            AttachMode::Generic => {
+                let id = prog
+                    .attach(iface, XdpMode::Skb)
+                    .with_context(|| format!("attaching XDP to {iface} in generic mode"))?;
+                (XdpMode::Skb, id)
+            }
+            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
+                Ok(id) => (XdpMode::Driver, id),
+                Err(e) => {
+                    warn!(
+                        interface = iface,
+                        error = %e,
+                        "native XDP not available, falling back to generic (SKB) mode"
+                    );
+                    let id = prog.attach(iface, XdpMode::Skb).with_context(|| {
+                        format!("attaching XDP to {iface} (native failed: {e}; generic failed)")
+                    })?;
+                    (XdpMode::Skb, id)
+                }
+            },
+        };
+        info!(interface = iface, mode = ?used.0, "XDP program attached");
+        self.links.push((iface.to_string(), used.0, used.1));
+        Ok(used.0)
+    }
+
+    /// Detaches from every interface (also done on drop).
+    pub fn detach_all(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        for (iface, _, id) in links {
+            match self.program().and_then(|p| Ok(p.detach(id)?)) {
+                Ok(()) => info!(interface = %iface, "XDP program detached"),
+                Err(e) => warn!(interface = %iface, error = %e, "detaching XDP failed"),
+            }
+        }
+    }
+
+    /// The loaded program, for `BPF_PROG_TEST_RUN`.
+    pub fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {
+        self.program()
+    }
+
+    /// Interfaces attached to, with their mode.
+    pub fn attached(&self) -> impl Iterator<Item = (&str, XdpMode)> {
+        self.links.iter().map(|(i, m, _)| (i.as_str(), *m))
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid C string and out pointer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// Pins need a BPF filesystem. Debian does not always mount one at /sys/fs/bpf; mount it
+/// there (as `bpftool` and systemd do) when the pin directory lives below it.
+fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
+    let root = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(root) {
+        if !is_bpffs(root) {
+            let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
+            // SAFETY: static C strings, no data argument.
+            let rc = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    target.as_ptr(),
+                    fstype.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("mounting the BPF filesystem on /sys/fs/bpf");
+            }
+            info!("mounted the BPF filesystem on /sys/fs/bpf");
+        }
+    } else {
+        let probe = pin_dir
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        anyhow::ensure!(
+            is_bpffs(probe),
+            "the pin directory {} is not on a BPF filesystem (mount -t bpf bpf <dir>)",
+            pin_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Key size, value size and capacity each pinned map must have.
+fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
+    use std::mem::size_of;
+
+    use dns_common::*;
+    Some(match name {
+        MAP_HOT_NAMES => (
+            size_of::<HotKey>() as u32,
+            size_of::<HotRef>() as u32,
+            MAX_HOT_NAMES,
+        ),
+        MAP_HOT_GEN => (4, 8, MAX_POOLS),
+        MAP_HOT_SLOTS => (4, size_of::<AnswerSlot>() as u32, 2 * MAX_POOLS),
+        MAP_STATS => (4, 8, Outcome::COUNT),
+        MAP_CONFIG => (4, size_of::<XdpConfig>() as u32, 1),
+        MAP_LISTEN_ADDRS => (16, 1, MAX_LISTEN_ADDRS),
+        _ => return None,
+    })
+}
+
+/// Removes pinned maps left by an incompatible build (other key/value size or capacity):
+/// reusing them would make the program read garbage. Their content is derived state (answers
+/// are republished from the config, counters restart), so replacing them loses nothing
+/// an operator relies on; it is logged.
+fn drop_incompatible_pins(dir: &Path) -> anyhow::Result<()> {
+    for name in dns_common::PINNED_MAPS {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some(want) = expected_layout(name) else {
+            continue;
+        };
+        let have = aya::maps::MapInfo::from_pin(&path)
+            .map(|i| (i.key_size(), i.value_size(), i.max_entries()))
+            .ok();
+        if have != Some(want) {
+            warn!(
+                map = name,
+                path = %path.display(),
+                found = ?have,
+                expected = ?want,
+                "pinned map has another layout (left by another hotpool version); replacing it"
+            );
+            fs::remove_file(&path)
+                .with_context(|| format!("removing incompatible pinned map {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Verifier rejections carry the log; keep it in the error chain.
+fn verifier_error(e: aya::programs::ProgramError, what: &str) -> anyhow::Error {
+    anyhow::Error::new(e).context(what.to_string())
+}
+
+/// Default pin directory.
+pub fn default_pin_dir() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/hotpool")
+}

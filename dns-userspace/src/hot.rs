@@ -1,0 +1,416 @@
+//! The kernel's view of the pools: encoding [`PoolAnswer`]s into hot-map entries and
+//! publishing them without torn reads (see `dns_common::maps` for the protocol).
+
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use dns_common::{
+    AnswerSlot, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, HotKey, HotRef, MAP_CONFIG, MAP_HOT_GEN,
+    MAP_HOT_NAMES, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS, MAP_STATS, MAX_ANSWER_LEN, MAX_ANSWER_RRS,
+    MAX_POOLS, Outcome, Variant, XdpConfig, slot_index, v4_mapped,
+};
+use hickory_proto::{
+    op::{Message, Query},
+    rr::{Name, RecordType},
+    serialize::binary::{BinEncodable, BinEncoder},
+};
+
+use crate::pools::PoolAnswer;
+
+/// Encodes a pool's answer RRs the way the XDP path appends them after the echoed question:
+/// owner names compress to the question (`0xC00C`), so the bytes are valid whatever case the
+/// client used. Encoded with hickory-proto as the answer section of a message whose
+/// question is the pool's name, then cut out of it.
+pub fn encode_variant(answer: &PoolAnswer) -> anyhow::Result<Variant> {
+    ensure!(
+        !answer.rdata.is_empty(),
+        "pool {} has no answer records",
+        answer.name
+    );
+    ensure!(
+        answer.rdata.len() <= MAX_ANSWER_RRS,
+        "pool {} has {} answer records, at most {MAX_ANSWER_RRS} fit the kernel answer",
+        answer.name,
+        answer.rdata.len()
+    );
+    let name = answer.name.to_lowercase();
+    let mut msg = Message::query();
+    msg.add_query(Query::query(name.clone(), answer.rtype));
+    msg.add_answers(answer.records(&name));
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    msg.emit(&mut enc)
+        .with_context(|| format!("encoding the answer of pool {}", answer.name))?;
+
+    let qname_len = name.to_bytes()?.len();
+    let start = 12 + qname_len + 4;
+    let rrs = buf
+        .get(start..)
+        .ok_or_else(|| anyhow!("encoded answer of pool {} is too short", answer.name))?;
+    ensure!(
+        rrs.starts_with(&[0xc0, 0x0c]),
+        "encoded answer of pool {} does not point at the question",
+        answer.name
+    );
+    if rrs.len() > MAX_ANSWER_LEN {
+        bail!(
+            "the answer of pool {} is {} octets, at most {MAX_ANSWER_LEN} fit the kernel answer",
+            answer.name,
+            rrs.len()
+        );
+    }
+    let mut v = Variant::empty();
+    v.ancount = (answer.rdata.len() as u16).to_be_bytes();
+    v.len = rrs.len() as u16;
+    v.bytes[..rrs.len()].copy_from_slice(rrs);
+    Ok(v)
+}
+
+/// The query types answered from the kernel for a pool of `rtype`.
+pub fn hot_qtypes(rtype: RecordType) -> &'static [RecordType] {
+    match rtype {
+        RecordType::A => &[RecordType::A],
+        RecordType::AAAA => &[RecordType::AAAA],
+        // A CNAME answers A, AAAA and CNAME queries alike (RFC 1034 §3.6.2).
+        RecordType::CNAME => &[RecordType::A, RecordType::AAAA, RecordType::CNAME],
+        _ => &[],
+    }
+}
+
+/// The hot-map key for a pool name and query type.
+pub fn hot_key(name: &Name, qtype: RecordType) -> anyhow::Result<HotKey> {
+    let wire = name.to_lowercase().to_bytes()?;
+    HotKey::new(&wire, u16::from(qtype)).ok_or_else(|| anyhow!("invalid pool name {name}"))
+}
+
+/// Settings of the XDP path written to its config map.
+#[derive(Clone, Debug)]
+pub struct DatapathSettings {
+    pub port: u16,
+    pub edns_udp_size: u16,
+    /// Addresses the XDP path answers for; an unspecified address (0.0.0.0 / ::) means any
+    /// address of that family.
+    pub listen: Vec<std::net::IpAddr>,
+}
+
+/// Handles to the program's maps (taken from a loaded `aya::Ebpf`).
+pub struct HotMaps {
+    names: HashMap<MapData, HotKey, HotRef>,
+    gens: Array<MapData, u64>,
+    slots: Array<MapData, AnswerSlot>,
+    config: Array<MapData, XdpConfig>,
+    listen: HashMap<MapData, [u8; 16], u8>,
+    stats: PerCpuArray<MapData, u64>,
+    /// Pool name → index, as last synced.
+    index: BTreeMap<Name, u32>,
+}
+
+impl HotMaps {
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
+        fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+            ebpf: &mut aya::Ebpf,
+            name: &str,
+        ) -> anyhow::Result<T> {
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| anyhow!("the XDP program has no map {name}"))?;
+            T::try_from(map).with_context(|| format!("map {name}"))
+        }
+        Ok(Self {
+            names: take(ebpf, MAP_HOT_NAMES)?,
+            gens: take(ebpf, MAP_HOT_GEN)?,
+            slots: take(ebpf, MAP_HOT_SLOTS)?,
+            config: take(ebpf, MAP_CONFIG)?,
+            listen: take(ebpf, MAP_LISTEN_ADDRS)?,
+            stats: take(ebpf, MAP_STATS)?,
+            index: BTreeMap::new(),
+        })
+    }
+
+    /// Enables or disables the XDP path and writes its settings.
+    pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> anyhow::Result<()> {
+        let mut flags = if enabled { CFG_ENABLED } else { 0 };
+        let mut wanted = HashSet::new();
+        for ip in &s.listen {
+            match ip {
+                std::net::IpAddr::V4(a) if a.is_unspecified() => flags |= CFG_ANY_V4,
+                std::net::IpAddr::V6(a) if a.is_unspecified() => flags |= CFG_ANY_V6,
+                std::net::IpAddr::V4(a) => {
+                    wanted.insert(v4_mapped(a.octets()));
+                }
+                std::net::IpAddr::V6(a) => {
+                    wanted.insert(a.octets());
+                }
+            }
+        }
+        // Disable first, so no packet sees a half-written address set.
+        if !enabled {
+            self.write_config(s, flags)?;
+        }
+        for a in &wanted {
+            self.listen
+                .insert(a, 1, 0)
+                .context("writing LISTEN_ADDRS")?;
+        }
+        let stale: Vec<[u8; 16]> = self
+            .listen
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            self.listen.remove(&k).context("pruning LISTEN_ADDRS")?;
+        }
+        self.write_config(s, flags)
+    }
+
+    fn write_config(&mut self, s: &DatapathSettings, flags: u32) -> anyhow::Result<()> {
+        let cfg = XdpConfig {
+            port: s.port.to_be_bytes(),
+            edns_udp_size: s.edns_udp_size.to_be_bytes(),
+            flags,
+        };
+        self.config.set(0, cfg, 0).context("writing CONFIG")
+    }
+
+    /// Makes the kernel answer exactly `pools`: assigns indexes (sorted by name), publishes
+    /// every answer, points the names at them and removes names no longer configured.
+    /// Call with the XDP path disabled (see [`Self::configure`]) when the pool set changes,
+    /// so no name briefly points at another pool's index.
+    pub fn sync(&mut self, pools: &[PoolAnswer]) -> anyhow::Result<()> {
+        ensure!(
+            pools.len() <= MAX_POOLS as usize,
+            "{} pools configured, the kernel map holds at most {MAX_POOLS}",
+            pools.len()
+        );
+        let mut sorted: Vec<&PoolAnswer> = pools.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut index = BTreeMap::new();
+        let mut keys = HashSet::new();
+        for (i, pool) in sorted.into_iter().enumerate() {
+            let i = i as u32;
+            index.insert(pool.name.to_lowercase(), i);
+            self.publish_at(i, pool)?;
+            for &qtype in hot_qtypes(pool.rtype) {
+                let key = hot_key(&pool.name, qtype)?;
+                self.names
+                    .insert(key, HotRef { pool: i, flags: 0 }, 0)
+                    .with_context(|| format!("writing HOT_NAMES for {} {qtype}", pool.name))?;
+                keys.insert(
+                    key.name
+                        .iter()
+                        .copied()
+                        .chain(key.qtype)
+                        .collect::<Vec<u8>>(),
+                );
+            }
+        }
+        let stale: Vec<HotKey> = self
+            .names
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keys.contains(&k.name.iter().copied().chain(k.qtype).collect::<Vec<u8>>()))
+            .collect();
+        for k in stale {
+            self.names.remove(&k).context("pruning HOT_NAMES")?;
+        }
+        self.index = index;
+        Ok(())
+    }
+
+    /// Publishes a new answer for an already synced pool (the probe/selector path).
+    pub fn publish(&mut self, answer: &PoolAnswer) -> anyhow::Result<()> {
+        let i = *self
+            .index
+            .get(&answer.name.to_lowercase())
+            .ok_or_else(|| anyhow!("pool {} is not in the kernel map", answer.name))?;
+        self.publish_at(i, answer)
+    }
+
+    /// Writes the slot readers are not using, then flips the generation.
+    fn publish_at(&mut self, pool: u32, answer: &PoolAnswer) -> anyhow::Result<()> {
+        let current = self.gens.get(&pool, 0).context("reading HOT_GEN")?;
+        let next = current.wrapping_add(1);
+        let mut slot = AnswerSlot::empty();
+        slot.generation = next;
+        slot.n_variants = 1;
+        slot.thresholds[0] = u32::MAX;
+        slot.variants[0] = encode_variant(answer)?;
+        self.slots
+            .set(slot_index(pool, next), slot, 0)
+            .context("writing HOT_SLOTS")?;
+        self.gens.set(pool, next, 0).context("writing HOT_GEN")
+    }
+
+    /// Counter totals (summed over CPUs), indexed by [`Outcome`].
+    pub fn stats(&self) -> anyhow::Result<Vec<(Outcome, u64)>> {
+        Outcome::ALL
+            .iter()
+            .map(|&o| {
+                let per_cpu = self.stats.get(&(o as u32), 0).context("reading STATS")?;
+                Ok((o, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The answer currently published for `name` (None when not a hot name).
+    pub fn published(&self, name: &Name) -> anyhow::Result<Option<Variant>> {
+        let Some(&i) = self.index.get(&name.to_lowercase()) else {
+            return Ok(None);
+        };
+        let g = self.gens.get(&i, 0)?;
+        let slot = self.slots.get(&slot_index(i, g), 0)?;
+        Ok((slot.n_variants > 0).then_some(slot.variants[0]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::Ipv4Addr, str::FromStr};
+
+    use hickory_proto::{
+        op::{Message, MessageType, OpCode, Query},
+        rr::{
+            RData,
+            rdata::{A, AAAA, CNAME},
+        },
+        serialize::binary::BinDecodable,
+    };
+
+    use super::*;
+
+    fn pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> PoolAnswer {
+        PoolAnswer {
+            name: Name::from_str(name).unwrap(),
+            rtype,
+            ttl: 30,
+            rdata,
+        }
+    }
+
+    /// Splices a variant behind a query's header and question, as the kernel does, and
+    /// decodes the result with hickory-proto.
+    fn splice(qname: &str, qtype: RecordType, v: &Variant) -> Message {
+        let mut q = Message::query();
+        q.metadata.id = 0x1234;
+        q.add_query(Query::query(Name::from_ascii(qname).unwrap(), qtype));
+        let mut wire = q.to_bytes().unwrap();
+        wire[2] = 0x84;
+        wire[6..8].copy_from_slice(&v.ancount);
+        wire.extend_from_slice(v.answer());
+        Message::from_bytes(&wire).unwrap()
+    }
+
+    #[test]
+    fn a_pool_answer_decodes_with_the_clients_case() {
+        let p = pool(
+            "www.example.test.",
+            RecordType::A,
+            vec![
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 10))),
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 11))),
+            ],
+        );
+        let v = encode_variant(&p).unwrap();
+        assert_eq!(v.ancount, [0, 2]);
+        assert_eq!(v.len, 2 * 16);
+        assert_eq!(&v.bytes[..2], &[0xc0, 0x0c]);
+        let m = splice("WwW.ExAmple.TEST.", RecordType::A, &v);
+        assert_eq!(m.metadata.message_type, MessageType::Response);
+        assert_eq!(m.metadata.op_code, OpCode::Query);
+        let answers = &m.answers;
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].name.to_ascii(), "WwW.ExAmple.TEST.");
+        assert_eq!(answers[0].ttl, 30);
+        assert_eq!(answers[0].data, RData::A(A(Ipv4Addr::new(192, 0, 2, 10))));
+        assert_eq!(answers[1].data, RData::A(A(Ipv4Addr::new(192, 0, 2, 11))));
+    }
+
+    #[test]
+    fn aaaa_and_cname_answers_decode() {
+        let p = pool(
+            "v6.example.test.",
+            RecordType::AAAA,
+            vec![RData::AAAA(AAAA("2001:db8::10".parse().unwrap()))],
+        );
+        let m = splice(
+            "v6.example.test.",
+            RecordType::AAAA,
+            &encode_variant(&p).unwrap(),
+        );
+        assert_eq!(
+            m.answers[0].data,
+            RData::AAAA(AAAA("2001:db8::10".parse().unwrap()))
+        );
+
+        let target = Name::from_str("edge.cdn.example.test.").unwrap();
+        let p = pool(
+            "cdn.example.test.",
+            RecordType::CNAME,
+            vec![RData::CNAME(CNAME(target.clone()))],
+        );
+        let v = encode_variant(&p).unwrap();
+        // The target shares "example.test." with the question and is compressed against it.
+        assert!(v.len < 12 + 22);
+        for qt in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
+            let m = splice("CDN.example.test.", qt, &v);
+            assert_eq!(m.answers.len(), 1);
+            assert_eq!(m.answers[0].data, RData::CNAME(CNAME(target.clone())));
+        }
+    }
+
+    #[test]
+    fn oversized_answers_are_rejected() {
+        let p = pool(
+            "a.example.test.",
+            RecordType::A,
+            (0..9)
+                .map(|i| RData::A(A(Ipv4Addr::new(192, 0, 2, i))))
+                .collect(),
+        );
+        assert!(
+            encode_variant(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 8")
+        );
+        let empty = pool("a.example.test.", RecordType::A, vec![]);
+        assert!(encode_variant(&empty).is_err());
+    }
+
+    #[test]
+    fn eight_aaaa_and_a_long_cname_fit() {
+        let p = pool(
+            "a.example.test.",
+            RecordType::AAAA,
+            (0..8)
+                .map(|i| RData::AAAA(AAAA(format!("2001:db8::{i}").parse().unwrap())))
+                .collect(),
+        );
+        assert_eq!(encode_variant(&p).unwrap().len, 8 * 28);
+        // 255-octet target that shares nothing with the owner.
+        let label = "x".repeat(63);
+        let target =
+            Name::from_str(&format!("{label}.{label}.{label}.{}.", "y".repeat(61))).unwrap();
+        let p = pool(
+            "a.example.test.",
+            RecordType::CNAME,
+            vec![RData::CNAME(CNAME(target))],
+        );
+        assert_eq!(encode_variant(&p).unwrap().len as usize, 12 + 255);
+    }
+
+    #[test]
+    fn hot_keys_per_type() {
+        assert_eq!(hot_qtypes(RecordType::A), &[RecordType::A]);
+        assert_eq!(hot_qtypes(RecordType::CNAME).len(), 3);
+        let k = hot_key(
+            &Name::from_ascii("WWW.example.test.").unwrap(),
+            RecordType::AAAA,
+        )
+        .unwrap();
+        assert_eq!(&k.name[..18], b"\x03www\x07example\x04test\x00");
+        assert_eq!(k.qtype, [0, 28]);
+    }
+}
