@@ -1,0 +1,86 @@
+//! A loaded XDP program with its own pin directory, removed on drop (also after a panic).
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{TestRun, TestRunOptions};
+use dns_common::Outcome;
+use hotpool::{ebpf::Datapath, hot::DatapathSettings, pools::PoolAnswer};
+
+/// XDP return codes.
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestDatapath {
+    pub dp: Datapath,
+    dir: PathBuf,
+}
+
+impl TestDatapath {
+    /// Loads the program (pins under a fresh directory), configures it and publishes `pools`.
+    pub fn new(settings: &DatapathSettings, pools: &[PoolAnswer]) -> Self {
+        crate::require_root();
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/hotpool-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut dp = Datapath::load(&dir).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
+        dp.maps.configure(settings, true).expect("configuring");
+        dp.maps.sync(pools).expect("publishing pools");
+        Self { dp, dir }
+    }
+
+    /// Runs one frame through BPF_PROG_TEST_RUN: (action, output frame).
+    pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; 4096];
+        let r = self
+            .dp
+            .xdp()
+            .expect("program")
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// Counter totals per outcome.
+    pub fn stats(&self) -> Vec<(Outcome, u64)> {
+        self.dp.maps.stats().expect("reading stats")
+    }
+}
+
+impl Drop for TestDatapath {
+    fn drop(&mut self) {
+        self.dp.detach_all();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The one outcome whose counter moved between two snapshots, asserting exactly one moved
+/// by exactly one.
+pub fn single_outcome(before: &[(Outcome, u64)], after: &[(Outcome, u64)]) -> Outcome {
+    let moved: Vec<(Outcome, u64)> = before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| a.1 != b.1)
+        .map(|(b, a)| (a.0, a.1 - b.1))
+        .collect();
+    assert_eq!(
+        moved.len(),
+        1,
+        "expected one counter to move, got {moved:?}"
+    );
+    assert_eq!(moved[0].1, 1, "counter moved by more than one: {moved:?}");
+    moved[0].0
+}

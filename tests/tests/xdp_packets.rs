@@ -1,0 +1,706 @@
+//! Katran-style packet tables run through BPF_PROG_TEST_RUN: for each case an input frame,
+//! the expected action, the one stats counter it must move and, for XDP_TX, the exact
+//! expected output frame (built independently with etherparse and hickory-proto).
+
+use std::{net::IpAddr, str::FromStr};
+
+use dns_common::Outcome;
+use hickory_proto::{
+    op::{Edns, Message, OpCode, Query},
+    rr::{
+        DNSClass, Name, RData, Record, RecordType,
+        rdata::{A, AAAA, CNAME, opt::EdnsOption},
+    },
+    serialize::binary::{BinDecodable, BinEncodable},
+};
+use hotpool::{hot::DatapathSettings, pools::PoolAnswer};
+use hotpool_tests::{
+    datapath::{TestDatapath, XDP_PASS, XDP_TX, single_outcome},
+    frames::{self, Path},
+};
+
+const EDNS_SIZE: u16 = 1232;
+
+fn v4() -> Path {
+    Path::v4([10, 0, 0, 1], [10, 0, 0, 2])
+}
+
+fn v6() -> Path {
+    Path::v6("fd00::1", "fd00::2")
+}
+
+fn settings() -> DatapathSettings {
+    DatapathSettings {
+        port: 53,
+        edns_udp_size: EDNS_SIZE,
+        listen: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+    }
+}
+
+/// A name of exactly 255 octets on the wire, ending in example.test.
+fn max_name() -> String {
+    let l63 = "m".repeat(63);
+    format!("{l63}.{l63}.{l63}.{}.example.test.", "n".repeat(48))
+}
+
+/// A 255-octet CNAME target sharing no suffix with the pools.
+fn long_target() -> Name {
+    let l63 = "t".repeat(63);
+    Name::from_str(&format!("{l63}.{l63}.{l63}.{}.", "u".repeat(61))).unwrap()
+}
+
+fn pools() -> Vec<PoolAnswer> {
+    let a = |s: &str| RData::A(A(s.parse().unwrap()));
+    let aaaa = |s: &str| RData::AAAA(AAAA(s.parse().unwrap()));
+    vec![
+        PoolAnswer {
+            name: Name::from_str("www.example.test.").unwrap(),
+            rtype: RecordType::A,
+            ttl: 30,
+            rdata: vec![a("192.0.2.10"), a("192.0.2.11")],
+        },
+        PoolAnswer {
+            name: Name::from_str("v6.example.test.").unwrap(),
+            rtype: RecordType::AAAA,
+            ttl: 60,
+            rdata: vec![aaaa("2001:db8::10"), aaaa("2001:db8::11")],
+        },
+        PoolAnswer {
+            name: Name::from_str("cdn.example.test.").unwrap(),
+            rtype: RecordType::CNAME,
+            ttl: 300,
+            rdata: vec![RData::CNAME(CNAME(
+                Name::from_str("edge.cdn-provider.example.net.").unwrap(),
+            ))],
+        },
+        PoolAnswer {
+            name: Name::from_str("big.example.test.").unwrap(),
+            rtype: RecordType::AAAA,
+            ttl: 5,
+            rdata: (0..8).map(|i| aaaa(&format!("2001:db8::{i}"))).collect(),
+        },
+        PoolAnswer {
+            name: Name::from_str(&max_name()).unwrap(),
+            rtype: RecordType::CNAME,
+            ttl: 10,
+            rdata: vec![RData::CNAME(CNAME(long_target()))],
+        },
+    ]
+}
+
+fn pool(name: &str) -> PoolAnswer {
+    let n = Name::from_str(name).unwrap();
+    pools().into_iter().find(|p| p.name == n).unwrap()
+}
+
+/// A query as a client sends it.
+#[derive(Clone)]
+struct Q {
+    name: String,
+    qtype: RecordType,
+    qclass: DNSClass,
+    id: u16,
+    rd: bool,
+    cd: bool,
+    /// (advertised UDP size, DO)
+    edns: Option<(u16, bool)>,
+}
+
+fn q(name: &str, qtype: RecordType) -> Q {
+    Q {
+        name: name.to_string(),
+        qtype,
+        qclass: DNSClass::IN,
+        id: 0xbeef,
+        rd: false,
+        cd: false,
+        edns: None,
+    }
+}
+
+impl Q {
+    fn rd(mut self) -> Self {
+        self.rd = true;
+        self
+    }
+    fn cd(mut self) -> Self {
+        self.cd = true;
+        self
+    }
+    fn edns(mut self, size: u16, dnssec_ok: bool) -> Self {
+        self.edns = Some((size, dnssec_ok));
+        self
+    }
+    fn qname(&self) -> Name {
+        Name::from_ascii(&self.name).unwrap()
+    }
+    fn message(&self) -> Message {
+        let mut m = Message::query();
+        m.metadata.id = self.id;
+        m.metadata.recursion_desired = self.rd;
+        m.metadata.checking_disabled = self.cd;
+        let mut query = Query::query(self.qname(), self.qtype);
+        query.query_class = self.qclass;
+        m.add_query(query);
+        if let Some((size, dnssec_ok)) = self.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            e.set_dnssec_ok(dnssec_ok);
+            m.set_edns(e);
+        }
+        m
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.message().to_bytes().unwrap()
+    }
+
+    /// The response the XDP path must produce: ID echoed, QR=1, AA=1, RD and CD copied,
+    /// RA=0, NOERROR, the question as sent, the pool's records, OPT with our size when the
+    /// query had one (DO echoed).
+    fn expected_reply(&self, answers: Vec<Record>) -> Message {
+        let mut m = Message::response(self.id, OpCode::Query);
+        m.metadata.authoritative = true;
+        m.metadata.recursion_desired = self.rd;
+        m.metadata.checking_disabled = self.cd;
+        m.add_query(self.message().queries[0].clone());
+        m.add_answers(answers);
+        if let Some((_, dnssec_ok)) = self.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(EDNS_SIZE);
+            e.set_dnssec_ok(dnssec_ok);
+            m.set_edns(e);
+        }
+        m
+    }
+}
+
+enum Expect {
+    /// XDP_TX with this exact frame.
+    Tx(Vec<u8>),
+    /// XDP_PASS, frame unchanged, counted under this outcome.
+    Pass(Outcome),
+}
+
+struct Case {
+    name: String,
+    frame: Vec<u8>,
+    expect: Expect,
+}
+
+/// A hit: the expected frame is the query's path reversed carrying the expected reply.
+fn hit(name: &str, path: Path, query: Q, pool_name: &str) -> Case {
+    let answers = pool(pool_name).records(&query.qname());
+    let reply = query.expected_reply(answers).to_bytes().unwrap();
+    Case {
+        name: name.to_string(),
+        frame: frames::query(&path, &query.bytes()),
+        expect: Expect::Tx(frames::response(&path, &reply)),
+    }
+}
+
+fn pass(name: &str, frame: Vec<u8>, outcome: Outcome) -> Case {
+    Case {
+        name: name.to_string(),
+        frame,
+        expect: Expect::Pass(outcome),
+    }
+}
+
+/// A query frame whose DNS payload was edited after encoding.
+fn edited(path: Path, query: &Q, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut dns = query.bytes();
+    edit(&mut dns);
+    frames::query(&path, &dns)
+}
+
+/// A frame edited after building (checksums are not fixed up: the XDP path does not
+/// verify them, and these cases are all passed up unchanged).
+fn raw(mut frame: Vec<u8>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    edit(&mut frame);
+    frame
+}
+
+fn hit_cases() -> Vec<Case> {
+    let www = "www.example.test.";
+    let v6name = "v6.example.test.";
+    let cdn = "cdn.example.test.";
+    vec![
+        hit(
+            "A over IPv4",
+            v4(),
+            q("www.example.test.", RecordType::A),
+            www,
+        ),
+        hit(
+            "A over IPv6",
+            v6(),
+            q("www.example.test.", RecordType::A),
+            www,
+        ),
+        hit(
+            "AAAA over IPv4",
+            v4(),
+            q("v6.example.test.", RecordType::AAAA),
+            v6name,
+        ),
+        hit(
+            "AAAA over IPv6",
+            v6(),
+            q("v6.example.test.", RecordType::AAAA),
+            v6name,
+        ),
+        hit(
+            "0x20 mixed case survives",
+            v4(),
+            q("wWw.ExAmPlE.tEsT.", RecordType::A),
+            www,
+        ),
+        hit(
+            "CNAME pool, qtype A",
+            v4(),
+            q("cdn.example.test.", RecordType::A),
+            cdn,
+        ),
+        hit(
+            "CNAME pool, qtype AAAA",
+            v6(),
+            q("CDN.example.test.", RecordType::AAAA),
+            cdn,
+        ),
+        hit(
+            "CNAME pool, qtype CNAME",
+            v4(),
+            q("cdn.example.test.", RecordType::CNAME),
+            cdn,
+        ),
+        hit(
+            "802.1Q over IPv4",
+            v4().vlan(42),
+            q("www.example.test.", RecordType::A),
+            www,
+        ),
+        hit(
+            "802.1Q over IPv6",
+            v6().vlan(4094),
+            q("v6.example.test.", RecordType::AAAA),
+            v6name,
+        ),
+        hit(
+            "RD copied",
+            v4(),
+            q("www.example.test.", RecordType::A).rd(),
+            www,
+        ),
+        hit(
+            "CD copied",
+            v4(),
+            q("www.example.test.", RecordType::A).cd(),
+            www,
+        ),
+        hit(
+            "EDNS without DO",
+            v4(),
+            q("www.example.test.", RecordType::A).edns(4096, false),
+            www,
+        ),
+        hit(
+            "EDNS with DO",
+            v6(),
+            q("www.example.test.", RecordType::A).edns(1232, true),
+            www,
+        ),
+        hit(
+            "EDNS size below 512 counts as 512",
+            v4(),
+            q("big.example.test.", RecordType::AAAA).edns(100, false),
+            "big.example.test.",
+        ),
+        hit(
+            "eight AAAA records",
+            v6(),
+            q("big.example.test.", RecordType::AAAA),
+            "big.example.test.",
+        ),
+        hit(
+            "255-octet name, 255-octet CNAME target, EDNS",
+            v6().vlan(7),
+            q(&max_name().to_uppercase(), RecordType::A).edns(1232, false),
+            &max_name(),
+        ),
+    ]
+}
+
+fn pass_cases() -> Vec<Case> {
+    let www = || q("www.example.test.", RecordType::A);
+    let plain = || frames::query(&v4(), &www().bytes());
+    let mut other_addr = v4();
+    other_addr.server = IpAddr::from([10, 0, 0, 99]);
+    let mut multicast = v4();
+    multicast.server = IpAddr::from([224, 0, 0, 251]);
+    let mut mcast6 = v6();
+    mcast6.server = "ff02::fb".parse().unwrap();
+    let mut other_port = v4();
+    other_port.dport = 5353;
+    let mut chaos = q("www.example.test.", RecordType::A);
+    chaos.qclass = DNSClass::CH;
+
+    let mut arp = vec![0xffu8; 6];
+    arp.extend_from_slice(&frames::CLIENT_MAC);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0u8; 28]);
+
+    vec![
+        pass("ARP", arp, Outcome::NotIp),
+        // BPF_PROG_TEST_RUN refuses frames under 14 octets, so the shortest runt is an
+        // Ethernet header announcing IPv4 with nothing behind it.
+        pass(
+            "runt: IPv4 ethertype, no IP header",
+            plain()[..14].to_vec(),
+            Outcome::NotIp,
+        ),
+        pass(
+            "runt: half an IPv6 header",
+            frames::query(&v6(), &www().bytes())[..30].to_vec(),
+            Outcome::NotIp,
+        ),
+        pass(
+            "runt: no UDP header",
+            plain()[..14 + 20 + 4].to_vec(),
+            Outcome::Malformed,
+        ),
+        pass(
+            "IPv4 version field wrong",
+            raw(plain(), |f| f[14] = 0x65),
+            Outcome::NotIp,
+        ),
+        pass(
+            "IPv4 options",
+            raw(plain(), |f| f[14] = 0x46),
+            Outcome::IpOptions,
+        ),
+        pass(
+            "IPv6 hop-by-hop header",
+            raw(frames::query(&v6(), &www().bytes()), |f| f[14 + 6] = 0),
+            Outcome::IpOptions,
+        ),
+        pass(
+            "IPv4 more fragments",
+            raw(plain(), |f| f[14 + 6] |= 0x20),
+            Outcome::Fragment,
+        ),
+        pass(
+            "IPv4 fragment offset",
+            raw(plain(), |f| f[14 + 7] = 1),
+            Outcome::Fragment,
+        ),
+        pass("TCP", raw(plain(), |f| f[14 + 9] = 6), Outcome::NotUdp),
+        pass(
+            "other port",
+            frames::query(&other_port, &www().bytes()),
+            Outcome::OtherPort,
+        ),
+        pass(
+            "not our address",
+            frames::query(&other_addr, &www().bytes()),
+            Outcome::OtherAddress,
+        ),
+        pass(
+            "IPv4 multicast destination",
+            frames::query(&multicast, &www().bytes()),
+            Outcome::OtherAddress,
+        ),
+        pass(
+            "IPv6 multicast destination",
+            frames::query(&mcast6, &www().bytes()),
+            Outcome::OtherAddress,
+        ),
+        pass(
+            "UDP length disagrees with IP",
+            raw(plain(), |f| f[14 + 20 + 5] += 1),
+            Outcome::Malformed,
+        ),
+        pass(
+            "IP length beyond the frame",
+            raw(plain(), |f| f[14 + 3] += 10),
+            Outcome::Malformed,
+        ),
+        pass(
+            "frame truncated inside the question",
+            raw(plain(), |f| {
+                let n = f.len();
+                f.truncate(n - 8);
+            }),
+            Outcome::Malformed,
+        ),
+        pass(
+            "name truncated (message ends inside it)",
+            edited(v4(), &www(), |d| {
+                d.truncate(12 + 9);
+            }),
+            Outcome::Malformed,
+        ),
+        pass(
+            "QR set",
+            edited(v4(), &www(), |d| d[2] |= 0x80),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "opcode NOTIFY",
+            edited(v4(), &www(), |d| d[2] |= 4 << 3),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "TC set",
+            edited(v4(), &www(), |d| d[2] |= 0x02),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "QDCOUNT 2",
+            edited(v4(), &www(), |d| d[5] = 2),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "QDCOUNT 0",
+            edited(v4(), &www(), |d| d[5] = 0),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "ANCOUNT 1",
+            edited(v4(), &www(), |d| d[7] = 1),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "NSCOUNT 1",
+            edited(v4(), &www(), |d| d[9] = 1),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "ARCOUNT 2",
+            edited(v4(), &www().edns(1232, false), |d| d[11] = 2),
+            Outcome::NotQuery,
+        ),
+        pass(
+            "compression pointer in the question",
+            edited(v4(), &www(), |d| {
+                // \x03www then a pointer to offset 12.
+                d.truncate(12 + 4);
+                d.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+            }),
+            Outcome::BadName,
+        ),
+        pass(
+            "label longer than 63",
+            edited(v4(), &www(), |d| d[12] = 64),
+            Outcome::BadName,
+        ),
+        pass(
+            "name longer than 255 octets",
+            {
+                let mut d = www().bytes();
+                d.truncate(12);
+                for _ in 0..4 {
+                    d.push(63);
+                    d.extend(std::iter::repeat_n(b'x', 63));
+                }
+                d.extend_from_slice(&[0, 0, 1, 0, 1]);
+                frames::query(&v4(), &d)
+            },
+            Outcome::BadName,
+        ),
+        pass(
+            "class CH",
+            frames::query(&v4(), &chaos.bytes()),
+            Outcome::Qclass,
+        ),
+        pass(
+            "qtype MX",
+            frames::query(&v4(), &q("www.example.test.", RecordType::MX).bytes()),
+            Outcome::Qtype,
+        ),
+        pass(
+            "qtype ANY",
+            frames::query(&v4(), &q("www.example.test.", RecordType::ANY).bytes()),
+            Outcome::Qtype,
+        ),
+        pass(
+            "EDNS version 1",
+            edited(v4(), &www().edns(1232, false), |d| {
+                let n = d.len();
+                d[n - 5] = 1;
+            }),
+            Outcome::Edns,
+        ),
+        pass(
+            "EDNS cookie option",
+            {
+                let mut m = www().edns(1232, false).message();
+                let mut e = m.edns.clone().unwrap();
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+                m.set_edns(e);
+                frames::query(&v4(), &m.to_bytes().unwrap())
+            },
+            Outcome::Edns,
+        ),
+        pass(
+            "OPT with a non-root owner",
+            edited(v4(), &www(), |d| {
+                d[11] = 1;
+                d.extend_from_slice(&[1, b'x', 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+            }),
+            Outcome::Edns,
+        ),
+        pass(
+            "additional record that is not OPT",
+            edited(v4(), &www(), |d| {
+                d[11] = 1;
+                // root A record: 0, type 1, class 1, ttl 0, rdlen 0 (11 octets like an OPT)
+                d.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+            }),
+            Outcome::Edns,
+        ),
+        pass(
+            "trailing octets after the question",
+            edited(v4(), &www(), |d| d.extend_from_slice(&[0, 0])),
+            Outcome::Trailing,
+        ),
+        pass(
+            "unknown name",
+            frames::query(&v4(), &q("nope.example.test.", RecordType::A).bytes()),
+            Outcome::Miss,
+        ),
+        pass(
+            "A pool queried for AAAA",
+            frames::query(&v4(), &q("www.example.test.", RecordType::AAAA).bytes()),
+            Outcome::Miss,
+        ),
+        pass(
+            "name is a suffix of a pool name",
+            frames::query(&v4(), &q("example.test.", RecordType::A).bytes()),
+            Outcome::Miss,
+        ),
+        pass(
+            "response over 512 octets without EDNS",
+            frames::query(&v4(), &q(&max_name(), RecordType::A).bytes()),
+            Outcome::TooBig,
+        ),
+    ]
+}
+
+fn run_table(cases: Vec<Case>) {
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let mut failures = Vec::new();
+    for case in cases {
+        let before = t.stats();
+        let (action, out) = t.run(&case.frame);
+        let after = t.stats();
+        let outcome = single_outcome(&before, &after);
+        match &case.expect {
+            Expect::Tx(want) => {
+                if action != XDP_TX || outcome != Outcome::Hit {
+                    failures.push(format!(
+                        "{}: action {action}, outcome {outcome:?}",
+                        case.name
+                    ));
+                    continue;
+                }
+                // Checksums verified independently, and the reply decodes.
+                let payload = frames::udp_payload(&out);
+                let got = Message::from_bytes(&payload)
+                    .unwrap_or_else(|e| panic!("{}: reply does not decode: {e}", case.name));
+                let expected = Message::from_bytes(&frames::udp_payload(want)).unwrap();
+                if got != expected {
+                    failures.push(format!(
+                        "{}: reply differs\n got: {got:?}\nwant: {expected:?}",
+                        case.name
+                    ));
+                } else if &out != want {
+                    failures.push(format!(
+                        "{}: frame differs\n got: {out:02x?}\nwant: {want:02x?}",
+                        case.name
+                    ));
+                }
+            }
+            Expect::Pass(reason) => {
+                if action != XDP_PASS || outcome != *reason {
+                    failures.push(format!(
+                        "{}: action {action}, outcome {outcome:?}, expected XDP_PASS {reason:?}",
+                        case.name
+                    ));
+                } else if out != case.frame {
+                    failures.push(format!("{}: passed frame was modified", case.name));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn hits_are_answered_with_the_exact_frame() {
+    run_table(hit_cases());
+}
+
+#[test]
+fn everything_else_is_passed_unchanged_with_its_reason() {
+    run_table(pass_cases());
+}
+
+#[test]
+fn disabled_datapath_passes_everything() {
+    let mut t = TestDatapath::new(&settings(), &pools());
+    t.dp.maps.configure(&settings(), false).unwrap();
+    let frame = frames::query(&v4(), &q("www.example.test.", RecordType::A).bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(out, frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Disabled);
+}
+
+#[test]
+fn wildcard_listen_answers_any_unicast_address() {
+    let mut s = settings();
+    s.listen = vec!["0.0.0.0".parse().unwrap()];
+    let mut t = TestDatapath::new(&s, &pools());
+    let mut path = v4();
+    path.server = IpAddr::from([198, 51, 100, 7]);
+    let (action, _) = t.run(&frames::query(
+        &path,
+        &q("www.example.test.", RecordType::A).bytes(),
+    ));
+    assert_eq!(action, XDP_TX);
+    // IPv6 is not wildcarded and fd00::2 is not listed any more.
+    let (action, _) = t.run(&frames::query(
+        &v6(),
+        &q("www.example.test.", RecordType::A).bytes(),
+    ));
+    assert_eq!(action, XDP_PASS);
+}
+
+#[test]
+fn republished_answer_is_served_and_removed_pools_miss() {
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let query = q("www.example.test.", RecordType::A);
+    let frame = frames::query(&v4(), &query.bytes());
+    let mut p = pool("www.example.test.");
+    p.rdata = vec![RData::A(A("198.51.100.1".parse().unwrap()))];
+    t.dp.maps.publish(&p).unwrap();
+    let (action, out) = t.run(&frame);
+    assert_eq!(action, XDP_TX);
+    let got = Message::from_bytes(&frames::udp_payload(&out)).unwrap();
+    assert_eq!(got.answers, p.records(&query.qname()));
+
+    // Sync without the pool: its names are removed from the kernel.
+    let rest: Vec<PoolAnswer> = pools().into_iter().filter(|x| x.name != p.name).collect();
+    t.dp.maps.sync(&rest).unwrap();
+    let before = t.stats();
+    let (action, _) = t.run(&frame);
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Miss);
+}
