@@ -137,6 +137,17 @@ impl Datapath {
         self.program()
     }
 
+    /// The program (shared, e.g. for concurrent `BPF_PROG_TEST_RUN`s) and the maps (to
+    /// write them at the same time).
+    pub fn split(&mut self) -> anyhow::Result<(&Xdp, &mut HotMaps)> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(dns_common::PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("no program {}", dns_common::PROGRAM_NAME))?
+            .try_into()?;
+        Ok((prog, &mut self.maps))
+    }
+
     /// Interfaces attached to, with their mode.
     pub fn attached(&self) -> impl Iterator<Item = (&str, XdpMode)> {
         self.links.iter().map(|(i, m, _)| (i.as_str(), *m))
