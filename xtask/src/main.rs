@@ -1,1 +1,153 @@
-fn main() {}
+//! hotpool's developer tasks, run as `cargo xtask <task>` from anywhere in the workspace.
+
+mod bpffs;
+mod cmd;
+mod run;
+mod setup;
+mod test;
+
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "hotpool developer tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (toolchains, Debian packages, bpf-linker)
+    ///
+    /// Checks for the nightly toolchain and its rust-src, rustfmt and clippy, the Debian
+    /// packages the tests use, and bpf-linker built against the nightly's libLLVM, installing
+    /// what is missing. Every other task but clean-bpf runs these checks first.
+    Setup,
+    /// Build the workspace (the XDP program too)
+    ///
+    /// Builds the default members; dns-userspace's build script builds the XDP program.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run hotpool as root
+    ///
+    /// Runs target/<profile>/hotpool, through `sudo -E` when not root. With no arguments,
+    /// runs `hotpool run --config examples/hotpool.toml`.
+    Run {
+        /// Build and run the release profile.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for hotpool, after `--`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Run the whole test suite as root, as CI does
+    ///
+    /// Stages: setup, `cargo fmt --check`, `cargo clippy -D warnings`, then `cargo test` of the
+    /// workspace, root-only tests included. Re-runs itself under `sudo -E` when not root.
+    Test {
+        /// Skip the fmt and clippy stages.
+        #[arg(long)]
+        skip_lint: bool,
+        /// Arguments for `cargo test`, after `--` (a test name filter; `-- --nocapture` for the
+        /// test binaries).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Run the benchmarks
+    ///
+    /// Runs the criterion benchmarks, then the kernel XDP benchmark (tests/tests/bench_xdp.rs,
+    /// as root) when there is one.
+    Bench,
+    /// Remove stale pins under /sys/fs/bpf/hotpool
+    ///
+    /// Needed after an incompatible upgrade. Detaches nothing: a running hotpool keeps its
+    /// program and maps, and pinned links are kept.
+    CleanBpf {
+        /// The pin directory to clean.
+        #[arg(long, default_value = bpffs::PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
+        Task::Setup => setup::ensure(true),
+        Task::Build { release } => {
+            setup::ensure(false)?;
+            run::build(release)
+        }
+        Task::Run { release, args } => run::run(release, args),
+        Task::Test { skip_lint, args } => test::test(skip_lint, &args),
+        Task::Bench => test::bench(),
+        Task::CleanBpf { pin_dir } => bpffs::clean_bpf(&pin_dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_args_after_double_dash_pass_through_verbatim() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "test",
+            "--skip-lint",
+            "--",
+            "dns",
+            "--",
+            "--nocapture",
+        ])
+        .unwrap();
+        let Task::Test { skip_lint, args } = cli.task else {
+            panic!("parsed as another task");
+        };
+        assert!(skip_lint);
+        assert_eq!(args, ["dns", "--", "--nocapture"]);
+    }
+
+    #[test]
+    fn run_args_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--release",
+            "--",
+            "check",
+            "--config",
+            "x.toml",
+        ])
+        .unwrap();
+        let Task::Run { release, args } = cli.task else {
+            panic!("parsed as another task");
+        };
+        assert!(release);
+        assert_eq!(args, ["check", "--config", "x.toml"]);
+    }
+}
