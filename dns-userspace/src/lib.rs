@@ -1,3 +1,5 @@
 //! hotpool: an XDP-accelerated authoritative DNS server for latency- and health-steered pools.
 
+pub mod config;
 pub mod pools;
+pub mod zone;

@@ -1,0 +1,759 @@
+//! Zone data: an RFC 1035 zone file (plus SOA/NS from the config) loaded and checked, and
+//! kept in canonical name order for the lookups an authoritative server needs.
+//!
+//! The file is parsed with hickory-proto's zone-file parser (`$ORIGIN`, `$TTL`,
+//! `$INCLUDE`, relative names). Its errors carry no position, so a failing file is parsed
+//! again in growing prefixes of whole entries to find the line that first fails; the same
+//! search locates per-record problems (names outside the zone, a CNAME next to other
+//! data, ...).
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    ops::Bound,
+    path::{Path, PathBuf},
+};
+
+use hickory_proto::{
+    rr::{
+        DNSClass, LowerName, Name, RData, Record, RecordSet, RecordType, RrKey,
+        rdata::{NS, SOA},
+    },
+    serialize::txt::Parser,
+};
+
+use crate::config::{MAX_TTL, ZoneSettings};
+
+/// A problem with a zone file, with the line where it was found when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneError {
+    file: PathBuf,
+    line: Option<usize>,
+    message: String,
+}
+
+impl ZoneError {
+    fn new(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// 1-based line of the entry that failed, if known.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ZoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ZoneError {}
+
+/// The RRsets at one owner name.
+#[derive(Clone, Debug)]
+pub struct Node {
+    name: Name,
+    rrsets: BTreeMap<RecordType, Vec<Record>>,
+}
+
+impl Node {
+    /// The owner name as written in the zone.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The RRset of `rtype`, if any (never empty).
+    pub fn rrset(&self, rtype: RecordType) -> Option<&[Record]> {
+        self.rrsets.get(&rtype).map(Vec::as_slice)
+    }
+
+    /// The RRsets in type-number order.
+    pub fn rrsets(&self) -> impl Iterator<Item = (RecordType, &[Record])> {
+        self.rrsets.iter().map(|(t, r)| (*t, r.as_slice()))
+    }
+}
+
+/// One authoritative zone.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    origin: Name,
+    apex: LowerName,
+    file: PathBuf,
+    soa: Record,
+    nodes: BTreeMap<LowerName, Node>,
+}
+
+impl Zone {
+    /// Reads and checks the zone file of `settings`.
+    pub fn load(settings: &ZoneSettings) -> Result<Zone, ZoneError> {
+        let text = std::fs::read_to_string(&settings.file).map_err(|e| {
+            ZoneError::new(
+                &settings.file,
+                None,
+                format!("cannot read zone file for {}: {e}", settings.origin),
+            )
+        })?;
+        Self::parse(settings, &text)
+    }
+
+    /// Parses and checks `text` as the zone file of `settings` (`$INCLUDE`s are read relative
+    /// to `settings.file`).
+    pub fn parse(settings: &ZoneSettings, text: &str) -> Result<Zone, ZoneError> {
+        let file = settings.file.as_path();
+        let origin = {
+            let mut o = settings.origin.to_lowercase();
+            o.set_fqdn(true);
+            o
+        };
+        let apex = LowerName::new(&origin);
+
+        let sets = match parse_checked(settings, &origin, text) {
+            Ok(sets) => sets,
+            Err(problem) => {
+                let Some((line, entry, problem)) = locate(text, |prefix| {
+                    parse_checked(settings, &origin, prefix).err()
+                }) else {
+                    return Err(ZoneError::new(file, None, problem.message()));
+                };
+                let message = match problem {
+                    // The parser's messages do not say what it was parsing.
+                    Problem::Syntax(m) if !entry.is_empty() => format!("{m} (in `{entry}`)"),
+                    p => p.message(),
+                };
+                return Err(ZoneError::new(file, line, message));
+            }
+        };
+
+        let mut nodes: BTreeMap<LowerName, Node> = BTreeMap::new();
+        for (key, set) in sets {
+            let mut records: Vec<Record> = set.records_without_rrsigs().cloned().collect();
+            let Some(owner) = records.first().map(|r| r.name.clone()) else {
+                continue;
+            };
+            // RFC 2181 §5.2: an RRset has one TTL; treat differing ones as the lowest.
+            let ttl = records.iter().map(|r| r.ttl).min().unwrap_or_default();
+            if records.iter().any(|r| r.ttl != ttl) {
+                tracing::warn!(
+                    zone = %origin,
+                    "{} {}: records have different TTLs, using the lowest ({ttl})",
+                    key.name,
+                    key.record_type
+                );
+            }
+            for r in &mut records {
+                r.ttl = ttl;
+            }
+            let node = nodes.entry(key.name.clone()).or_insert_with(|| Node {
+                name: owner,
+                rrsets: BTreeMap::new(),
+            });
+            node.rrsets.insert(key.record_type, records);
+        }
+
+        // SOA and NS from the config.
+        if let Some(soa) = &settings.soa {
+            if nodes
+                .get(&apex)
+                .is_some_and(|n| n.rrset(RecordType::SOA).is_some())
+            {
+                let line = locate(text, |prefix| {
+                    parse_checked(settings, &origin, prefix).ok().and_then(|s| {
+                        s.keys()
+                            .any(|k| k.record_type == RecordType::SOA)
+                            .then(|| Problem::Record("SOA".into()))
+                    })
+                })
+                .and_then(|(line, _, _)| line);
+                return Err(ZoneError::new(
+                    file,
+                    line,
+                    format!(
+                        "zone {origin} has an SOA record in the zone file and `soa` in the config; keep one"
+                    ),
+                ));
+            }
+            let rdata = SOA::new(
+                soa.mname.clone(),
+                soa.rname.clone(),
+                soa.serial,
+                timer(soa.refresh),
+                timer(soa.retry),
+                timer(soa.expire),
+                soa.minimum,
+            );
+            let record = in_record(origin.clone(), soa.ttl, RData::SOA(rdata));
+            node_at(&mut nodes, &apex, &origin)
+                .rrsets
+                .insert(RecordType::SOA, vec![record]);
+        }
+        if !settings.ns.is_empty() {
+            let node = node_at(&mut nodes, &apex, &origin);
+            let set = node.rrsets.entry(RecordType::NS).or_default();
+            for ns in &settings.ns {
+                if !set.iter().any(|r| r.data == RData::NS(NS(ns.clone()))) {
+                    set.push(in_record(
+                        origin.clone(),
+                        settings.ns_ttl,
+                        RData::NS(NS(ns.clone())),
+                    ));
+                }
+            }
+            let ttl = set.iter().map(|r| r.ttl).min().unwrap_or(settings.ns_ttl);
+            for r in set.iter_mut() {
+                r.ttl = ttl;
+            }
+        }
+
+        let apex_node = nodes.get(&apex);
+        let Some(soa) = apex_node
+            .and_then(|n| n.rrset(RecordType::SOA))
+            .and_then(|s| s.first())
+            .cloned()
+        else {
+            return Err(ZoneError::new(
+                file,
+                None,
+                format!(
+                    "zone {origin} has no SOA record; add one at the apex of the zone file or set `soa` in its [[zone]]"
+                ),
+            ));
+        };
+        if apex_node.and_then(|n| n.rrset(RecordType::NS)).is_none() {
+            return Err(ZoneError::new(
+                file,
+                None,
+                format!(
+                    "zone {origin} has no NS records at its apex; add them to the zone file or set `ns` in its [[zone]]"
+                ),
+            ));
+        }
+        if apex_node.and_then(|n| n.rrset(RecordType::CNAME)).is_some() {
+            return Err(ZoneError::new(
+                file,
+                None,
+                format!("zone {origin} has a CNAME at its apex, next to its SOA and NS"),
+            ));
+        }
+
+        Ok(Zone {
+            origin,
+            apex,
+            file: file.to_path_buf(),
+            soa,
+            nodes,
+        })
+    }
+
+    /// The apex name.
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// The apex name, lower case.
+    pub fn apex(&self) -> &LowerName {
+        &self.apex
+    }
+
+    /// The file the zone was read from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The zone's SOA record.
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// The SOA serial.
+    pub fn serial(&self) -> u32 {
+        match &self.soa.data {
+            RData::SOA(soa) => soa.serial,
+            _ => 0,
+        }
+    }
+
+    /// The SOA as it goes into the authority section of a negative answer: TTL =
+    /// min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
+    pub fn negative_soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        if let RData::SOA(data) = &self.soa.data {
+            soa.ttl = soa.ttl.min(data.minimum);
+        }
+        soa
+    }
+
+    /// Whether `name` is at or below the apex.
+    pub fn contains(&self, name: &LowerName) -> bool {
+        self.apex.zone_of(name)
+    }
+
+    /// The node at exactly `name`.
+    pub fn node(&self, name: &LowerName) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    /// The RRset of `rtype` at exactly `name`.
+    pub fn rrset(&self, name: &LowerName, rtype: RecordType) -> Option<&[Record]> {
+        self.nodes.get(name).and_then(|n| n.rrset(rtype))
+    }
+
+    /// The record types at exactly `name`, in type-number order.
+    pub fn types_at(&self, name: &LowerName) -> Vec<RecordType> {
+        self.nodes
+            .get(name)
+            .map(|n| n.rrsets.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `name` exists in the zone: it owns records or is an empty non-terminal
+    /// (some name below it does, RFC 8020).
+    pub fn has_name_at_or_below(&self, name: &LowerName) -> bool {
+        // Canonical order puts a name's descendants right after it.
+        self.nodes
+            .range((Bound::Included(name), Bound::Unbounded))
+            .next()
+            .is_some_and(|(k, _)| name.zone_of(k))
+    }
+
+    /// The topmost zone cut at or above `name`: a name strictly below the apex that owns NS
+    /// records, with those records.
+    pub fn find_cut(&self, name: &LowerName) -> Option<(&Name, &[Record])> {
+        if !self.contains(name) {
+            return None;
+        }
+        let apex_labels = label_count(&self.apex);
+        let labels = label_count(name);
+        for n in apex_labels + 1..=labels {
+            let candidate = LowerName::new(&name.trim_to(n));
+            if let Some(node) = self.nodes.get(&candidate)
+                && let Some(ns) = node.rrset(RecordType::NS)
+            {
+                return Some((&node.name, ns));
+            }
+        }
+        None
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.nodes
+            .values()
+            .flat_map(|n| n.rrsets.values())
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Number of owner names.
+    pub fn name_count(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// Number of labels of `name`, a leading `*` included (unlike `Name::num_labels`).
+pub(crate) fn label_count(name: &Name) -> usize {
+    name.iter().count()
+}
+
+fn timer(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+fn in_record(name: Name, ttl: u32, rdata: RData) -> Record {
+    let mut r = Record::from_rdata(name, ttl, rdata);
+    r.dns_class = DNSClass::IN;
+    r
+}
+
+fn node_at<'a>(
+    nodes: &'a mut BTreeMap<LowerName, Node>,
+    key: &LowerName,
+    name: &Name,
+) -> &'a mut Node {
+    nodes.entry(key.clone()).or_insert_with(|| Node {
+        name: name.clone(),
+        rrsets: BTreeMap::new(),
+    })
+}
+
+/// Why a zone file was rejected.
+#[derive(Debug)]
+enum Problem {
+    /// The parser failed.
+    Syntax(String),
+    /// A record that parsed is not acceptable.
+    Record(String),
+}
+
+impl Problem {
+    fn message(self) -> String {
+        match self {
+            Self::Syntax(m) | Self::Record(m) => m,
+        }
+    }
+}
+
+/// Parses `text` and checks every record on its own; the first problem.
+fn parse_checked(
+    settings: &ZoneSettings,
+    origin: &Name,
+    text: &str,
+) -> Result<BTreeMap<RrKey, RecordSet>, Problem> {
+    let parser = Parser::new(text, Some(settings.file.clone()), Some(origin.clone()));
+    let (_, sets) = parser.parse().map_err(|e| Problem::Syntax(e.to_string()))?;
+    let sets = check_records(origin, sets).map_err(Problem::Record)?;
+    Ok(sets)
+}
+
+fn check_records(
+    origin: &Name,
+    sets: BTreeMap<RrKey, RecordSet>,
+) -> Result<BTreeMap<RrKey, RecordSet>, String> {
+    let apex = LowerName::new(origin);
+    let mut at_name: BTreeMap<&LowerName, Vec<RecordType>> = BTreeMap::new();
+    for (key, set) in &sets {
+        at_name.entry(&key.name).or_default().push(key.record_type);
+        for r in set.records_without_rrsigs() {
+            let (name, rtype) = (&r.name, r.record_type());
+            if !apex.zone_of(&key.name) {
+                return Err(format!("{name} {rtype} is outside the zone {origin}"));
+            }
+            if r.dns_class != DNSClass::IN {
+                return Err(format!(
+                    "{name} {rtype} has class {}; only class IN is served",
+                    r.dns_class
+                ));
+            }
+            if r.ttl > MAX_TTL {
+                return Err(format!(
+                    "{name} {rtype} has TTL {}, larger than {MAX_TTL} (RFC 2181 §8)",
+                    r.ttl
+                ));
+            }
+            match rtype {
+                RecordType::SOA if key.name != apex => {
+                    return Err(format!(
+                        "SOA record at {name}; the zone's SOA must be at its apex {origin}"
+                    ));
+                }
+                RecordType::DNAME => {
+                    return Err(format!("{name} DNAME: DNAME records are not supported"));
+                }
+                _ => {}
+            }
+        }
+    }
+    for (name, types) in at_name {
+        if types.contains(&RecordType::CNAME) {
+            let others: Vec<String> = types
+                .iter()
+                .filter(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
+                .map(RecordType::to_string)
+                .collect();
+            if !others.is_empty() {
+                return Err(format!(
+                    "{name} has a CNAME and {} records; a CNAME cannot coexist with other data (RFC 1034 §3.6.2)",
+                    others.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(sets)
+}
+
+/// Finds the first entry of `text` at which `fails` starts to report a problem, by checking
+/// prefixes that end at entry boundaries (binary search: once an entry fails, every longer
+/// prefix does). Returns the entry's first line, its text (shortened, without comments'
+/// line breaks) and the problem, or None if even the whole text does not fail.
+fn locate(
+    text: &str,
+    fails: impl Fn(&str) -> Option<Problem>,
+) -> Option<(Option<usize>, String, Problem)> {
+    let starts = entry_starts(text);
+    // starts[k] ends the prefix made of the first k entries; find the smallest failing k.
+    let (mut lo, mut hi) = (0usize, starts.len() - 1);
+    let mut problem = fails(&text[..starts[hi].0])?;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match fails(&text[..starts[mid].0]) {
+            Some(p) => {
+                hi = mid;
+                problem = p;
+            }
+            None => lo = mid + 1,
+        }
+    }
+    let Some(k) = hi.checked_sub(1) else {
+        return Some((None, String::new(), problem));
+    };
+    let entry = text.get(starts[k].0..starts[hi].0).unwrap_or_default();
+    let mut entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+    if entry.chars().count() > 60 {
+        entry = entry.chars().take(57).collect::<String>() + "...";
+    }
+    Some((Some(starts[k].1), entry, problem))
+}
+
+/// Byte offsets where an entry may start (a line start outside parentheses and quotes),
+/// with their 1-based line numbers; the last one is the end of the text.
+fn entry_starts(text: &str) -> Vec<(usize, usize)> {
+    let mut starts = vec![(0, 1)];
+    let (mut depth, mut quoted, mut escaped, mut comment) = (0usize, false, false, false);
+    let mut line = 1;
+    for (i, c) in text.char_indices() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+            escaped = false;
+            if depth == 0 && !quoted {
+                starts.push((i + 1, line));
+            }
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => comment = true,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if starts.last().is_some_and(|&(at, _)| at != text.len()) {
+        starts.push((text.len(), line));
+    }
+    starts
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::config::SoaSettings;
+
+    fn settings(origin: &str) -> ZoneSettings {
+        ZoneSettings {
+            origin: Name::from_str(origin).unwrap(),
+            file: PathBuf::from("/nonexistent/test.zone"),
+            soa: None,
+            ns: vec![],
+            ns_ttl: 3600,
+        }
+    }
+
+    fn lower(s: &str) -> LowerName {
+        LowerName::from(Name::from_str(s).unwrap())
+    }
+
+    const ZONE: &str = "\
+$ORIGIN example.test.
+$TTL 3600
+@       IN SOA ns1 hostmaster ( 2024010101 7200 3600 1209600 300 )
+        IN NS  ns1
+        IN NS  ns2.example.net.
+ns1     IN A   192.0.2.53
+www     IN A   192.0.2.1
+www  60 IN A   192.0.2.2
+a.b.c   IN TXT \"deep\"
+*.wild  IN A   192.0.2.99
+sub     IN NS  ns.sub
+ns.sub  IN A   192.0.2.54
+alias   IN CNAME www
+";
+
+    #[test]
+    fn parses_records_relative_names_and_ttls() {
+        let z = Zone::parse(&settings("example.test."), ZONE).unwrap();
+        assert_eq!(z.serial(), 2024010101);
+        let www = z.rrset(&lower("www.example.test."), RecordType::A).unwrap();
+        assert_eq!(www.len(), 2);
+        // RFC 2181 §5.2: the lowest TTL of the RRset wins.
+        assert!(www.iter().all(|r| r.ttl == 60), "{www:?}");
+        assert_eq!(
+            z.rrset(&lower("example.test."), RecordType::NS)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(z.negative_soa().ttl, 300);
+        assert_eq!(z.soa().ttl, 3600);
+        assert_eq!(z.record_count(), 11);
+    }
+
+    #[test]
+    fn existence_and_empty_non_terminals() {
+        let z = Zone::parse(&settings("example.test."), ZONE).unwrap();
+        assert!(z.has_name_at_or_below(&lower("a.b.c.example.test.")));
+        assert!(z.has_name_at_or_below(&lower("b.c.example.test.")));
+        assert!(z.has_name_at_or_below(&lower("c.example.test.")));
+        assert!(z.node(&lower("c.example.test.")).is_none());
+        assert!(!z.has_name_at_or_below(&lower("d.example.test.")));
+        assert!(!z.has_name_at_or_below(&lower("x.a.b.c.example.test.")));
+        assert!(z.has_name_at_or_below(&lower("WILD.example.test.")));
+    }
+
+    #[test]
+    fn finds_the_topmost_cut() {
+        let z = Zone::parse(&settings("example.test."), ZONE).unwrap();
+        let (cut, ns) = z.find_cut(&lower("deep.ns.sub.example.test.")).unwrap();
+        assert_eq!(cut.to_string(), "sub.example.test.");
+        assert_eq!(ns.len(), 1);
+        assert!(z.find_cut(&lower("sub.example.test.")).is_some());
+        assert!(z.find_cut(&lower("example.test.")).is_none());
+        assert!(z.find_cut(&lower("www.example.test.")).is_none());
+        assert!(z.find_cut(&lower("other.test.")).is_none());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let text = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n  NS ns1\n\nbad IN A 300.1.2.3\nok IN A 192.0.2.1\n";
+        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
+        assert_eq!(e.line(), Some(6), "{e}");
+        assert!(
+            e.to_string().starts_with("/nonexistent/test.zone:6: "),
+            "{e}"
+        );
+        assert!(e.message().ends_with("(in `bad IN A 300.1.2.3`)"), "{e}");
+    }
+
+    #[test]
+    fn multi_line_entries_are_located_at_their_first_line() {
+        let text = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 h ( 1 2 3\n 4 5 )\n  NS ns1\nx IN MX ( 10\n   not..a..name )\n";
+        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
+        assert_eq!(e.line(), Some(6), "{e}");
+    }
+
+    #[test]
+    fn records_outside_the_origin_are_rejected_with_their_line() {
+        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\nwww.example.org. 60 A 192.0.2.1\n";
+        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(
+            e.message().contains("outside the zone example.test."),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cname_next_to_other_data_is_rejected() {
+        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\nx 60 A 192.0.2.1\ny 60 A 192.0.2.2\nx 60 CNAME y\n";
+        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
+        assert_eq!(e.line(), Some(5), "{e}");
+        assert!(e.message().contains("cannot coexist"), "{e}");
+    }
+
+    #[test]
+    fn soa_elsewhere_or_twice_is_rejected() {
+        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\nx 60 SOA ns1 h 1 2 3 4 5\n";
+        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(e.message().contains("must be at its apex"), "{e}");
+
+        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\n@ 60 SOA ns2 h 1 2 3 4 5\n";
+        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(e.message().contains("SOA"), "{e}");
+    }
+
+    #[test]
+    fn missing_soa_or_ns_is_rejected() {
+        let e = Zone::parse(&settings("example.test."), "@ 60 NS ns1\n").unwrap_err();
+        assert!(e.message().contains("has no SOA"), "{e}");
+        let e = Zone::parse(&settings("example.test."), "@ 60 SOA ns1 h 1 2 3 4 5\n").unwrap_err();
+        assert!(e.message().contains("no NS records"), "{e}");
+    }
+
+    #[test]
+    fn soa_and_ns_from_the_config() {
+        let mut s = settings("Example.Test");
+        s.soa = Some(SoaSettings {
+            mname: Name::from_str("ns1.example.test.").unwrap(),
+            rname: Name::from_str("hostmaster.example.test.").unwrap(),
+            serial: 7,
+            refresh: 3600,
+            retry: 600,
+            expire: 604800,
+            minimum: 30,
+            ttl: 900,
+        });
+        s.ns = vec![Name::from_str("ns1.example.test.").unwrap()];
+        s.ns_ttl = 1800;
+        let z = Zone::parse(&s, "www 60 A 192.0.2.1\n").unwrap();
+        assert_eq!(z.serial(), 7);
+        assert_eq!(z.negative_soa().ttl, 30);
+        let ns = z.rrset(&lower("example.test."), RecordType::NS).unwrap();
+        assert_eq!(ns.len(), 1);
+        assert_eq!(ns[0].ttl, 1800);
+
+        // An SOA in both places is an error that names the zone file's SOA line.
+        let e = Zone::parse(&s, "www 60 A 192.0.2.1\n@ 60 SOA ns1 h 1 2 3 4 5\n").unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(e.message().contains("keep one"), "{e}");
+    }
+
+    #[test]
+    fn entry_starts_skip_parentheses_quotes_and_comments() {
+        let text = "a ( 1\n 2 ) ; (\nb \"x (\" \n\nc\n";
+        let starts: Vec<usize> = entry_starts(text).iter().map(|s| s.1).collect();
+        assert_eq!(starts, vec![1, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn edited_zone_files_never_panic() {
+        let base = include_str!("../../examples/zones/example.test.zone");
+        let s = settings("example.test.");
+        // A deterministic xorshift, so a failure reproduces.
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b" \t\n();\"\\@$*.0123456789abcxyzAINSOAMXTXTCNAME:-";
+        let mut rejected = 0;
+        for _ in 0..500 {
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..1 + next() % 6 {
+                let at = (next() as usize) % bytes.len();
+                let c = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 => bytes[at] = c,
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, c),
+                }
+            }
+            if Zone::parse(&s, &String::from_utf8_lossy(&bytes)).is_err() {
+                rejected += 1;
+            }
+        }
+        // Most edits break something; the point is that none of them panics.
+        assert!(rejected > 100, "{rejected}");
+    }
+}
