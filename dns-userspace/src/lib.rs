@@ -1,5 +1,6 @@
 //! hotpool: an XDP-accelerated authoritative DNS server for latency- and health-steered pools.
 
+pub mod authority;
 pub mod config;
 pub mod pools;
 pub mod zone;
