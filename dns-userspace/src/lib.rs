@@ -3,4 +3,5 @@
 pub mod authority;
 pub mod config;
 pub mod pools;
+pub mod server;
 pub mod zone;
