@@ -19,6 +19,8 @@ pub use stats::Outcome;
 
 /// Name of the XDP program inside the object file.
 pub const PROGRAM_NAME: &str = "hotpool";
+/// Name of the pass-everything XDP program (for the peer of a veth in native mode).
+pub const PASS_PROGRAM_NAME: &str = "hotpool_pass";
 
 /// DNS record types the XDP path answers.
 pub mod qtype {

@@ -145,6 +145,15 @@ impl Variant {
     }
 }
 
+impl core::fmt::Debug for Variant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Variant")
+            .field("ancount", &u16::from_be_bytes(self.ancount))
+            .field("answer", &self.answer())
+            .finish()
+    }
+}
+
 /// Value of [`MAP_HOT_SLOTS`].
 #[repr(C)]
 #[derive(Clone, Copy)]
