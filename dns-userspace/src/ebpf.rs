@@ -17,6 +17,31 @@ use crate::hot::HotMaps;
 /// The XDP object built by build.rs (aya-build) from `dns-ebpf`.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf"));
 
+/// The pass-everything program (`dns-ebpf/src/pass.rs`), for the peer of a veth.
+pub static PASS_PROGRAM: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hotpool-pass"));
+
+/// The pass-everything program attached to an interface; detached on drop.
+pub struct PassProgram {
+    _ebpf: Ebpf,
+}
+
+impl PassProgram {
+    /// Loads it and attaches it to `iface` (in the calling thread's network namespace).
+    pub fn attach(iface: &str, mode: XdpMode) -> anyhow::Result<Self> {
+        bump_memlock();
+        let mut ebpf = Ebpf::load(PASS_PROGRAM).context("loading the pass program")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(dns_common::PASS_PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("no program {}", dns_common::PASS_PROGRAM_NAME))?
+            .try_into()?;
+        prog.load()?;
+        prog.attach(iface, mode)
+            .with_context(|| format!("attaching the pass program to {iface}"))?;
+        Ok(Self { _ebpf: ebpf })
+    }
+}
+
 /// How to attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -41,7 +66,8 @@ fn bump_memlock() {
     };
     // SAFETY: plain syscall with a valid pointer.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        warn!("could not raise RLIMIT_MEMLOCK; loading may fail on older kernels");
+        // Kernels since 5.11 account BPF memory to the cgroup and ignore this limit.
+        tracing::debug!("could not raise RLIMIT_MEMLOCK (only matters before Linux 5.11)");
     }
 }
 

@@ -265,6 +265,23 @@ impl HotMaps {
     }
 }
 
+/// Counter totals from the stats map pinned in `pin_dir` by a running daemon.
+pub fn read_pinned_stats(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(Outcome, u64)>> {
+    let path = pin_dir.join(MAP_STATS);
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!(
+            "opening {} (is the daemon running with XDP, and is this its pin_path?)",
+            path.display()
+        )
+    })?;
+    let stats: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))?;
+    Outcome::ALL
+        .iter()
+        .map(|&o| Ok((o, stats.get(&(o as u32), 0)?.iter().sum())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::{net::Ipv4Addr, str::FromStr};

@@ -2,6 +2,10 @@
 
 pub mod authority;
 pub mod config;
+pub mod daemon;
+pub mod ebpf;
+pub mod hot;
+pub mod metrics;
 pub mod pools;
 pub mod server;
 pub mod zone;

@@ -4,10 +4,15 @@
 //! [`crate::hot`] encodes the same [`PoolAnswer`]s into the kernel's hot map, so the XDP
 //! path and the daemon always answer a pool name the same way.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{
+    DNSClass, LowerName, Name, RData, Record, RecordType,
+    rdata::{A, AAAA, CNAME},
+};
+
+use crate::config::{EndpointAddress, PoolSettings};
 
 /// What a pool answers right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +30,29 @@ pub struct PoolAnswer {
 }
 
 impl PoolAnswer {
+    /// The answer a configured pool starts with: all its endpoints, in config order (a
+    /// CNAME pool: its first endpoint, since a CNAME is a singleton).
+    pub fn from_settings(p: &PoolSettings) -> Self {
+        let mut rdata: Vec<RData> = p
+            .endpoints
+            .iter()
+            .map(|e| match &e.address {
+                EndpointAddress::Ip(IpAddr::V4(a)) => RData::A(A(*a)),
+                EndpointAddress::Ip(IpAddr::V6(a)) => RData::AAAA(AAAA(*a)),
+                EndpointAddress::Host(n) => RData::CNAME(CNAME(n.clone())),
+            })
+            .collect();
+        if p.rtype == RecordType::CNAME {
+            rdata.truncate(1);
+        }
+        Self {
+            name: p.name.clone(),
+            rtype: p.rtype,
+            ttl: p.ttl,
+            rdata,
+        }
+    }
+
     /// Whether a query of `qtype` at the pool's name is answered with the pool's records.
     ///
     /// An A/AAAA pool answers its own type (and ANY, minimally, RFC 8482). A CNAME pool
@@ -101,8 +129,6 @@ impl PoolTable {
 mod tests {
     use std::{net::Ipv4Addr, str::FromStr};
 
-    use hickory_proto::rr::rdata::{A, CNAME};
-
     use super::*;
 
     fn pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> PoolAnswer {
@@ -145,9 +171,16 @@ mod tests {
         let c = pool(
             "c.example.test.",
             RecordType::CNAME,
-            vec![RData::CNAME(CNAME(Name::from_str("cdn.example.net.").unwrap()))],
+            vec![RData::CNAME(CNAME(
+                Name::from_str("cdn.example.net.").unwrap(),
+            ))],
         );
-        for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME, RecordType::MX] {
+        for t in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::CNAME,
+            RecordType::MX,
+        ] {
             assert!(c.answers(t), "{t}");
         }
     }

@@ -1,0 +1,164 @@
+//! The daemon's life: serve, attach XDP, publish pools, wait for a signal, shut down cleanly.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::{
+    authority::Authority,
+    config::{Config, XdpModeSetting},
+    ebpf::{AttachMode, Datapath},
+    hot::DatapathSettings,
+    metrics,
+    pools::{PoolAnswer, PoolTable},
+    server,
+};
+
+/// Command-line switches of `hotpool run`.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Do not load or attach the XDP program: serve everything from userspace.
+    pub no_xdp: bool,
+}
+
+/// What the XDP side ended up as, for logs and metrics.
+pub struct XdpState {
+    pub datapath: Option<Datapath>,
+}
+
+/// Loads the program, writes the config and pools into its maps and attaches it to every
+/// configured interface. Returns `None` (after a warning) when XDP is disabled or impossible
+/// here, so the daemon keeps serving from userspace.
+pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<Datapath> {
+    if opts.no_xdp {
+        info!("XDP disabled by --no-xdp; answering every query from userspace");
+        return None;
+    }
+    if cfg.xdp.interfaces.is_empty() {
+        info!("no [xdp] interfaces configured; answering every query from userspace");
+        return None;
+    }
+    match try_setup_xdp(cfg, pools) {
+        Ok(dp) => Some(dp),
+        Err(e) => {
+            warn!(
+                error = format!("{e:#}"),
+                "XDP fast path unavailable; answering every query from userspace"
+            );
+            None
+        }
+    }
+}
+
+fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
+    let mut dp = Datapath::load(&cfg.server.pin_path)?;
+    let settings = DatapathSettings {
+        port: cfg.server.port,
+        edns_udp_size: cfg.server.edns_udp_size,
+        listen: cfg.server.listen.clone(),
+    };
+    // Disabled while the name → pool mapping is rewritten (a pinned map from a previous
+    // run may map names to other indexes); the daemon answers meanwhile.
+    dp.maps.configure(&settings, false)?;
+    let answers: Vec<PoolAnswer> = pools.all().iter().map(|a| (**a).clone()).collect();
+    dp.maps.sync(&answers)?;
+    dp.maps.configure(&settings, true)?;
+    let mode = match cfg.xdp.mode {
+        XdpModeSetting::Auto => AttachMode::Auto,
+        XdpModeSetting::Native => AttachMode::Native,
+        XdpModeSetting::Generic => AttachMode::Generic,
+    };
+    for iface in &cfg.xdp.interfaces {
+        dp.attach(iface, mode)?;
+    }
+    info!(
+        pools = answers.len(),
+        interfaces = ?cfg.xdp.interfaces,
+        "XDP fast path answering hot pools"
+    );
+    Ok(dp)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
+    run_until(cfg, opts, wait_for_signal()).await
+}
+
+/// Runs the daemon until `stop` completes (tests use this to stop it in-process).
+pub async fn run_until(
+    cfg: Config,
+    opts: RunOptions,
+    stop: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let pools = Arc::new(PoolTable::new(
+        cfg.pools.iter().map(PoolAnswer::from_settings),
+    ));
+    let authority =
+        Arc::new(Authority::from_config(&cfg, pools.clone()).context("loading the zones")?);
+
+    // Serve first: everything the XDP program passes up must find the daemon listening.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let servers = server::bind(&cfg.server).await?;
+    let server_task = tokio::spawn(server::run(
+        servers,
+        authority.clone(),
+        cfg.server.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let datapath = Arc::new(Mutex::new(setup_xdp(&cfg, &pools, &opts)));
+
+    let metrics_task = match cfg.server.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            info!(%addr, "Prometheus metrics at http://{addr}/metrics");
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                datapath.clone(),
+                shutdown_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+
+    info!(
+        listen = ?cfg.server.listen,
+        port = cfg.server.port,
+        zones = cfg.zones.len(),
+        pools = cfg.pools.len(),
+        "hotpool running"
+    );
+    stop.await?;
+    info!("shutting down");
+
+    // Detach first so the kernel stops answering before the daemon stops listening.
+    if let Some(mut dp) = datapath.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        dp.detach_all();
+    }
+    let _ = shutdown_tx.send(true);
+    match server_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = format!("{e:#}"), "DNS server failed"),
+        Err(e) => error!(error = %e, "DNS server task panicked"),
+    }
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}
