@@ -14,4 +14,6 @@ pub fn require_root() {
     );
 }
 
+pub mod client;
 pub mod datapath;
+pub mod netns;

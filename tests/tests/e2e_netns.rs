@@ -1,0 +1,343 @@
+//! End to end: the daemon in a server namespace attached to one end of a veth pair, real
+//! queries from a client namespace on the other end. Each test builds and removes its own
+//! namespaces, pins and files.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::programs::XdpMode;
+use dns_common::Outcome;
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::{RData, RecordType},
+};
+use hotpool::{
+    config::Config,
+    daemon::{self, RunOptions},
+    ebpf::PassProgram,
+    hot::read_pinned_stats,
+};
+use hotpool_tests::{client, netns::Link};
+
+const ZONE: &str = "\
+$ORIGIN example.test.
+$TTL 3600
+@       IN SOA ns1.example.test. hostmaster.example.test. 2026112201 3600 600 604800 60
+@       IN NS  ns1.example.test.
+ns1     IN A   192.0.2.53
+mail    IN A   192.0.2.25
+@       IN MX  10 mail.example.test.
+";
+
+/// A daemon running in-process inside the server namespace.
+struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    pin: PathBuf,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(link: &Link, mode: &str) -> Self {
+        let tag = format!("{}-{}", std::process::id(), link.server_if);
+        let dir = std::env::temp_dir().join(format!("hotpool-e2e-{tag}"));
+        std::fs::create_dir_all(dir.join("zones")).unwrap();
+        std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
+        let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
+        let toml = format!(
+            r#"
+[server]
+listen = ["{v4}", "{v6}"]
+port = 53
+edns_udp_size = 1232
+pin_path = "{pin}"
+
+[xdp]
+interfaces = ["{iface}"]
+mode = "{mode}"
+
+[[zone]]
+origin = "example.test."
+file = "zones/example.test.zone"
+
+[[pool]]
+name = "www.example.test."
+type = "A"
+ttl = 30
+endpoints = [{{ address = "192.0.2.10" }}, {{ address = "192.0.2.11" }}]
+
+[[pool]]
+name = "v6.example.test."
+type = "AAAA"
+ttl = 60
+endpoints = [{{ address = "2001:db8::10" }}]
+"#,
+            v4 = link.server_v4,
+            v6 = link.server_v6,
+            pin = pin.display(),
+            iface = link.server_if,
+        );
+        let path = dir.join("hotpool.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = link.server.spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(daemon::run_until(cfg, RunOptions::default(), async move {
+                let _ = rx.await;
+                Ok(())
+            }))
+        });
+        let d = Self {
+            stop: Some(tx),
+            handle: Some(handle),
+            pin,
+            dir,
+        };
+        d.wait_ready(link);
+        d
+    }
+
+    /// Until the daemon answers over TCP (XDP is attached before the first answer is
+    /// possible: the server binds first, then attaches, then this returns once it answers).
+    fn wait_ready(&self, link: &Link) {
+        let server = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = link.client.run(move || {
+                client::tcp(
+                    server,
+                    &client::query("ns1.example.test.", RecordType::A, false),
+                    Duration::from_millis(300),
+                )
+                .is_ok()
+            });
+            if ok && self.pin.join(dns_common::MAP_STATS).exists() {
+                // Attach happens right after the maps are pinned; give it a moment.
+                std::thread::sleep(Duration::from_millis(200));
+                return;
+            }
+            assert!(
+                !self.handle.as_ref().unwrap().is_finished(),
+                "the daemon exited during start-up"
+            );
+            assert!(Instant::now() < deadline, "the daemon did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stats(&self) -> Vec<(Outcome, u64)> {
+        read_pinned_stats(&self.pin).expect("reading the pinned stats")
+    }
+
+    fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.handle
+            .take()
+            .unwrap()
+            .join()
+            .expect("daemon thread")
+            .expect("daemon exits cleanly");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.pin);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn delta(before: &[(Outcome, u64)], after: &[(Outcome, u64)], o: Outcome) -> u64 {
+    after[o as usize].1 - before[o as usize].1
+}
+
+fn addrs(m: &Message) -> BTreeSet<String> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => a.0.to_string(),
+            RData::AAAA(a) => a.0.to_string(),
+            other => panic!("unexpected record {other:?}"),
+        })
+        .collect()
+}
+
+fn xdp_attached(link: &Link) -> bool {
+    let out = link
+        .server
+        .exec_ok(&["ip", "-d", "link", "show", "dev", &link.server_if]);
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+fn scenario(mode: &str) {
+    let link = Link::new();
+    // Native XDP on a veth delivers XDP_TX frames only if the peer runs XDP too.
+    let _peer = (mode != "generic").then(|| {
+        let iface = link.client_if.clone();
+        link.client
+            .run(move || PassProgram::attach(&iface, XdpMode::Driver).expect("pass program"))
+    });
+    let daemon = Daemon::start(&link, mode);
+    assert!(
+        xdp_attached(&link),
+        "XDP program attached to {}",
+        link.server_if
+    );
+    let v4 = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
+    let v6 = SocketAddr::new(IpAddr::V6(link.server_v6), 53);
+    let t = Duration::from_secs(2);
+
+    // A hot-pool hit over IPv4 and IPv6 is answered by the kernel.
+    let q = client::query("WwW.Example.Test.", RecordType::A, true);
+    let before = daemon.stats();
+    let xdp_reply = link.client.run({
+        let q = q.clone();
+        move || client::udp(v4, &q, t).expect("UDP answer")
+    });
+    assert_eq!(
+        delta(&before, &daemon.stats(), Outcome::Hit),
+        1,
+        "answered by XDP"
+    );
+    assert_eq!(xdp_reply.metadata.response_code, ResponseCode::NoError);
+    assert!(xdp_reply.metadata.authoritative);
+    assert_eq!(
+        addrs(&xdp_reply),
+        ["192.0.2.10", "192.0.2.11"].map(String::from).into()
+    );
+    assert_eq!(xdp_reply.queries[0].name.to_ascii(), "WwW.Example.Test.");
+
+    // The same query over TCP is answered by the daemon, identically.
+    let tcp_reply = link.client.run({
+        let q = q.clone();
+        move || client::tcp(v4, &q, t).expect("TCP answer")
+    });
+    assert_eq!(
+        tcp_reply, xdp_reply,
+        "daemon and XDP answer a pool name identically"
+    );
+
+    let before = daemon.stats();
+    let v6_reply = link.client.run(move || {
+        client::udp(
+            v6,
+            &client::query("v6.example.test.", RecordType::AAAA, false),
+            t,
+        )
+        .expect("UDP answer over IPv6")
+    });
+    assert_eq!(delta(&before, &daemon.stats(), Outcome::Hit), 1);
+    assert_eq!(addrs(&v6_reply), ["2001:db8::10".to_string()].into());
+
+    // A miss reaches the daemon: NODATA with the SOA.
+    let before = daemon.stats();
+    let nodata = link.client.run(move || {
+        client::udp(
+            v4,
+            &client::query("www.example.test.", RecordType::AAAA, false),
+            t,
+        )
+        .expect("NODATA answer")
+    });
+    assert_eq!(
+        delta(&before, &daemon.stats(), Outcome::Miss),
+        1,
+        "passed as a miss"
+    );
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    assert!(nodata.answers.is_empty());
+    assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
+
+    // NXDOMAIN from the daemon.
+    let nx = link.client.run(move || {
+        client::udp(
+            v4,
+            &client::query("nope.example.test.", RecordType::A, false),
+            t,
+        )
+        .expect("NXDOMAIN answer")
+    });
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
+
+    // An EDNS option the kernel does not handle (cookie) is passed and the daemon answers.
+    let before = daemon.stats();
+    let cookie = link.client.run(move || {
+        let mut q = client::query("www.example.test.", RecordType::A, true);
+        let mut e = q.edns.clone().unwrap();
+        e.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                10,
+                vec![7; 8],
+            ));
+        q.set_edns(e);
+        client::udp(v4, &q, t).expect("answer to a query with a cookie")
+    });
+    assert_eq!(delta(&before, &daemon.stats(), Outcome::Edns), 1);
+    assert_eq!(
+        addrs(&cookie),
+        ["192.0.2.10", "192.0.2.11"].map(String::from).into()
+    );
+
+    daemon.stop();
+    assert!(!xdp_attached(&link), "XDP program detached on shutdown");
+}
+
+#[test]
+fn native_mode_end_to_end() {
+    scenario("native");
+}
+
+#[test]
+fn generic_mode_end_to_end() {
+    scenario("generic");
+}
+
+#[test]
+fn dig_gets_the_pool_from_the_kernel() {
+    let link = Link::new();
+    let daemon = Daemon::start(&link, "generic");
+    let before = daemon.stats();
+    let out = link.client.exec_ok(&[
+        "dig",
+        "+short",
+        "+tries=1",
+        "+time=2",
+        &format!("@{}", link.server_v4),
+        "www.example.test",
+        "A",
+    ]);
+    let got: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, ["192.0.2.10", "192.0.2.11"].map(String::from).into());
+    // dig sends EDNS with a cookie by default: that one goes to the daemon. +nocookie
+    // goes to the kernel.
+    assert_eq!(delta(&before, &daemon.stats(), Outcome::Edns), 1);
+    let before = daemon.stats();
+    link.client.exec_ok(&[
+        "dig",
+        "+short",
+        "+nocookie",
+        "+tries=1",
+        &format!("@{}", link.server_v4),
+        "www.example.test",
+    ]);
+    assert_eq!(delta(&before, &daemon.stats(), Outcome::Hit), 1);
+    daemon.stop();
+}
