@@ -1,1 +1,1 @@
-//! See benches/.
+//! Benchmarks live in `benches/`; see `cargo xtask bench`.
