@@ -2,7 +2,7 @@
 //! the expected action, the one stats counter it must move and, for XDP_TX, the exact
 //! expected output frame (built independently with etherparse and hickory-proto).
 
-use std::{net::IpAddr, str::FromStr};
+use std::{net::IpAddr, str::FromStr, sync::Arc};
 
 use dns_common::Outcome;
 use hickory_proto::{
@@ -13,7 +13,12 @@ use hickory_proto::{
     },
     serialize::binary::{BinDecodable, BinEncodable},
 };
-use hotpool::{hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::{
+    authority::{Authority, Transport},
+    config::Config,
+    hot::DatapathSettings,
+    pools::{PoolAnswer, PoolTable},
+};
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX, single_outcome},
     frames::{self, Path},
@@ -587,7 +592,29 @@ fn pass_cases() -> Vec<Case> {
     ]
 }
 
+/// The daemon's own answer path (zone example.test. plus the same pools), to hold every
+/// XDP reply against.
+fn daemon_authority() -> Authority {
+    let dir = std::env::temp_dir().join(format!("hotpool-packets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("example.test.zone"),
+        "$ORIGIN example.test.\n$TTL 3600\n\
+         @ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "[server]\nedns_udp_size = {EDNS_SIZE}\n[[zone]]\norigin = \"example.test.\"\n\
+         file = \"example.test.zone\"\n"
+    );
+    let cfg = Config::parse(&toml, &dir.join("hotpool.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let authority = Authority::from_config(&cfg, Arc::new(PoolTable::new(pools()))).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    authority
+}
+
 fn run_table(cases: Vec<Case>) {
+    let authority = daemon_authority();
     let mut t = TestDatapath::new(&settings(), &pools());
     let mut failures = Vec::new();
     for case in cases {
@@ -609,7 +636,18 @@ fn run_table(cases: Vec<Case>) {
                 let got = Message::from_bytes(&payload)
                     .unwrap_or_else(|e| panic!("{}: reply does not decode: {e}", case.name));
                 let expected = Message::from_bytes(&frames::udp_payload(want)).unwrap();
-                if got != expected {
+                // The daemon answers the same query with the same bytes.
+                let query = frames::udp_payload(&case.frame);
+                let daemon = authority
+                    .respond(&query, Transport::Udp)
+                    .unwrap_or_else(|| panic!("{}: the daemon does not answer", case.name));
+                if daemon != payload {
+                    failures.push(format!(
+                        "{}: daemon and XDP differ\n  xdp: {got:?}\ndaemon: {:?}",
+                        case.name,
+                        Message::from_bytes(&daemon)
+                    ));
+                } else if got != expected {
                     failures.push(format!(
                         "{}: reply differs\n got: {got:?}\nwant: {expected:?}",
                         case.name
