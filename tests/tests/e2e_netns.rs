@@ -105,8 +105,7 @@ endpoints = [{{ address = "2001:db8::10" }}]
         d
     }
 
-    /// Until the daemon answers over TCP (XDP is attached before the first answer is
-    /// possible: the server binds first, then attaches, then this returns once it answers).
+    /// Until the daemon answers over TCP and its XDP program is attached.
     fn wait_ready(&self, link: &Link) {
         let server = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -119,9 +118,7 @@ endpoints = [{{ address = "2001:db8::10" }}]
                 )
                 .is_ok()
             });
-            if ok && self.pin.join(dns_common::MAP_STATS).exists() {
-                // Attach happens right after the maps are pinned; give it a moment.
-                std::thread::sleep(Duration::from_millis(200));
+            if ok && xdp_attached(link) {
                 return;
             }
             assert!(

@@ -107,6 +107,11 @@ fn test_stages(skip_lint: bool, args: &[OsString]) -> Vec<Stage> {
             ],
         ));
     }
+    // The process-level tests in hotpool-tests run the real `hotpool` binary.
+    stages.push(Stage::cargo(
+        "build",
+        &["build", "--package", "dns-userspace", "--bin", "hotpool"],
+    ));
     let mut test = Stage::cargo("test", &["test", "--workspace", "--exclude", "dns-ebpf"]);
     if let Action::Run(cargo) = &mut test.action {
         cargo.args(args);
@@ -176,6 +181,7 @@ mod tests {
             [
                 "fmt: cargo fmt --all -- --check",
                 "clippy: cargo clippy --workspace --exclude dns-ebpf --all-targets -- -D warnings",
+                "build: cargo build --package dns-userspace --bin hotpool",
                 "test: cargo test --workspace --exclude dns-ebpf",
             ]
         );
@@ -188,7 +194,10 @@ mod tests {
         let stages = test_stages(true, &args);
         assert_eq!(
             describe(&stages)[1..],
-            ["test: cargo test --workspace --exclude dns-ebpf xdp_answers -- --nocapture"]
+            [
+                "build: cargo build --package dns-userspace --bin hotpool",
+                "test: cargo test --workspace --exclude dns-ebpf xdp_answers -- --nocapture"
+            ]
         );
     }
 
