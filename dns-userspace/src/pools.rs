@@ -4,7 +4,11 @@
 //! [`crate::hot`] encodes the same [`PoolAnswer`]s into the kernel's hot map, so the XDP
 //! path and the daemon always answer a pool name the same way.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{
@@ -79,7 +83,32 @@ impl PoolAnswer {
 /// All pools' current answers, swapped atomically as a whole or per pool.
 #[derive(Debug, Default)]
 pub struct PoolTable {
-    inner: ArcSwap<HashMap<LowerName, Arc<PoolAnswer>>>,
+    inner: ArcSwap<Snapshot>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Snapshot {
+    pools: HashMap<LowerName, Arc<PoolAnswer>>,
+    /// Every pool name and every ancestor of one: answers "is there a pool at or below this
+    /// name" (empty non-terminals, RFC 8020) in O(1) on the NXDOMAIN path, which a
+    /// random-subdomain flood hits on every query.
+    at_or_below: HashSet<LowerName>,
+}
+
+impl Snapshot {
+    fn new(pools: HashMap<LowerName, Arc<PoolAnswer>>) -> Self {
+        let mut at_or_below = HashSet::new();
+        for name in pools.keys() {
+            let mut n = Name::from(name.clone());
+            loop {
+                if !at_or_below.insert(LowerName::new(&n)) || n.is_root() {
+                    break;
+                }
+                n = n.base_name();
+            }
+        }
+        Self { pools, at_or_below }
+    }
 }
 
 impl PoolTable {
@@ -91,12 +120,12 @@ impl PoolTable {
 
     /// The pool at exactly `name`, if any.
     pub fn get(&self, name: &LowerName) -> Option<Arc<PoolAnswer>> {
-        self.inner.load().get(name).cloned()
+        self.inner.load().pools.get(name).cloned()
     }
 
     /// Whether any pool is at `name` or below it (used for empty non-terminals).
     pub fn has_at_or_below(&self, name: &LowerName) -> bool {
-        self.inner.load().keys().any(|k| name.zone_of(k))
+        self.inner.load().at_or_below.contains(name)
     }
 
     /// Replaces one pool's answer (inserting it if new).
@@ -104,9 +133,18 @@ impl PoolTable {
         let key = LowerName::new(&answer.name);
         let answer = Arc::new(answer);
         self.inner.rcu(|cur| {
-            let mut next = HashMap::clone(cur);
-            next.insert(key.clone(), answer.clone());
-            next
+            let mut pools = cur.pools.clone();
+            let new_name = !pools.contains_key(&key);
+            pools.insert(key.clone(), answer.clone());
+            if new_name {
+                Snapshot::new(pools)
+            } else {
+                // Same names: the ancestor index is unchanged.
+                Snapshot {
+                    pools,
+                    at_or_below: cur.at_or_below.clone(),
+                }
+            }
         });
     }
 
@@ -116,12 +154,12 @@ impl PoolTable {
             .into_iter()
             .map(|a| (LowerName::new(&a.name), Arc::new(a)))
             .collect();
-        self.inner.store(Arc::new(map));
+        self.inner.store(Arc::new(Snapshot::new(map)));
     }
 
     /// Snapshot of every pool's answer.
     pub fn all(&self) -> Vec<Arc<PoolAnswer>> {
-        self.inner.load().values().cloned().collect()
+        self.inner.load().pools.values().cloned().collect()
     }
 }
 
@@ -207,5 +245,14 @@ mod tests {
         assert!(t.has_at_or_below(&ent));
         let other = LowerName::from(Name::from_str("z.example.test.").unwrap());
         assert!(!t.has_at_or_below(&other));
+        let exact = LowerName::from(Name::from_str("X.Y.example.test.").unwrap());
+        assert!(t.has_at_or_below(&exact));
+        let below = LowerName::from(Name::from_str("w.x.y.example.test.").unwrap());
+        assert!(!t.has_at_or_below(&below));
+        // Adding a pool by `set` extends the index; replacing one keeps it.
+        t.set(pool("a.b.example.test.", RecordType::A, vec![]));
+        assert!(t.has_at_or_below(&LowerName::from(Name::from_str("b.example.test.").unwrap())));
+        t.set(pool("a.b.example.test.", RecordType::A, vec![]));
+        assert!(t.has_at_or_below(&ent));
     }
 }
