@@ -8,5 +8,6 @@ pub mod health;
 pub mod hot;
 pub mod metrics;
 pub mod pools;
+pub mod probe;
 pub mod server;
 pub mod zone;
