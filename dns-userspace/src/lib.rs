@@ -7,6 +7,7 @@ pub mod ebpf;
 pub mod health;
 pub mod hot;
 pub mod metrics;
+pub mod policy;
 pub mod pools;
 pub mod probe;
 pub mod server;
