@@ -24,7 +24,11 @@ use hickory_proto::rr::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::zone::{Zone, ZoneError};
+use crate::{
+    health::AdminState,
+    probe::{self, ProbeKind, ProbeSpec},
+    zone::{Zone, ZoneError},
+};
 
 /// Default UDP/TCP port.
 pub const DEFAULT_PORT: u16 = 53;
@@ -48,6 +52,12 @@ pub const MAX_TTL: u32 = i32::MAX as u32;
 pub const DEFAULT_NS_TTL: u32 = 3600;
 /// Longest interface name (`IFNAMSIZ` is 16 including the terminating NUL).
 pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
+/// Most endpoints a `fastest` pool answers with (`count`).
+pub const MAX_COUNT: usize = MAX_ENDPOINTS;
+/// Default `hysteresis` of a `fastest` pool, in percent.
+pub const DEFAULT_HYSTERESIS_PCT: u32 = 10;
+/// Largest `deviation` and `hysteresis`, in percent.
+pub const MAX_PERCENT: u32 = 1000;
 
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
@@ -58,6 +68,8 @@ pub struct Config {
     pub xdp: XdpSettings,
     pub zones: Vec<ZoneSettings>,
     pub pools: Vec<PoolSettings>,
+    pub events: EventSettings,
+    pub probes: ProbeSettings,
     /// The zones as loaded and validated, in the order of `zones`.
     zone_data: Vec<Zone>,
 }
@@ -129,6 +141,29 @@ impl fmt::Display for XdpModeSetting {
     }
 }
 
+/// `[events]`: where changes of endpoint state and pool answers are recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Append-only JSON-lines event log, resolved relative to the config file's
+    /// directory. Default none (events are only logged).
+    pub log: Option<PathBuf>,
+}
+
+/// `[probes]`: settings shared by every probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Most probes in flight at once. Default 64.
+    pub max_concurrent: usize,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent: probe::DEFAULT_MAX_CONCURRENT,
+        }
+    }
+}
+
 /// One `[[zone]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneSettings {
@@ -174,6 +209,14 @@ pub struct PoolSettings {
     pub ttl: u32,
     /// 1 to 8 endpoints, in config order.
     pub endpoints: Vec<EndpointSettings>,
+    /// How the answer is chosen among the endpoints that are up.
+    pub policy: PolicySettings,
+    /// The pool's probe with defaults applied; `None`: no probes, every endpoint counts
+    /// as up (operator pins still apply). Each endpoint's effective probe is in
+    /// [`EndpointSettings::probe`].
+    pub probe: Option<ProbeSpec>,
+    /// URL (http or https) every event of this pool is POSTed to.
+    pub webhook: Option<String>,
 }
 
 /// One endpoint of a pool.
@@ -183,6 +226,95 @@ pub struct EndpointSettings {
     pub address: EndpointAddress,
     /// Relative weight, at least 1. Default 1.
     pub weight: u32,
+    /// Order for `failover` (lowest first). Default: the position in the list, from 0.
+    pub priority: u32,
+    /// Pinned up or down, or following the probes (the default). `state` in the file.
+    pub admin: AdminState,
+    /// The effective probe: the pool's with this endpoint's overrides; `None` when the
+    /// pool has no probe.
+    pub probe: Option<ProbeSpec>,
+}
+
+/// A pool's steering policy (`policy`, `count`, `deviation`, `hysteresis`, `all_down`,
+/// `fallback`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySettings {
+    pub kind: PolicyKind,
+    /// `fastest`: answer with this many of the fastest endpoints that are up, 1 to 8.
+    /// Default 1 (always 1 for other policies).
+    pub count: usize,
+    /// `fastest`: endpoints within this many percent of the fastest also qualify.
+    /// Default 0, at most 1000.
+    pub deviation_pct: u32,
+    /// `fastest`: a challenger replaces a current pick only when it is faster by more than
+    /// this many percent. Default 10, at most 1000.
+    pub hysteresis_pct: u32,
+    /// What to answer when no endpoint is up.
+    pub all_down: AllDownSettings,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            kind: PolicyKind::Fastest,
+            count: 1,
+            deviation_pct: 0,
+            hysteresis_pct: DEFAULT_HYSTERESIS_PCT,
+            all_down: AllDownSettings::FailOpen,
+        }
+    }
+}
+
+/// How a pool chooses among its endpoints that are up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// The `count` fastest (smoothed probe latency), with `deviation` and `hysteresis`.
+    #[default]
+    Fastest,
+    /// One endpoint per query, in proportion to the weights.
+    Weighted,
+    /// The endpoint with the lowest priority number.
+    Failover,
+    /// Every endpoint that is up (Route 53 multivalue).
+    AllHealthy,
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fastest => "fastest",
+            Self::Weighted => "weighted",
+            Self::Failover => "failover",
+            Self::AllHealthy => "all-healthy",
+        })
+    }
+}
+
+/// What a pool answers when none of its endpoints is up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AllDownSettings {
+    /// The last answer that had an endpoint up (at start: every configured endpoint),
+    /// logged loudly. The default.
+    #[default]
+    FailOpen,
+    /// SERVFAIL.
+    Servfail,
+    /// These records (same rules as endpoint addresses).
+    Fallback(Vec<EndpointAddress>),
+}
+
+impl fmt::Display for AllDownSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FailOpen => f.write_str("fail-open"),
+            Self::Servfail => f.write_str("servfail"),
+            Self::Fallback(addresses) => {
+                let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                write!(f, "fallback to {}", list.join(", "))
+            }
+        }
+    }
 }
 
 /// What an endpoint answers with.
@@ -353,10 +485,114 @@ impl Config {
                 pool.ttl,
                 endpoints.join(", ")
             ));
+            lines.push(format!("  policy {}", describe_policy(&pool.policy)));
+            lines.push(match &pool.probe {
+                Some(p) => format!("  probe {}", describe_probe(p)),
+                None => "  no probe: every endpoint counts as up".to_string(),
+            });
+            for e in &pool.endpoints {
+                let mut notes = Vec::new();
+                if pool.policy.kind == PolicyKind::Failover {
+                    notes.push(format!("priority {}", e.priority));
+                }
+                if e.admin != AdminState::Follow {
+                    notes.push(format!("pinned {}", e.admin));
+                }
+                if let Some(p) = &e.probe
+                    && e.probe != pool.probe
+                {
+                    notes.push(format!("probe {}", describe_probe(p)));
+                }
+                if !notes.is_empty() {
+                    lines.push(format!("  endpoint {}: {}", e.address, notes.join(", ")));
+                }
+            }
+            if let Some(url) = &pool.webhook {
+                lines.push(format!("  webhook {url}"));
+            }
         }
+        lines.push(match &self.events.log {
+            Some(path) => format!("event log: {}", path.display()),
+            None => "event log: off".to_string(),
+        });
+        lines.push(format!(
+            "probes: at most {} in flight",
+            self.probes.max_concurrent
+        ));
         lines.push(String::new());
         lines.join("\n")
     }
+}
+
+fn describe_policy(p: &PolicySettings) -> String {
+    let how = match p.kind {
+        PolicyKind::Fastest => format!(
+            "fastest (count {}, deviation {}%, hysteresis {}%)",
+            p.count, p.deviation_pct, p.hysteresis_pct
+        ),
+        other => other.to_string(),
+    };
+    format!("{how}; all down: {}", p.all_down)
+}
+
+fn describe_probe(p: &ProbeSpec) -> String {
+    let port = p
+        .effective_port()
+        .map_or(String::new(), |port| format!(" port {port}"));
+    let mut what = match p.kind {
+        ProbeKind::Http | ProbeKind::Https => {
+            let mut w = format!("{} {} {}{port}", p.kind, p.method, p.path);
+            if let Some(host) = &p.host {
+                w.push_str(&format!(" host {host}"));
+            }
+            w.push_str(&format!(" expect {}", status_ranges(&p.expect_status)));
+            if let Some(text) = &p.body_contains {
+                w.push_str(&format!(" body contains {text:?}"));
+            }
+            if p.kind == ProbeKind::Https && !p.tls_verify {
+                w.push_str(" tls_verify off");
+            }
+            w
+        }
+        ProbeKind::Tcp => format!("tcp{port}"),
+        ProbeKind::Icmp => "icmp".to_string(),
+        ProbeKind::Dns => match &p.dns_qname {
+            Some(name) => format!("dns {name} {}{port}", p.dns_qtype),
+            None => format!("dns{port}"),
+        },
+    };
+    what.push_str(&format!(
+        ", every {}, timeout {}, rise {}, fall {}",
+        humantime::format_duration(p.interval),
+        humantime::format_duration(p.timeout),
+        p.rise,
+        p.fall
+    ));
+    what
+}
+
+/// `200-299,304` for a list of statuses.
+fn status_ranges(statuses: &[u16]) -> String {
+    let mut sorted = statuses.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -373,6 +609,22 @@ struct RawConfig {
     zone: Vec<Spanned<RawZone>>,
     #[serde(default)]
     pool: Vec<Spanned<RawPool>>,
+    #[serde(default)]
+    events: Option<RawEvents>,
+    #[serde(default)]
+    probes: Option<RawProbes>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    log: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbes {
+    max_concurrent: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +677,22 @@ struct RawPool {
     rtype: Spanned<String>,
     ttl: Option<Spanned<u32>>,
     endpoints: Spanned<Vec<Spanned<RawEndpoint>>>,
+    policy: Option<Spanned<PolicyKind>>,
+    count: Option<Spanned<usize>>,
+    deviation: Option<Spanned<u32>>,
+    hysteresis: Option<Spanned<u32>>,
+    all_down: Option<Spanned<RawAllDown>>,
+    fallback: Option<Spanned<Vec<Spanned<String>>>>,
+    webhook: Option<Spanned<String>>,
+    probe: Option<Spanned<RawProbe>>,
+}
+
+#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RawAllDown {
+    FailOpen,
+    Servfail,
+    Fallback,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +700,64 @@ struct RawPool {
 struct RawEndpoint {
     address: Spanned<String>,
     weight: Option<Spanned<u32>>,
+    priority: Option<Spanned<u32>>,
+    state: Option<Spanned<AdminState>>,
+    probe: Option<Spanned<RawProbe>>,
+}
+
+/// A `probe = { ... }` table, of a pool or (as overrides) of an endpoint.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    kind: Option<Spanned<ProbeKind>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+    port: Option<Spanned<u16>>,
+    method: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    expect_status: Option<Spanned<Vec<Spanned<u16>>>>,
+    body_contains: Option<Spanned<String>>,
+    tls_verify: Option<Spanned<bool>>,
+    qname: Option<Spanned<String>>,
+    qtype: Option<Spanned<String>>,
+}
+
+impl RawProbe {
+    /// The endpoint's overrides on top of the pool's probe. The timing keys (`interval`,
+    /// `timeout`, `rise`, `fall`) are inherited; the kind's own keys only when the
+    /// endpoint keeps the pool's kind.
+    fn overridden_by(&self, ep: &RawProbe) -> RawProbe {
+        let same_kind = match (&ep.kind, &self.kind) {
+            (Some(e), Some(p)) => e.get_ref() == p.get_ref(),
+            _ => true,
+        };
+        fn pick<T: Clone>(ep: &Option<T>, pool: &Option<T>, inherit: bool) -> Option<T> {
+            match ep {
+                Some(v) => Some(v.clone()),
+                None if inherit => pool.clone(),
+                None => None,
+            }
+        }
+        RawProbe {
+            kind: pick(&ep.kind, &self.kind, true),
+            interval: pick(&ep.interval, &self.interval, true),
+            timeout: pick(&ep.timeout, &self.timeout, true),
+            rise: pick(&ep.rise, &self.rise, true),
+            fall: pick(&ep.fall, &self.fall, true),
+            port: pick(&ep.port, &self.port, same_kind),
+            method: pick(&ep.method, &self.method, same_kind),
+            path: pick(&ep.path, &self.path, same_kind),
+            host: pick(&ep.host, &self.host, same_kind),
+            expect_status: pick(&ep.expect_status, &self.expect_status, same_kind),
+            body_contains: pick(&ep.body_contains, &self.body_contains, same_kind),
+            tls_verify: pick(&ep.tls_verify, &self.tls_verify, same_kind),
+            qname: pick(&ep.qname, &self.qname, same_kind),
+            qtype: pick(&ep.qtype, &self.qtype, same_kind),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -531,12 +857,23 @@ impl Parser<'_> {
             ));
         }
 
+        let events = match raw.events {
+            Some(e) => self.events(e)?,
+            None => EventSettings::default(),
+        };
+        let probes = match raw.probes {
+            Some(p) => self.probes(p)?,
+            None => ProbeSettings::default(),
+        };
+
         Ok(Config {
             source: self.source.to_path_buf(),
             server,
             xdp,
             zones,
             pools,
+            events,
+            probes,
             zone_data,
         })
     }
@@ -669,6 +1006,29 @@ impl Parser<'_> {
         Ok(x)
     }
 
+    fn events(&self, raw: RawEvents) -> Result<EventSettings, ConfigError> {
+        let mut e = EventSettings::default();
+        if let Some(log) = raw.log {
+            if log.get_ref().trim().is_empty() {
+                return Err(self.err_at(log.span(), "events log path is empty"));
+            }
+            let path = Path::new(log.get_ref());
+            e.log = Some(self.source.parent().unwrap_or(Path::new("")).join(path));
+        }
+        Ok(e)
+    }
+
+    fn probes(&self, raw: RawProbes) -> Result<ProbeSettings, ConfigError> {
+        let mut p = ProbeSettings::default();
+        if let Some(n) = raw.max_concurrent {
+            if *n.get_ref() == 0 {
+                return Err(self.err_at(n.span(), "max_concurrent must be at least 1"));
+            }
+            p.max_concurrent = n.into_inner();
+        }
+        Ok(p)
+    }
+
     fn name(&self, s: &Spanned<String>, what: &str) -> Result<Name, ConfigError> {
         parse_name(s.get_ref()).map_err(|e| self.err_at(s.span(), format!("invalid {what}: {e}")))
     }
@@ -769,6 +1129,15 @@ impl Parser<'_> {
             Some(t) => self.ttl(t, "pool ttl")?,
             None => DEFAULT_POOL_TTL,
         };
+        let policy = self.policy(&raw, &name, rtype)?;
+        let webhook = match &raw.webhook {
+            Some(w) => Some(self.webhook(w)?),
+            None => None,
+        };
+        let pool_probe = match &raw.probe {
+            Some(p) => Some(self.probe_spec(p.get_ref(), p.span(), &name)?),
+            None => None,
+        };
         let endpoints_span = raw.endpoints.span();
         let raw_endpoints = raw.endpoints.into_inner();
         if raw_endpoints.is_empty() {
@@ -784,54 +1153,11 @@ impl Parser<'_> {
             ));
         }
         let mut endpoints: Vec<EndpointSettings> = Vec::with_capacity(raw_endpoints.len());
-        for e in raw_endpoints {
+        // Where each endpoint's priority was given (or its address, for the default).
+        let mut priority_spans: Vec<Range<usize>> = Vec::with_capacity(raw_endpoints.len());
+        for (position, e) in raw_endpoints.into_iter().enumerate() {
             let e = e.into_inner();
-            let text = e.address.get_ref().trim();
-            let address = match rtype {
-                RecordType::A => match IpAddr::from_str(text) {
-                    Ok(ip @ IpAddr::V4(_)) => EndpointAddress::Ip(ip),
-                    _ => {
-                        return Err(self.err_at(
-                            e.address.span(),
-                            format!("pool {name} has type A, so {text:?} must be an IPv4 address"),
-                        ));
-                    }
-                },
-                RecordType::AAAA => match IpAddr::from_str(text) {
-                    Ok(ip @ IpAddr::V6(_)) => EndpointAddress::Ip(ip),
-                    _ => {
-                        return Err(self.err_at(
-                            e.address.span(),
-                            format!(
-                                "pool {name} has type AAAA, so {text:?} must be an IPv6 address"
-                            ),
-                        ));
-                    }
-                },
-                _ => {
-                    if IpAddr::from_str(text).is_ok() {
-                        return Err(self.err_at(
-                            e.address.span(),
-                            format!(
-                                "pool {name} has type CNAME, so {text:?} must be a host name, not an address"
-                            ),
-                        ));
-                    }
-                    let target = self.name(&e.address, "CNAME target")?;
-                    if target.is_root() {
-                        return Err(
-                            self.err_at(e.address.span(), "a CNAME target cannot be the root")
-                        );
-                    }
-                    if target == name {
-                        return Err(self.err_at(
-                            e.address.span(),
-                            format!("pool {name} cannot be a CNAME to itself"),
-                        ));
-                    }
-                    EndpointAddress::Host(target)
-                }
-            };
+            let address = self.endpoint_address(&name, rtype, &e.address)?;
             if endpoints.iter().any(|x| x.address == address) {
                 return Err(self.err_at(
                     e.address.span(),
@@ -845,14 +1171,511 @@ impl Parser<'_> {
                 Some(w) => *w.get_ref(),
                 None => 1,
             };
-            endpoints.push(EndpointSettings { address, weight });
+            let (priority, priority_span) = match &e.priority {
+                Some(p) => (*p.get_ref(), p.span()),
+                None => (
+                    u32::try_from(position).unwrap_or(u32::MAX),
+                    e.address.span(),
+                ),
+            };
+            let admin = e
+                .state
+                .as_ref()
+                .map_or(AdminState::Follow, |s| *s.get_ref());
+            let probe = match (&raw.probe, &e.probe) {
+                (None, None) => None,
+                (None, Some(over)) => {
+                    return Err(self.err_at(
+                        over.span(),
+                        format!(
+                            "endpoint {address} has probe overrides, but pool {name} has no probe; add probe = {{ kind = ... }} to the pool"
+                        ),
+                    ));
+                }
+                (Some(_), None) => pool_probe.clone(),
+                (Some(pool), Some(over)) => Some(self.probe_spec(
+                    &pool.get_ref().overridden_by(over.get_ref()),
+                    over.span(),
+                    &name,
+                )?),
+            };
+            endpoints.push(EndpointSettings {
+                address,
+                weight,
+                priority,
+                admin,
+                probe,
+            });
+            priority_spans.push(priority_span);
+        }
+        if policy.kind == PolicyKind::Failover {
+            for (i, e) in endpoints.iter().enumerate() {
+                if let Some(first) = endpoints[..i].iter().find(|x| x.priority == e.priority) {
+                    return Err(self.err_at(
+                        priority_spans[i].clone(),
+                        format!(
+                            "pool {name}: endpoints {} and {} both have priority {}; failover needs distinct priorities",
+                            first.address, e.address, e.priority
+                        ),
+                    ));
+                }
+            }
         }
         Ok(PoolSettings {
             name,
             rtype,
             ttl,
             endpoints,
+            policy,
+            probe: pool_probe,
+            webhook,
         })
+    }
+
+    /// An endpoint (or fallback) address of a pool of type `rtype`.
+    fn endpoint_address(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+        raw: &Spanned<String>,
+    ) -> Result<EndpointAddress, ConfigError> {
+        let text = raw.get_ref().trim();
+        Ok(match rtype {
+            RecordType::A => match IpAddr::from_str(text) {
+                Ok(ip @ IpAddr::V4(_)) => EndpointAddress::Ip(ip),
+                _ => {
+                    return Err(self.err_at(
+                        raw.span(),
+                        format!("pool {name} has type A, so {text:?} must be an IPv4 address"),
+                    ));
+                }
+            },
+            RecordType::AAAA => match IpAddr::from_str(text) {
+                Ok(ip @ IpAddr::V6(_)) => EndpointAddress::Ip(ip),
+                _ => {
+                    return Err(self.err_at(
+                        raw.span(),
+                        format!("pool {name} has type AAAA, so {text:?} must be an IPv6 address"),
+                    ));
+                }
+            },
+            _ => {
+                if IpAddr::from_str(text).is_ok() {
+                    return Err(self.err_at(
+                        raw.span(),
+                        format!(
+                            "pool {name} has type CNAME, so {text:?} must be a host name, not an address"
+                        ),
+                    ));
+                }
+                let target = self.name(raw, "CNAME target")?;
+                if target.is_root() {
+                    return Err(self.err_at(raw.span(), "a CNAME target cannot be the root"));
+                }
+                if &target == name {
+                    return Err(self.err_at(
+                        raw.span(),
+                        format!("pool {name} cannot be a CNAME to itself"),
+                    ));
+                }
+                EndpointAddress::Host(target)
+            }
+        })
+    }
+
+    /// `policy`, `count`, `deviation`, `hysteresis`, `all_down` and `fallback`.
+    fn policy(
+        &self,
+        raw: &RawPool,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Result<PolicySettings, ConfigError> {
+        let mut p = PolicySettings::default();
+        if let Some(kind) = &raw.policy {
+            p.kind = *kind.get_ref();
+            if p.kind == PolicyKind::AllHealthy && rtype == RecordType::CNAME {
+                return Err(self.err_at(
+                    kind.span(),
+                    format!(
+                        "pool {name} is a CNAME, which answers one record; all-healthy needs an A or AAAA pool"
+                    ),
+                ));
+            }
+        }
+        let kind = p.kind;
+        let fastest_only = |span: Range<usize>, key: &str| {
+            self.err_at(
+                span,
+                format!(
+                    "{key} only applies to policy \"fastest\", and pool {name} has policy {:?}",
+                    kind.to_string()
+                ),
+            )
+        };
+        if let Some(count) = &raw.count {
+            if kind != PolicyKind::Fastest {
+                return Err(fastest_only(count.span(), "count"));
+            }
+            let n = *count.get_ref();
+            if !(1..=MAX_COUNT).contains(&n) {
+                return Err(self.err_at(
+                    count.span(),
+                    format!("count {n} is out of range 1..={MAX_COUNT}"),
+                ));
+            }
+            if n > 1 && rtype == RecordType::CNAME {
+                return Err(self.err_at(
+                    count.span(),
+                    format!("pool {name} is a CNAME, which answers one record; count must be 1"),
+                ));
+            }
+            p.count = n;
+        }
+        for (key, raw_pct, out) in [
+            ("deviation", &raw.deviation, &mut p.deviation_pct),
+            ("hysteresis", &raw.hysteresis, &mut p.hysteresis_pct),
+        ] {
+            let Some(pct) = raw_pct else { continue };
+            if kind != PolicyKind::Fastest {
+                return Err(fastest_only(pct.span(), key));
+            }
+            if *pct.get_ref() > MAX_PERCENT {
+                return Err(self.err_at(
+                    pct.span(),
+                    format!("{key} {}% is larger than {MAX_PERCENT}%", pct.get_ref()),
+                ));
+            }
+            *out = *pct.get_ref();
+        }
+        let all_down = raw.all_down.as_ref().map(|a| (*a.get_ref(), a.span()));
+        p.all_down = match (all_down, &raw.fallback) {
+            (Some((RawAllDown::Fallback, _)), Some(list)) => {
+                let addresses = self.fallback(name, rtype, list)?;
+                AllDownSettings::Fallback(addresses)
+            }
+            (Some((RawAllDown::Fallback, span)), None) => {
+                return Err(self.err_at(
+                    span,
+                    format!(
+                        "pool {name} has all_down = \"fallback\" but no fallback = [...] addresses"
+                    ),
+                ));
+            }
+            (_, Some(list)) => {
+                return Err(self.err_at(
+                    list.span(),
+                    format!(
+                        "pool {name} has fallback addresses, but they are only used with all_down = \"fallback\""
+                    ),
+                ));
+            }
+            (Some((RawAllDown::Servfail, _)), None) => AllDownSettings::Servfail,
+            (Some((RawAllDown::FailOpen, _)) | None, None) => AllDownSettings::FailOpen,
+        };
+        Ok(p)
+    }
+
+    fn fallback(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+        list: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<Vec<EndpointAddress>, ConfigError> {
+        let items = list.get_ref();
+        let most = if rtype == RecordType::CNAME {
+            1
+        } else {
+            MAX_ENDPOINTS
+        };
+        if items.is_empty() || items.len() > most {
+            return Err(self.err_at(
+                list.span(),
+                format!(
+                    "pool {name} has {} fallback addresses; give 1 to {most}",
+                    items.len()
+                ),
+            ));
+        }
+        let mut addresses = Vec::with_capacity(items.len());
+        for item in items {
+            let address = self.endpoint_address(name, rtype, item)?;
+            if addresses.contains(&address) {
+                return Err(self.err_at(
+                    item.span(),
+                    format!("pool {name} lists fallback {address} twice"),
+                ));
+            }
+            addresses.push(address);
+        }
+        Ok(addresses)
+    }
+
+    fn webhook(&self, raw: &Spanned<String>) -> Result<String, ConfigError> {
+        let text = raw.get_ref().trim();
+        let url = url::Url::parse(text)
+            .map_err(|e| self.err_at(raw.span(), format!("invalid webhook URL {text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(self.err_at(
+                raw.span(),
+                format!(
+                    "webhook URL {text:?} must be http or https, not {:?}",
+                    url.scheme()
+                ),
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(self.err_at(raw.span(), format!("webhook URL {text:?} has no host")));
+        }
+        Ok(url.to_string())
+    }
+
+    fn duration(&self, raw: &Spanned<String>, what: &str) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(raw.get_ref().trim()).map_err(|e| {
+            self.err_at(
+                raw.span(),
+                format!(
+                    "invalid {what} {:?}: {e} (write e.g. \"5s\" or \"500ms\")",
+                    raw.get_ref()
+                ),
+            )
+        })
+    }
+
+    /// A complete probe spec from a pool's `probe` table (or a pool's merged with an
+    /// endpoint's overrides); `span` is the table the problem is reported at when no key
+    /// is to blame.
+    fn probe_spec(
+        &self,
+        raw: &RawProbe,
+        span: Range<usize>,
+        pool: &Name,
+    ) -> Result<ProbeSpec, ConfigError> {
+        let Some(kind_raw) = &raw.kind else {
+            return Err(self.err_at(
+                span,
+                format!(
+                    "the probe of pool {pool} needs a kind: \"http\", \"https\", \"tcp\", \"icmp\" or \"dns\""
+                ),
+            ));
+        };
+        let kind = *kind_raw.get_ref();
+        let mut spec = ProbeSpec::new(kind);
+
+        if let Some(i) = &raw.interval {
+            let d = self.duration(i, "probe interval")?;
+            if d < probe::MIN_INTERVAL {
+                return Err(self.err_at(
+                    i.span(),
+                    format!(
+                        "probe interval {} is shorter than {}",
+                        humantime::format_duration(d),
+                        humantime::format_duration(probe::MIN_INTERVAL)
+                    ),
+                ));
+            }
+            spec.interval = d;
+        }
+        spec.timeout = match &raw.timeout {
+            Some(t) => {
+                let d = self.duration(t, "probe timeout")?;
+                if d.is_zero() {
+                    return Err(self.err_at(t.span(), "probe timeout must be longer than 0s"));
+                }
+                if d > spec.interval {
+                    return Err(self.err_at(
+                        t.span(),
+                        format!(
+                            "probe timeout {} is longer than the interval {}",
+                            humantime::format_duration(d),
+                            humantime::format_duration(spec.interval)
+                        ),
+                    ));
+                }
+                d
+            }
+            None => ProbeSpec::default_timeout(spec.interval),
+        };
+        for (key, value, out) in [
+            ("rise", &raw.rise, &mut spec.rise),
+            ("fall", &raw.fall, &mut spec.fall),
+        ] {
+            if let Some(v) = value {
+                if *v.get_ref() == 0 {
+                    return Err(self.err_at(v.span(), format!("{key} must be at least 1")));
+                }
+                *out = *v.get_ref();
+            }
+        }
+
+        // Keys that only some kinds have.
+        let not_for = |key: &str, span: Range<usize>, kinds: &str| {
+            self.err_at(
+                span,
+                format!("{key} only applies to {kinds} probes, not to {kind}"),
+            )
+        };
+        let http_keys = [
+            ("method", raw.method.as_ref().map(Spanned::span)),
+            ("path", raw.path.as_ref().map(Spanned::span)),
+            ("host", raw.host.as_ref().map(Spanned::span)),
+            (
+                "expect_status",
+                raw.expect_status.as_ref().map(Spanned::span),
+            ),
+            (
+                "body_contains",
+                raw.body_contains.as_ref().map(Spanned::span),
+            ),
+        ];
+        if !kind.is_http() {
+            for (key, span) in http_keys {
+                if let Some(span) = span {
+                    return Err(not_for(key, span, "http and https"));
+                }
+            }
+        }
+        if let Some(t) = &raw.tls_verify {
+            if kind != ProbeKind::Https {
+                return Err(not_for("tls_verify", t.span(), "https"));
+            }
+            spec.tls_verify = *t.get_ref();
+        }
+        if kind != ProbeKind::Dns {
+            for (key, value) in [("qname", &raw.qname), ("qtype", &raw.qtype)] {
+                if let Some(v) = value {
+                    return Err(not_for(key, v.span(), "dns"));
+                }
+            }
+        }
+
+        match (&raw.port, kind) {
+            (Some(p), ProbeKind::Icmp) => {
+                return Err(self.err_at(p.span(), "icmp probes have no port"));
+            }
+            (Some(p), _) if *p.get_ref() == 0 => {
+                return Err(self.err_at(p.span(), "probe port must be between 1 and 65535"));
+            }
+            (Some(p), _) => spec.port = Some(*p.get_ref()),
+            (None, ProbeKind::Tcp) => {
+                return Err(self.err_at(
+                    kind_raw.span(),
+                    format!("the tcp probe of pool {pool} needs a port"),
+                ));
+            }
+            (None, _) => {}
+        }
+
+        if let Some(m) = &raw.method {
+            let method = m.get_ref().trim();
+            // RFC 9110 §5.6.2: a method is a token.
+            let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if method.is_empty() || !method.chars().all(tchar) {
+                return Err(self.err_at(m.span(), format!("invalid HTTP method {:?}", m.get_ref())));
+            }
+            spec.method = method.to_string();
+        }
+        if let Some(p) = &raw.path {
+            let path = p.get_ref();
+            if !path.starts_with('/') {
+                return Err(self.err_at(
+                    p.span(),
+                    format!("probe path {path:?} must start with \"/\""),
+                ));
+            }
+            if path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+            {
+                return Err(self.err_at(
+                    p.span(),
+                    format!("probe path {path:?} contains white space, a control character or '#'"),
+                ));
+            }
+            spec.path = path.clone();
+        }
+        if let Some(h) = &raw.host {
+            let text = h.get_ref().trim();
+            let valid_chars = text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if IpAddr::from_str(text).is_ok() {
+                return Err(self.err_at(
+                    h.span(),
+                    format!(
+                        "probe host {text:?} is an address; leave host out to send the endpoint's address"
+                    ),
+                ));
+            }
+            if !valid_chars {
+                return Err(self.err_at(
+                    h.span(),
+                    format!(
+                        "probe host {text:?} must be a host name (letters, digits, '-', '_' and '.'; no port)"
+                    ),
+                ));
+            }
+            let name = parse_name(text)
+                .map_err(|e| self.err_at(h.span(), format!("invalid probe host: {e}")))?;
+            spec.host = Some(name.to_ascii().trim_end_matches('.').to_string());
+        }
+        if let Some(list) = &raw.expect_status {
+            if list.get_ref().is_empty() {
+                return Err(self.err_at(list.span(), "expect_status must list at least one status"));
+            }
+            let mut statuses = Vec::with_capacity(list.get_ref().len());
+            for status in list.get_ref() {
+                let code = *status.get_ref();
+                if !(100..=599).contains(&code) {
+                    return Err(self.err_at(
+                        status.span(),
+                        format!("HTTP status {code} is out of range 100..=599"),
+                    ));
+                }
+                if !statuses.contains(&code) {
+                    statuses.push(code);
+                }
+            }
+            spec.expect_status = statuses;
+        }
+        if let Some(b) = &raw.body_contains {
+            if b.get_ref().is_empty() {
+                return Err(self.err_at(b.span(), "body_contains is empty; leave it out"));
+            }
+            spec.body_contains = Some(b.get_ref().clone());
+        }
+
+        if kind == ProbeKind::Dns {
+            let Some(q) = &raw.qname else {
+                return Err(self.err_at(
+                    kind_raw.span(),
+                    format!("the dns probe of pool {pool} needs a qname to ask for"),
+                ));
+            };
+            spec.dns_qname = Some(self.name(q, "probe qname")?);
+            if let Some(t) = &raw.qtype {
+                let text = t.get_ref().trim().to_ascii_uppercase();
+                let qtype = RecordType::from_str(&text).ok().filter(|t| {
+                    !matches!(
+                        t,
+                        RecordType::ANY
+                            | RecordType::AXFR
+                            | RecordType::IXFR
+                            | RecordType::OPT
+                            | RecordType::ZERO
+                    ) && !matches!(t, RecordType::Unknown(_))
+                });
+                spec.dns_qtype = qtype.ok_or_else(|| {
+                    self.err_at(
+                        t.span(),
+                        format!(
+                            "invalid probe qtype {:?}: expected a record type such as A, AAAA, NS, SOA or TXT",
+                            t.get_ref()
+                        ),
+                    )
+                })?;
+            }
+        }
+        Ok(spec)
     }
 
     /// The pool's name must be in a zone (the most specific one answers), not at or under a
@@ -1023,6 +1846,29 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains("xdp: lo (mode auto)"), "{summary}");
+
+        // Issue 3: the www pool is probed over http and fails open.
+        let www = &cfg.pools[0];
+        assert_eq!(www.policy, PolicySettings::default());
+        assert_eq!(www.policy.all_down, AllDownSettings::FailOpen);
+        let probe = www.probe.as_ref().expect("www has a probe");
+        assert_eq!(probe.kind, ProbeKind::Http);
+        assert_eq!(probe.interval, Duration::from_secs(1));
+        assert_eq!(probe.timeout, Duration::from_millis(500));
+        assert_eq!(probe.path, "/health");
+        assert_eq!(www.endpoints[0].probe.as_ref(), Some(probe));
+        let b = www.endpoints[1].probe.as_ref().unwrap();
+        assert_eq!(b.path, "/healthz");
+        assert_eq!(b.host.as_deref(), Some("origin-b.example.net"));
+        assert_eq!(cfg.pools[1].policy.kind, PolicyKind::AllHealthy);
+        assert_eq!(cfg.pools[1].probe, None);
+        assert_eq!(cfg.pools[2].probe, None);
+        assert_eq!(cfg.events.log, None);
+        assert_eq!(cfg.probes.max_concurrent, 64);
+        assert!(
+            summary.contains("  probe http GET /health port 80 expect 200,204, every 1s"),
+            "{summary}"
+        );
     }
 
     #[test]
@@ -1429,5 +2275,775 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    // --- issue 3: policies, probes, events -----------------------------------------
+
+    /// A pool `www.example.test.` of `rtype` with `extra` lines from line 7 on and the
+    /// endpoints on the line after them (7 + extra.len()).
+    fn pool_with(rtype: &str, extra: &[&str], endpoints: &str) -> String {
+        let mut text =
+            format!("{ZONE}[[pool]]\nname = \"www.example.test.\"\ntype = \"{rtype}\"\n");
+        for line in extra {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&format!("endpoints = [{endpoints}]\n"));
+        text
+    }
+
+    const TWO: &str = "{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }";
+
+    fn one_pool(text: &str) -> PoolSettings {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .pools
+            .remove(0)
+    }
+
+    #[test]
+    fn policy_probe_and_global_defaults() {
+        let cfg = parse(&pool_with("A", &[], TWO)).unwrap();
+        let p = &cfg.pools[0];
+        assert_eq!(p.policy, PolicySettings::default());
+        assert_eq!(
+            p.policy,
+            PolicySettings {
+                kind: PolicyKind::Fastest,
+                count: 1,
+                deviation_pct: 0,
+                hysteresis_pct: 10,
+                all_down: AllDownSettings::FailOpen,
+            }
+        );
+        assert_eq!(p.probe, None);
+        assert_eq!(p.webhook, None);
+        let e: Vec<(u32, AdminState, Option<ProbeSpec>)> = p
+            .endpoints
+            .iter()
+            .map(|e| (e.priority, e.admin, e.probe.clone()))
+            .collect();
+        assert_eq!(
+            e,
+            vec![(0, AdminState::Follow, None), (1, AdminState::Follow, None)]
+        );
+        assert_eq!(cfg.events, EventSettings { log: None });
+        assert_eq!(cfg.probes, ProbeSettings { max_concurrent: 64 });
+        let empty = parse("").unwrap();
+        assert_eq!(empty.events, EventSettings::default());
+        assert_eq!(empty.probes.max_concurrent, 64);
+    }
+
+    #[test]
+    fn probe_defaults_per_kind() {
+        let p = one_pool(&pool_with("A", &["probe = { kind = \"http\" }"], TWO));
+        let spec = p.probe.clone().unwrap();
+        assert_eq!(spec, ProbeSpec::new(ProbeKind::Http));
+        assert_eq!(spec.interval, Duration::from_secs(5));
+        assert_eq!(spec.timeout, Duration::from_secs(2));
+        assert_eq!((spec.rise, spec.fall), (2, 3));
+        assert_eq!(spec.port, Some(80));
+        assert_eq!((spec.method.as_str(), spec.path.as_str()), ("GET", "/"));
+        assert_eq!(spec.host, None);
+        assert_eq!(spec.expect_status, (200..=399).collect::<Vec<u16>>());
+        assert_eq!(spec.body_contains, None);
+        assert!(spec.tls_verify);
+        // Every endpoint gets the pool's spec.
+        assert!(p.endpoints.iter().all(|e| e.probe.as_ref() == Some(&spec)));
+
+        let p = one_pool(&pool_with(
+            "A",
+            &["probe = { kind = \"https\", interval = \"1s\" }"],
+            TWO,
+        ));
+        let spec = p.probe.unwrap();
+        assert_eq!(spec.port, Some(443));
+        assert_eq!(spec.timeout, Duration::from_secs(1), "min(interval, 2s)");
+
+        let p = one_pool(&pool_with(
+            "A",
+            &["probe = { kind = \"dns\", qname = \"WWW.example.test\" }"],
+            TWO,
+        ));
+        let spec = p.probe.unwrap();
+        assert_eq!(spec.port, Some(53));
+        assert_eq!(
+            spec.dns_qname,
+            Some(Name::from_str("www.example.test.").unwrap())
+        );
+        assert_eq!(spec.dns_qtype, RecordType::A);
+
+        let p = one_pool(&pool_with("A", &["probe = { kind = \"icmp\" }"], TWO));
+        assert_eq!(p.probe.unwrap().port, None);
+        let p = one_pool(&pool_with(
+            "A",
+            &["probe = { kind = \"tcp\", port = 22, interval = \"250ms\" }"],
+            TWO,
+        ));
+        let spec = p.probe.unwrap();
+        assert_eq!(spec.port, Some(22));
+        assert_eq!(spec.interval, Duration::from_millis(250));
+        assert_eq!(spec.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn every_pool_key() {
+        let p = one_pool(&pool_with(
+            "A",
+            &[
+                "policy = \"fastest\"",
+                "count = 2",
+                "deviation = 10",
+                "hysteresis = 20",
+                "all_down = \"fallback\"",
+                "fallback = [\"198.51.100.1\", \"198.51.100.2\"]",
+                "webhook = \"http://127.0.0.1:8080/hook\"",
+                "probe = { kind = \"http\", interval = \"1s\", timeout = \"500ms\", rise = 4, fall = 5, port = 8000, method = \"HEAD\", path = \"/health?x=1\", host = \"CDN.example.net.\", expect_status = [200, 204, 204], body_contains = \"ok\" }",
+            ],
+            "{ address = \"192.0.2.10\", weight = 2, priority = 7, state = \"up\", probe = { port = 8080 } }, { address = \"192.0.2.11\", state = \"down\" }",
+        ));
+        assert_eq!(
+            p.policy,
+            PolicySettings {
+                kind: PolicyKind::Fastest,
+                count: 2,
+                deviation_pct: 10,
+                hysteresis_pct: 20,
+                all_down: AllDownSettings::Fallback(vec![
+                    EndpointAddress::Ip(IpAddr::from_str("198.51.100.1").unwrap()),
+                    EndpointAddress::Ip(IpAddr::from_str("198.51.100.2").unwrap()),
+                ]),
+            }
+        );
+        assert_eq!(p.webhook.as_deref(), Some("http://127.0.0.1:8080/hook"));
+        let pool_spec = ProbeSpec {
+            kind: ProbeKind::Http,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            rise: 4,
+            fall: 5,
+            port: Some(8000),
+            method: "HEAD".into(),
+            path: "/health?x=1".into(),
+            host: Some("cdn.example.net".into()),
+            expect_status: vec![200, 204],
+            body_contains: Some("ok".into()),
+            tls_verify: true,
+            dns_qname: None,
+            dns_qtype: RecordType::A,
+        };
+        assert_eq!(p.probe.as_ref(), Some(&pool_spec));
+        let e0 = &p.endpoints[0];
+        assert_eq!((e0.weight, e0.priority, e0.admin), (2, 7, AdminState::Up));
+        assert_eq!(
+            e0.probe,
+            Some(ProbeSpec {
+                port: Some(8080),
+                ..pool_spec.clone()
+            })
+        );
+        let e1 = &p.endpoints[1];
+        assert_eq!((e1.priority, e1.admin), (1, AdminState::Down));
+        assert_eq!(e1.probe.as_ref(), Some(&pool_spec));
+
+        let p = one_pool(&pool_with(
+            "A",
+            &[
+                "all_down = \"servfail\"",
+                "probe = { kind = \"https\", tls_verify = false }",
+            ],
+            TWO,
+        ));
+        assert_eq!(p.policy.all_down, AllDownSettings::Servfail);
+        assert!(!p.probe.unwrap().tls_verify);
+        let p = one_pool(&pool_with(
+            "A",
+            &[
+                "probe = { kind = \"dns\", qname = \"www.example.test\", qtype = \"aaaa\", port = 5353 }",
+            ],
+            TWO,
+        ));
+        let spec = p.probe.unwrap();
+        assert_eq!((spec.dns_qtype, spec.port), (RecordType::AAAA, Some(5353)));
+    }
+
+    #[test]
+    fn every_policy_kind() {
+        for (text, kind) in [
+            ("fastest", PolicyKind::Fastest),
+            ("weighted", PolicyKind::Weighted),
+            ("failover", PolicyKind::Failover),
+            ("all-healthy", PolicyKind::AllHealthy),
+        ] {
+            let p = one_pool(&pool_with("A", &[&format!("policy = \"{text}\"")], TWO));
+            assert_eq!(p.policy.kind, kind);
+            assert_eq!(kind.to_string(), text);
+            assert_eq!(p.policy.count, 1);
+        }
+        // Weighted and failover CNAME pools are fine.
+        let cname = "{ address = \"a.cdn.example.net\" }, { address = \"b.cdn.example.net\" }";
+        for policy in ["weighted", "failover"] {
+            let p = one_pool(&pool_with(
+                "CNAME",
+                &[&format!("policy = \"{policy}\"")],
+                cname,
+            ));
+            assert_eq!(p.endpoints.len(), 2);
+        }
+    }
+
+    #[test]
+    fn endpoint_overrides_merge_with_the_pool_probe() {
+        let p = one_pool(&pool_with(
+            "A",
+            &[
+                "probe = { kind = \"http\", interval = \"1s\", rise = 3, port = 8080, path = \"/health\", host = \"cdn.example.net\" }",
+            ],
+            "{ address = \"192.0.2.1\", probe = { interval = \"4s\" } }, { address = \"192.0.2.2\", probe = { kind = \"tcp\", port = 22 } }, { address = \"192.0.2.3\", probe = { kind = \"http\", path = \"/other\" } }",
+        ));
+        let pool = p.probe.clone().unwrap();
+        // Interval overridden: the default timeout follows the endpoint's interval.
+        let e0 = p.endpoints[0].probe.clone().unwrap();
+        assert_eq!(e0.interval, Duration::from_secs(4));
+        assert_eq!(e0.timeout, Duration::from_secs(2));
+        assert_eq!((e0.rise, e0.port), (3, Some(8080)));
+        assert_eq!(e0.path, "/health");
+        // Another kind: timing keys inherited, the http keys not.
+        let e1 = p.endpoints[1].probe.clone().unwrap();
+        assert_eq!(e1.kind, ProbeKind::Tcp);
+        assert_eq!(
+            (e1.interval, e1.rise, e1.port),
+            (pool.interval, 3, Some(22))
+        );
+        assert_eq!(e1.path, "/");
+        assert_eq!(e1.host, None);
+        // The same kind named again: everything inherited.
+        let e2 = p.endpoints[2].probe.clone().unwrap();
+        assert_eq!(
+            e2,
+            ProbeSpec {
+                path: "/other".into(),
+                ..pool
+            }
+        );
+    }
+
+    #[test]
+    fn probe_timing_errors() {
+        let probe = |p: &str| pool_with("A", &[&format!("probe = {{ {p} }}")], TWO);
+        assert_fails_at(
+            &probe("kind = \"http\", interval = \"100ms\""),
+            7,
+            "probe interval 100ms is shorter than 250ms",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", interval = \"soon\""),
+            7,
+            "invalid probe interval \"soon\"",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", timeout = \"0s\""),
+            7,
+            "probe timeout must be longer than 0s",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", interval = \"1s\", timeout = \"2s\""),
+            7,
+            "probe timeout 2s is longer than the interval 1s",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", rise = 0"),
+            7,
+            "rise must be at least 1",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", fall = 0"),
+            7,
+            "fall must be at least 1",
+        );
+        assert_fails_at(&probe("kind = \"http\", rise = -1"), 7, "invalid value");
+        // An endpoint's interval shorter than the pool's timeout: named where it merges.
+        let text = pool_with(
+            "A",
+            &["probe = { kind = \"http\", interval = \"5s\", timeout = \"2s\" }"],
+            "{ address = \"192.0.2.1\" },\n{ address = \"192.0.2.2\", probe = { interval = \"1s\" } }",
+        );
+        assert_fails_at(&text, 7, "probe timeout 2s is longer than the interval 1s");
+        let text = pool_with(
+            "A",
+            &["probe = { kind = \"http\" }"],
+            "{ address = \"192.0.2.1\" },\n{ address = \"192.0.2.2\", probe = { interval = \"10ms\" } }",
+        );
+        assert_fails_at(&text, 9, "shorter than 250ms");
+    }
+
+    #[test]
+    fn probe_kind_errors() {
+        let probe = |p: &str| pool_with("A", &[&format!("probe = {{ {p} }}")], TWO);
+        assert_fails_at(&probe("port = 80"), 7, "needs a kind: \"http\"");
+        assert_fails_at(&probe("kind = \"smtp\""), 7, "unknown variant `smtp`");
+        assert_fails_at(
+            &probe("kind = \"http\", paht = \"/\""),
+            7,
+            "unknown field `paht`",
+        );
+        assert_fails_at(
+            &probe("kind = \"tcp\""),
+            7,
+            "the tcp probe of pool www.example.test. needs a port",
+        );
+        assert_fails_at(
+            &probe("kind = \"icmp\", port = 7"),
+            7,
+            "icmp probes have no port",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", port = 0"),
+            7,
+            "probe port must be between 1 and 65535",
+        );
+        assert_fails_at(
+            &probe("kind = \"dns\""),
+            7,
+            "the dns probe of pool www.example.test. needs a qname",
+        );
+        assert_fails_at(
+            &probe("kind = \"dns\", qname = \"a..b\""),
+            7,
+            "invalid probe qname",
+        );
+        for qtype in ["ANY", "AXFR", "OPT", "BOGUS"] {
+            assert_fails_at(
+                &probe(&format!(
+                    "kind = \"dns\", qname = \"www.example.test\", qtype = \"{qtype}\""
+                )),
+                7,
+                &format!("invalid probe qtype \"{qtype}\""),
+            );
+        }
+        // Keys of other kinds.
+        assert_fails_at(
+            &probe("kind = \"tcp\", port = 22, path = \"/\""),
+            7,
+            "path only applies to http and https probes, not to tcp",
+        );
+        assert_fails_at(
+            &probe("kind = \"dns\", qname = \"x.test\", host = \"a.test\""),
+            7,
+            "host only applies to http and https probes, not to dns",
+        );
+        assert_fails_at(
+            &probe("kind = \"icmp\", expect_status = [200]"),
+            7,
+            "expect_status only applies",
+        );
+        assert_fails_at(
+            &probe("kind = \"tcp\", port = 1, method = \"GET\""),
+            7,
+            "method only applies",
+        );
+        assert_fails_at(
+            &probe("kind = \"tcp\", port = 1, body_contains = \"x\""),
+            7,
+            "body_contains only applies",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", tls_verify = false"),
+            7,
+            "tls_verify only applies to https probes, not to http",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", qname = \"www.example.test\""),
+            7,
+            "qname only applies to dns probes, not to http",
+        );
+        assert_fails_at(
+            &probe("kind = \"http\", qtype = \"A\""),
+            7,
+            "qtype only applies to dns probes",
+        );
+    }
+
+    #[test]
+    fn http_probe_value_errors() {
+        let probe =
+            |p: &str| pool_with("A", &[&format!("probe = {{ kind = \"http\", {p} }}")], TWO);
+        assert_fails_at(
+            &probe("path = \"health\""),
+            7,
+            "probe path \"health\" must start with \"/\"",
+        );
+        assert_fails_at(&probe("path = \"/a b\""), 7, "contains white space");
+        assert_fails_at(&probe("path = \"/a#b\""), 7, "'#'");
+        assert_fails_at(
+            &probe("method = \"GE T\""),
+            7,
+            "invalid HTTP method \"GE T\"",
+        );
+        assert_fails_at(&probe("method = \"\""), 7, "invalid HTTP method");
+        assert_fails_at(
+            &probe("host = \"192.0.2.1\""),
+            7,
+            "probe host \"192.0.2.1\" is an address",
+        );
+        assert_fails_at(
+            &probe("host = \"cdn.example.net:8080\""),
+            7,
+            "must be a host name",
+        );
+        assert_fails_at(&probe("host = \"a..b\""), 7, "invalid probe host");
+        assert_fails_at(
+            &probe("expect_status = [200, 600]"),
+            7,
+            "HTTP status 600 is out of range 100..=599",
+        );
+        assert_fails_at(&probe("expect_status = [99]"), 7, "HTTP status 99");
+        assert_fails_at(
+            &probe("expect_status = []"),
+            7,
+            "expect_status must list at least one status",
+        );
+        assert_fails_at(&probe("body_contains = \"\""), 7, "body_contains is empty");
+        // A method is kept as written (methods are case-sensitive).
+        let p = one_pool(&probe("method = \"OPTIONS\""));
+        assert_eq!(p.probe.unwrap().method, "OPTIONS");
+    }
+
+    #[test]
+    fn endpoint_probe_and_state_errors() {
+        assert_fails_at(
+            &pool_with(
+                "A",
+                &[],
+                "{ address = \"192.0.2.1\", probe = { port = 8080 } }",
+            ),
+            7,
+            "endpoint 192.0.2.1 has probe overrides, but pool www.example.test. has no probe",
+        );
+        assert_fails_at(
+            &pool_with(
+                "A",
+                &["probe = { kind = \"http\" }"],
+                "{ address = \"192.0.2.1\", probe = { kind = \"tcp\" } }",
+            ),
+            8,
+            "needs a port",
+        );
+        assert_fails_at(
+            &pool_with(
+                "A",
+                &["probe = { kind = \"http\" }"],
+                "{ address = \"192.0.2.1\", state = \"always_on\" }",
+            ),
+            8,
+            "unknown variant `always_on`",
+        );
+        assert_fails_at(
+            &pool_with(
+                "A",
+                &["probe = { kind = \"http\" }"],
+                "{ address = \"192.0.2.1\", probe = { kind = \"http\", bogus = 1 } }",
+            ),
+            8,
+            "unknown field `bogus`",
+        );
+    }
+
+    #[test]
+    fn policy_errors() {
+        assert_fails_at(
+            &pool_with("A", &["policy = \"random\""], TWO),
+            7,
+            "unknown variant `random`",
+        );
+        assert_fails_at(
+            &pool_with("A", &["count = 0"], TWO),
+            7,
+            "count 0 is out of range 1..=8",
+        );
+        assert_fails_at(
+            &pool_with("A", &["count = 9"], TWO),
+            7,
+            "count 9 is out of range",
+        );
+        assert_fails_at(
+            &pool_with("A", &["policy = \"weighted\"", "count = 2"], TWO),
+            8,
+            "count only applies to policy \"fastest\", and pool www.example.test. has policy \"weighted\"",
+        );
+        assert_fails_at(
+            &pool_with("A", &["deviation = 1001"], TWO),
+            7,
+            "deviation 1001% is larger than 1000%",
+        );
+        assert_fails_at(
+            &pool_with("A", &["hysteresis = 5000"], TWO),
+            7,
+            "hysteresis 5000% is larger than 1000%",
+        );
+        assert_fails_at(
+            &pool_with("A", &["policy = \"failover\"", "hysteresis = 5"], TWO),
+            8,
+            "hysteresis only applies to policy \"fastest\"",
+        );
+        assert_fails_at(
+            &pool_with("A", &["policy = \"all-healthy\"", "deviation = 5"], TWO),
+            8,
+            "deviation only applies",
+        );
+        let cname = "{ address = \"a.cdn.example.net\" }";
+        assert_fails_at(
+            &pool_with("CNAME", &["count = 2"], cname),
+            7,
+            "is a CNAME, which answers one record; count must be 1",
+        );
+        assert_fails_at(
+            &pool_with("CNAME", &["policy = \"all-healthy\""], cname),
+            7,
+            "all-healthy needs an A or AAAA pool",
+        );
+        // Percent values at the limits are fine.
+        let p = one_pool(&pool_with(
+            "A",
+            &["deviation = 1000", "hysteresis = 0", "count = 8"],
+            TWO,
+        ));
+        assert_eq!(
+            (
+                p.policy.deviation_pct,
+                p.policy.hysteresis_pct,
+                p.policy.count
+            ),
+            (1000, 0, 8)
+        );
+    }
+
+    #[test]
+    fn all_down_and_fallback_errors() {
+        assert_fails_at(
+            &pool_with("A", &["all_down = \"fallback\""], TWO),
+            7,
+            "pool www.example.test. has all_down = \"fallback\" but no fallback = [...] addresses",
+        );
+        assert_fails_at(
+            &pool_with("A", &["fallback = [\"198.51.100.1\"]"], TWO),
+            7,
+            "has fallback addresses, but they are only used with all_down = \"fallback\"",
+        );
+        assert_fails_at(
+            &pool_with(
+                "A",
+                &["all_down = \"servfail\"", "fallback = [\"198.51.100.1\"]"],
+                TWO,
+            ),
+            8,
+            "only used with all_down = \"fallback\"",
+        );
+        assert_fails_at(
+            &pool_with("A", &["all_down = \"nxdomain\""], TWO),
+            7,
+            "unknown variant `nxdomain`",
+        );
+        let fallback = |rtype: &str, list: &str, endpoints: &str| {
+            pool_with(
+                rtype,
+                &["all_down = \"fallback\"", &format!("fallback = [{list}]")],
+                endpoints,
+            )
+        };
+        assert_fails_at(
+            &fallback("A", "\"2001:db8::1\"", TWO),
+            8,
+            "has type A, so \"2001:db8::1\" must be an IPv4 address",
+        );
+        assert_fails_at(
+            &fallback("A", "\"198.51.100.1\", \"198.51.100.1\"", TWO),
+            8,
+            "lists fallback 198.51.100.1 twice",
+        );
+        assert_fails_at(
+            &fallback("A", "", TWO),
+            8,
+            "has 0 fallback addresses; give 1 to 8",
+        );
+        let cname = "{ address = \"a.cdn.example.net\" }";
+        assert_fails_at(
+            &fallback("CNAME", "\"x.example.net\", \"y.example.net\"", cname),
+            8,
+            "has 2 fallback addresses; give 1 to 1",
+        );
+        assert_fails_at(
+            &fallback("CNAME", "\"www.example.test\"", cname),
+            8,
+            "cannot be a CNAME to itself",
+        );
+        let p = one_pool(&fallback("CNAME", "\"Static.Example.NET\"", cname));
+        assert_eq!(
+            p.policy.all_down,
+            AllDownSettings::Fallback(vec![EndpointAddress::Host(
+                Name::from_str("static.example.net.").unwrap()
+            )])
+        );
+        let p = one_pool(&fallback(
+            "AAAA",
+            "\"2001:db8::99\"",
+            "{ address = \"2001:db8::1\" }",
+        ));
+        assert_eq!(p.policy.all_down.to_string(), "fallback to 2001:db8::99");
+    }
+
+    #[test]
+    fn webhook_errors() {
+        let hook = |url: &str| pool_with("A", &[&format!("webhook = \"{url}\"")], TWO);
+        assert_fails_at(&hook("not a url"), 7, "invalid webhook URL \"not a url\"");
+        assert_fails_at(
+            &hook("ftp://127.0.0.1/hook"),
+            7,
+            "webhook URL \"ftp://127.0.0.1/hook\" must be http or https, not \"ftp\"",
+        );
+        assert_fails_at(&hook("http://"), 7, "invalid webhook URL");
+        assert_fails_at(&hook("mailto:ops@example.net"), 7, "must be http or https");
+        let p = one_pool(&hook("https://hooks.example.net:8443/hotpool?pool=www"));
+        assert_eq!(
+            p.webhook.as_deref(),
+            Some("https://hooks.example.net:8443/hotpool?pool=www")
+        );
+        let p = one_pool(&hook("http://127.0.0.1:8080"));
+        assert_eq!(p.webhook.as_deref(), Some("http://127.0.0.1:8080/"));
+    }
+
+    #[test]
+    fn failover_priorities_must_be_distinct() {
+        let failover = |endpoints: &str| pool_with("A", &["policy = \"failover\""], endpoints);
+        assert_fails_at(
+            &failover(
+                "{ address = \"192.0.2.1\", priority = 5 },\n{ address = \"192.0.2.2\", priority = 5 }",
+            ),
+            9,
+            "pool www.example.test.: endpoints 192.0.2.1 and 192.0.2.2 both have priority 5; failover needs distinct priorities",
+        );
+        // A default (the position) can clash with an explicit priority.
+        assert_fails_at(
+            &failover("{ address = \"192.0.2.1\", priority = 1 },\n{ address = \"192.0.2.2\" }"),
+            9,
+            "both have priority 1",
+        );
+        let p = one_pool(&failover(
+            "{ address = \"192.0.2.1\", priority = 10 }, { address = \"192.0.2.2\", priority = 0 }",
+        ));
+        let priorities: Vec<u32> = p.endpoints.iter().map(|e| e.priority).collect();
+        assert_eq!(priorities, vec![10, 0]);
+        // Other policies do not use priorities, so repeats are fine there.
+        let p = one_pool(&pool_with(
+            "A",
+            &[],
+            "{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.2\", priority = 1 }",
+        ));
+        assert_eq!(p.endpoints[1].priority, 1);
+    }
+
+    #[test]
+    fn events_and_probes_sections() {
+        let cfg =
+            parse("[events]\nlog = \"events.jsonl\"\n[probes]\nmax_concurrent = 3\n").unwrap();
+        assert_eq!(cfg.events.log, Some(testdata().join("events.jsonl")));
+        assert_eq!(cfg.probes.max_concurrent, 3);
+        let cfg = parse("[events]\nlog = \"/var/lib/hotpool/events.jsonl\"\n").unwrap();
+        assert_eq!(
+            cfg.events.log,
+            Some(PathBuf::from("/var/lib/hotpool/events.jsonl"))
+        );
+        assert_fails_at("[events]\nlog = \"\"\n", 2, "events log path is empty");
+        assert_fails_at("[events]\nlgo = \"x\"\n", 2, "unknown field `lgo`");
+        assert_fails_at(
+            "[probes]\nmax_concurrent = 0\n",
+            2,
+            "max_concurrent must be at least 1",
+        );
+        assert_fails_at("[probes]\nmax_concurrent = -4\n", 2, "invalid value");
+        assert_fails_at(
+            "[probes]\ninterval = \"1s\"\n",
+            2,
+            "unknown field `interval`",
+        );
+    }
+
+    #[test]
+    fn summary_shows_policies_probes_and_pins() {
+        let mut text = pool_with(
+            "A",
+            &[
+                "policy = \"failover\"",
+                "all_down = \"fallback\"",
+                "fallback = [\"198.51.100.1\"]",
+                "webhook = \"http://127.0.0.1:8080/hook\"",
+                "probe = { kind = \"https\", path = \"/h\", host = \"cdn.example.net\", expect_status = [200, 201, 202, 204], body_contains = \"ok\", tls_verify = false, interval = \"1s\" }",
+            ],
+            "{ address = \"192.0.2.1\", state = \"up\" }, { address = \"192.0.2.2\", probe = { kind = \"icmp\" } }",
+        );
+        text.push_str(
+            "[[pool]]\nname = \"dns.example.test\"\ntype = \"A\"\nprobe = { kind = \"dns\", qname = \"x.test\", qtype = \"TXT\" }\nendpoints = [{ address = \"192.0.2.3\" }]\n",
+        );
+        text.push_str("[events]\nlog = \"/tmp/e.jsonl\"\n[probes]\nmax_concurrent = 9\n");
+        let summary = parse(&text).unwrap().summary();
+        for want in [
+            "  policy failover; all down: fallback to 198.51.100.1\n",
+            "  probe https GET /h port 443 host cdn.example.net expect 200-202,204 body contains \"ok\" tls_verify off, every 1s, timeout 1s, rise 2, fall 3\n",
+            "  endpoint 192.0.2.1: priority 0, pinned up\n",
+            "  endpoint 192.0.2.2: priority 1, probe icmp, every 1s, timeout 1s, rise 2, fall 3\n",
+            "  webhook http://127.0.0.1:8080/hook\n",
+            "  policy fastest (count 1, deviation 0%, hysteresis 10%); all down: fail-open\n",
+            "  probe dns x.test. TXT port 53, every 5s, timeout 2s, rise 2, fall 3\n",
+            "event log: /tmp/e.jsonl\n",
+            "probes: at most 9 in flight\n",
+        ] {
+            assert!(
+                summary.contains(want),
+                "{summary}\ndoes not contain\n{want}"
+            );
+        }
+        assert_eq!(status_ranges(&[404, 200, 201, 200]), "200-201,404");
+    }
+
+    #[test]
+    fn the_commented_example_pools_are_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/hotpool.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        // Uncomment every "# [[pool]]" block (up to the next blank line).
+        let mut out = String::new();
+        let mut in_block = false;
+        for line in text.lines() {
+            if line == "# [[pool]]" {
+                in_block = true;
+            } else if line.is_empty() {
+                in_block = false;
+            }
+            let line = match line.strip_prefix("# ") {
+                Some(rest) if in_block => rest,
+                _ => line,
+            };
+            out.push_str(line);
+            out.push('\n');
+        }
+        let cfg = Config::parse(&out, path).unwrap_or_else(|e| panic!("{e}"));
+        let api = cfg
+            .pools
+            .iter()
+            .find(|p| p.name.to_string() == "api.example.test.")
+            .expect("the weighted example");
+        assert_eq!(api.policy.kind, PolicyKind::Weighted);
+        assert_eq!(api.policy.all_down, AllDownSettings::Servfail);
+        assert_eq!(api.probe.as_ref().unwrap().kind, ProbeKind::Tcp);
+        let db = cfg
+            .pools
+            .iter()
+            .find(|p| p.name.to_string() == "db.example.test.")
+            .expect("the failover example");
+        assert_eq!(db.policy.kind, PolicyKind::Failover);
+        assert_eq!(db.probe.as_ref().unwrap().kind, ProbeKind::Dns);
+        assert!(matches!(db.policy.all_down, AllDownSettings::Fallback(_)));
     }
 }
