@@ -4,6 +4,7 @@ pub mod authority;
 pub mod config;
 pub mod daemon;
 pub mod ebpf;
+pub mod events;
 pub mod health;
 pub mod hot;
 pub mod metrics;
