@@ -25,6 +25,7 @@ fn pool() -> PoolAnswer {
         rdata: (1..=8)
             .map(|i| RData::A(A(format!("192.0.2.{i}").parse().unwrap())))
             .collect(),
+        selection: hotpool::pools::Selection::All,
     }
 }
 

@@ -204,7 +204,14 @@ impl Authority {
         // Records owned by the query name get the lower-case name, which `encode` compresses
         // to a pointer at the question: on the wire they carry the client's case.
         let owner = Name::from(&key);
-        // Pools first, exactly as the XDP path answers them.
+        // Pools first, exactly as the XDP path answers them. A pool whose endpoints are all
+        // down with `all_down = "servfail"` answers SERVFAIL (the kernel passes it here).
+        if let Some(pool) = self.pools.get(&key)
+            && pool.answers(qtype)
+            && pool.servfail()
+        {
+            return Reply::error(ResponseCode::ServFail);
+        }
         if let Some(pool) = self.pools.get(&key)
             && pool.answers(qtype)
             && !pool.rdata.is_empty()
@@ -626,6 +633,7 @@ ns.sub   A     192.0.2.54
                 rtype: RecordType::A,
                 ttl: 30,
                 rdata: vec![v4([192, 0, 2, 10]), v4([192, 0, 2, 11])],
+                selection: crate::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("v6.example.test."),
@@ -634,24 +642,28 @@ ns.sub   A     192.0.2.54
                 rdata: vec![RData::AAAA(AAAA(
                     Ipv6Addr::from_str("2001:db8::10").unwrap(),
                 ))],
+                selection: crate::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("cdn.example.test."),
                 rtype: RecordType::CNAME,
                 ttl: 60,
                 rdata: vec![RData::CNAME(CNAME(name("example.cdn-provider.net.")))],
+                selection: crate::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("empty.example.test."),
                 rtype: RecordType::A,
                 ttl: 30,
                 rdata: vec![],
+                selection: crate::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("p.q.example.test."),
                 rtype: RecordType::A,
                 ttl: 30,
                 rdata: vec![v4([192, 0, 2, 12])],
+                selection: crate::pools::Selection::All,
             },
         ]))
     }
@@ -802,6 +814,7 @@ ns.sub   A     192.0.2.54
             ttl: 60,
             // In-zone target: compressed against the question name.
             rdata: vec![RData::CNAME(CNAME(name("node1.example.test.")))],
+            selection: crate::pools::Selection::All,
         };
         let table = pools();
         table.set(edge.clone());
@@ -847,6 +860,53 @@ ns.sub   A     192.0.2.54
         assert!(r.edns.is_none());
         assert!(r.additionals.is_empty());
         assert_eq!(types(&r.answers), vec![RecordType::AAAA]);
+    }
+
+    #[test]
+    fn servfail_pool_answers_servfail() {
+        let a = authority();
+        let key = LowerName::from(name("www.example.test."));
+        let mut p = a.pools().get(&key).unwrap().as_ref().clone();
+        p.rdata.clear();
+        p.selection = crate::pools::Selection::Servfail;
+        a.pools().set(p);
+        let q = query("www.example.test.", RecordType::A);
+        let r = Message::from_vec(&raw(&a, &q, Transport::Udp)).unwrap();
+        assert_response_to(&r, &q);
+        assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+        assert!(r.answers.is_empty());
+        // Other types at the name are unaffected (the zone answers them).
+        let q = query("www.example.test.", RecordType::AAAA);
+        let r = Message::from_vec(&raw(&a, &q, Transport::Udp)).unwrap();
+        assert_ne!(r.metadata.response_code, ResponseCode::ServFail);
+    }
+
+    /// A weighted pool answers one record per query, in proportion to the weights.
+    #[test]
+    fn weighted_pool_answers_one_record_per_query_in_proportion() {
+        let a = authority();
+        let key = LowerName::from(name("www.example.test."));
+        let mut p = a.pools().get(&key).unwrap().as_ref().clone();
+        p.rdata = vec![v4([192, 0, 2, 1]), v4([192, 0, 2, 2])];
+        p.selection = crate::pools::Selection::weighted(vec![1, 3]);
+        a.pools().set(p);
+        let q = query("www.example.test.", RecordType::A);
+        let n = 8000;
+        let mut first = 0;
+        for _ in 0..n {
+            let r = Message::from_vec(&raw(&a, &q, Transport::Udp)).unwrap();
+            assert_eq!(r.answers.len(), 1);
+            if r.answers[0].data == v4([192, 0, 2, 1]) {
+                first += 1;
+            } else {
+                assert_eq!(r.answers[0].data, v4([192, 0, 2, 2]));
+            }
+        }
+        // Expected n/4 = 2000, standard deviation sqrt(n * 1/4 * 3/4) ≈ 39: allow 5σ.
+        assert!(
+            (1805..=2195).contains(&first),
+            "{first} of {n} for weight 1 of 4"
+        );
     }
 
     #[test]

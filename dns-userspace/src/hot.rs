@@ -8,36 +8,46 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use dns_common::{
     AnswerSlot, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, HotKey, HotRef, MAP_CONFIG, MAP_HOT_GEN,
     MAP_HOT_NAMES, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS, MAP_STATS, MAX_ANSWER_LEN, MAX_ANSWER_RRS,
-    MAX_POOLS, Outcome, Variant, XdpConfig, slot_index, v4_mapped,
+    MAX_POOLS, MAX_VARIANTS, Outcome, Variant, XdpConfig, slot_index, v4_mapped,
 };
 use hickory_proto::{
     op::{Message, Query},
-    rr::{Name, RecordType},
+    rr::{Name, RData, RecordType},
     serialize::binary::{BinEncodable, BinEncoder},
 };
 
-use crate::pools::PoolAnswer;
+use crate::pools::{PoolAnswer, Selection};
 
 /// Encodes a pool's answer RRs the way the XDP path appends them after the echoed question:
 /// owner names compress to the question (`0xC00C`), so the bytes are valid whatever case the
 /// client used. Encoded with hickory-proto as the answer section of a message whose
 /// question is the pool's name, then cut out of it.
 pub fn encode_variant(answer: &PoolAnswer) -> anyhow::Result<Variant> {
+    encode_rrs(answer, &answer.rdata)
+}
+
+/// Encodes `rdata` (some of the pool's records) as one kernel answer variant.
+fn encode_rrs(answer: &PoolAnswer, rdata: &[RData]) -> anyhow::Result<Variant> {
     ensure!(
-        !answer.rdata.is_empty(),
+        !rdata.is_empty(),
         "pool {} has no answer records",
         answer.name
     );
     ensure!(
-        answer.rdata.len() <= MAX_ANSWER_RRS,
+        rdata.len() <= MAX_ANSWER_RRS,
         "pool {} has {} answer records, at most {MAX_ANSWER_RRS} fit the kernel answer",
         answer.name,
-        answer.rdata.len()
+        rdata.len()
     );
     let name = answer.name.to_lowercase();
+    let subset = PoolAnswer {
+        rdata: rdata.to_vec(),
+        selection: Selection::All,
+        ..answer.clone()
+    };
     let mut msg = Message::query();
     msg.add_query(Query::query(name.clone(), answer.rtype));
-    msg.add_answers(answer.records(&name));
+    msg.add_answers(subset.records(&name));
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
     msg.emit(&mut enc)
@@ -61,10 +71,40 @@ pub fn encode_variant(answer: &PoolAnswer) -> anyhow::Result<Variant> {
         );
     }
     let mut v = Variant::empty();
-    v.ancount = (answer.rdata.len() as u16).to_be_bytes();
+    v.ancount = (rdata.len() as u16).to_be_bytes();
     v.len = rrs.len() as u16;
     v.bytes[..rrs.len()].copy_from_slice(rrs);
     Ok(v)
+}
+
+/// The kernel slot for a pool's answer (generation left 0): one variant with every record,
+/// one variant per record with the weighted thresholds, or no variant for SERVFAIL (the
+/// kernel passes the query and the daemon answers SERVFAIL).
+pub fn encode_slot(answer: &PoolAnswer) -> anyhow::Result<AnswerSlot> {
+    let mut slot = AnswerSlot::empty();
+    match &answer.selection {
+        Selection::All => {
+            slot.n_variants = 1;
+            slot.thresholds[0] = u32::MAX;
+            slot.variants[0] = encode_variant(answer)?;
+        }
+        Selection::WeightedOne { thresholds, .. } => {
+            ensure!(
+                answer.rdata.len() == thresholds.len() && answer.rdata.len() <= MAX_VARIANTS,
+                "pool {}: {} weighted records with {} thresholds (at most {MAX_VARIANTS})",
+                answer.name,
+                answer.rdata.len(),
+                thresholds.len()
+            );
+            slot.n_variants = answer.rdata.len() as u32;
+            for (i, rdata) in answer.rdata.iter().enumerate() {
+                slot.variants[i] = encode_rrs(answer, std::slice::from_ref(rdata))?;
+                slot.thresholds[i] = thresholds[i];
+            }
+        }
+        Selection::Servfail => {}
+    }
+    Ok(slot)
 }
 
 /// The query types answered from the kernel for a pool of `rtype`.
@@ -230,13 +270,13 @@ impl HotMaps {
 
     /// Writes the slot readers are not using, then flips the generation.
     fn publish_at(&mut self, pool: u32, answer: &PoolAnswer) -> anyhow::Result<()> {
+        let slot = encode_slot(answer)?;
         let current = self.gens.get(&pool, 0).context("reading HOT_GEN")?;
         let next = current.wrapping_add(1);
-        let mut slot = AnswerSlot::empty();
-        slot.generation = next;
-        slot.n_variants = 1;
-        slot.thresholds[0] = u32::MAX;
-        slot.variants[0] = encode_variant(answer)?;
+        let slot = AnswerSlot {
+            generation: next,
+            ..slot
+        };
         self.slots
             .set(slot_index(pool, next), slot, 0)
             .context("writing HOT_SLOTS")?;
@@ -303,6 +343,7 @@ mod tests {
             rtype,
             ttl: 30,
             rdata,
+            selection: crate::pools::Selection::All,
         }
     }
 

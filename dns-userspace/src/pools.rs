@@ -31,6 +31,35 @@ pub struct PoolAnswer {
     /// (a CNAME is a singleton, RFC 2181 §10.1). Empty means "no answer published": the
     /// daemon then answers NODATA (cannot happen with a validated config).
     pub rdata: Vec<RData>,
+    /// How `rdata` is answered.
+    pub selection: Selection,
+}
+
+/// How a pool's records are answered.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// Every record, in order.
+    #[default]
+    All,
+    /// One record per query, record `i` with probability `weights[i] / sum` (the `weighted`
+    /// policy). `thresholds` are `policy::thresholds(weights)`, the kernel's rule too.
+    WeightedOne {
+        weights: Vec<u32>,
+        thresholds: Vec<u32>,
+    },
+    /// SERVFAIL (all endpoints down with `all_down = "servfail"`); `rdata` is empty.
+    Servfail,
+}
+
+impl Selection {
+    /// Per-query choice in proportion to `weights` (one per record).
+    pub fn weighted(weights: Vec<u32>) -> Self {
+        let thresholds = crate::policy::thresholds(&weights);
+        Self::WeightedOne {
+            weights,
+            thresholds,
+        }
+    }
 }
 
 impl PoolAnswer {
@@ -54,6 +83,7 @@ impl PoolAnswer {
             rtype: p.rtype,
             ttl: p.ttl,
             rdata,
+            selection: Selection::All,
         }
     }
 
@@ -67,16 +97,36 @@ impl PoolAnswer {
     }
 
     /// The answer records with `owner` as their name (pass the query's name to keep the
-    /// client's case, as the XDP path does through its compression pointer).
+    /// client's case, as the XDP path does through its compression pointer). With
+    /// [`Selection::WeightedOne`] a random record, drawn per call with the kernel's rule.
     pub fn records(&self, owner: &Name) -> Vec<Record> {
-        self.rdata
-            .iter()
-            .map(|rdata| {
-                let mut r = Record::from_rdata(owner.clone(), self.ttl, rdata.clone());
-                r.dns_class = DNSClass::IN;
-                r
-            })
-            .collect()
+        match &self.selection {
+            Selection::All => self.rdata.iter().map(|d| self.record(owner, d)).collect(),
+            Selection::WeightedOne { thresholds, .. } => {
+                let i = crate::policy::pick(thresholds, rand::random::<u32>());
+                self.rdata
+                    .get(i)
+                    .map(|d| vec![self.record(owner, d)])
+                    .unwrap_or_default()
+            }
+            Selection::Servfail => Vec::new(),
+        }
+    }
+
+    /// Every record the pool may answer with (all of them for a weighted pool).
+    pub fn all_records(&self, owner: &Name) -> Vec<Record> {
+        self.rdata.iter().map(|d| self.record(owner, d)).collect()
+    }
+
+    fn record(&self, owner: &Name, rdata: &RData) -> Record {
+        let mut r = Record::from_rdata(owner.clone(), self.ttl, rdata.clone());
+        r.dns_class = DNSClass::IN;
+        r
+    }
+
+    /// The pool answers SERVFAIL.
+    pub fn servfail(&self) -> bool {
+        self.selection == Selection::Servfail
     }
 }
 
@@ -175,6 +225,7 @@ mod tests {
             rtype,
             ttl: 30,
             rdata,
+            selection: Selection::All,
         }
     }
 

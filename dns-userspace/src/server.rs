@@ -377,6 +377,7 @@ mod tests {
             rtype: RecordType::A,
             ttl: 30,
             rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 10)))],
+            selection: crate::pools::Selection::All,
         }]));
         Arc::new(Authority::new(vec![zone], pools, 1232))
     }

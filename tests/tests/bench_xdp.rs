@@ -63,6 +63,7 @@ fn per_packet_cost() {
         rdata: (1..=4)
             .map(|i| RData::A(A(format!("192.0.2.{i}").parse().unwrap())))
             .collect(),
+        selection: hotpool::pools::Selection::All,
     }];
     let settings = DatapathSettings {
         port: 53,

@@ -63,12 +63,14 @@ fn pools() -> Vec<PoolAnswer> {
             rtype: RecordType::A,
             ttl: 30,
             rdata: vec![a("192.0.2.10"), a("192.0.2.11")],
+            selection: hotpool::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str("v6.example.test.").unwrap(),
             rtype: RecordType::AAAA,
             ttl: 60,
             rdata: vec![aaaa("2001:db8::10"), aaaa("2001:db8::11")],
+            selection: hotpool::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str("cdn.example.test.").unwrap(),
@@ -77,18 +79,21 @@ fn pools() -> Vec<PoolAnswer> {
             rdata: vec![RData::CNAME(CNAME(
                 Name::from_str("edge.cdn-provider.example.net.").unwrap(),
             ))],
+            selection: hotpool::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str("big.example.test.").unwrap(),
             rtype: RecordType::AAAA,
             ttl: 5,
             rdata: (0..8).map(|i| aaaa(&format!("2001:db8::{i}"))).collect(),
+            selection: hotpool::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str(&max_name()).unwrap(),
             rtype: RecordType::CNAME,
             ttl: 10,
             rdata: vec![RData::CNAME(CNAME(long_target()))],
+            selection: hotpool::pools::Selection::All,
         },
     ]
 }
@@ -595,6 +600,10 @@ fn pass_cases() -> Vec<Case> {
 /// The daemon's own answer path (zone example.test. plus the same pools), to hold every
 /// XDP reply against.
 fn daemon_authority() -> Authority {
+    daemon_authority_with(Arc::new(PoolTable::new(pools())))
+}
+
+fn daemon_authority_with(table: Arc<PoolTable>) -> Authority {
     let dir = std::env::temp_dir().join(format!("hotpool-packets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -608,7 +617,7 @@ fn daemon_authority() -> Authority {
          file = \"example.test.zone\"\n"
     );
     let cfg = Config::parse(&toml, &dir.join("hotpool.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let authority = Authority::from_config(&cfg, Arc::new(PoolTable::new(pools()))).unwrap();
+    let authority = Authority::from_config(&cfg, table).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     authority
 }
@@ -741,4 +750,75 @@ fn republished_answer_is_served_and_removed_pools_miss() {
     let (action, _) = t.run(&frame);
     assert_eq!(action, XDP_PASS);
     assert_eq!(single_outcome(&before, &t.stats()), Outcome::Miss);
+}
+
+/// A weighted pool: the kernel picks one record per query with `bpf_get_prandom_u32`, in
+/// proportion to the weights.
+#[test]
+fn weighted_pool_is_answered_per_query_in_proportion() {
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let mut p = pool("www.example.test.");
+    p.rdata = vec![
+        RData::A(A("192.0.2.1".parse().unwrap())),
+        RData::A(A("192.0.2.2".parse().unwrap())),
+        RData::A(A("192.0.2.3".parse().unwrap())),
+    ];
+    p.selection = hotpool::pools::Selection::weighted(vec![1, 2, 5]);
+    t.dp.maps.publish(&p).unwrap();
+    let frame = frames::query(&v4(), &q("www.example.test.", RecordType::A).bytes());
+    let n = 16_000usize;
+    let mut counts = [0usize; 3];
+    for _ in 0..n {
+        let (action, out) = t.run(&frame);
+        assert_eq!(action, XDP_TX);
+        let m = Message::from_bytes(&frames::udp_payload(&out)).unwrap();
+        assert_eq!(m.answers.len(), 1, "one record per weighted answer");
+        let i = p
+            .rdata
+            .iter()
+            .position(|d| *d == m.answers[0].data)
+            .expect("one of the pool's records");
+        counts[i] += 1;
+    }
+    // Expected n * w / 8; allow 5 standard deviations of the binomial.
+    for (i, w) in [1usize, 2, 5].into_iter().enumerate() {
+        let p = w as f64 / 8.0;
+        let expected = n as f64 * p;
+        let sd = (n as f64 * p * (1.0 - p)).sqrt();
+        assert!(
+            (counts[i] as f64 - expected).abs() <= 5.0 * sd,
+            "record {i} (weight {w}): {} of {n}, expected {expected:.0} ± {:.0}",
+            counts[i],
+            5.0 * sd
+        );
+    }
+}
+
+/// A SERVFAIL pool has no kernel answer: the query is passed and the daemon answers
+/// SERVFAIL.
+#[test]
+fn servfail_pool_is_passed_to_the_daemon() {
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let mut p = pool("www.example.test.");
+    p.rdata.clear();
+    p.selection = hotpool::pools::Selection::Servfail;
+    t.dp.maps.publish(&p).unwrap();
+    let frame = frames::query(&v4(), &q("www.example.test.", RecordType::A).bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(out, frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::NoAnswer);
+
+    let table = Arc::new(PoolTable::new(pools()));
+    table.set(p);
+    let authority = daemon_authority_with(table);
+    let reply = authority
+        .respond(&frames::udp_payload(&frame), Transport::Udp)
+        .unwrap();
+    let m = Message::from_bytes(&reply).unwrap();
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail
+    );
 }

@@ -40,6 +40,7 @@ fn pool(set: &[Ipv4Addr]) -> PoolAnswer {
         rtype: RecordType::A,
         ttl: 30,
         rdata: set.iter().map(|a| RData::A(A(*a))).collect(),
+        selection: hotpool::pools::Selection::All,
     }
 }
 
