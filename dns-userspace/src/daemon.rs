@@ -3,17 +3,19 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
     authority::Authority,
     config::{Config, XdpModeSetting},
     ebpf::{AttachMode, Datapath},
+    events::EventSink,
     hot::DatapathSettings,
     metrics,
     pools::{PoolAnswer, PoolTable},
-    server,
+    probe, server,
+    steer::{self, Steering},
 };
 
 /// Command-line switches of `hotpool run`.
@@ -110,6 +112,37 @@ pub async fn run_until(
 
     let datapath = Arc::new(Mutex::new(setup_xdp(&cfg, &pools, &opts)));
 
+    // Steering: events, probes, decisions.
+    let mut events = EventSink::new(cfg.events.log.as_deref()).context("opening the event log")?;
+    for pool in &cfg.pools {
+        if let Some(url) = &pool.webhook {
+            events.set_webhook(&pool.name.to_string(), url.clone())?;
+        }
+    }
+    let events_task = events.start();
+    let steering = Arc::new(Mutex::new(Steering::new(
+        &cfg,
+        pools.clone(),
+        datapath.clone(),
+        events,
+    )));
+    let jobs = steering.lock().unwrap_or_else(|e| e.into_inner()).jobs();
+    let (probe_tx, probe_rx) = mpsc::channel(1024);
+    if !jobs.is_empty() {
+        info!(
+            endpoints = jobs.len(),
+            max_concurrent = cfg.probes.max_concurrent,
+            "probing pool endpoints"
+        );
+    }
+    let probes_task = tokio::spawn(probe::run_probes(
+        jobs,
+        cfg.probes.max_concurrent,
+        probe_tx,
+        shutdown_rx.clone(),
+    ));
+    let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
+
     let metrics_task = match cfg.server.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -119,6 +152,7 @@ pub async fn run_until(
             Some(tokio::spawn(metrics::serve(
                 listener,
                 datapath.clone(),
+                Some(steering.clone()),
                 shutdown_rx.clone(),
             )))
         }
@@ -147,6 +181,17 @@ pub async fn run_until(
     }
     if let Some(t) = metrics_task {
         let _ = t.await;
+    }
+    let _ = probes_task.await;
+    let _ = steer_task.await;
+    // The last reference to the event sink: dropping it lets the webhook task deliver what
+    // is queued and end.
+    drop(steering);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), events_task)
+        .await
+        .is_err()
+    {
+        warn!("webhook deliveries still pending after 10 s; giving up on them");
     }
     info!("stopped");
     Ok(())

@@ -12,4 +12,5 @@ pub mod policy;
 pub mod pools;
 pub mod probe;
 pub mod server;
+pub mod steer;
 pub mod zone;

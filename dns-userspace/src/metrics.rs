@@ -1,5 +1,12 @@
-//! Prometheus text exposition of the XDP counters (and whether XDP is attached), served on
-//! `GET /metrics`.
+//! The daemon's HTTP endpoint (bind it to loopback: it is unauthenticated):
+//!
+//! * `GET /metrics`: Prometheus text exposition of the XDP counters, whether XDP is
+//!   attached, and every pool's and endpoint's steering state;
+//! * `GET /api/status`: the same steering state as JSON;
+//! * `POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>`: pin an endpoint up or
+//!   down at runtime, or make it follow its probes again (Constellix `always_on`,
+//!   `always_off`, `follow_sonar`). Pins last until the daemon restarts; put lasting ones
+//!   in the config (`state = ...`).
 
 use std::{
     fmt::Write as _,
@@ -13,9 +20,70 @@ use tokio::{
 };
 use tracing::debug;
 
-use crate::ebpf::Datapath;
+use crate::{
+    ebpf::Datapath,
+    steer::{PoolStatus, Steering, parse_admin},
+};
 
-/// Renders the metrics page.
+/// Renders the steering part of the metrics page.
+pub fn render_steering(status: &[PoolStatus]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP hotpool_endpoint_up Whether an endpoint is up (probes and operator pins).\n\
+         # TYPE hotpool_endpoint_up gauge\n",
+    );
+    for p in status {
+        for e in &p.endpoints {
+            let _ = writeln!(
+                out,
+                "hotpool_endpoint_up{{pool=\"{}\",endpoint=\"{}\"}} {}",
+                p.pool, e.endpoint, e.up as u8
+            );
+        }
+    }
+    out.push_str(
+        "# HELP hotpool_endpoint_latency_seconds Smoothed probe latency (median of the last 5 \
+         successful probes).\n# TYPE hotpool_endpoint_latency_seconds gauge\n",
+    );
+    for p in status {
+        for e in &p.endpoints {
+            if let Some(ms) = e.latency_ms {
+                let _ = writeln!(
+                    out,
+                    "hotpool_endpoint_latency_seconds{{pool=\"{}\",endpoint=\"{}\"}} {}",
+                    p.pool,
+                    e.endpoint,
+                    ms / 1e3
+                );
+            }
+        }
+    }
+    out.push_str(
+        "# HELP hotpool_pool_all_down Whether no endpoint of the pool is up (the all_down \
+         setting answers).\n# TYPE hotpool_pool_all_down gauge\n",
+    );
+    for p in status {
+        let _ = writeln!(
+            out,
+            "hotpool_pool_all_down{{pool=\"{}\"}} {}",
+            p.pool, p.all_down as u8
+        );
+    }
+    out.push_str(
+        "# HELP hotpool_pool_answer_changes_total Times the pool's answer was rewritten.\n\
+         # TYPE hotpool_pool_answer_changes_total counter\n",
+    );
+    for p in status {
+        let _ = writeln!(
+            out,
+            "hotpool_pool_answer_changes_total{{pool=\"{}\"}} {}",
+            p.pool, p.changes
+        );
+    }
+    out
+}
+
+/// Renders the XDP part of the metrics page.
 pub fn render(datapath: Option<&Datapath>) -> String {
     let mut out = String::new();
     out.push_str(
@@ -58,10 +126,81 @@ pub fn render(datapath: Option<&Datapath>) -> String {
     out
 }
 
-/// Serves `GET /metrics` until `shutdown` flips.
+/// Answers one request: (status line, content type, body).
+pub fn handle(
+    method: &str,
+    path: &str,
+    datapath: &Mutex<Option<Datapath>>,
+    steering: Option<&Mutex<Steering>>,
+) -> (&'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; version=0.0.4";
+    const JSON: &str = "application/json";
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("GET", ["metrics"] | [""]) => {
+            let mut body = {
+                let dp = datapath.lock().unwrap_or_else(|p| p.into_inner());
+                render(dp.as_ref())
+            };
+            if let Some(s) = steering {
+                let status = s.lock().unwrap_or_else(|p| p.into_inner()).status();
+                body.push_str(&render_steering(&status));
+            }
+            ("200 OK", TEXT, body)
+        }
+        ("GET", ["api", "status"]) => match steering {
+            Some(s) => {
+                let status = s.lock().unwrap_or_else(|p| p.into_inner()).status();
+                let body = serde_json::to_string_pretty(&status).unwrap_or_default();
+                ("200 OK", JSON, body + "\n")
+            }
+            None => (
+                "404 Not Found",
+                JSON,
+                "{\"error\":\"no steering\"}\n".into(),
+            ),
+        },
+        ("POST", ["api", "pools", pool, "endpoints", endpoint, state]) => {
+            let Some(s) = steering else {
+                return (
+                    "404 Not Found",
+                    JSON,
+                    "{\"error\":\"no steering\"}\n".into(),
+                );
+            };
+            let result = parse_admin(state).and_then(|state| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_admin(pool, endpoint, state)
+            });
+            match result {
+                Ok(msg) => (
+                    "200 OK",
+                    JSON,
+                    format!("{}\n", serde_json::json!({ "ok": msg })),
+                ),
+                Err(e) => (
+                    "400 Bad Request",
+                    JSON,
+                    format!("{}\n", serde_json::json!({ "error": format!("{e:#}") })),
+                ),
+            }
+        }
+        _ => (
+            "404 Not Found",
+            TEXT,
+            "not found; try GET /metrics, GET /api/status or \
+             POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>\n"
+                .into(),
+        ),
+    }
+}
+
+/// Serves the endpoints above until `shutdown` flips.
 pub async fn serve(
     listener: TcpListener,
     datapath: Arc<Mutex<Option<Datapath>>>,
+    steering: Option<Arc<Mutex<Steering>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -76,6 +215,7 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let datapath = datapath.clone();
+        let steering = steering.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n =
@@ -86,17 +226,12 @@ pub async fn serve(
                     _ => return,
                 };
             let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
-                let body = {
-                    let dp = datapath.lock().unwrap_or_else(|p| p.into_inner());
-                    render(dp.as_ref())
-                };
-                ("200 OK", body)
-            } else {
-                ("404 Not Found", "not found; try /metrics\n".to_string())
-            };
+            let mut words = req.lines().next().unwrap_or_default().split_whitespace();
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let path = path.split('?').next().unwrap_or("");
+            let (status, content_type, body) = handle(method, path, &datapath, steering.as_deref());
             let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );

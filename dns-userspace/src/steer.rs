@@ -1,0 +1,748 @@
+//! Steering: probe results → endpoint health → policy decision → the pool's answer in the
+//! daemon's table *and* the kernel's hot map, plus an event for every change.
+//!
+//! One [`Steering`] owns every pool's runtime state. Probe results arrive on a channel from
+//! [`crate::probe::run_probes`]; operator pins arrive through [`Steering::set_admin`] (the
+//! HTTP API). A pool's answer is rewritten only when the policy's decision changes, and
+//! then atomically in both answer paths (see [`crate::hot`] for the kernel side).
+//!
+//! Start-up: until every probed endpoint of a pool has a verdict (`rise` successes or `fall`
+//! failures, or an operator pin), the pool keeps answering its configured endpoints, as a
+//! pool without probes does. Deciding earlier would answer SERVFAIL or a lone endpoint just
+//! because the others had not been probed yet.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::{anyhow, bail};
+use hickory_proto::rr::{RData, RecordType};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
+
+use crate::{
+    config::{AllDownSettings, Config, EndpointAddress, PolicyKind, PoolSettings},
+    ebpf::Datapath,
+    events::{Event, EventSink},
+    health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState},
+    policy::{self, AllDown, Answer, Candidate, Decision, Policy, Selector},
+    pools::{PoolAnswer, PoolTable, Selection},
+    probe::{ProbeJob, ProbeTarget},
+};
+
+/// A probe result as the scheduler sends it: (pool, endpoint, finished at, outcome).
+pub type ProbeResult = (usize, usize, Instant, ProbeOutcome);
+
+struct PoolRuntime {
+    settings: PoolSettings,
+    /// Endpoint names for logs and events (address or host name).
+    names: Vec<String>,
+    health: Vec<EndpointHealth>,
+    selector: Selector,
+    /// The pool has probes (otherwise every endpoint counts as up unless pinned down).
+    probed: bool,
+    /// Rendering of the answer in force, for the `old` side of events.
+    answer: String,
+    all_down: bool,
+    changes: u64,
+}
+
+impl PoolRuntime {
+    fn new(settings: &PoolSettings, now: Instant) -> Self {
+        let names = settings
+            .endpoints
+            .iter()
+            .map(|e| endpoint_name(&e.address))
+            .collect::<Vec<_>>();
+        let health = settings
+            .endpoints
+            .iter()
+            .map(|e| {
+                let (rise, fall) = e.probe.as_ref().map_or((1, 1), |p| (p.rise, p.fall));
+                let mut h = EndpointHealth::new(rise, fall);
+                h.set_admin(now, e.admin);
+                h
+            })
+            .collect();
+        let (policy, all_down) = policy_of(settings);
+        let configured: Vec<usize> = (0..settings.endpoints.len()).collect();
+        Self {
+            names,
+            health,
+            selector: Selector::new(policy, all_down),
+            probed: settings.probe.is_some(),
+            answer: Answer::Endpoints(configured).render(
+                &settings
+                    .endpoints
+                    .iter()
+                    .map(|e| endpoint_name(&e.address))
+                    .collect::<Vec<_>>(),
+            ),
+            all_down: false,
+            changes: 0,
+            settings: settings.clone(),
+        }
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.settings
+            .endpoints
+            .iter()
+            .zip(&self.health)
+            .map(|(e, h)| Candidate {
+                up: if self.probed {
+                    h.is_up()
+                } else {
+                    h.admin() != AdminState::Down
+                },
+                latency: h.latency(),
+                weight: e.weight,
+                priority: e.priority,
+            })
+            .collect()
+    }
+
+    /// Every probed endpoint has a verdict (or is pinned): decisions may start.
+    fn warmed_up(&self) -> bool {
+        !self.probed
+            || self
+                .health
+                .iter()
+                .all(|h| h.admin() != AdminState::Follow || h.probe_state() != ProbeState::Unknown)
+    }
+
+    /// The records a decision answers with.
+    fn answer_for(&self, decision: &Decision) -> PoolAnswer {
+        let s = &self.settings;
+        let rdata_of = |i: usize| s.endpoints[i].rdata();
+        let (mut rdata, selection) = match &decision.answer {
+            Answer::Endpoints(v) => (v.iter().map(|&i| rdata_of(i)).collect(), Selection::All),
+            Answer::Weighted(v) if v.len() > 1 => (
+                v.iter().map(|&(i, _)| rdata_of(i)).collect(),
+                Selection::weighted(v.iter().map(|&(_, w)| w).collect()),
+            ),
+            Answer::Weighted(v) => (
+                v.iter().map(|&(i, _)| rdata_of(i)).collect(),
+                Selection::All,
+            ),
+            Answer::Fallback => match &s.policy.all_down {
+                AllDownSettings::Fallback(addrs) => {
+                    (addrs.iter().map(address_rdata).collect(), Selection::All)
+                }
+                _ => (Vec::new(), Selection::Servfail),
+            },
+            Answer::Servfail => (Vec::new(), Selection::Servfail),
+        };
+        if s.rtype == RecordType::CNAME && selection == Selection::All {
+            // A CNAME is a singleton (RFC 2181 §10.1).
+            rdata.truncate(1);
+        }
+        PoolAnswer {
+            name: s.name.clone(),
+            rtype: s.rtype,
+            ttl: s.ttl,
+            rdata,
+            selection,
+        }
+    }
+}
+
+fn endpoint_name(a: &EndpointAddress) -> String {
+    match a {
+        EndpointAddress::Ip(ip) => ip.to_string(),
+        EndpointAddress::Host(n) => n.to_string(),
+    }
+}
+
+fn address_rdata(a: &EndpointAddress) -> RData {
+    crate::config::EndpointSettings {
+        address: a.clone(),
+        weight: 1,
+        priority: 0,
+        admin: AdminState::Follow,
+        probe: None,
+    }
+    .rdata()
+}
+
+fn policy_of(s: &PoolSettings) -> (Policy, AllDown) {
+    let p = &s.policy;
+    let policy = match p.kind {
+        PolicyKind::Fastest => Policy::Fastest {
+            count: p.count,
+            deviation_pct: p.deviation_pct,
+            hysteresis_pct: p.hysteresis_pct,
+        },
+        PolicyKind::Weighted => Policy::Weighted,
+        PolicyKind::Failover => Policy::Failover,
+        PolicyKind::AllHealthy => Policy::AllHealthy,
+    };
+    let all_down = match p.all_down {
+        AllDownSettings::FailOpen => AllDown::FailOpen,
+        AllDownSettings::Servfail => AllDown::Servfail,
+        AllDownSettings::Fallback(_) => AllDown::Fallback,
+    };
+    (policy, all_down)
+}
+
+/// Every pool's steering state.
+pub struct Steering {
+    pools: Vec<PoolRuntime>,
+    table: Arc<PoolTable>,
+    datapath: Arc<Mutex<Option<Datapath>>>,
+    events: EventSink,
+}
+
+impl Steering {
+    /// Builds the state for `cfg`'s pools; static pools (no probes) are decided at once.
+    pub fn new(
+        cfg: &Config,
+        table: Arc<PoolTable>,
+        datapath: Arc<Mutex<Option<Datapath>>>,
+        events: EventSink,
+    ) -> Self {
+        let now = Instant::now();
+        let mut s = Self {
+            pools: cfg.pools.iter().map(|p| PoolRuntime::new(p, now)).collect(),
+            table,
+            datapath,
+            events,
+        };
+        for i in 0..s.pools.len() {
+            s.reselect(i, "start-up");
+        }
+        s
+    }
+
+    /// The probe jobs for every probed endpoint.
+    pub fn jobs(&self) -> Vec<ProbeJob> {
+        let mut jobs = Vec::new();
+        for (p, pool) in self.pools.iter().enumerate() {
+            for (e, ep) in pool.settings.endpoints.iter().enumerate() {
+                if let Some(spec) = &ep.probe {
+                    jobs.push(ProbeJob {
+                        pool: p,
+                        endpoint: e,
+                        spec: spec.clone(),
+                        target: ProbeTarget::from_endpoint(&ep.address),
+                    });
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Feeds one probe result in.
+    pub fn on_probe(&mut self, pool: usize, endpoint: usize, at: Instant, outcome: &ProbeOutcome) {
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let Some(h) = p.health.get_mut(endpoint) else {
+            return;
+        };
+        let was = h.probe_state();
+        let pinned = h.admin() != AdminState::Follow;
+        let transition = h.record(at, outcome);
+        let first_down = was == ProbeState::Unknown && h.probe_state() == ProbeState::Down;
+        let old = |up: bool| match (was, pinned) {
+            (ProbeState::Unknown, false) => "unknown",
+            _ if up => "up",
+            _ => "down",
+        };
+        if let Some(t) = transition {
+            self.endpoint_event(pool, endpoint, old(!t.up), t.up, &t.reason);
+        } else if first_down && !pinned {
+            // Down from the start is no change of the effective state (unknown counts as
+            // down), but it belongs in the record.
+            let reason = format!("{} (first verdict)", h.last_detail());
+            self.endpoint_event(pool, endpoint, "unknown", false, &reason);
+        }
+        self.reselect(pool, "probe");
+    }
+
+    /// Pins an endpoint up or down, or makes it follow its probes again.
+    pub fn set_admin(
+        &mut self,
+        pool: &str,
+        endpoint: &str,
+        state: AdminState,
+    ) -> anyhow::Result<String> {
+        let want = crate::config::parse_name(pool).map_err(|e| anyhow!("pool {pool:?}: {e}"))?;
+        let i = self
+            .pools
+            .iter()
+            .position(|p| p.settings.name == want)
+            .ok_or_else(|| anyhow!("no pool {pool}"))?;
+        let e = self.pools[i]
+            .names
+            .iter()
+            .position(|n| {
+                n.eq_ignore_ascii_case(endpoint)
+                    || n.trim_end_matches('.') == endpoint.trim_end_matches('.')
+            })
+            .ok_or_else(|| anyhow!("pool {pool} has no endpoint {endpoint}"))?;
+        let h = &mut self.pools[i].health[e];
+        if h.admin() == state {
+            return Ok(format!("{endpoint} in {pool} already {state}"));
+        }
+        let transition = h.set_admin(Instant::now(), state);
+        info!(pool, endpoint, %state, "operator set endpoint state");
+        let state_name = |up: bool| if up { "up" } else { "down" };
+        match transition {
+            Some(t) => self.endpoint_event(i, e, state_name(!t.up), t.up, &t.reason),
+            None => {
+                let up = self.pools[i].health[e].is_up();
+                let reason = format!("operator set state {state}");
+                self.endpoint_event(i, e, state_name(up), up, &reason);
+            }
+        }
+        self.reselect(i, "operator");
+        Ok(format!("{endpoint} in {pool} is now {state}"))
+    }
+
+    fn endpoint_event(&self, pool: usize, endpoint: usize, old: &str, new_up: bool, reason: &str) {
+        let p = &self.pools[pool];
+        let h = &p.health[endpoint];
+        let event = Event::endpoint_state(
+            p.settings.name.to_string(),
+            p.names[endpoint].clone(),
+            old,
+            if new_up { "up" } else { "down" },
+            reason,
+        )
+        .with_latency(
+            h.latency().map(|d| d.as_secs_f64() * 1e3),
+            h.last_samples()
+                .iter()
+                .map(|d| d.as_secs_f64() * 1e3)
+                .collect(),
+        );
+        self.events.emit(event);
+    }
+
+    /// Re-decides pool `i` and applies a changed decision.
+    fn reselect(&mut self, i: usize, why: &str) {
+        if !self.pools[i].warmed_up() {
+            return;
+        }
+        let candidates = self.pools[i].candidates();
+        let Some(decision) = self.pools[i].selector.update(&candidates) else {
+            return;
+        };
+        let answer = self.pools[i].answer_for(&decision);
+        let p = &mut self.pools[i];
+        let new = decision.answer.render(&p.names);
+        let reason = policy::name_endpoints(&decision.reason, &p.names);
+        if new == p.answer && decision.all_down == p.all_down {
+            // The configured set confirmed at start-up: nothing to rewrite.
+            return;
+        }
+        let old = std::mem::replace(&mut p.answer, new.clone());
+        p.all_down = decision.all_down;
+        p.changes += 1;
+        let pool_name = p.settings.name.to_string();
+        self.table.set(answer.clone());
+        if let Some(dp) = self
+            .datapath
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            && let Err(e) = dp.maps.publish(&answer)
+        {
+            error!(pool = %pool_name, error = format!("{e:#}"), "rewriting the kernel answer failed; the daemon answers this pool");
+        }
+        // The event sink logs it (warn when all endpoints are down) and records it.
+        tracing::debug!(pool = %pool_name, trigger = why, "rewrote the pool answer");
+        self.events.emit(Event::pool_answer(
+            pool_name,
+            old,
+            new,
+            reason,
+            decision.all_down,
+        ));
+    }
+
+    /// State of every pool and endpoint, for the HTTP API and metrics.
+    pub fn status(&self) -> Vec<PoolStatus> {
+        self.pools
+            .iter()
+            .map(|p| PoolStatus {
+                pool: p.settings.name.to_string(),
+                policy: p.settings.policy.kind.to_string(),
+                answer: p.answer.clone(),
+                all_down: p.all_down,
+                changes: p.changes,
+                endpoints: p
+                    .names
+                    .iter()
+                    .zip(&p.health)
+                    .map(|(n, h)| EndpointStatus {
+                        endpoint: n.clone(),
+                        up: if p.probed {
+                            h.is_up()
+                        } else {
+                            h.admin() != AdminState::Down
+                        },
+                        admin: h.admin().to_string(),
+                        probe: if p.probed {
+                            h.probe_state().to_string()
+                        } else {
+                            "none".into()
+                        },
+                        latency_ms: h.latency().map(|d| d.as_secs_f64() * 1e3),
+                        samples_ms: h
+                            .last_samples()
+                            .iter()
+                            .map(|d| d.as_secs_f64() * 1e3)
+                            .collect(),
+                        last_detail: h.last_detail().to_string(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolStatus {
+    pub pool: String,
+    pub policy: String,
+    pub answer: String,
+    pub all_down: bool,
+    pub changes: u64,
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EndpointStatus {
+    pub endpoint: String,
+    pub up: bool,
+    pub admin: String,
+    pub probe: String,
+    pub latency_ms: Option<f64>,
+    pub samples_ms: Vec<f64>,
+    pub last_detail: String,
+}
+
+/// Applies probe results until shutdown.
+pub async fn run(
+    steering: Arc<Mutex<Steering>>,
+    mut results: mpsc::Receiver<ProbeResult>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = results.recv() => match r {
+                Some((pool, endpoint, at, outcome)) => steering
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .on_probe(pool, endpoint, at, &outcome),
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Parses `up`, `down` or `follow` (also Constellix's `always_on`, `always_off`,
+/// `follow_sonar`).
+pub fn parse_admin(s: &str) -> anyhow::Result<AdminState> {
+    Ok(match s.to_ascii_lowercase().replace('-', "_").as_str() {
+        "up" | "always_on" => AdminState::Up,
+        "down" | "always_off" => AdminState::Down,
+        "follow" | "follow_sonar" => AdminState::Follow,
+        other => bail!("unknown endpoint state {other:?} (up, down or follow)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    use hickory_proto::rr::{LowerName, Name, rdata::A};
+
+    use super::*;
+
+    /// Steering over one pool of `endpoints` with `keys`, no kernel, events to a file.
+    fn steering(keys: &str, endpoints: &str, log: &Path) -> (Steering, Arc<PoolTable>) {
+        let text = format!(
+            "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\n\
+             [events]\nlog = \"{}\"\n\n\
+             [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n{keys}\nendpoints = [{endpoints}]\n",
+            log.display()
+        );
+        let source = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        let cfg = Config::parse(&text, source).unwrap_or_else(|e| panic!("{e}"));
+        let table = Arc::new(PoolTable::new(
+            cfg.pools.iter().map(PoolAnswer::from_settings),
+        ));
+        let events = EventSink::new(Some(log)).unwrap();
+        let s = Steering::new(&cfg, table.clone(), Arc::new(Mutex::new(None)), events);
+        (s, table)
+    }
+
+    fn answer(table: &PoolTable) -> Arc<PoolAnswer> {
+        table
+            .get(&LowerName::from(
+                Name::from_ascii("www.example.test.").unwrap(),
+            ))
+            .unwrap()
+    }
+
+    fn addrs(a: &PoolAnswer) -> Vec<String> {
+        a.rdata
+            .iter()
+            .map(|d| match d {
+                RData::A(A(ip)) => ip.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn ok(ms: u64) -> ProbeOutcome {
+        ProbeOutcome::success(Duration::from_millis(ms), "HTTP 200")
+    }
+
+    fn fail() -> ProbeOutcome {
+        ProbeOutcome::failure("connection refused")
+    }
+
+    fn log_lines(log: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    struct TempLog(std::path::PathBuf);
+    impl TempLog {
+        fn new(tag: &str) -> Self {
+            Self(
+                std::env::temp_dir()
+                    .join(format!("hotpool-steer-{tag}-{}.jsonl", std::process::id())),
+            )
+        }
+    }
+    impl Drop for TempLog {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const PROBE: &str =
+        "probe = { kind = \"tcp\", port = 80, interval = \"1s\", rise = 2, fall = 3 }";
+    const TWO: &str = "{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }";
+
+    #[test]
+    fn keeps_the_configured_set_until_every_endpoint_has_a_verdict() {
+        let log = TempLog::new("warm");
+        let (mut s, table) = steering(PROBE, TWO, &log.0);
+        let t = Instant::now();
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1", "192.0.2.2"]);
+        // Endpoint 0 is up after `rise`, endpoint 1 still unknown: no decision yet.
+        s.on_probe(0, 0, t, &ok(10));
+        s.on_probe(0, 0, t, &ok(10));
+        s.on_probe(0, 1, t, &ok(50));
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1", "192.0.2.2"]);
+        // Both have verdicts: the fastest is answered.
+        s.on_probe(0, 1, t, &ok(50));
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1"]);
+        let events = log_lines(&log.0);
+        let pool_events: Vec<_> = events
+            .iter()
+            .filter(|e| e["kind"] == "pool_answer")
+            .collect();
+        assert_eq!(pool_events.len(), 1);
+        assert_eq!(pool_events[0]["old"], "192.0.2.1, 192.0.2.2");
+        assert_eq!(pool_events[0]["new"], "192.0.2.1");
+        assert!(
+            pool_events[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("192.0.2.1")
+        );
+        let up: Vec<_> = events
+            .iter()
+            .filter(|e| e["kind"] == "endpoint_state")
+            .collect();
+        assert_eq!(up.len(), 2);
+        assert_eq!(up[0]["old"], "unknown");
+        assert_eq!(up[0]["new"], "up");
+    }
+
+    #[test]
+    fn fails_over_after_fall_failures_and_back_after_rise_successes() {
+        let log = TempLog::new("failover");
+        let (mut s, table) = steering(PROBE, TWO, &log.0);
+        let t = Instant::now();
+        for _ in 0..2 {
+            s.on_probe(0, 0, t, &ok(10));
+            s.on_probe(0, 1, t, &ok(50));
+        }
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1"]);
+        s.on_probe(0, 0, t, &fail());
+        s.on_probe(0, 0, t, &fail());
+        assert_eq!(
+            addrs(&answer(&table)),
+            ["192.0.2.1"],
+            "not yet `fall` failures"
+        );
+        s.on_probe(0, 0, t, &fail());
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.2"]);
+        s.on_probe(0, 0, t, &ok(10));
+        assert_eq!(
+            addrs(&answer(&table)),
+            ["192.0.2.2"],
+            "not yet `rise` successes"
+        );
+        s.on_probe(0, 0, t, &ok(10));
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1"]);
+        let down = log_lines(&log.0)
+            .into_iter()
+            .find(|e| e["new"] == "down")
+            .expect("a down event");
+        assert_eq!(down["endpoint"], "192.0.2.1");
+        assert!(
+            down["reason"]
+                .as_str()
+                .unwrap()
+                .contains("3 consecutive failures")
+        );
+        assert!(down["latency_ms"].is_number() || down["latency_ms"].is_null());
+    }
+
+    #[test]
+    fn all_down_fails_open_servfails_or_falls_back() {
+        let log = TempLog::new("alldown");
+        let (mut s, table) = steering(PROBE, TWO, &log.0);
+        let t = Instant::now();
+        for _ in 0..2 {
+            s.on_probe(0, 0, t, &ok(10));
+            s.on_probe(0, 1, t, &ok(50));
+        }
+        for _ in 0..3 {
+            s.on_probe(0, 0, t, &fail());
+            s.on_probe(0, 1, t, &fail());
+        }
+        let a = answer(&table);
+        assert_eq!(
+            addrs(&a),
+            ["192.0.2.2"],
+            "fail-open: the last known good set"
+        );
+        assert_eq!(a.selection, Selection::All);
+        let last = log_lines(&log.0).pop().unwrap();
+        assert_eq!(last["all_down"], true);
+
+        let log = TempLog::new("servfail");
+        let (mut s, table) = steering(&format!("{PROBE}\nall_down = \"servfail\""), TWO, &log.0);
+        for _ in 0..3 {
+            s.on_probe(0, 0, t, &fail());
+            s.on_probe(0, 1, t, &fail());
+        }
+        assert!(answer(&table).servfail());
+
+        let log = TempLog::new("fallback");
+        let (mut s, table) = steering(
+            &format!("{PROBE}\nall_down = \"fallback\"\nfallback = [\"198.51.100.1\"]"),
+            TWO,
+            &log.0,
+        );
+        for _ in 0..3 {
+            s.on_probe(0, 0, t, &fail());
+            s.on_probe(0, 1, t, &fail());
+        }
+        assert_eq!(addrs(&answer(&table)), ["198.51.100.1"]);
+    }
+
+    #[test]
+    fn weighted_policy_publishes_a_per_query_choice() {
+        let log = TempLog::new("weighted");
+        let (mut s, table) = steering(
+            &format!("{PROBE}\npolicy = \"weighted\""),
+            "{ address = \"192.0.2.1\", weight = 1 }, { address = \"192.0.2.2\", weight = 3 }",
+            &log.0,
+        );
+        let t = Instant::now();
+        for _ in 0..2 {
+            s.on_probe(0, 0, t, &ok(10));
+            s.on_probe(0, 1, t, &ok(10));
+        }
+        let a = answer(&table);
+        assert_eq!(addrs(&a), ["192.0.2.1", "192.0.2.2"]);
+        assert_eq!(a.selection, Selection::weighted(vec![1, 3]));
+        // One endpoint left: a plain answer.
+        for _ in 0..3 {
+            s.on_probe(0, 1, t, &fail());
+        }
+        let a = answer(&table);
+        assert_eq!(addrs(&a), ["192.0.2.1"]);
+        assert_eq!(a.selection, Selection::All);
+    }
+
+    #[test]
+    fn operator_pins_apply_at_once_and_are_recorded() {
+        let log = TempLog::new("pins");
+        let (mut s, table) = steering(PROBE, TWO, &log.0);
+        let t = Instant::now();
+        for _ in 0..2 {
+            s.on_probe(0, 0, t, &ok(10));
+            s.on_probe(0, 1, t, &ok(50));
+        }
+        s.set_admin("www.example.test", "192.0.2.1", AdminState::Down)
+            .unwrap();
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.2"]);
+        // Probes no longer move a pinned endpoint.
+        s.on_probe(0, 0, t, &ok(1));
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.2"]);
+        s.set_admin("www.example.test.", "192.0.2.1", AdminState::Follow)
+            .unwrap();
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1"]);
+        assert!(
+            s.set_admin("nope.example.test.", "192.0.2.1", AdminState::Up)
+                .is_err()
+        );
+        assert!(
+            s.set_admin("www.example.test.", "192.0.2.9", AdminState::Up)
+                .is_err()
+        );
+        let pinned = log_lines(&log.0)
+            .into_iter()
+            .find(|e| e["reason"] == "pinned down by operator")
+            .expect("the pin is recorded");
+        assert_eq!(pinned["old"], "up");
+        assert_eq!(pinned["new"], "down");
+        let status = s.status();
+        assert_eq!(status[0].endpoints[0].admin, "follow");
+        assert_eq!(status[0].answer, "192.0.2.1");
+    }
+
+    #[test]
+    fn static_pools_answer_every_endpoint_not_pinned_down() {
+        let log = TempLog::new("static");
+        let (mut s, table) = steering(
+            "",
+            "{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\", state = \"down\" }",
+            &log.0,
+        );
+        assert!(s.jobs().is_empty());
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1"]);
+        s.set_admin("www.example.test.", "192.0.2.2", AdminState::Follow)
+            .unwrap();
+        assert_eq!(addrs(&answer(&table)), ["192.0.2.1", "192.0.2.2"]);
+    }
+
+    #[test]
+    fn admin_state_names() {
+        assert_eq!(parse_admin("up").unwrap(), AdminState::Up);
+        assert_eq!(parse_admin("always_off").unwrap(), AdminState::Down);
+        assert_eq!(parse_admin("follow-sonar").unwrap(), AdminState::Follow);
+        assert!(parse_admin("maybe").is_err());
+    }
+}
