@@ -1291,6 +1291,17 @@ impl Parser<'_> {
         rtype: RecordType,
     ) -> Result<PolicySettings, ConfigError> {
         let mut p = PolicySettings::default();
+        let fastest_keys =
+            raw.count.is_some() || raw.deviation.is_some() || raw.hysteresis.is_some();
+        if raw.policy.is_none()
+            && raw.probe.is_none()
+            && !fastest_keys
+            && rtype != RecordType::CNAME
+        {
+            // Without probes there are no latencies to be fastest by: a static A/AAAA pool
+            // answers every endpoint that is not pinned down.
+            p.kind = PolicyKind::AllHealthy;
+        }
         if let Some(kind) = &raw.policy {
             p.kind = *kind.get_ref();
             if p.kind == PolicyKind::AllHealthy && rtype == RecordType::CNAME {
@@ -1855,18 +1866,30 @@ mod tests {
         assert_eq!(probe.kind, ProbeKind::Http);
         assert_eq!(probe.interval, Duration::from_secs(1));
         assert_eq!(probe.timeout, Duration::from_millis(500));
-        assert_eq!(probe.path, "/health");
+        // Loopback only: the example must send nothing off the machine.
+        assert_eq!(probe.path, "/metrics");
+        assert_eq!(probe.port, Some(9153));
         assert_eq!(www.endpoints[0].probe.as_ref(), Some(probe));
         let b = www.endpoints[1].probe.as_ref().unwrap();
-        assert_eq!(b.path, "/healthz");
-        assert_eq!(b.host.as_deref(), Some("origin-b.example.net"));
+        assert_eq!(b.host.as_deref(), Some("origin-b.example.test"));
+        for pool in cfg.pools.iter().filter(|p| p.probe.is_some()) {
+            for e in &pool.endpoints {
+                match &e.address {
+                    EndpointAddress::Ip(ip) => assert!(ip.is_loopback(), "{ip} is probed"),
+                    other => panic!("probed host name {other:?}"),
+                }
+            }
+        }
         assert_eq!(cfg.pools[1].policy.kind, PolicyKind::AllHealthy);
         assert_eq!(cfg.pools[1].probe, None);
         assert_eq!(cfg.pools[2].probe, None);
-        assert_eq!(cfg.events.log, None);
+        assert_eq!(
+            cfg.events.log.as_deref(),
+            Some(Path::new("/run/hotpool/events.jsonl"))
+        );
         assert_eq!(cfg.probes.max_concurrent, 64);
         assert!(
-            summary.contains("  probe http GET /health port 80 expect 200,204, every 1s"),
+            summary.contains("  probe http GET /metrics port 9153 expect 200, every 1s"),
             "{summary}"
         );
     }
@@ -2305,9 +2328,17 @@ mod tests {
     fn policy_probe_and_global_defaults() {
         let cfg = parse(&pool_with("A", &[], TWO)).unwrap();
         let p = &cfg.pools[0];
-        assert_eq!(p.policy, PolicySettings::default());
+        // No probe: every endpoint is answered.
+        assert_eq!(p.policy.kind, PolicyKind::AllHealthy);
+        let probed = parse(&pool_with(
+            "A",
+            &["probe = { kind = \"tcp\", port = 80 }"],
+            TWO,
+        ))
+        .unwrap();
+        assert_eq!(probed.pools[0].policy, PolicySettings::default());
         assert_eq!(
-            p.policy,
+            probed.pools[0].policy,
             PolicySettings {
                 kind: PolicyKind::Fastest,
                 count: 1,
