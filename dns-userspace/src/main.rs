@@ -45,6 +45,25 @@ enum Command {
         /// The configuration file.
         config: PathBuf,
     },
+    /// Pin an endpoint of a running daemon up or down, or make it follow its probes again
+    /// (through the daemon's HTTP endpoint, `server.metrics_listen`).
+    Endpoint {
+        /// The pool's name, e.g. www.example.test.
+        pool: String,
+        /// The endpoint's address (or host name in a CNAME pool).
+        endpoint: String,
+        /// up (always_on), down (always_off) or follow (follow_sonar).
+        state: String,
+        /// The daemon's metrics/API address.
+        #[arg(long, default_value = "127.0.0.1:9153")]
+        api: std::net::SocketAddr,
+    },
+    /// Show every pool's answer and endpoint states from a running daemon.
+    Status {
+        /// The daemon's metrics/API address.
+        #[arg(long, default_value = "127.0.0.1:9153")]
+        api: std::net::SocketAddr,
+    },
     /// Print the XDP program's counters from the pinned stats map of a running daemon.
     Stats {
         /// The pin directory (`server.pin_path` in the config).
@@ -78,6 +97,16 @@ fn main() -> ExitCode {
             Err(e) => Err(e.into()),
         },
         Command::Stats { pin_path } => print_stats(&pin_path),
+        Command::Endpoint {
+            pool,
+            endpoint,
+            state,
+            api,
+        } => hotpool::steer::parse_admin(&state).and_then(|_| {
+            let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
+            api_request(api, "POST", &path).map(|body| print!("{body}"))
+        }),
+        Command::Status { api } => api_request(api, "GET", "/api/status").map(|b| print!("{b}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,4 +122,33 @@ fn print_stats(pin_path: &std::path::Path) -> anyhow::Result<()> {
         println!("{:<14} {n}", outcome.name());
     }
     Ok(())
+}
+
+/// One request to the daemon's HTTP endpoint; the body on 2xx, an error with it otherwise.
+fn api_request(api: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+
+    use anyhow::Context as _;
+    let timeout = std::time::Duration::from_secs(5);
+    let mut conn = std::net::TcpStream::connect_timeout(&api, timeout).with_context(|| {
+        format!("connecting to the daemon at {api} (is `server.metrics_listen` set to it?)")
+    })?;
+    conn.set_read_timeout(Some(timeout))?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes())?;
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if status
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|c| c.starts_with('2'))
+    {
+        Ok(body.to_string())
+    } else {
+        anyhow::bail!("{status}: {}", body.trim())
+    }
 }

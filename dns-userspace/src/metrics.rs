@@ -217,15 +217,23 @@ pub async fn serve(
         let datapath = datapath.clone();
         let steering = steering.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-            let req = String::from_utf8_lossy(&buf[..n]);
+            // The request head, however it is split into segments (at most 8 KiB, 5 s).
+            let mut buf = Vec::with_capacity(1024);
+            let read_head = async {
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                true
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(5), read_head).await {
+                Ok(true) => {}
+                _ => return,
+            }
+            let req = String::from_utf8_lossy(&buf);
             let mut words = req.lines().next().unwrap_or_default().split_whitespace();
             let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
             let path = path.split('?').next().unwrap_or("");
