@@ -16,4 +16,5 @@ pub fn require_root() {
 
 pub mod client;
 pub mod datapath;
+pub mod endpoint;
 pub mod netns;
