@@ -15,6 +15,7 @@ pub fn require_root() {
 }
 
 pub mod client;
+pub mod daemon;
 pub mod datapath;
 pub mod endpoint;
 pub mod netns;

@@ -5,8 +5,7 @@
 use std::{
     collections::BTreeSet,
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use aya::programs::XdpMode;
@@ -15,46 +14,22 @@ use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{RData, RecordType},
 };
-use hotpool::{
-    config::Config,
-    daemon::{self, RunOptions},
-    ebpf::PassProgram,
-    hot::read_pinned_stats,
+use hotpool::ebpf::PassProgram;
+use hotpool_tests::{
+    client,
+    daemon::{Daemon, delta, xdp_attached},
+    netns::Link,
 };
-use hotpool_tests::{client, netns::Link};
 
-const ZONE: &str = "\
-$ORIGIN example.test.
-$TTL 3600
-@       IN SOA ns1.example.test. hostmaster.example.test. 2026112201 3600 600 604800 60
-@       IN NS  ns1.example.test.
-ns1     IN A   192.0.2.53
-mail    IN A   192.0.2.25
-@       IN MX  10 mail.example.test.
-";
-
-/// A daemon running in-process inside the server namespace.
-struct Daemon {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-    pin: PathBuf,
-    dir: PathBuf,
-}
-
-impl Daemon {
-    fn start(link: &Link, mode: &str) -> Self {
-        let tag = format!("{}-{}", std::process::id(), link.server_if);
-        let dir = std::env::temp_dir().join(format!("hotpool-e2e-{tag}"));
-        std::fs::create_dir_all(dir.join("zones")).unwrap();
-        std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
-        let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
-        let toml = format!(
-            r#"
+/// The test config: the daemon on the server end of `link`, XDP in `mode`.
+fn config(link: &Link, mode: &str) -> String {
+    format!(
+        r#"
 [server]
 listen = ["{v4}", "{v6}"]
 port = 53
 edns_udp_size = 1232
-pin_path = "{pin}"
+pin_path = "{{pin}}"
 
 [xdp]
 interfaces = ["{iface}"]
@@ -76,90 +51,10 @@ type = "AAAA"
 ttl = 60
 endpoints = [{{ address = "2001:db8::10" }}]
 "#,
-            v4 = link.server_v4,
-            v6 = link.server_v6,
-            pin = pin.display(),
-            iface = link.server_if,
-        );
-        let path = dir.join("hotpool.toml");
-        std::fs::write(&path, toml).unwrap();
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = link.server.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(daemon::run_until(cfg, RunOptions::default(), async move {
-                let _ = rx.await;
-                Ok(())
-            }))
-        });
-        let d = Self {
-            stop: Some(tx),
-            handle: Some(handle),
-            pin,
-            dir,
-        };
-        d.wait_ready(link);
-        d
-    }
-
-    /// Until the daemon answers over TCP and its XDP program is attached.
-    fn wait_ready(&self, link: &Link) {
-        let server = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = link.client.run(move || {
-                client::tcp(
-                    server,
-                    &client::query("ns1.example.test.", RecordType::A, false),
-                    Duration::from_millis(300),
-                )
-                .is_ok()
-            });
-            if ok && xdp_attached(link) {
-                return;
-            }
-            assert!(
-                !self.handle.as_ref().unwrap().is_finished(),
-                "the daemon exited during start-up"
-            );
-            assert!(Instant::now() < deadline, "the daemon did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stats(&self) -> Vec<(Outcome, u64)> {
-        read_pinned_stats(&self.pin).expect("reading the pinned stats")
-    }
-
-    fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.handle
-            .take()
-            .unwrap()
-            .join()
-            .expect("daemon thread")
-            .expect("daemon exits cleanly");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.pin);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn delta(before: &[(Outcome, u64)], after: &[(Outcome, u64)], o: Outcome) -> u64 {
-    after[o as usize].1 - before[o as usize].1
+        v4 = link.server_v4,
+        v6 = link.server_v6,
+        iface = link.server_if,
+    )
 }
 
 fn addrs(m: &Message) -> BTreeSet<String> {
@@ -173,13 +68,6 @@ fn addrs(m: &Message) -> BTreeSet<String> {
         .collect()
 }
 
-fn xdp_attached(link: &Link) -> bool {
-    let out = link
-        .server
-        .exec_ok(&["ip", "-d", "link", "show", "dev", &link.server_if]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
 fn scenario(mode: &str) {
     let link = Link::new();
     // Native XDP on a veth delivers XDP_TX frames only if the peer runs XDP too.
@@ -188,7 +76,7 @@ fn scenario(mode: &str) {
         link.client
             .run(move || PassProgram::attach(&iface, XdpMode::Driver).expect("pass program"))
     });
-    let daemon = Daemon::start(&link, mode);
+    let daemon = Daemon::start(&link, &config(&link, mode), true);
     assert!(
         xdp_attached(&link),
         "XDP program attached to {}",
@@ -307,7 +195,7 @@ fn generic_mode_end_to_end() {
 #[test]
 fn dig_gets_the_pool_from_the_kernel() {
     let link = Link::new();
-    let daemon = Daemon::start(&link, "generic");
+    let daemon = Daemon::start(&link, &config(&link, "generic"), true);
     let before = daemon.stats();
     let out = link.client.exec_ok(&[
         "dig",
