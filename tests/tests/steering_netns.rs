@@ -43,6 +43,7 @@ fn config(link: &Link, hook: &str) -> String {
         r#"[server]
 listen = ["{v4}"]
 pin_path = "{{pin}}"
+metrics_listen = "{v4}:9153"
 
 [xdp]
 interfaces = ["{iface}"]
@@ -158,6 +159,31 @@ impl World {
         }
     }
 
+    /// One request to the daemon's HTTP endpoint (from inside the server namespace):
+    /// (status code, body).
+    fn api(&self, method: &'static str, path: String) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let addr = SocketAddr::new(IpAddr::V4(self.link.server_v4), 9153);
+        self.link.server.run(move || {
+            let mut c = std::net::TcpStream::connect(addr).expect("API connect");
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            write!(
+                c,
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut resp = String::new();
+            c.read_to_string(&mut resp).unwrap();
+            let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+            let body = resp
+                .split_once("\r\n\r\n")
+                .map(|x| x.1)
+                .unwrap_or("")
+                .to_string();
+            (code, body)
+        })
+    }
+
     fn events(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.daemon.file("events.jsonl"))
             .unwrap_or_default()
@@ -184,6 +210,43 @@ fn fastest_follows_latency_fails_over_and_back_and_fails_open() {
         delta(&before, &w.daemon.stats(), Outcome::Hit),
         1,
         "answered by XDP"
+    );
+
+    // An operator pin through the HTTP API applies at once, and unpinning returns.
+    let (code, body) = w.api(
+        "POST",
+        "/api/pools/fast.example.test./endpoints/10.99.0.1/down".into(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        w.ask("fast.example.test.").1,
+        [ep(2)],
+        "pinned down: answered without it"
+    );
+    let (code, body) = w.api("GET", "/api/status".into());
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status[0]["endpoints"][0]["admin"], "down", "{status}");
+    let (code, _) = w.api(
+        "POST",
+        "/api/pools/fast.example.test./endpoints/10.99.0.1/follow".into(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(w.ask("fast.example.test.").1, [ep(1)]);
+    let (code, body) = w.api(
+        "POST",
+        "/api/pools/fast.example.test./endpoints/10.99.0.9/down".into(),
+    );
+    assert_eq!(code, 400, "unknown endpoint: {body}");
+    let (code, body) = w.api("GET", "/metrics".into());
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("hotpool_endpoint_up{pool=\"fast.example.test.\",endpoint=\"10.99.0.1\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("hotpool_xdp_packets_total{outcome=\"hit\"}"),
+        "{body}"
     );
 
     // Slowing it down moves the answer to the other one (after the median of the last
