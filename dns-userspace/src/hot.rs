@@ -337,15 +337,7 @@ mod tests {
 
     use super::*;
 
-    fn pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> PoolAnswer {
-        PoolAnswer {
-            name: Name::from_str(name).unwrap(),
-            rtype,
-            ttl: 30,
-            rdata,
-            selection: crate::pools::Selection::All,
-        }
-    }
+    use crate::pools::test_pool as pool;
 
     /// Splices a variant behind a query's header and question, as the kernel does, and
     /// decodes the result with hickory-proto.

@@ -213,21 +213,26 @@ impl PoolTable {
     }
 }
 
+/// A pool answering every record of `rdata`, TTL 30 (for tests).
+#[cfg(test)]
+pub(crate) fn test_pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> PoolAnswer {
+    use std::str::FromStr;
+    PoolAnswer {
+        name: Name::from_str(name).unwrap(),
+        rtype,
+        ttl: 30,
+        rdata,
+        selection: Selection::All,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{net::Ipv4Addr, str::FromStr};
 
     use super::*;
 
-    fn pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> PoolAnswer {
-        PoolAnswer {
-            name: Name::from_str(name).unwrap(),
-            rtype,
-            ttl: 30,
-            rdata,
-            selection: Selection::All,
-        }
-    }
+    use super::test_pool as pool;
 
     #[test]
     fn lookup_is_case_insensitive_and_set_replaces() {

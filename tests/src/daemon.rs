@@ -74,18 +74,9 @@ impl Daemon {
     }
 
     fn wait_ready(&self, link: &Link, xdp: bool) {
-        let server = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ok = link.client.run(move || {
-                client::tcp(
-                    server,
-                    &client::query("ns1.example.test.", RecordType::A, false),
-                    Duration::from_millis(300),
-                )
-                .is_ok()
-            });
-            if ok && (!xdp || xdp_attached(link)) {
+            if answers_tcp(link) && (!xdp || xdp_attached(link)) {
                 return;
             }
             assert!(
@@ -130,6 +121,20 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.pin);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a daemon on the server end of `link` answers a zone query over TCP from the
+/// client namespace (TCP: the kernel never answers it, so this is the daemon itself).
+pub fn answers_tcp(link: &Link) -> bool {
+    let server = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
+    link.client.run(move || {
+        client::tcp(
+            server,
+            &client::query("ns1.example.test.", RecordType::A, false),
+            Duration::from_millis(300),
+        )
+        .is_ok()
+    })
 }
 
 /// Whether an XDP program is attached to the server end of `link`.

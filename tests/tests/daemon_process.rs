@@ -14,7 +14,7 @@ use std::{
 use dns_common::Outcome;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use hotpool::hot::read_pinned_stats;
-use hotpool_tests::{client, netns::Link, require_root};
+use hotpool_tests::{client, daemon::answers_tcp, netns::Link, require_root};
 
 fn binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -113,19 +113,10 @@ impl Running {
     }
 
     fn wait_answering(&mut self, link: &Link) {
-        let server = SocketAddr::new(IpAddr::V4(link.server_v4), 53);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ok = link.client.run(move || {
-                client::tcp(
-                    server,
-                    &client::query("ns1.example.test.", RecordType::A, false),
-                    Duration::from_millis(300),
-                )
-                .is_ok()
-            });
             // "hotpool running" is logged once XDP is set up (or given up on).
-            if ok && self.log().contains("hotpool running") {
+            if answers_tcp(link) && self.log().contains("hotpool running") {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
