@@ -132,27 +132,36 @@ pub fn test(skip_lint: bool, args: &[OsString]) -> Result<()> {
 
 /// `cargo xtask bench`: the criterion benchmarks, then the kernel benchmark when there is one.
 pub fn bench() -> Result<()> {
-    let kernel_bench = cmd::workspace_root()
-        .join("tests/tests/bench_xdp.rs")
-        .is_file();
-    if kernel_bench {
-        become_root("bench", "the kernel benchmark attaches XDP programs")?;
+    // Root benchmarks in hotpool-tests: the kernel per-packet cost, and dnsperf end to end.
+    let root_benches: Vec<&str> = ["bench_xdp", "bench_dnsperf"]
+        .into_iter()
+        .filter(|name| {
+            cmd::workspace_root()
+                .join(format!("tests/tests/{name}.rs"))
+                .is_file()
+        })
+        .collect();
+    if !root_benches.is_empty() {
+        become_root(
+            "bench",
+            "the kernel and end-to-end benchmarks attach XDP programs",
+        )?;
     }
     setup::ensure(false)?;
     let mut stages = vec![Stage::cargo(
         "criterion",
         &["bench", "--package", "hotpool-benches"],
     )];
-    if kernel_bench {
+    for name in root_benches {
         stages.push(Stage::cargo(
-            "bench_xdp",
+            name,
             &[
                 "test",
                 "--package",
                 "hotpool-tests",
                 "--release",
                 "--test",
-                "bench_xdp",
+                name,
                 "--",
                 "--ignored",
                 "--nocapture",
