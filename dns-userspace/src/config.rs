@@ -333,14 +333,21 @@ impl fmt::Display for EndpointAddress {
     }
 }
 
+impl EndpointAddress {
+    /// The record data this address answers with: A, AAAA or CNAME.
+    pub fn rdata(&self) -> RData {
+        match self {
+            Self::Ip(IpAddr::V4(ip)) => RData::A(A(*ip)),
+            Self::Ip(IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
+            Self::Host(name) => RData::CNAME(CNAME(name.clone())),
+        }
+    }
+}
+
 impl EndpointSettings {
     /// The record data this endpoint answers with.
     pub fn rdata(&self) -> RData {
-        match &self.address {
-            EndpointAddress::Ip(IpAddr::V4(ip)) => RData::A(A(*ip)),
-            EndpointAddress::Ip(IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
-            EndpointAddress::Host(name) => RData::CNAME(CNAME(name.clone())),
-        }
+        self.address.rdata()
     }
 }
 

@@ -6,17 +6,13 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::IpAddr,
     sync::Arc,
 };
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{
-    DNSClass, LowerName, Name, RData, Record, RecordType,
-    rdata::{A, AAAA, CNAME},
-};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 
-use crate::config::{EndpointAddress, PoolSettings};
+use crate::config::{EndpointSettings, PoolSettings};
 
 /// What a pool answers right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,15 +62,7 @@ impl PoolAnswer {
     /// The answer a configured pool starts with: all its endpoints, in config order (a
     /// CNAME pool: its first endpoint, since a CNAME is a singleton).
     pub fn from_settings(p: &PoolSettings) -> Self {
-        let mut rdata: Vec<RData> = p
-            .endpoints
-            .iter()
-            .map(|e| match &e.address {
-                EndpointAddress::Ip(IpAddr::V4(a)) => RData::A(A(*a)),
-                EndpointAddress::Ip(IpAddr::V6(a)) => RData::AAAA(AAAA(*a)),
-                EndpointAddress::Host(n) => RData::CNAME(CNAME(n.clone())),
-            })
-            .collect();
+        let mut rdata: Vec<RData> = p.endpoints.iter().map(EndpointSettings::rdata).collect();
         if p.rtype == RecordType::CNAME {
             rdata.truncate(1);
         }
@@ -229,6 +217,8 @@ pub(crate) fn test_pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> Poo
 #[cfg(test)]
 mod tests {
     use std::{net::Ipv4Addr, str::FromStr};
+
+    use hickory_proto::rr::rdata::{A, CNAME};
 
     use super::*;
 

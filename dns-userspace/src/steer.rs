@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
@@ -51,11 +51,11 @@ struct PoolRuntime {
 
 impl PoolRuntime {
     fn new(settings: &PoolSettings, now: Instant) -> Self {
-        let names = settings
+        let names: Vec<String> = settings
             .endpoints
             .iter()
-            .map(|e| endpoint_name(&e.address))
-            .collect::<Vec<_>>();
+            .map(|e| e.address.to_string())
+            .collect();
         let health = settings
             .endpoints
             .iter()
@@ -69,20 +69,25 @@ impl PoolRuntime {
         let (policy, all_down) = policy_of(settings);
         let configured: Vec<usize> = (0..settings.endpoints.len()).collect();
         Self {
+            answer: Answer::Endpoints(configured).render(&names),
             names,
             health,
             selector: Selector::new(policy, all_down),
             probed: settings.probe.is_some(),
-            answer: Answer::Endpoints(configured).render(
-                &settings
-                    .endpoints
-                    .iter()
-                    .map(|e| endpoint_name(&e.address))
-                    .collect::<Vec<_>>(),
-            ),
             all_down: false,
             changes: 0,
             settings: settings.clone(),
+        }
+    }
+
+    /// Whether endpoint `i` counts as up: its health verdict, or for a pool without
+    /// probes, anything but a pin down.
+    fn is_up(&self, i: usize) -> bool {
+        let h = &self.health[i];
+        if self.probed {
+            h.is_up()
+        } else {
+            h.admin() != AdminState::Down
         }
     }
 
@@ -91,12 +96,9 @@ impl PoolRuntime {
             .endpoints
             .iter()
             .zip(&self.health)
-            .map(|(e, h)| Candidate {
-                up: if self.probed {
-                    h.is_up()
-                } else {
-                    h.admin() != AdminState::Down
-                },
+            .enumerate()
+            .map(|(i, (e, h))| Candidate {
+                up: self.is_up(i),
                 latency: h.latency(),
                 weight: e.weight,
                 priority: e.priority,
@@ -128,9 +130,10 @@ impl PoolRuntime {
                 Selection::All,
             ),
             Answer::Fallback => match &s.policy.all_down {
-                AllDownSettings::Fallback(addrs) => {
-                    (addrs.iter().map(address_rdata).collect(), Selection::All)
-                }
+                AllDownSettings::Fallback(addrs) => (
+                    addrs.iter().map(EndpointAddress::rdata).collect(),
+                    Selection::All,
+                ),
                 _ => (Vec::new(), Selection::Servfail),
             },
             Answer::Servfail => (Vec::new(), Selection::Servfail),
@@ -147,24 +150,6 @@ impl PoolRuntime {
             selection,
         }
     }
-}
-
-fn endpoint_name(a: &EndpointAddress) -> String {
-    match a {
-        EndpointAddress::Ip(ip) => ip.to_string(),
-        EndpointAddress::Host(n) => n.to_string(),
-    }
-}
-
-fn address_rdata(a: &EndpointAddress) -> RData {
-    crate::config::EndpointSettings {
-        address: a.clone(),
-        weight: 1,
-        priority: 0,
-        admin: AdminState::Follow,
-        probe: None,
-    }
-    .rdata()
 }
 
 fn policy_of(s: &PoolSettings) -> (Policy, AllDown) {
@@ -378,13 +363,10 @@ impl Steering {
                     .names
                     .iter()
                     .zip(&p.health)
-                    .map(|(n, h)| EndpointStatus {
+                    .enumerate()
+                    .map(|(i, (n, h))| EndpointStatus {
                         endpoint: n.clone(),
-                        up: if p.probed {
-                            h.is_up()
-                        } else {
-                            h.admin() != AdminState::Down
-                        },
+                        up: p.is_up(i),
                         admin: h.admin().to_string(),
                         probe: if p.probed {
                             h.probe_state().to_string()
@@ -461,7 +443,7 @@ pub fn parse_admin(s: &str) -> anyhow::Result<AdminState> {
 mod tests {
     use std::{path::Path, time::Duration};
 
-    use hickory_proto::rr::{LowerName, Name, rdata::A};
+    use hickory_proto::rr::{LowerName, Name, RData, rdata::A};
 
     use super::*;
 
