@@ -71,7 +71,7 @@ pub const MAX_ANSWER_RRS: usize = 8;
 /// Key of [`MAP_HOT_NAMES`]: the question name in wire format with ASCII letters folded to
 /// lower case, zero-padded to 256 bytes, and the query type in network order.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HotKey {
     pub name: [u8; MAX_NAME_LEN + 1],
     pub qtype: [u8; 2],

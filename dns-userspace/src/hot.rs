@@ -40,14 +40,9 @@ fn encode_rrs(answer: &PoolAnswer, rdata: &[RData]) -> anyhow::Result<Variant> {
         rdata.len()
     );
     let name = answer.name.to_lowercase();
-    let subset = PoolAnswer {
-        rdata: rdata.to_vec(),
-        selection: Selection::All,
-        ..answer.clone()
-    };
     let mut msg = Message::query();
     msg.add_query(Query::query(name.clone(), answer.rtype));
-    msg.add_answers(subset.records(&name));
+    msg.add_answers(rdata.iter().map(|d| answer.record(&name, d)));
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
     msg.emit(&mut enc)
@@ -237,20 +232,14 @@ impl HotMaps {
                 self.names
                     .insert(key, HotRef { pool: i, flags: 0 }, 0)
                     .with_context(|| format!("writing HOT_NAMES for {} {qtype}", pool.name))?;
-                keys.insert(
-                    key.name
-                        .iter()
-                        .copied()
-                        .chain(key.qtype)
-                        .collect::<Vec<u8>>(),
-                );
+                keys.insert(key);
             }
         }
         let stale: Vec<HotKey> = self
             .names
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !keys.contains(&k.name.iter().copied().chain(k.qtype).collect::<Vec<u8>>()))
+            .filter(|k| !keys.contains(k))
             .collect();
         for k in stale {
             self.names.remove(&k).context("pruning HOT_NAMES")?;

@@ -106,7 +106,8 @@ impl PoolAnswer {
         self.rdata.iter().map(|d| self.record(owner, d)).collect()
     }
 
-    fn record(&self, owner: &Name, rdata: &RData) -> Record {
+    /// One record of this pool (its TTL, class IN) with `owner` as its name.
+    pub(crate) fn record(&self, owner: &Name, rdata: &RData) -> Record {
         let mut r = Record::from_rdata(owner.clone(), self.ttl, rdata.clone());
         r.dns_class = DNSClass::IN;
         r
