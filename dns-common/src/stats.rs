@@ -60,7 +60,8 @@ outcomes! {
     NoAnswer = "no_answer",
     /// The response would not fit the client's UDP payload size.
     TooBig = "too_big",
-    /// The answer changed while it was being copied.
+    /// The answer was being republished while this packet read it (detected before or
+    /// after the copy).
     Torn = "torn",
     /// The frame could not be grown for the response.
     TailGrow = "tail_grow",

@@ -52,8 +52,13 @@ pub fn respond(
     let slot = HOT_SLOTS
         .get(slot_index(pool, generation))
         .ok_or(Outcome::NoAnswer)?;
+    // The slot already carries a later generation: the writer published twice since we
+    // read HOT_GEN and is rewriting this slot. A race like the one checked after the copy.
+    if slot.generation != generation {
+        return Err(Outcome::Torn);
+    }
     let n = slot.n_variants as usize;
-    if slot.generation != generation || n == 0 || n > MAX_VARIANTS {
+    if n == 0 || n > MAX_VARIANTS {
         return Err(Outcome::NoAnswer);
     }
     let mut pick = 0usize;
