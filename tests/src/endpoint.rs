@@ -621,8 +621,13 @@ fn peer_gone(s: &TcpStream) -> bool {
 
 /// Blackhole: never write, never close; return when the client closes or on stop.
 fn hold(s: &mut TcpStream, stop: &AtomicBool) {
+    drain(s, stop, None);
+}
+
+/// Reads and discards until the client closes, `stop` is set or `until` passes.
+fn drain(s: &mut TcpStream, stop: &AtomicBool, until: Option<Instant>) {
     let mut sink = [0u8; 4096];
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) && until.is_none_or(|u| Instant::now() < u) {
         match s.read(&mut sink) {
             Ok(0) => return,
             Ok(_) => {}
@@ -655,22 +660,7 @@ fn respond(s: &mut TcpStream, code: u16, body: &str, head_only: bool, stop: &Ato
     let _ = s.shutdown(Shutdown::Write);
     // Let the client read the response and close first, so that nothing it still sends
     // turns our close into a reset that could discard the response.
-    let until = Instant::now() + LINGER;
-    let mut sink = [0u8; 1024];
-    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-        match s.read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return,
-        }
-    }
+    drain(s, stop, Some(Instant::now() + LINGER));
 }
 
 fn reason(code: u16) -> &'static str {
