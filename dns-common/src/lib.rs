@@ -35,3 +35,15 @@ pub const CLASS_IN: u16 = 1;
 
 /// Largest DNS message the XDP path answers without EDNS (RFC 1035 §4.2.1).
 pub const PLAIN_UDP_LIMIT: usize = 512;
+
+/// Default bpffs directory the daemon pins its maps under (`server.pin_path`).
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/hotpool";
+
+/// `statfs` type of a BPF filesystem (`BPF_FS_MAGIC` in `include/uapi/linux/magic.h`).
+pub const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+
+/// A 16-bit field in network order (DNS, IP and UDP headers).
+#[inline(always)]
+pub const fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}

@@ -60,12 +60,15 @@ pub const MAX_LISTEN_ADDRS: u32 = 64;
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest label (RFC 1035 §2.3.4).
 pub const MAX_LABEL_LEN: u8 = 63;
-/// Most answer variants per slot (the kernel picks one per query).
-pub const MAX_VARIANTS: usize = 8;
+/// Most answer variants per slot (the kernel picks one per query): one per endpoint of a
+/// weighted pool, so as many as an answer has records. A power of two (the kernel masks
+/// with `MAX_VARIANTS - 1`).
+pub const MAX_VARIANTS: usize = MAX_ANSWER_RRS;
 /// Room for the encoded answer RRs of one variant: eight AAAA records (8 × 28 = 224) or one
 /// CNAME with a maximal target (12 + 255 = 267).
 pub const MAX_ANSWER_LEN: usize = 272;
-/// Most records in one answer (the "up to 8" endpoints).
+/// Most records in one answer, and so most endpoints in one pool: the one definition of
+/// hotpool's "up to 8" (pool endpoints, fallback records, `count`, weighted variants).
 pub const MAX_ANSWER_RRS: usize = 8;
 
 /// Key of [`MAP_HOT_NAMES`]: the question name in wire format with ASCII letters folded to
@@ -100,7 +103,7 @@ impl core::fmt::Debug for HotKey {
         let len = crate::name::wire_name_len(&self.name).unwrap_or(self.name.len());
         f.debug_struct("HotKey")
             .field("name", &&self.name[..len])
-            .field("qtype", &u16::from_be_bytes(self.qtype))
+            .field("qtype", &crate::be16(self.qtype))
             .finish()
     }
 }
@@ -148,7 +151,7 @@ impl Variant {
 impl core::fmt::Debug for Variant {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Variant")
-            .field("ancount", &u16::from_be_bytes(self.ancount))
+            .field("ancount", &crate::be16(self.ancount))
             .field("answer", &self.answer())
             .finish()
     }
@@ -246,6 +249,7 @@ const _: () = assert!(
         == 16 + 4 * MAX_VARIANTS + MAX_VARIANTS * core::mem::size_of::<Variant>()
 );
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
+const _: () = assert!(MAX_VARIANTS.is_power_of_two());
 
 #[cfg(test)]
 mod tests {

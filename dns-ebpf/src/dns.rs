@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use dns_common::{
-    CLASS_IN, MAX_NAME_LEN, Outcome,
+    CLASS_IN, MAX_NAME_LEN, Outcome, be16,
     name::{self, NameError},
     qtype,
 };
@@ -45,9 +45,10 @@ pub fn at(b: &[u8; crate::OUT_LEN], i: usize) -> u8 {
     b[i & (crate::OUT_LEN - 1)]
 }
 
+/// The network-order u16 at `b[off..off + 2]`, bounds-masked like [`at`].
 #[inline(always)]
-fn be16(b: &[u8; crate::OUT_LEN], off: usize) -> u16 {
-    u16::from_be_bytes([at(b, off), at(b, off + 1)])
+fn be16_at(b: &[u8; crate::OUT_LEN], off: usize) -> u16 {
+    be16([at(b, off), at(b, off + 1)])
 }
 
 /// Round-trips `v` through scratch memory so the verifier forgets which loop iteration it
@@ -72,10 +73,10 @@ pub fn query(ctx: &XdpContext, frame: &Frame, s: &mut Scratch) -> Result<Query, 
         return Err(Outcome::NotQuery);
     }
     let (qd, an, ns, ar) = (
-        u16::from_be_bytes([hdr[4], hdr[5]]),
-        u16::from_be_bytes([hdr[6], hdr[7]]),
-        u16::from_be_bytes([hdr[8], hdr[9]]),
-        u16::from_be_bytes([hdr[10], hdr[11]]),
+        be16([hdr[4], hdr[5]]),
+        be16([hdr[6], hdr[7]]),
+        be16([hdr[8], hdr[9]]),
+        be16([hdr[10], hdr[11]]),
     );
     if qd != 1 || an != 0 || ns != 0 || ar > 1 {
         return Err(Outcome::NotQuery);
@@ -118,8 +119,8 @@ pub fn query(ctx: &XdpContext, frame: &Frame, s: &mut Scratch) -> Result<Query, 
         return Err(Outcome::Malformed);
     }
     let q_end = QNAME + name_len;
-    let qt = be16(&s.out, q_end);
-    let qc = be16(&s.out, q_end + 2);
+    let qt = be16_at(&s.out, q_end);
+    let qc = be16_at(&s.out, q_end + 2);
     if qc != CLASS_IN {
         return Err(Outcome::Qclass);
     }
@@ -143,15 +144,15 @@ pub fn query(ctx: &XdpContext, frame: &Frame, s: &mut Scratch) -> Result<Query, 
         let opt = q_end + 4;
         if extra != OPT_LEN
             || at(&s.out, opt) != 0
-            || be16(&s.out, opt + 1) != qtype::OPT
+            || be16_at(&s.out, opt + 1) != qtype::OPT
             || at(&s.out, opt + 6) != 0
-            || be16(&s.out, opt + 9) != 0
+            || be16_at(&s.out, opt + 9) != 0
         {
             return Err(Outcome::Edns);
         }
         q.edns = true;
         q.dnssec_ok = at(&s.out, opt + 7) & 0x80 != 0;
-        let size = be16(&s.out, opt + 3) as usize;
+        let size = be16_at(&s.out, opt + 3) as usize;
         if size > q.max_udp {
             q.max_udp = size;
         }

@@ -2,7 +2,7 @@
 //! parser per header, each advancing an offset.
 
 use aya_ebpf::programs::XdpContext;
-use dns_common::{CFG_ANY_V4, CFG_ANY_V6, Outcome, XdpConfig, v4_mapped};
+use dns_common::{CFG_ANY_V4, CFG_ANY_V6, Outcome, XdpConfig, be16, v4_mapped};
 
 use crate::LISTEN_ADDRS;
 
@@ -37,11 +37,6 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize, on_short: Outcome) -> Result<*mut
         return Err(on_short);
     }
     Ok((start + off) as *mut T)
-}
-
-#[inline(always)]
-fn be16(b: [u8; 2]) -> u16 {
-    u16::from_be_bytes(b)
 }
 
 #[inline(always)]

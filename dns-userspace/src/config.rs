@@ -24,6 +24,8 @@ use hickory_proto::rr::{
 use serde::Deserialize;
 use toml::Spanned;
 
+use dns_common::MAX_ANSWER_RRS;
+
 use crate::{
     health::AdminState,
     probe::{self, ProbeKind, ProbeSpec},
@@ -40,20 +42,14 @@ pub const EDNS_UDP_SIZE_RANGE: std::ops::RangeInclusive<u16> = 512..=4096;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit of concurrent TCP connections.
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
-/// Default bpffs directory the daemon pins its maps under.
-pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/hotpool";
 /// Default TTL of a pool's answers.
 pub const DEFAULT_POOL_TTL: u32 = 30;
-/// Most endpoints in one pool (the XDP path answers at most this many records).
-pub const MAX_ENDPOINTS: usize = dns_common::MAX_ANSWER_RRS;
 /// Largest TTL (RFC 2181 §8: the top bit of a TTL must be zero).
 pub const MAX_TTL: u32 = i32::MAX as u32;
 /// Default TTL of NS records given in the config.
 pub const DEFAULT_NS_TTL: u32 = 3600;
 /// Longest interface name (`IFNAMSIZ` is 16 including the terminating NUL).
 pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
-/// Most endpoints a `fastest` pool answers with (`count`).
-pub const MAX_COUNT: usize = MAX_ENDPOINTS;
 /// Default `hysteresis` of a `fastest` pool, in percent.
 pub const DEFAULT_HYSTERESIS_PCT: u32 = 10;
 /// Largest `deviation` and `hysteresis`, in percent.
@@ -104,7 +100,7 @@ impl Default for ServerSettings {
             edns_udp_size: DEFAULT_EDNS_UDP_SIZE,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
-            pin_path: PathBuf::from(DEFAULT_PIN_PATH),
+            pin_path: PathBuf::from(dns_common::DEFAULT_PIN_PATH),
             metrics_listen: None,
         }
     }
@@ -1150,11 +1146,11 @@ impl Parser<'_> {
         if raw_endpoints.is_empty() {
             return Err(self.err_at(endpoints_span, format!("pool {name} has no endpoints")));
         }
-        if raw_endpoints.len() > MAX_ENDPOINTS {
+        if raw_endpoints.len() > MAX_ANSWER_RRS {
             return Err(self.err_at(
                 endpoints_span,
                 format!(
-                    "pool {name} has {} endpoints, at most {MAX_ENDPOINTS} are supported",
+                    "pool {name} has {} endpoints, at most {MAX_ANSWER_RRS} are supported",
                     raw_endpoints.len()
                 ),
             ));
@@ -1335,10 +1331,10 @@ impl Parser<'_> {
                 return Err(fastest_only(count.span(), "count"));
             }
             let n = *count.get_ref();
-            if !(1..=MAX_COUNT).contains(&n) {
+            if !(1..=MAX_ANSWER_RRS).contains(&n) {
                 return Err(self.err_at(
                     count.span(),
-                    format!("count {n} is out of range 1..={MAX_COUNT}"),
+                    format!("count {n} is out of range 1..={MAX_ANSWER_RRS}"),
                 ));
             }
             if n > 1 && rtype == RecordType::CNAME {
@@ -1403,7 +1399,7 @@ impl Parser<'_> {
         let most = if rtype == RecordType::CNAME {
             1
         } else {
-            MAX_ENDPOINTS
+            MAX_ANSWER_RRS
         };
         if items.is_empty() || items.len() > most {
             return Err(self.err_at(

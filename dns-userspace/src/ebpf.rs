@@ -1,9 +1,6 @@
 //! Loading the XDP program, pinning its maps and attaching it to interfaces.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::{fs, path::Path};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -186,8 +183,6 @@ impl Drop for Datapath {
     }
 }
 
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
 fn is_bpffs(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
@@ -195,7 +190,10 @@ fn is_bpffs(path: &Path) -> bool {
     };
     // SAFETY: valid C string and out pointer.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+    unsafe {
+        libc::statfs(c.as_ptr(), &mut st) == 0
+            && st.f_type as i64 == i64::from(dns_common::BPF_FS_MAGIC)
+    }
 }
 
 /// Pins need a BPF filesystem. Debian does not always mount one at /sys/fs/bpf; mount it
@@ -289,9 +287,4 @@ fn drop_incompatible_pins(dir: &Path) -> anyhow::Result<()> {
 /// Verifier rejections carry the log; keep it in the error chain.
 fn verifier_error(e: aya::programs::ProgramError, what: &str) -> anyhow::Error {
     anyhow::Error::new(e).context(what.to_string())
-}
-
-/// Default pin directory.
-pub fn default_pin_dir() -> PathBuf {
-    PathBuf::from("/sys/fs/bpf/hotpool")
 }

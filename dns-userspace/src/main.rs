@@ -67,7 +67,7 @@ enum Command {
     /// Print the XDP program's counters from the pinned stats map of a running daemon.
     Stats {
         /// The pin directory (`server.pin_path` in the config).
-        #[arg(long, default_value = "/sys/fs/bpf/hotpool")]
+        #[arg(long, default_value = dns_common::DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
     },
 }

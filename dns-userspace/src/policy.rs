@@ -21,7 +21,7 @@
 //!   by latency; the answer is the `count` fastest, plus every further one whose latency is
 //!   within `deviation_pct` % of the first-ranked one (the leader:
 //!   `latency <= leader * (1 + deviation/100)`; 0 turns the allowance off, so equal
-//!   latencies do not add endpoints then), at most [`MAX_ANSWER`] in all. Up endpoints
+//!   latencies do not add endpoints then), at most [`MAX_ANSWER_RRS`] in all. Up endpoints
 //!   that have no latency yet rank after every measured one (by configuration order), so
 //!   they are only answered when too few endpoints are measured to fill `count`: an
 //!   unmeasured endpoint is an unknown, not a fast one. `count` 0 is read as 1.
@@ -53,14 +53,14 @@
 //!   kernel and the daemon pick one endpoint per query in proportion to the weights (see
 //!   [`thresholds`] and [`pick`]). Endpoints with weight 0 are left out while any up endpoint
 //!   has a positive weight; when every up endpoint has weight 0 they share equally (Route
-//!   53's rule for all-zero weights). At most [`MAX_ANSWER`] endpoints: with more up, the
+//!   53's rule for all-zero weights). At most [`MAX_ANSWER_RRS`] endpoints: with more up, the
 //!   heaviest ones (ties: configuration order), listed in configuration order.
 //!
 //! * [`Policy::Failover`]: the up endpoint with the lowest `priority` value (ties: the one
 //!   configured first) is the whole answer. Fail-back to a preferred endpoint happens on
 //!   the first update where it is up again, which (see above) means it passed `rise` probes.
 //!
-//! * [`Policy::AllHealthy`]: every up endpoint, at most [`MAX_ANSWER`], in configuration
+//! * [`Policy::AllHealthy`]: every up endpoint, at most [`MAX_ANSWER_RRS`], in configuration
 //!   order (Route 53 multivalue answers).
 //!
 //! # When nothing is up
@@ -72,7 +72,7 @@
 //!   fail because *our* network is broken rather than every endpoint at once, and answering
 //!   with endpoints that were good a moment ago is then the least bad choice. If no
 //!   endpoint was ever up (typically just after start), every configured endpoint
-//!   (configuration order, at most [`MAX_ANSWER`]; for a weighted pool, weighted over all
+//!   (configuration order, at most [`MAX_ANSWER_RRS`]; for a weighted pool, weighted over all
 //!   of them), which is also what a pool answers before its first decision.
 //! * [`AllDown::Servfail`] answers [`Answer::Servfail`].
 //! * [`AllDown::Fallback`] answers [`Answer::Fallback`] (the pool's configured fallback
@@ -89,9 +89,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-/// Most endpoints in one answer (and most weighted variants): what the kernel's answer
-/// slot holds (`dns_common::MAX_ANSWER_RRS`, `dns_common::MAX_VARIANTS`).
-pub const MAX_ANSWER: usize = 8;
+use dns_common::MAX_ANSWER_RRS;
 
 /// How a pool chooses among its endpoints. See the module docs.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +106,7 @@ pub enum Policy {
     Weighted,
     /// The up endpoint with the lowest priority value.
     Failover,
-    /// Every up endpoint (at most [`MAX_ANSWER`]).
+    /// Every up endpoint (at most [`MAX_ANSWER_RRS`]).
     AllHealthy,
 }
 
@@ -283,14 +281,14 @@ impl Selector {
         measured.sort_by_key(|&(i, k)| (k, !is_incumbent(i), i));
         unmeasured.sort_by_key(|&i| (!is_incumbent(i), i));
 
-        let want = count.clamp(1, MAX_ANSWER);
+        let want = count.clamp(1, MAX_ANSWER_RRS);
         let mut picks: Vec<usize> = measured.iter().map(|&(i, _)| i).take(want).collect();
         let leader = measured.first().copied();
         if let Some((_, top)) = leader.filter(|_| deviation_pct > 0) {
             // Within the deviation of the leader, both effective: k ≤ top × (1 + d/100).
             let limit = top.saturating_mul(100 + u128::from(deviation_pct));
             for &(i, k) in measured.iter().skip(want) {
-                if picks.len() >= MAX_ANSWER || k.saturating_mul(100) > limit {
+                if picks.len() >= MAX_ANSWER_RRS || k.saturating_mul(100) > limit {
                     break;
                 }
                 picks.push(i);
@@ -459,7 +457,7 @@ impl Selector {
                             let all: Vec<usize> = (0..n).collect();
                             Answer::Weighted(weighted_set(candidates, &all))
                         }
-                        _ => Answer::Endpoints((0..n.min(MAX_ANSWER)).collect()),
+                        _ => Answer::Endpoints((0..n.min(MAX_ANSWER_RRS)).collect()),
                     };
                     (
                         answer,
@@ -568,7 +566,7 @@ fn weighted(candidates: &[Candidate]) -> Decision {
     if left_out > 0 {
         let _ = write!(
             reason,
-            "; {left_out} up endpoint(s) left out (weight 0 or more than {MAX_ANSWER})"
+            "; {left_out} up endpoint(s) left out (weight 0 or more than {MAX_ANSWER_RRS})"
         );
     }
     Decision {
@@ -579,7 +577,7 @@ fn weighted(candidates: &[Candidate]) -> Decision {
 }
 
 /// The weighted answer over `members` (indexes, in configuration order): positive weights
-/// only unless all are zero (then equal shares), at most [`MAX_ANSWER`] of the heaviest.
+/// only unless all are zero (then equal shares), at most [`MAX_ANSWER_RRS`] of the heaviest.
 fn weighted_set(candidates: &[Candidate], members: &[usize]) -> Vec<(usize, u32)> {
     let mut set: Vec<(usize, u32)> = members
         .iter()
@@ -593,9 +591,9 @@ fn weighted_set(candidates: &[Candidate], members: &[usize]) -> Vec<(usize, u32)
             .map(|&i| (i, 1))
             .collect();
     }
-    if set.len() > MAX_ANSWER {
+    if set.len() > MAX_ANSWER_RRS {
         set.sort_by_key(|&(i, w)| (std::cmp::Reverse(w), i));
-        set.truncate(MAX_ANSWER);
+        set.truncate(MAX_ANSWER_RRS);
         set.sort_by_key(|&(i, _)| i);
     }
     set
@@ -605,14 +603,14 @@ fn all_healthy(candidates: &[Candidate]) -> Decision {
     let up: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].up)
         .collect();
-    let picks: Vec<usize> = up.iter().copied().take(MAX_ANSWER).collect();
+    let picks: Vec<usize> = up.iter().copied().take(MAX_ANSWER_RRS).collect();
     let mut reason = format!(
         "all-healthy: {} of {} endpoints up",
         up.len(),
         candidates.len()
     );
-    if up.len() > MAX_ANSWER {
-        let _ = write!(reason, "; answering the first {MAX_ANSWER}");
+    if up.len() > MAX_ANSWER_RRS {
+        let _ = write!(reason, "; answering the first {MAX_ANSWER_RRS}");
     }
     Decision {
         answer: Answer::Endpoints(picks),
@@ -634,7 +632,7 @@ fn in_range(answer: &Answer, n: usize) -> Option<Answer> {
 
 /// Cumulative thresholds over the u32 range for `weights` (last = `u32::MAX`), so that
 /// `rand < thresholds[i]` picks `i` with probability `weight_i / total`: entry `i` is
-/// `⌊cumulative_weight_i × 2³² / total⌋`, saturated at `u32::MAX`. At most [`MAX_ANSWER`]
+/// `⌊cumulative_weight_i × 2³² / total⌋`, saturated at `u32::MAX`. At most [`MAX_ANSWER_RRS`]
 /// entries: weights past the eighth are ignored.
 ///
 /// With all weights zero (or none given) every entry gets an equal share. A zero weight
@@ -642,7 +640,7 @@ fn in_range(answer: &Answer, n: usize) -> Option<Answer> {
 /// value in 2³²) under the kernel's "else last" rule; [`Selector`] never produces zero
 /// weights in an answer.
 pub fn thresholds(weights: &[u32]) -> Vec<u32> {
-    let weights = &weights[..weights.len().min(MAX_ANSWER)];
+    let weights = &weights[..weights.len().min(MAX_ANSWER_RRS)];
     let equal = weights.iter().all(|&w| w == 0);
     let weight = |w: u32| if equal { 1u64 } else { u64::from(w) };
     let total: u64 = weights.iter().map(|&w| weight(w)).sum();
@@ -1289,7 +1287,7 @@ mod tests {
                             continue;
                         }
                     };
-                    assert!(!idx.is_empty() && idx.len() <= MAX_ANSWER, "{d:?}");
+                    assert!(!idx.is_empty() && idx.len() <= MAX_ANSWER_RRS, "{d:?}");
                     let mut dedup = idx.clone();
                     dedup.sort_unstable();
                     dedup.dedup();
@@ -1349,7 +1347,7 @@ mod tests {
             vec![1 << 31, u32::MAX],
             "all zero: equal"
         );
-        assert_eq!(thresholds(&[1; 12]).len(), MAX_ANSWER);
+        assert_eq!(thresholds(&[1; 12]).len(), MAX_ANSWER_RRS);
         let t = thresholds(&[u32::MAX; 8]);
         assert_eq!(t[0], 1 << 29);
         assert_eq!(t[3], 1 << 31);

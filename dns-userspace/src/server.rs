@@ -310,7 +310,7 @@ async fn tcp_connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => break,
         }
-        message.resize(usize::from(u16::from_be_bytes(len)), 0);
+        message.resize(usize::from(dns_common::be16(len)), 0);
         timeout(idle, read.read_exact(&mut message))
             .await
             .map_err(|_| timed_out())??;

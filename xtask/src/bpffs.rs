@@ -20,11 +20,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::run::become_root;
 
-/// Where hotpool pins its maps by default.
-pub const PIN_DIR: &str = "/sys/fs/bpf/hotpool";
-
-/// `statfs` type of a bpf filesystem (`include/uapi/linux/magic.h`).
-const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+/// `statfs` type of a bpf filesystem.
+const BPF_FS_MAGIC: u64 = dns_common::BPF_FS_MAGIC as u64;
 
 /// `enum bpf_cmd` value of `BPF_OBJ_GET`.
 const BPF_OBJ_GET: libc::c_long = 7;

@@ -68,13 +68,13 @@ enum Task {
     /// Runs the criterion benchmarks, then the kernel XDP benchmark (tests/tests/bench_xdp.rs,
     /// as root) when there is one.
     Bench,
-    /// Remove stale pins under /sys/fs/bpf/hotpool
+    /// Remove stale pins under hotpool's pin directory (/sys/fs/bpf/hotpool)
     ///
     /// Needed after an incompatible upgrade. Detaches nothing: a running hotpool keeps its
     /// program and maps, and pinned links are kept.
     CleanBpf {
         /// The pin directory to clean.
-        #[arg(long, default_value = bpffs::PIN_DIR)]
+        #[arg(long, default_value = dns_common::DEFAULT_PIN_PATH)]
         pin_dir: PathBuf,
     },
 }
