@@ -11,10 +11,10 @@ use hickory_proto::{
     serialize::binary::BinEncodable,
 };
 use hotpool::{
-    authority::{Authority, Transport},
     config::Config,
-    hot::encode_variant,
-    pools::{PoolAnswer, PoolTable},
+    datapath::hot::encode_variant,
+    datapath::pools::{PoolAnswer, PoolTable},
+    dns::authority::{Authority, Transport},
 };
 
 fn pool() -> PoolAnswer {
@@ -25,7 +25,7 @@ fn pool() -> PoolAnswer {
         rdata: (1..=8)
             .map(|i| RData::A(A(format!("192.0.2.{i}").parse().unwrap())))
             .collect(),
-        selection: hotpool::pools::Selection::All,
+        selection: hotpool::datapath::pools::Selection::All,
     }
 }
 

@@ -27,9 +27,11 @@ use toml::Spanned;
 use dns_common::MAX_ANSWER_RRS;
 
 use crate::{
-    health::AdminState,
-    probe::{self, ProbeKind, ProbeSpec},
-    zone::{Zone, ZoneError},
+    dns::zone::{Zone, ZoneError},
+    steering::{
+        health::AdminState,
+        probe::{self, ProbeKind, ProbeSpec},
+    },
 };
 
 /// Default UDP/TCP port.

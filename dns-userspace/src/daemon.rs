@@ -7,15 +7,19 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    authority::Authority,
+    api::http,
     config::{Config, XdpModeSetting},
-    ebpf::{AttachMode, Datapath},
-    events::EventSink,
-    hot::DatapathSettings,
-    metrics,
-    pools::{PoolAnswer, PoolTable},
-    probe, server,
-    steer::{self, Steering},
+    datapath::{
+        ebpf::{AttachMode, Datapath},
+        hot::DatapathSettings,
+        pools::{PoolAnswer, PoolTable},
+    },
+    dns::{authority::Authority, server},
+    steering::{
+        events::EventSink,
+        probe,
+        steer::{self, Steering},
+    },
 };
 
 /// Command-line switches of `hotpool run`.
@@ -149,7 +153,7 @@ pub async fn run_until(
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
             info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Some(tokio::spawn(metrics::serve(
+            Some(tokio::spawn(http::serve(
                 listener,
                 datapath.clone(),
                 Some(steering.clone()),

@@ -1,16 +1,20 @@
 //! hotpool: an XDP-accelerated authoritative DNS server for latency- and health-steered pools.
+//!
+//! The daemon's modules, by role (each folder's module doc says what it owns):
+//!
+//! * [`dns`]: the packet path in userspace: zones, the authoritative answer path, the UDP and
+//!   TCP server;
+//! * [`steering`]: the probe path and the decision path: probes, endpoint health, policies,
+//!   applying decisions, the event record;
+//! * [`datapath`]: the kernel side: loading and pinning the XDP program, encoding and
+//!   publishing the hot map, and the answer table both answer paths read;
+//! * [`config`]: the file format, parsed into the types above;
+//! * [`api`]: the HTTP endpoint (metrics and control);
+//! * [`daemon`]: start-up, signals, shutdown.
 
-pub mod authority;
+pub mod api;
 pub mod config;
 pub mod daemon;
-pub mod ebpf;
-pub mod events;
-pub mod health;
-pub mod hot;
-pub mod metrics;
-pub mod policy;
-pub mod pools;
-pub mod probe;
-pub mod server;
-pub mod steer;
-pub mod zone;
+pub mod datapath;
+pub mod dns;
+pub mod steering;

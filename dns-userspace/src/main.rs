@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             endpoint,
             state,
             api,
-        } => hotpool::steer::parse_admin(&state).and_then(|_| {
+        } => hotpool::steering::steer::parse_admin(&state).and_then(|_| {
             let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
             api_request(api, "POST", &path).map(|body| print!("{body}"))
         }),
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
 }
 
 fn print_stats(pin_path: &std::path::Path) -> anyhow::Result<()> {
-    for (outcome, n) in hotpool::hot::read_pinned_stats(pin_path)? {
+    for (outcome, n) in hotpool::datapath::hot::read_pinned_stats(pin_path)? {
         println!("{:<14} {n}", outcome.name());
     }
     Ok(())

@@ -12,7 +12,7 @@ use hickory_proto::rr::RecordType;
 use hotpool::{
     config::Config,
     daemon::{self, RunOptions},
-    hot::read_pinned_stats,
+    datapath::hot::read_pinned_stats,
 };
 
 use crate::{client, netns::Link};

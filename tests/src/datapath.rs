@@ -7,7 +7,9 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions};
 use dns_common::Outcome;
-use hotpool::{ebpf::Datapath, hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::{
+    datapath::ebpf::Datapath, datapath::hot::DatapathSettings, datapath::pools::PoolAnswer,
+};
 
 /// XDP return codes.
 pub const XDP_ABORTED: u32 = 0;

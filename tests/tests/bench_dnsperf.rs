@@ -10,8 +10,8 @@ use dns_common::Outcome;
 use hotpool::{
     config::Config,
     daemon::{self, RunOptions},
-    ebpf::PassProgram,
-    hot::read_pinned_stats,
+    datapath::ebpf::PassProgram,
+    datapath::hot::read_pinned_stats,
 };
 use hotpool_tests::{
     daemon::{ZONE, answers_tcp, delta, xdp_attached},

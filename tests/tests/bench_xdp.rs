@@ -12,7 +12,7 @@ use hickory_proto::{
     rr::{Name, RData, RecordType, rdata::A},
     serialize::binary::BinEncodable,
 };
-use hotpool::{hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::{datapath::hot::DatapathSettings, datapath::pools::PoolAnswer};
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX},
     frames::{self, Path},
@@ -63,7 +63,7 @@ fn per_packet_cost() {
         rdata: (1..=4)
             .map(|i| RData::A(A(format!("192.0.2.{i}").parse().unwrap())))
             .collect(),
-        selection: hotpool::pools::Selection::All,
+        selection: hotpool::datapath::pools::Selection::All,
     }];
     let settings = DatapathSettings {
         port: 53,

@@ -13,7 +13,7 @@ use std::{
 
 use dns_common::Outcome;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-use hotpool::hot::read_pinned_stats;
+use hotpool::datapath::hot::read_pinned_stats;
 use hotpool_tests::{client, daemon::answers_tcp, netns::Link, require_root};
 
 fn binary() -> PathBuf {

@@ -14,7 +14,7 @@ use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{RData, RecordType},
 };
-use hotpool::ebpf::PassProgram;
+use hotpool::datapath::ebpf::PassProgram;
 use hotpool_tests::{
     client,
     daemon::{Daemon, delta, xdp_attached},

@@ -14,10 +14,10 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinEncodable},
 };
 use hotpool::{
-    authority::{Authority, Transport},
     config::Config,
-    hot::DatapathSettings,
-    pools::{PoolAnswer, PoolTable},
+    datapath::hot::DatapathSettings,
+    datapath::pools::{PoolAnswer, PoolTable},
+    dns::authority::{Authority, Transport},
 };
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX, single_outcome},
@@ -63,14 +63,14 @@ fn pools() -> Vec<PoolAnswer> {
             rtype: RecordType::A,
             ttl: 30,
             rdata: vec![a("192.0.2.10"), a("192.0.2.11")],
-            selection: hotpool::pools::Selection::All,
+            selection: hotpool::datapath::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str("v6.example.test.").unwrap(),
             rtype: RecordType::AAAA,
             ttl: 60,
             rdata: vec![aaaa("2001:db8::10"), aaaa("2001:db8::11")],
-            selection: hotpool::pools::Selection::All,
+            selection: hotpool::datapath::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str("cdn.example.test.").unwrap(),
@@ -79,21 +79,21 @@ fn pools() -> Vec<PoolAnswer> {
             rdata: vec![RData::CNAME(CNAME(
                 Name::from_str("edge.cdn-provider.example.net.").unwrap(),
             ))],
-            selection: hotpool::pools::Selection::All,
+            selection: hotpool::datapath::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str("big.example.test.").unwrap(),
             rtype: RecordType::AAAA,
             ttl: 5,
             rdata: (0..8).map(|i| aaaa(&format!("2001:db8::{i}"))).collect(),
-            selection: hotpool::pools::Selection::All,
+            selection: hotpool::datapath::pools::Selection::All,
         },
         PoolAnswer {
             name: Name::from_str(&max_name()).unwrap(),
             rtype: RecordType::CNAME,
             ttl: 10,
             rdata: vec![RData::CNAME(CNAME(long_target()))],
-            selection: hotpool::pools::Selection::All,
+            selection: hotpool::datapath::pools::Selection::All,
         },
     ]
 }
@@ -763,7 +763,7 @@ fn weighted_pool_is_answered_per_query_in_proportion() {
         RData::A(A("192.0.2.2".parse().unwrap())),
         RData::A(A("192.0.2.3".parse().unwrap())),
     ];
-    p.selection = hotpool::pools::Selection::weighted(vec![1, 2, 5]);
+    p.selection = hotpool::datapath::pools::Selection::weighted(vec![1, 2, 5]);
     t.dp.maps.publish(&p).unwrap();
     let frame = frames::query(&v4(), &q("www.example.test.", RecordType::A).bytes());
     let n = 16_000usize;
@@ -801,7 +801,7 @@ fn servfail_pool_is_passed_to_the_daemon() {
     let mut t = TestDatapath::new(&settings(), &pools());
     let mut p = pool("www.example.test.");
     p.rdata.clear();
-    p.selection = hotpool::pools::Selection::Servfail;
+    p.selection = hotpool::datapath::pools::Selection::Servfail;
     t.dp.maps.publish(&p).unwrap();
     let frame = frames::query(&v4(), &q("www.example.test.", RecordType::A).bytes());
     let before = t.stats();

@@ -17,7 +17,7 @@ use hickory_proto::{
     rr::{Name, RData, RecordType, rdata::A},
     serialize::binary::{BinDecodable, BinEncodable},
 };
-use hotpool::{hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::{datapath::hot::DatapathSettings, datapath::pools::PoolAnswer};
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX},
     frames::{self, Path},
@@ -40,7 +40,7 @@ fn pool(set: &[Ipv4Addr]) -> PoolAnswer {
         rtype: RecordType::A,
         ttl: 30,
         rdata: set.iter().map(|a| RData::A(A(*a))).collect(),
-        selection: hotpool::pools::Selection::All,
+        selection: hotpool::datapath::pools::Selection::All,
     }
 }
 

@@ -30,8 +30,8 @@ use tokio::{
 };
 
 use crate::{
-    authority::{Authority, Transport},
     config::ServerSettings,
+    dns::authority::{Authority, Transport},
 };
 
 /// Largest DNS message (and so UDP datagram) we read.
@@ -357,8 +357,8 @@ mod tests {
     use super::*;
     use crate::{
         config::ZoneSettings,
-        pools::{PoolAnswer, PoolTable},
-        zone::Zone,
+        datapath::pools::{PoolAnswer, PoolTable},
+        dns::zone::Zone,
     };
 
     const ZONE: &str = "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 h 1 2 3 4 60\n@ NS ns1\nns1 A 192.0.2.53\nmail A 192.0.2.25\n";
@@ -377,7 +377,7 @@ mod tests {
             rtype: RecordType::A,
             ttl: 30,
             rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 10)))],
-            selection: crate::pools::Selection::All,
+            selection: crate::datapath::pools::Selection::All,
         }]));
         Arc::new(Authority::new(vec![zone], pools, 1232))
     }

@@ -2,9 +2,9 @@
 //! daemon's table *and* the kernel's hot map, plus an event for every change.
 //!
 //! One [`Steering`] owns every pool's runtime state. Probe results arrive on a channel from
-//! [`crate::probe::run_probes`]; operator pins arrive through [`Steering::set_admin`] (the
+//! [`crate::steering::probe::run_probes`]; operator pins arrive through [`Steering::set_admin`] (the
 //! HTTP API). A pool's answer is rewritten only when the policy's decision changes, and
-//! then atomically in both answer paths (see [`crate::hot`] for the kernel side).
+//! then atomically in both answer paths (see [`crate::datapath::hot`] for the kernel side).
 //!
 //! Start-up: until every probed endpoint of a pool has a verdict (`rise` successes or `fall`
 //! failures, or an operator pin), the pool keeps answering its configured endpoints, as a
@@ -24,12 +24,16 @@ use tracing::{error, info};
 
 use crate::{
     config::{AllDownSettings, Config, EndpointAddress, PolicyKind, PoolSettings},
-    ebpf::Datapath,
-    events::{Event, EventSink},
-    health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState},
-    policy::{self, AllDown, Answer, Candidate, Decision, Policy, Selector},
-    pools::{PoolAnswer, PoolTable, Selection},
-    probe::{ProbeJob, ProbeTarget},
+    datapath::{
+        ebpf::Datapath,
+        pools::{PoolAnswer, PoolTable, Selection},
+    },
+    steering::{
+        events::{Event, EventSink},
+        health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState},
+        policy::{self, AllDown, Answer, Candidate, Decision, Policy, Selector},
+        probe::{ProbeJob, ProbeTarget},
+    },
 };
 
 /// A probe result as the scheduler sends it: (pool, endpoint, finished at, outcome).

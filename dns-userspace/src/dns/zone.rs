@@ -724,7 +724,7 @@ alias   IN CNAME www
 
     #[test]
     fn edited_zone_files_never_panic() {
-        let base = include_str!("../../examples/zones/example.test.zone");
+        let base = include_str!("../../../examples/zones/example.test.zone");
         let s = settings("example.test.");
         // A deterministic xorshift, so a failure reproduces.
         let mut state = 0x1234_5678_9abc_def1u64;

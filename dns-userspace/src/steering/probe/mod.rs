@@ -61,7 +61,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::{config::EndpointAddress, health::ProbeOutcome};
+use crate::{config::EndpointAddress, steering::health::ProbeOutcome};
 
 /// The User-Agent of HTTP(S) probes.
 pub const USER_AGENT: &str = concat!("hotpool/", env!("CARGO_PKG_VERSION"), " (health probe)");

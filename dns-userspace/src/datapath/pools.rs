@@ -1,7 +1,7 @@
 //! The current answer of every pool: one table read by both answer paths.
 //!
 //! The daemon's authoritative server reads [`PoolTable`] for every query at a pool name, and
-//! [`crate::hot`] encodes the same [`PoolAnswer`]s into the kernel's hot map, so the XDP
+//! [`crate::datapath::hot`] encodes the same [`PoolAnswer`]s into the kernel's hot map, so the XDP
 //! path and the daemon always answer a pool name the same way.
 
 use std::{
@@ -50,7 +50,7 @@ pub enum Selection {
 impl Selection {
     /// Per-query choice in proportion to `weights` (one per record).
     pub fn weighted(weights: Vec<u32>) -> Self {
-        let thresholds = crate::policy::thresholds(&weights);
+        let thresholds = crate::steering::policy::thresholds(&weights);
         Self::WeightedOne {
             weights,
             thresholds,
@@ -91,7 +91,7 @@ impl PoolAnswer {
         match &self.selection {
             Selection::All => self.rdata.iter().map(|d| self.record(owner, d)).collect(),
             Selection::WeightedOne { thresholds, .. } => {
-                let i = crate::policy::pick(thresholds, rand::random::<u32>());
+                let i = crate::steering::policy::pick(thresholds, rand::random::<u32>());
                 self.rdata
                     .get(i)
                     .map(|d| vec![self.record(owner, d)])

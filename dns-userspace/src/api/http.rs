@@ -21,8 +21,8 @@ use tokio::{
 use tracing::debug;
 
 use crate::{
-    ebpf::Datapath,
-    steer::{PoolStatus, Steering, parse_admin},
+    datapath::ebpf::Datapath,
+    steering::steer::{PoolStatus, Steering, parse_admin},
 };
 
 /// Renders the steering part of the metrics page.

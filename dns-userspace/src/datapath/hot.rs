@@ -16,7 +16,7 @@ use hickory_proto::{
     serialize::binary::{BinEncodable, BinEncoder},
 };
 
-use crate::pools::{PoolAnswer, Selection};
+use crate::datapath::pools::{PoolAnswer, Selection};
 
 /// Encodes a pool's answer RRs the way the XDP path appends them after the echoed question:
 /// owner names compress to the question (`0xC00C`), so the bytes are valid whatever case the
@@ -326,7 +326,7 @@ mod tests {
 
     use super::*;
 
-    use crate::pools::test_pool as pool;
+    use crate::datapath::pools::test_pool as pool;
 
     /// Splices a variant behind a query's header and question, as the kernel does, and
     /// decodes the result with hickory-proto.

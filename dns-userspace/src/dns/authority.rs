@@ -42,7 +42,7 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 
-use crate::{config::Config, pools::PoolTable, zone::Zone};
+use crate::{config::Config, datapath::pools::PoolTable, dns::zone::Zone};
 
 /// Longest CNAME chain followed inside a zone.
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -578,7 +578,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::{config::ZoneSettings, pools::PoolAnswer};
+    use crate::{config::ZoneSettings, datapath::pools::PoolAnswer};
 
     const ZONE: &str = r#"$ORIGIN example.test.
 $TTL 3600
@@ -633,7 +633,7 @@ ns.sub   A     192.0.2.54
                 rtype: RecordType::A,
                 ttl: 30,
                 rdata: vec![v4([192, 0, 2, 10]), v4([192, 0, 2, 11])],
-                selection: crate::pools::Selection::All,
+                selection: crate::datapath::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("v6.example.test."),
@@ -642,28 +642,28 @@ ns.sub   A     192.0.2.54
                 rdata: vec![RData::AAAA(AAAA(
                     Ipv6Addr::from_str("2001:db8::10").unwrap(),
                 ))],
-                selection: crate::pools::Selection::All,
+                selection: crate::datapath::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("cdn.example.test."),
                 rtype: RecordType::CNAME,
                 ttl: 60,
                 rdata: vec![RData::CNAME(CNAME(name("example.cdn-provider.net.")))],
-                selection: crate::pools::Selection::All,
+                selection: crate::datapath::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("empty.example.test."),
                 rtype: RecordType::A,
                 ttl: 30,
                 rdata: vec![],
-                selection: crate::pools::Selection::All,
+                selection: crate::datapath::pools::Selection::All,
             },
             PoolAnswer {
                 name: name("p.q.example.test."),
                 rtype: RecordType::A,
                 ttl: 30,
                 rdata: vec![v4([192, 0, 2, 12])],
-                selection: crate::pools::Selection::All,
+                selection: crate::datapath::pools::Selection::All,
             },
         ]))
     }
@@ -814,7 +814,7 @@ ns.sub   A     192.0.2.54
             ttl: 60,
             // In-zone target: compressed against the question name.
             rdata: vec![RData::CNAME(CNAME(name("node1.example.test.")))],
-            selection: crate::pools::Selection::All,
+            selection: crate::datapath::pools::Selection::All,
         };
         let table = pools();
         table.set(edge.clone());
@@ -868,7 +868,7 @@ ns.sub   A     192.0.2.54
         let key = LowerName::from(name("www.example.test."));
         let mut p = a.pools().get(&key).unwrap().as_ref().clone();
         p.rdata.clear();
-        p.selection = crate::pools::Selection::Servfail;
+        p.selection = crate::datapath::pools::Selection::Servfail;
         a.pools().set(p);
         let q = query("www.example.test.", RecordType::A);
         let r = Message::from_vec(&raw(&a, &q, Transport::Udp)).unwrap();
@@ -888,7 +888,7 @@ ns.sub   A     192.0.2.54
         let key = LowerName::from(name("www.example.test."));
         let mut p = a.pools().get(&key).unwrap().as_ref().clone();
         p.rdata = vec![v4([192, 0, 2, 1]), v4([192, 0, 2, 2])];
-        p.selection = crate::pools::Selection::weighted(vec![1, 3]);
+        p.selection = crate::datapath::pools::Selection::weighted(vec![1, 3]);
         a.pools().set(p);
         let q = query("www.example.test.", RecordType::A);
         let n = 8000;

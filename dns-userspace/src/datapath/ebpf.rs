@@ -9,7 +9,7 @@ use aya::{
 };
 use tracing::{info, warn};
 
-use crate::hot::HotMaps;
+use crate::datapath::hot::HotMaps;
 
 /// The XDP object built by build.rs (aya-build) from `dns-ebpf`.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf"));
