@@ -10,48 +10,35 @@
 use std::{
     collections::BTreeMap,
     fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     ops::Range,
     path::{Path, PathBuf},
     str::FromStr,
     time::Duration,
 };
 
-use hickory_proto::rr::{
-    LowerName, Name, RData, RecordType,
-    rdata::{A, AAAA, CNAME},
-};
+use dns_common::MAX_ANSWER_RRS;
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use serde::Deserialize;
 use toml::Spanned;
 
-use dns_common::MAX_ANSWER_RRS;
-
 use crate::{
-    dns::zone::{Zone, ZoneError},
+    datapath::ebpf::{AttachMode, XdpSettings, check_interface_name},
+    dns::{
+        MAX_TTL, parse_name,
+        server::{EDNS_UDP_SIZE_RANGE, ServerSettings},
+        zone::{DEFAULT_NS_TTL, SoaSettings, Zone, ZoneError, ZoneSettings},
+    },
     steering::{
+        endpoint::EndpointAddress,
+        events::EventSettings,
         health::AdminState,
-        probe::{self, ProbeKind, ProbeSpec},
+        probe::{self, ProbeKind, ProbeSettings, ProbeSpec},
     },
 };
 
-/// Default UDP/TCP port.
-pub const DEFAULT_PORT: u16 = 53;
-/// Default EDNS UDP payload size we advertise (DNS flag day 2020).
-pub const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
-/// Smallest and largest accepted `edns_udp_size`.
-pub const EDNS_UDP_SIZE_RANGE: std::ops::RangeInclusive<u16> = 512..=4096;
-/// Default idle timeout of a TCP connection (RFC 7766 §6.2.3 suggests seconds).
-pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default limit of concurrent TCP connections.
-pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
 /// Default TTL of a pool's answers.
 pub const DEFAULT_POOL_TTL: u32 = 30;
-/// Largest TTL (RFC 2181 §8: the top bit of a TTL must be zero).
-pub const MAX_TTL: u32 = i32::MAX as u32;
-/// Default TTL of NS records given in the config.
-pub const DEFAULT_NS_TTL: u32 = 3600;
-/// Longest interface name (`IFNAMSIZ` is 16 including the terminating NUL).
-pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
 /// Default `hysteresis` of a `fastest` pool, in percent.
 pub const DEFAULT_HYSTERESIS_PCT: u32 = 10;
 /// Largest `deviation` and `hysteresis`, in percent.
@@ -63,6 +50,8 @@ pub struct Config {
     /// The file this was read from (zone files are relative to its directory).
     pub source: PathBuf,
     pub server: ServerSettings,
+    /// `server.metrics_listen`: the HTTP endpoint (metrics and control), off by default.
+    pub metrics_listen: Option<SocketAddr>,
     pub xdp: XdpSettings,
     pub zones: Vec<ZoneSettings>,
     pub pools: Vec<PoolSettings>,
@@ -70,130 +59,6 @@ pub struct Config {
     pub probes: ProbeSettings,
     /// The zones as loaded and validated, in the order of `zones`.
     zone_data: Vec<Zone>,
-}
-
-/// `[server]`: the UDP/TCP server and daemon-wide settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// Addresses to listen on (UDP and TCP). Default `0.0.0.0` and `::`.
-    pub listen: Vec<IpAddr>,
-    /// Port to listen on. Default 53.
-    pub port: u16,
-    /// EDNS UDP payload size we advertise, 512..=4096. Default 1232.
-    pub edns_udp_size: u16,
-    /// A TCP connection without a new query for this long is closed. Default 10 s.
-    pub tcp_idle_timeout: Duration,
-    /// Most concurrent TCP connections. Default 1024.
-    pub tcp_max_connections: usize,
-    /// bpffs directory for pinned maps. Default `/sys/fs/bpf/hotpool`.
-    pub pin_path: PathBuf,
-    /// Prometheus endpoint, off by default.
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: vec![
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            ],
-            port: DEFAULT_PORT,
-            edns_udp_size: DEFAULT_EDNS_UDP_SIZE,
-            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
-            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
-            pin_path: PathBuf::from(dns_common::DEFAULT_PIN_PATH),
-            metrics_listen: None,
-        }
-    }
-}
-
-/// `[xdp]`: where the XDP fast path is attached.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct XdpSettings {
-    /// Interfaces to attach to; empty means no XDP (the daemon answers everything).
-    pub interfaces: Vec<String>,
-    pub mode: XdpModeSetting,
-}
-
-/// How the XDP program is attached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpModeSetting {
-    /// Native (driver) mode where supported, generic (SKB) mode otherwise.
-    #[default]
-    Auto,
-    /// Driver mode only; attaching fails if the driver lacks XDP support.
-    Native,
-    /// Generic (SKB) mode.
-    Generic,
-}
-
-impl fmt::Display for XdpModeSetting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Native => "native",
-            Self::Generic => "generic",
-        })
-    }
-}
-
-/// `[events]`: where changes of endpoint state and pool answers are recorded.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EventSettings {
-    /// Append-only JSON-lines event log, resolved relative to the config file's
-    /// directory. Default none (events are only logged).
-    pub log: Option<PathBuf>,
-}
-
-/// `[probes]`: settings shared by every probe.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeSettings {
-    /// Most probes in flight at once. Default 64.
-    pub max_concurrent: usize,
-}
-
-impl Default for ProbeSettings {
-    fn default() -> Self {
-        Self {
-            max_concurrent: probe::DEFAULT_MAX_CONCURRENT,
-        }
-    }
-}
-
-/// One `[[zone]]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ZoneSettings {
-    /// The zone's apex (fully qualified, lower case).
-    pub origin: Name,
-    /// The RFC 1035 zone file, resolved relative to the config file's directory.
-    pub file: PathBuf,
-    /// SOA given in the config instead of the zone file.
-    pub soa: Option<SoaSettings>,
-    /// Apex NS names given in the config (added to any in the zone file).
-    pub ns: Vec<Name>,
-    /// TTL of the NS records in `ns`.
-    pub ns_ttl: u32,
-}
-
-/// A zone's SOA given in the config (`soa = { ... }`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SoaSettings {
-    pub mname: Name,
-    pub rname: Name,
-    /// Default 1.
-    pub serial: u32,
-    /// Default 3600. This and the other timers are at most 2^31-1.
-    pub refresh: u32,
-    /// Default 600.
-    pub retry: u32,
-    /// Default 604800.
-    pub expire: u32,
-    /// Negative-caching TTL (RFC 2308). Default 60.
-    pub minimum: u32,
-    /// TTL of the SOA record itself. Default 3600.
-    pub ttl: u32,
 }
 
 /// One `[[pool]]`: a name whose answer the daemon steers between endpoints.
@@ -315,33 +180,6 @@ impl fmt::Display for AllDownSettings {
     }
 }
 
-/// What an endpoint answers with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndpointAddress {
-    Ip(IpAddr),
-    Host(Name),
-}
-
-impl fmt::Display for EndpointAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Ip(ip) => write!(f, "{ip}"),
-            Self::Host(name) => write!(f, "{name}"),
-        }
-    }
-}
-
-impl EndpointAddress {
-    /// The record data this address answers with: A, AAAA or CNAME.
-    pub fn rdata(&self) -> RData {
-        match self {
-            Self::Ip(IpAddr::V4(ip)) => RData::A(A(*ip)),
-            Self::Ip(IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
-            Self::Host(name) => RData::CNAME(CNAME(name.clone())),
-        }
-    }
-}
-
 impl EndpointSettings {
     /// The record data this endpoint answers with.
     pub fn rdata(&self) -> RData {
@@ -452,8 +290,8 @@ impl Config {
                 humantime::format_duration(server.tcp_idle_timeout),
                 server.tcp_max_connections
             ),
-            format!("bpf pin path: {}", server.pin_path.display()),
-            match server.metrics_listen {
+            format!("bpf pin path: {}", self.xdp.pin_path.display()),
+            match self.metrics_listen {
                 Some(addr) => format!("metrics: http://{addr}/metrics"),
                 None => "metrics: off".to_string(),
             },
@@ -648,7 +486,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawXdp {
     interfaces: Option<Vec<Spanned<String>>>,
-    mode: Option<Spanned<XdpModeSetting>>,
+    mode: Option<Spanned<AttachMode>>,
 }
 
 #[derive(Deserialize)]
@@ -793,13 +631,20 @@ impl Parser<'_> {
             Some(span) => self.err_at(span, e.message().trim_end()),
             None => ConfigError::new(self.source, e.message().trim_end()),
         })?;
-        let server = match raw.server {
+        let (server, pin_path, metrics_listen) = match raw.server {
             Some(s) => self.server(s)?,
-            None => ServerSettings::default(),
+            None => (
+                ServerSettings::default(),
+                XdpSettings::default().pin_path,
+                None,
+            ),
         };
         let xdp = match raw.xdp {
-            Some(x) => self.xdp(x)?,
-            None => XdpSettings::default(),
+            Some(x) => self.xdp(x, pin_path)?,
+            None => XdpSettings {
+                pin_path,
+                ..XdpSettings::default()
+            },
         };
 
         let mut zones = Vec::with_capacity(raw.zone.len());
@@ -874,6 +719,7 @@ impl Parser<'_> {
         Ok(Config {
             source: self.source.to_path_buf(),
             server,
+            metrics_listen,
             xdp,
             zones,
             pools,
@@ -888,8 +734,15 @@ impl Parser<'_> {
         (e.line.unwrap_or(1), e.column.unwrap_or(1))
     }
 
-    fn server(&self, raw: RawServer) -> Result<ServerSettings, ConfigError> {
+    /// `[server]`: the server's settings, the pin path and the metrics address.
+    #[allow(clippy::type_complexity)]
+    fn server(
+        &self,
+        raw: RawServer,
+    ) -> Result<(ServerSettings, PathBuf, Option<SocketAddr>), ConfigError> {
         let mut s = ServerSettings::default();
+        let mut pin_path = XdpSettings::default().pin_path;
+        let mut metrics_listen = None;
         if let Some(listen) = raw.listen {
             if listen.get_ref().is_empty() {
                 return Err(self.err_at(listen.span(), "listen must name at least one address"));
@@ -961,7 +814,7 @@ impl Parser<'_> {
                     format!("pin_path {:?} must be an absolute path", p.get_ref()),
                 ));
             }
-            s.pin_path = path;
+            pin_path = path;
         }
         if let Some(m) = raw.metrics_listen {
             let addr = SocketAddr::from_str(m.get_ref().trim()).map_err(|_| {
@@ -973,35 +826,21 @@ impl Parser<'_> {
                     ),
                 )
             })?;
-            s.metrics_listen = Some(addr);
+            metrics_listen = Some(addr);
         }
-        Ok(s)
+        Ok((s, pin_path, metrics_listen))
     }
 
-    fn xdp(&self, raw: RawXdp) -> Result<XdpSettings, ConfigError> {
-        let mut x = XdpSettings::default();
+    fn xdp(&self, raw: RawXdp, pin_path: PathBuf) -> Result<XdpSettings, ConfigError> {
+        let mut x = XdpSettings {
+            pin_path,
+            ..XdpSettings::default()
+        };
         for i in raw.interfaces.unwrap_or_default() {
             let name = i.get_ref();
-            let problem = if name.is_empty() {
-                Some("interface name is empty".to_string())
-            } else if name.len() > MAX_IFNAME_LEN {
-                Some(format!(
-                    "interface name {name:?} is longer than {MAX_IFNAME_LEN} bytes (IFNAMSIZ)"
-                ))
-            } else if name == "."
-                || name == ".."
-                || name
-                    .chars()
-                    .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-            {
-                Some(format!("{name:?} is not a valid interface name"))
-            } else if x.interfaces.contains(name) {
-                Some(format!("interface {name:?} is given twice"))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Err(self.err_at(i.span(), problem));
+            check_interface_name(name).map_err(|e| self.err_at(i.span(), e.to_string()))?;
+            if x.interfaces.contains(name) {
+                return Err(self.err_at(i.span(), format!("interface {name:?} is given twice")));
             }
             x.interfaces.push(i.into_inner());
         }
@@ -1244,48 +1083,8 @@ impl Parser<'_> {
         rtype: RecordType,
         raw: &Spanned<String>,
     ) -> Result<EndpointAddress, ConfigError> {
-        let text = raw.get_ref().trim();
-        Ok(match rtype {
-            RecordType::A => match IpAddr::from_str(text) {
-                Ok(ip @ IpAddr::V4(_)) => EndpointAddress::Ip(ip),
-                _ => {
-                    return Err(self.err_at(
-                        raw.span(),
-                        format!("pool {name} has type A, so {text:?} must be an IPv4 address"),
-                    ));
-                }
-            },
-            RecordType::AAAA => match IpAddr::from_str(text) {
-                Ok(ip @ IpAddr::V6(_)) => EndpointAddress::Ip(ip),
-                _ => {
-                    return Err(self.err_at(
-                        raw.span(),
-                        format!("pool {name} has type AAAA, so {text:?} must be an IPv6 address"),
-                    ));
-                }
-            },
-            _ => {
-                if IpAddr::from_str(text).is_ok() {
-                    return Err(self.err_at(
-                        raw.span(),
-                        format!(
-                            "pool {name} has type CNAME, so {text:?} must be a host name, not an address"
-                        ),
-                    ));
-                }
-                let target = self.name(raw, "CNAME target")?;
-                if target.is_root() {
-                    return Err(self.err_at(raw.span(), "a CNAME target cannot be the root"));
-                }
-                if &target == name {
-                    return Err(self.err_at(
-                        raw.span(),
-                        format!("pool {name} cannot be a CNAME to itself"),
-                    ));
-                }
-                EndpointAddress::Host(target)
-            }
-        })
+        EndpointAddress::parse(raw.get_ref(), name, rtype)
+            .map_err(|e| self.err_at(raw.span(), e.to_string()))
     }
 
     /// `policy`, `count`, `deviation`, `hysteresis`, `all_down` and `fallback`.
@@ -1750,32 +1549,10 @@ impl Parser<'_> {
     }
 }
 
-/// Parses a domain name from the config: with or without the trailing dot (always taken as
-/// absolute), in any case (folded to lower case).
-pub fn parse_name(text: &str) -> Result<Name, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("the name is empty".into());
-    }
-    if text.contains("..") {
-        return Err(format!("{text:?} has an empty label"));
-    }
-    if text.chars().any(char::is_whitespace) {
-        return Err(format!("{text:?} contains white space"));
-    }
-    let mut name = Name::from_str(text).map_err(|e| format!("{text:?}: {e}"))?;
-    name.set_fqdn(true);
-    let name = name.to_lowercase();
-    // The wire form (labels plus the root) is at most 255 octets.
-    let wire_len = name.iter().map(|l| l.len() + 1).sum::<usize>() + 1;
-    if wire_len > dns_common::MAX_NAME_LEN {
-        return Err(format!("{text:?} is longer than 255 octets"));
-    }
-    Ok(name)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
     fn testdata() -> PathBuf {
@@ -1827,11 +1604,11 @@ mod tests {
         );
         assert_eq!(cfg.server.port, 53);
         assert_eq!(
-            cfg.server.metrics_listen,
+            cfg.metrics_listen,
             Some(SocketAddr::from_str("127.0.0.1:9153").unwrap())
         );
         assert_eq!(cfg.xdp.interfaces, vec!["lo".to_string()]);
-        assert_eq!(cfg.xdp.mode, XdpModeSetting::Auto);
+        assert_eq!(cfg.xdp.mode, AttachMode::Auto);
         assert_eq!(cfg.zones.len(), 1);
         assert!(
             cfg.zones[0]
@@ -1914,8 +1691,8 @@ mod tests {
         assert_eq!(cfg.server.edns_udp_size, 1232);
         assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(10));
         assert_eq!(cfg.server.tcp_max_connections, 1024);
-        assert_eq!(cfg.server.pin_path, PathBuf::from("/sys/fs/bpf/hotpool"));
-        assert_eq!(cfg.server.metrics_listen, None);
+        assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/hotpool"));
+        assert_eq!(cfg.metrics_listen, None);
         assert_eq!(cfg.xdp, XdpSettings::default());
         assert!(cfg.zones.is_empty() && cfg.pools.is_empty());
 
@@ -1938,16 +1715,16 @@ mod tests {
         assert_eq!(cfg.server.edns_udp_size, 4096);
         assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(90));
         assert_eq!(cfg.server.tcp_max_connections, 7);
-        assert_eq!(cfg.server.pin_path, PathBuf::from("/sys/fs/bpf/x"));
+        assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/x"));
         assert_eq!(
-            cfg.server.metrics_listen,
+            cfg.metrics_listen,
             Some(SocketAddr::from_str("[::1]:9153").unwrap())
         );
         assert_eq!(
             cfg.xdp.interfaces,
             vec!["eth0".to_string(), "veth-a".to_string()]
         );
-        assert_eq!(cfg.xdp.mode, XdpModeSetting::Generic);
+        assert_eq!(cfg.xdp.mode, AttachMode::Generic);
     }
 
     #[test]

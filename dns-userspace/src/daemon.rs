@@ -8,9 +8,9 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::http,
-    config::{Config, XdpModeSetting},
+    config::Config,
     datapath::{
-        ebpf::{AttachMode, Datapath},
+        ebpf::Datapath,
         hot::DatapathSettings,
         pools::{PoolAnswer, PoolTable},
     },
@@ -59,7 +59,7 @@ pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<D
 }
 
 fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(&cfg.server.pin_path)?;
+    let mut dp = Datapath::load(&cfg.xdp.pin_path)?;
     let settings = DatapathSettings {
         port: cfg.server.port,
         edns_udp_size: cfg.server.edns_udp_size,
@@ -71,13 +71,8 @@ fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
     let answers: Vec<PoolAnswer> = pools.all().iter().map(|a| (**a).clone()).collect();
     dp.maps.sync(&answers)?;
     dp.maps.configure(&settings, true)?;
-    let mode = match cfg.xdp.mode {
-        XdpModeSetting::Auto => AttachMode::Auto,
-        XdpModeSetting::Native => AttachMode::Native,
-        XdpModeSetting::Generic => AttachMode::Generic,
-    };
     for iface in &cfg.xdp.interfaces {
-        dp.attach(iface, mode)?;
+        dp.attach(iface, cfg.xdp.mode)?;
     }
     info!(
         pools = answers.len(),
@@ -147,7 +142,7 @@ pub async fn run_until(
     ));
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
 
-    let metrics_task = match cfg.server.metrics_listen {
+    let metrics_task = match cfg.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

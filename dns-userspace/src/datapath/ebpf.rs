@@ -1,6 +1,9 @@
 //! Loading the XDP program, pinning its maps and attaching it to interfaces.
 
-use std::{fs, path::Path};
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -39,13 +42,80 @@ impl PassProgram {
     }
 }
 
-/// How to attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How to attach (`xdp.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// Driver (native) mode, falling back to generic (SKB) mode with a warning.
+    #[default]
     Auto,
+    /// Driver mode only; attaching fails if the driver lacks XDP support.
     Native,
+    /// Generic (SKB) mode.
     Generic,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+/// Longest interface name (`IFNAMSIZ` is 16 including the terminating NUL).
+pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
+
+/// `[xdp]` and `server.pin_path`: where the XDP fast path is attached and where its maps
+/// are pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// Interfaces to attach to; empty means no XDP (the daemon answers everything).
+    pub interfaces: Vec<String>,
+    pub mode: AttachMode,
+    /// bpffs directory for pinned maps. Default [`dns_common::DEFAULT_PIN_PATH`].
+    pub pin_path: PathBuf,
+}
+
+impl Default for XdpSettings {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            mode: AttachMode::default(),
+            pin_path: PathBuf::from(dns_common::DEFAULT_PIN_PATH),
+        }
+    }
+}
+
+/// Why a name cannot be an interface name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InterfaceNameError {
+    #[error("interface name is empty")]
+    Empty,
+    #[error("interface name {0:?} is longer than {MAX_IFNAME_LEN} bytes (IFNAMSIZ)")]
+    TooLong(String),
+    #[error("{0:?} is not a valid interface name")]
+    Invalid(String),
+}
+
+/// Checks `name` against the kernel's rules for interface names.
+pub fn check_interface_name(name: &str) -> Result<(), InterfaceNameError> {
+    if name.is_empty() {
+        Err(InterfaceNameError::Empty)
+    } else if name.len() > MAX_IFNAME_LEN {
+        Err(InterfaceNameError::TooLong(name.to_string()))
+    } else if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        Err(InterfaceNameError::Invalid(name.to_string()))
+    } else {
+        Ok(())
+    }
 }
 
 /// The loaded program and its maps.

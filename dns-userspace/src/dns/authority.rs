@@ -578,7 +578,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::{config::ZoneSettings, datapath::pools::PoolAnswer};
+    use crate::{datapath::pools::PoolAnswer, dns::zone::ZoneSettings};
 
     const ZONE: &str = r#"$ORIGIN example.test.
 $TTL 3600

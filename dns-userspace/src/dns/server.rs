@@ -14,7 +14,7 @@
 
 use std::{
     io,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
@@ -29,10 +29,48 @@ use tokio::{
     time::timeout,
 };
 
-use crate::{
-    config::ServerSettings,
-    dns::authority::{Authority, Transport},
-};
+use crate::dns::authority::{Authority, Transport};
+
+/// Default UDP/TCP port.
+pub const DEFAULT_PORT: u16 = 53;
+/// Default EDNS UDP payload size we advertise (DNS flag day 2020).
+pub const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
+/// Smallest and largest accepted `edns_udp_size`.
+pub const EDNS_UDP_SIZE_RANGE: std::ops::RangeInclusive<u16> = 512..=4096;
+/// Default idle timeout of a TCP connection (RFC 7766 §6.2.3 suggests seconds).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit of concurrent TCP connections.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+
+/// `[server]`: the UDP/TCP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Addresses to listen on (UDP and TCP). Default `0.0.0.0` and `::`.
+    pub listen: Vec<IpAddr>,
+    /// Port to listen on. Default 53.
+    pub port: u16,
+    /// EDNS UDP payload size we advertise, 512..=4096. Default 1232.
+    pub edns_udp_size: u16,
+    /// A TCP connection without a new query for this long is closed. Default 10 s.
+    pub tcp_idle_timeout: Duration,
+    /// Most concurrent TCP connections. Default 1024.
+    pub tcp_max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+            port: DEFAULT_PORT,
+            edns_udp_size: DEFAULT_EDNS_UDP_SIZE,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// Largest DNS message (and so UDP datagram) we read.
 const MAX_MESSAGE: usize = u16::MAX as usize;
@@ -342,12 +380,7 @@ async fn tcp_connection(
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        net::{Ipv4Addr, Ipv6Addr},
-        path::PathBuf,
-        str::FromStr,
-        time::Instant,
-    };
+    use std::{path::PathBuf, str::FromStr, time::Instant};
 
     use hickory_proto::{
         op::{Message, MessageType, OpCode, Query, ResponseCode},
@@ -356,9 +389,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        config::ZoneSettings,
         datapath::pools::{PoolAnswer, PoolTable},
-        dns::zone::Zone,
+        dns::zone::{Zone, ZoneSettings},
     };
 
     const ZONE: &str = "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 h 1 2 3 4 60\n@ NS ns1\nns1 A 192.0.2.53\nmail A 192.0.2.25\n";

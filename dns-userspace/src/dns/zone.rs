@@ -22,7 +22,44 @@ use hickory_proto::{
     serialize::txt::Parser,
 };
 
-use crate::config::{MAX_TTL, ZoneSettings};
+use crate::dns::MAX_TTL;
+
+/// Default TTL of NS records given in the config (`ns_ttl`).
+pub const DEFAULT_NS_TTL: u32 = 3600;
+
+/// One `[[zone]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneSettings {
+    /// The zone's apex (fully qualified, lower case).
+    pub origin: Name,
+    /// The RFC 1035 zone file, resolved relative to the config file's directory.
+    pub file: PathBuf,
+    /// SOA given in the config instead of the zone file.
+    pub soa: Option<SoaSettings>,
+    /// Apex NS names given in the config (added to any in the zone file).
+    pub ns: Vec<Name>,
+    /// TTL of the NS records in `ns`.
+    pub ns_ttl: u32,
+}
+
+/// A zone's SOA given in the config (`soa = { ... }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoaSettings {
+    pub mname: Name,
+    pub rname: Name,
+    /// Default 1.
+    pub serial: u32,
+    /// Default 3600. This and the other timers are at most 2^31-1.
+    pub refresh: u32,
+    /// Default 600.
+    pub retry: u32,
+    /// Default 604800.
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308). Default 60.
+    pub minimum: u32,
+    /// TTL of the SOA record itself. Default 3600.
+    pub ttl: u32,
+}
 
 /// A problem with a zone file, with the line where it was found when known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -553,7 +590,6 @@ mod tests {
     use std::str::FromStr;
 
     use super::*;
-    use crate::config::SoaSettings;
 
     fn settings(origin: &str) -> ZoneSettings {
         ZoneSettings {

@@ -74,6 +74,14 @@ pub const WEBHOOK_BACKOFF: [Duration; 3] = [
 /// The User-Agent of webhook requests.
 pub const USER_AGENT: &str = concat!("hotpool/", env!("CARGO_PKG_VERSION"));
 
+/// `[events]`: where changes of endpoint state and pool answers are recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Append-only JSON-lines event log, resolved relative to the config file's
+    /// directory. Default none (events are only logged).
+    pub log: Option<PathBuf>,
+}
+
 /// What changed.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

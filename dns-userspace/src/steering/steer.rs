@@ -23,12 +23,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 
 use crate::{
-    config::{AllDownSettings, Config, EndpointAddress, PolicyKind, PoolSettings},
+    config::{AllDownSettings, Config, PolicyKind, PoolSettings},
     datapath::{
         ebpf::Datapath,
         pools::{PoolAnswer, PoolTable, Selection},
     },
     steering::{
+        endpoint::EndpointAddress,
         events::{Event, EventSink},
         health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState},
         policy::{self, AllDown, Answer, Candidate, Decision, Policy, Selector},
@@ -258,7 +259,7 @@ impl Steering {
         endpoint: &str,
         state: AdminState,
     ) -> anyhow::Result<String> {
-        let want = crate::config::parse_name(pool).map_err(|e| anyhow!("pool {pool:?}: {e}"))?;
+        let want = crate::dns::parse_name(pool).map_err(|e| anyhow!("pool {pool:?}: {e}"))?;
         let i = self
             .pools
             .iter()

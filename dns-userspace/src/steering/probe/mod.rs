@@ -61,7 +61,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::{config::EndpointAddress, steering::health::ProbeOutcome};
+use crate::steering::{endpoint::EndpointAddress, health::ProbeOutcome};
 
 /// The User-Agent of HTTP(S) probes.
 pub const USER_AGENT: &str = concat!("hotpool/", env!("CARGO_PKG_VERSION"), " (health probe)");
@@ -81,6 +81,21 @@ pub const DEFAULT_FALL: u32 = 3;
 pub const DEFAULT_MAX_CONCURRENT: usize = 64;
 /// Successive runs of a job are this fraction of the interval apart at most, either way.
 pub const JITTER: f64 = 0.1;
+
+/// `[probes]`: settings shared by every probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Most probes in flight at once. Default 64.
+    pub max_concurrent: usize,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+        }
+    }
+}
 
 /// How an endpoint is probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
