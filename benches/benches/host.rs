@@ -12,9 +12,12 @@ use hickory_proto::{
 };
 use hotpool::{
     config::Config,
-    datapath::hot::encode_variant,
-    datapath::pools::{PoolAnswer, PoolTable},
+    datapath::{
+        hot::encode_variant,
+        pools::{PoolAnswer, PoolTable},
+    },
     dns::authority::{Authority, Transport},
+    steering::pool::PoolSettings,
 };
 
 fn pool() -> PoolAnswer {
@@ -63,7 +66,7 @@ fn benches(c: &mut Criterion) {
     )))
     .expect("example config");
     let pools = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolAnswer::from_settings),
+        cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
     let authority = Authority::from_config(&cfg, pools).expect("authority");
     let pool_q = query("www.example.test.");

@@ -10,6 +10,7 @@
 use std::{
     collections::BTreeMap,
     fmt,
+    marker::PhantomData,
     net::{IpAddr, SocketAddr},
     ops::Range,
     path::{Path, PathBuf},
@@ -18,8 +19,11 @@ use std::{
 };
 
 use dns_common::MAX_ANSWER_RRS;
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
-use serde::Deserialize;
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, DeserializeSeed, EnumAccess, VariantAccess as _, Visitor},
+};
 use toml::Spanned;
 
 use crate::{
@@ -33,16 +37,11 @@ use crate::{
         endpoint::EndpointAddress,
         events::EventSettings,
         health::AdminState,
+        policy::{ALL_DOWN_NAMES, AllDown, POLICY_NAMES, Policy, PolicyKey, PolicyKeys},
+        pool::{DEFAULT_POOL_TTL, EndpointSettings, PoolSettings},
         probe::{self, ProbeKind, ProbeSettings, ProbeSpec},
     },
 };
-
-/// Default TTL of a pool's answers.
-pub const DEFAULT_POOL_TTL: u32 = 30;
-/// Default `hysteresis` of a `fastest` pool, in percent.
-pub const DEFAULT_HYSTERESIS_PCT: u32 = 10;
-/// Largest `deviation` and `hysteresis`, in percent.
-pub const MAX_PERCENT: u32 = 1000;
 
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
@@ -59,132 +58,6 @@ pub struct Config {
     pub probes: ProbeSettings,
     /// The zones as loaded and validated, in the order of `zones`.
     zone_data: Vec<Zone>,
-}
-
-/// One `[[pool]]`: a name whose answer the daemon steers between endpoints.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolSettings {
-    /// Owner name (fully qualified, lower case).
-    pub name: Name,
-    /// A, AAAA or CNAME.
-    pub rtype: RecordType,
-    /// TTL of the answer records, at most 2^31-1.
-    pub ttl: u32,
-    /// 1 to 8 endpoints, in config order.
-    pub endpoints: Vec<EndpointSettings>,
-    /// How the answer is chosen among the endpoints that are up.
-    pub policy: PolicySettings,
-    /// The pool's probe with defaults applied; `None`: no probes, every endpoint counts
-    /// as up (operator pins still apply). Each endpoint's effective probe is in
-    /// [`EndpointSettings::probe`].
-    pub probe: Option<ProbeSpec>,
-    /// URL (http or https) every event of this pool is POSTed to.
-    pub webhook: Option<String>,
-}
-
-/// One endpoint of a pool.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointSettings {
-    /// An address for A/AAAA pools, a host name for CNAME pools.
-    pub address: EndpointAddress,
-    /// Relative weight, at least 1. Default 1.
-    pub weight: u32,
-    /// Order for `failover` (lowest first). Default: the position in the list, from 0.
-    pub priority: u32,
-    /// Pinned up or down, or following the probes (the default). `state` in the file.
-    pub admin: AdminState,
-    /// The effective probe: the pool's with this endpoint's overrides; `None` when the
-    /// pool has no probe.
-    pub probe: Option<ProbeSpec>,
-}
-
-/// A pool's steering policy (`policy`, `count`, `deviation`, `hysteresis`, `all_down`,
-/// `fallback`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicySettings {
-    pub kind: PolicyKind,
-    /// `fastest`: answer with this many of the fastest endpoints that are up, 1 to 8.
-    /// Default 1 (always 1 for other policies).
-    pub count: usize,
-    /// `fastest`: endpoints within this many percent of the fastest also qualify.
-    /// Default 0, at most 1000.
-    pub deviation_pct: u32,
-    /// `fastest`: a challenger replaces a current pick only when it is faster by more than
-    /// this many percent. Default 10, at most 1000.
-    pub hysteresis_pct: u32,
-    /// What to answer when no endpoint is up.
-    pub all_down: AllDownSettings,
-}
-
-impl Default for PolicySettings {
-    fn default() -> Self {
-        Self {
-            kind: PolicyKind::Fastest,
-            count: 1,
-            deviation_pct: 0,
-            hysteresis_pct: DEFAULT_HYSTERESIS_PCT,
-            all_down: AllDownSettings::FailOpen,
-        }
-    }
-}
-
-/// How a pool chooses among its endpoints that are up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
-    /// The `count` fastest (smoothed probe latency), with `deviation` and `hysteresis`.
-    #[default]
-    Fastest,
-    /// One endpoint per query, in proportion to the weights.
-    Weighted,
-    /// The endpoint with the lowest priority number.
-    Failover,
-    /// Every endpoint that is up (Route 53 multivalue).
-    AllHealthy,
-}
-
-impl fmt::Display for PolicyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Fastest => "fastest",
-            Self::Weighted => "weighted",
-            Self::Failover => "failover",
-            Self::AllHealthy => "all-healthy",
-        })
-    }
-}
-
-/// What a pool answers when none of its endpoints is up.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum AllDownSettings {
-    /// The last answer that had an endpoint up (at start: every configured endpoint),
-    /// logged loudly. The default.
-    #[default]
-    FailOpen,
-    /// SERVFAIL.
-    Servfail,
-    /// These records (same rules as endpoint addresses).
-    Fallback(Vec<EndpointAddress>),
-}
-
-impl fmt::Display for AllDownSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::FailOpen => f.write_str("fail-open"),
-            Self::Servfail => f.write_str("servfail"),
-            Self::Fallback(addresses) => {
-                let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
-                write!(f, "fallback to {}", list.join(", "))
-            }
-        }
-    }
-}
-
-impl EndpointSettings {
-    /// The record data this endpoint answers with.
-    pub fn rdata(&self) -> RData {
-        self.address.rdata()
-    }
 }
 
 /// A problem with the configuration, located where possible.
@@ -328,14 +201,18 @@ impl Config {
                 pool.ttl,
                 endpoints.join(", ")
             ));
-            lines.push(format!("  policy {}", describe_policy(&pool.policy)));
+            lines.push(format!(
+                "  policy {}; all down: {}",
+                pool.policy.describe(),
+                pool.all_down
+            ));
             lines.push(match &pool.probe {
                 Some(p) => format!("  probe {}", describe_probe(p)),
                 None => "  no probe: every endpoint counts as up".to_string(),
             });
             for e in &pool.endpoints {
                 let mut notes = Vec::new();
-                if pool.policy.kind == PolicyKind::Failover {
+                if pool.policy == Policy::Failover {
                     notes.push(format!("priority {}", e.priority));
                 }
                 if e.admin != AdminState::Follow {
@@ -365,17 +242,6 @@ impl Config {
         lines.push(String::new());
         lines.join("\n")
     }
-}
-
-fn describe_policy(p: &PolicySettings) -> String {
-    let how = match p.kind {
-        PolicyKind::Fastest => format!(
-            "fastest (count {}, deviation {}%, hysteresis {}%)",
-            p.count, p.deviation_pct, p.hysteresis_pct
-        ),
-        other => other.to_string(),
-    };
-    format!("{how}; all down: {}", p.all_down)
 }
 
 fn describe_probe(p: &ProbeSpec) -> String {
@@ -520,22 +386,86 @@ struct RawPool {
     rtype: Spanned<String>,
     ttl: Option<Spanned<u32>>,
     endpoints: Spanned<Vec<Spanned<RawEndpoint>>>,
-    policy: Option<Spanned<PolicyKind>>,
+    policy: Option<Spanned<Keyword<PolicyNames>>>,
     count: Option<Spanned<usize>>,
     deviation: Option<Spanned<u32>>,
     hysteresis: Option<Spanned<u32>>,
-    all_down: Option<Spanned<RawAllDown>>,
+    all_down: Option<Spanned<Keyword<AllDownNames>>>,
     fallback: Option<Spanned<Vec<Spanned<String>>>>,
     webhook: Option<Spanned<String>>,
     probe: Option<Spanned<RawProbe>>,
 }
 
-#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-enum RawAllDown {
-    FailOpen,
-    Servfail,
-    Fallback,
+/// A keyword of a closed set (policy names, ...): deserialized like a unit-only enum, so a
+/// value outside the set is reported by serde as an unknown variant at its position, while
+/// the set itself belongs to the module whose keyword it is.
+struct Keyword<K>(&'static str, PhantomData<K>);
+
+/// A set of keywords: the names a [`Keyword`] accepts.
+trait Keywords {
+    /// What the keyword names, for serde's messages.
+    const WHAT: &'static str;
+    const NAMES: &'static [&'static str];
+}
+
+impl<K> Keyword<K> {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl<'de, K: Keywords> Deserialize<'de> for Keyword<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name<K>(PhantomData<K>);
+        impl<'de, K: Keywords> DeserializeSeed<'de> for Name<K> {
+            type Value = &'static str;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+                d.deserialize_identifier(self)
+            }
+        }
+        impl<K: Keywords> Visitor<'_> for Name<K> {
+            type Value = &'static str;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} name", K::WHAT)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<&'static str, E> {
+                K::NAMES
+                    .iter()
+                    .find(|n| **n == v)
+                    .copied()
+                    .ok_or_else(|| E::unknown_variant(v, K::NAMES))
+            }
+        }
+        struct Unit<K>(PhantomData<K>);
+        impl<'de, K: Keywords> Visitor<'de> for Unit<K> {
+            type Value = &'static str;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a {}", K::WHAT)
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<&'static str, A::Error> {
+                let (name, variant) = data.variant_seed(Name::<K>(PhantomData))?;
+                variant.unit_variant()?;
+                Ok(name)
+            }
+        }
+        deserializer
+            .deserialize_enum(K::WHAT, K::NAMES, Unit::<K>(PhantomData))
+            .map(|name| Keyword(name, PhantomData))
+    }
+}
+
+/// `policy = "..."`.
+enum PolicyNames {}
+impl Keywords for PolicyNames {
+    const WHAT: &'static str = "policy";
+    const NAMES: &'static [&'static str] = POLICY_NAMES;
+}
+
+/// `all_down = "..."`.
+enum AllDownNames {}
+impl Keywords for AllDownNames {
+    const WHAT: &'static str = "all_down";
+    const NAMES: &'static [&'static str] = ALL_DOWN_NAMES;
 }
 
 #[derive(Deserialize)]
@@ -950,6 +880,7 @@ impl Parser<'_> {
 
     fn pool(&self, raw: RawPool) -> Result<PoolSettings, ConfigError> {
         let name = self.name(&raw.name, "pool name")?;
+        let name_span = raw.name.span();
         if name.is_wildcard() || name.iter().any(|l| l == b"*") {
             return Err(self.err_at(
                 raw.name.span(),
@@ -973,7 +904,7 @@ impl Parser<'_> {
             Some(t) => self.ttl(t, "pool ttl")?,
             None => DEFAULT_POOL_TTL,
         };
-        let policy = self.policy(&raw, &name, rtype)?;
+        let (policy, all_down) = self.policy(&raw, &name, rtype)?;
         let webhook = match &raw.webhook {
             Some(w) => Some(self.webhook(w)?),
             None => None,
@@ -1052,25 +983,22 @@ impl Parser<'_> {
             });
             priority_spans.push(priority_span);
         }
-        if policy.kind == PolicyKind::Failover {
-            for (i, e) in endpoints.iter().enumerate() {
-                if let Some(first) = endpoints[..i].iter().find(|x| x.priority == e.priority) {
-                    return Err(self.err_at(
-                        priority_spans[i].clone(),
-                        format!(
-                            "pool {name}: endpoints {} and {} both have priority {}; failover needs distinct priorities",
-                            first.address, e.address, e.priority
-                        ),
-                    ));
-                }
-            }
-        }
+        let priorities: Vec<(&EndpointAddress, u32)> =
+            endpoints.iter().map(|e| (&e.address, e.priority)).collect();
+        policy.check_priorities(&name, &priorities).map_err(|e| {
+            let span = match e.key {
+                PolicyKey::Priority(i) => priority_spans.get(i).cloned(),
+                _ => None,
+            };
+            self.err_at(span.unwrap_or_else(|| name_span.clone()), e.to_string())
+        })?;
         Ok(PoolSettings {
             name,
             rtype,
             ttl,
             endpoints,
             policy,
+            all_down,
             probe: pool_probe,
             webhook,
         })
@@ -1087,142 +1015,44 @@ impl Parser<'_> {
             .map_err(|e| self.err_at(raw.span(), e.to_string()))
     }
 
-    /// `policy`, `count`, `deviation`, `hysteresis`, `all_down` and `fallback`.
+    /// `policy`, `count`, `deviation`, `hysteresis`, `all_down` and `fallback`, validated by
+    /// the policy module.
     fn policy(
         &self,
         raw: &RawPool,
         name: &Name,
         rtype: RecordType,
-    ) -> Result<PolicySettings, ConfigError> {
-        let mut p = PolicySettings::default();
-        let fastest_keys =
-            raw.count.is_some() || raw.deviation.is_some() || raw.hysteresis.is_some();
-        if raw.policy.is_none()
-            && raw.probe.is_none()
-            && !fastest_keys
-            && rtype != RecordType::CNAME
-        {
-            // Without probes there are no latencies to be fastest by: a static A/AAAA pool
-            // answers every endpoint that is not pinned down.
-            p.kind = PolicyKind::AllHealthy;
-        }
-        if let Some(kind) = &raw.policy {
-            p.kind = *kind.get_ref();
-            if p.kind == PolicyKind::AllHealthy && rtype == RecordType::CNAME {
-                return Err(self.err_at(
-                    kind.span(),
-                    format!(
-                        "pool {name} is a CNAME, which answers one record; all-healthy needs an A or AAAA pool"
-                    ),
-                ));
-            }
-        }
-        let kind = p.kind;
-        let fastest_only = |span: Range<usize>, key: &str| {
-            self.err_at(
-                span,
-                format!(
-                    "{key} only applies to policy \"fastest\", and pool {name} has policy {:?}",
-                    kind.to_string()
-                ),
-            )
+    ) -> Result<(Policy, AllDown), ConfigError> {
+        let keys = PolicyKeys {
+            policy: raw.policy.as_ref().map(|p| p.get_ref().name()),
+            count: raw.count.as_ref().map(|c| *c.get_ref()),
+            deviation: raw.deviation.as_ref().map(|d| *d.get_ref()),
+            hysteresis: raw.hysteresis.as_ref().map(|h| *h.get_ref()),
+            all_down: raw.all_down.as_ref().map(|a| a.get_ref().name()),
+            fallback: raw.fallback.as_ref().map(|list| {
+                list.get_ref()
+                    .iter()
+                    .map(|a| a.get_ref().as_str())
+                    .collect()
+            }),
         };
-        if let Some(count) = &raw.count {
-            if kind != PolicyKind::Fastest {
-                return Err(fastest_only(count.span(), "count"));
-            }
-            let n = *count.get_ref();
-            if !(1..=MAX_ANSWER_RRS).contains(&n) {
-                return Err(self.err_at(
-                    count.span(),
-                    format!("count {n} is out of range 1..={MAX_ANSWER_RRS}"),
-                ));
-            }
-            if n > 1 && rtype == RecordType::CNAME {
-                return Err(self.err_at(
-                    count.span(),
-                    format!("pool {name} is a CNAME, which answers one record; count must be 1"),
-                ));
-            }
-            p.count = n;
-        }
-        for (key, raw_pct, out) in [
-            ("deviation", &raw.deviation, &mut p.deviation_pct),
-            ("hysteresis", &raw.hysteresis, &mut p.hysteresis_pct),
-        ] {
-            let Some(pct) = raw_pct else { continue };
-            if kind != PolicyKind::Fastest {
-                return Err(fastest_only(pct.span(), key));
-            }
-            if *pct.get_ref() > MAX_PERCENT {
-                return Err(self.err_at(
-                    pct.span(),
-                    format!("{key} {}% is larger than {MAX_PERCENT}%", pct.get_ref()),
-                ));
-            }
-            *out = *pct.get_ref();
-        }
-        let all_down = raw.all_down.as_ref().map(|a| (*a.get_ref(), a.span()));
-        p.all_down = match (all_down, &raw.fallback) {
-            (Some((RawAllDown::Fallback, _)), Some(list)) => {
-                let addresses = self.fallback(name, rtype, list)?;
-                AllDownSettings::Fallback(addresses)
-            }
-            (Some((RawAllDown::Fallback, span)), None) => {
-                return Err(self.err_at(
-                    span,
-                    format!(
-                        "pool {name} has all_down = \"fallback\" but no fallback = [...] addresses"
-                    ),
-                ));
-            }
-            (_, Some(list)) => {
-                return Err(self.err_at(
-                    list.span(),
-                    format!(
-                        "pool {name} has fallback addresses, but they are only used with all_down = \"fallback\""
-                    ),
-                ));
-            }
-            (Some((RawAllDown::Servfail, _)), None) => AllDownSettings::Servfail,
-            (Some((RawAllDown::FailOpen, _)) | None, None) => AllDownSettings::FailOpen,
-        };
-        Ok(p)
-    }
-
-    fn fallback(
-        &self,
-        name: &Name,
-        rtype: RecordType,
-        list: &Spanned<Vec<Spanned<String>>>,
-    ) -> Result<Vec<EndpointAddress>, ConfigError> {
-        let items = list.get_ref();
-        let most = if rtype == RecordType::CNAME {
-            1
-        } else {
-            MAX_ANSWER_RRS
-        };
-        if items.is_empty() || items.len() > most {
-            return Err(self.err_at(
-                list.span(),
-                format!(
-                    "pool {name} has {} fallback addresses; give 1 to {most}",
-                    items.len()
-                ),
-            ));
-        }
-        let mut addresses = Vec::with_capacity(items.len());
-        for item in items {
-            let address = self.endpoint_address(name, rtype, item)?;
-            if addresses.contains(&address) {
-                return Err(self.err_at(
-                    item.span(),
-                    format!("pool {name} lists fallback {address} twice"),
-                ));
-            }
-            addresses.push(address);
-        }
-        Ok(addresses)
+        Policy::from_keys(&keys, name, rtype, raw.probe.is_some()).map_err(|e| {
+            let span = match e.key {
+                PolicyKey::Policy => raw.policy.as_ref().map(Spanned::span),
+                PolicyKey::Count => raw.count.as_ref().map(Spanned::span),
+                PolicyKey::Deviation => raw.deviation.as_ref().map(Spanned::span),
+                PolicyKey::Hysteresis => raw.hysteresis.as_ref().map(Spanned::span),
+                PolicyKey::AllDown => raw.all_down.as_ref().map(Spanned::span),
+                PolicyKey::Fallback => raw.fallback.as_ref().map(Spanned::span),
+                PolicyKey::FallbackItem(i) => raw
+                    .fallback
+                    .as_ref()
+                    .and_then(|list| list.get_ref().get(i))
+                    .map(Spanned::span),
+                PolicyKey::Priority(_) => None,
+            };
+            self.err_at(span.unwrap_or_else(|| raw.name.span()), e.to_string())
+        })
     }
 
     fn webhook(&self, raw: &Spanned<String>) -> Result<String, ConfigError> {
@@ -1642,8 +1472,8 @@ mod tests {
 
         // Issue 3: the www pool is probed over http and fails open.
         let www = &cfg.pools[0];
-        assert_eq!(www.policy, PolicySettings::default());
-        assert_eq!(www.policy.all_down, AllDownSettings::FailOpen);
+        assert_eq!(www.policy, Policy::default());
+        assert_eq!(www.all_down, AllDown::FailOpen);
         let probe = www.probe.as_ref().expect("www has a probe");
         assert_eq!(probe.kind, ProbeKind::Http);
         assert_eq!(probe.interval, Duration::from_secs(1));
@@ -1662,7 +1492,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cfg.pools[1].policy.kind, PolicyKind::AllHealthy);
+        assert_eq!(cfg.pools[1].policy, Policy::AllHealthy);
         assert_eq!(cfg.pools[1].probe, None);
         assert_eq!(cfg.pools[2].probe, None);
         assert_eq!(
@@ -2111,23 +1941,24 @@ mod tests {
         let cfg = parse(&pool_with("A", &[], TWO)).unwrap();
         let p = &cfg.pools[0];
         // No probe: every endpoint is answered.
-        assert_eq!(p.policy.kind, PolicyKind::AllHealthy);
+        assert_eq!(p.policy, Policy::AllHealthy);
         let probed = parse(&pool_with(
             "A",
             &["probe = { kind = \"tcp\", port = 80 }"],
             TWO,
         ))
         .unwrap();
-        assert_eq!(probed.pools[0].policy, PolicySettings::default());
+        assert_eq!(probed.pools[0].policy, Policy::default());
         assert_eq!(
-            probed.pools[0].policy,
-            PolicySettings {
-                kind: PolicyKind::Fastest,
-                count: 1,
-                deviation_pct: 0,
-                hysteresis_pct: 10,
-                all_down: AllDownSettings::FailOpen,
-            }
+            (&probed.pools[0].policy, &probed.pools[0].all_down),
+            (
+                &Policy::Fastest {
+                    count: 1,
+                    deviation_pct: 0,
+                    hysteresis_pct: 10,
+                },
+                &AllDown::FailOpen
+            )
         );
         assert_eq!(p.probe, None);
         assert_eq!(p.webhook, None);
@@ -2216,17 +2047,18 @@ mod tests {
             "{ address = \"192.0.2.10\", weight = 2, priority = 7, state = \"up\", probe = { port = 8080 } }, { address = \"192.0.2.11\", state = \"down\" }",
         ));
         assert_eq!(
-            p.policy,
-            PolicySettings {
-                kind: PolicyKind::Fastest,
-                count: 2,
-                deviation_pct: 10,
-                hysteresis_pct: 20,
-                all_down: AllDownSettings::Fallback(vec![
+            (&p.policy, &p.all_down),
+            (
+                &Policy::Fastest {
+                    count: 2,
+                    deviation_pct: 10,
+                    hysteresis_pct: 20,
+                },
+                &AllDown::Fallback(vec![
                     EndpointAddress::Ip(IpAddr::from_str("198.51.100.1").unwrap()),
                     EndpointAddress::Ip(IpAddr::from_str("198.51.100.2").unwrap()),
                 ]),
-            }
+            )
         );
         assert_eq!(p.webhook.as_deref(), Some("http://127.0.0.1:8080/hook"));
         let pool_spec = ProbeSpec {
@@ -2267,7 +2099,7 @@ mod tests {
             ],
             TWO,
         ));
-        assert_eq!(p.policy.all_down, AllDownSettings::Servfail);
+        assert_eq!(p.all_down, AllDown::Servfail);
         assert!(!p.probe.unwrap().tls_verify);
         let p = one_pool(&pool_with(
             "A",
@@ -2283,15 +2115,17 @@ mod tests {
     #[test]
     fn every_policy_kind() {
         for (text, kind) in [
-            ("fastest", PolicyKind::Fastest),
-            ("weighted", PolicyKind::Weighted),
-            ("failover", PolicyKind::Failover),
-            ("all-healthy", PolicyKind::AllHealthy),
+            ("fastest", Policy::default()),
+            ("weighted", Policy::Weighted),
+            ("failover", Policy::Failover),
+            ("all-healthy", Policy::AllHealthy),
         ] {
             let p = one_pool(&pool_with("A", &[&format!("policy = \"{text}\"")], TWO));
-            assert_eq!(p.policy.kind, kind);
+            assert_eq!(p.policy, kind);
             assert_eq!(kind.to_string(), text);
-            assert_eq!(p.policy.count, 1);
+            if let Policy::Fastest { count, .. } = p.policy {
+                assert_eq!(count, 1);
+            }
         }
         // Weighted and failover CNAME pools are fine.
         let cname = "{ address = \"a.cdn.example.net\" }, { address = \"b.cdn.example.net\" }";
@@ -2622,12 +2456,12 @@ mod tests {
             TWO,
         ));
         assert_eq!(
-            (
-                p.policy.deviation_pct,
-                p.policy.hysteresis_pct,
-                p.policy.count
-            ),
-            (1000, 0, 8)
+            p.policy,
+            Policy::Fastest {
+                deviation_pct: 1000,
+                hysteresis_pct: 0,
+                count: 8
+            }
         );
     }
 
@@ -2692,8 +2526,8 @@ mod tests {
         );
         let p = one_pool(&fallback("CNAME", "\"Static.Example.NET\"", cname));
         assert_eq!(
-            p.policy.all_down,
-            AllDownSettings::Fallback(vec![EndpointAddress::Host(
+            p.all_down,
+            AllDown::Fallback(vec![EndpointAddress::Host(
                 Name::from_str("static.example.net.").unwrap()
             )])
         );
@@ -2702,7 +2536,7 @@ mod tests {
             "\"2001:db8::99\"",
             "{ address = \"2001:db8::1\" }",
         ));
-        assert_eq!(p.policy.all_down.to_string(), "fallback to 2001:db8::99");
+        assert_eq!(p.all_down.to_string(), "fallback to 2001:db8::99");
     }
 
     #[test]
@@ -2847,16 +2681,16 @@ mod tests {
             .iter()
             .find(|p| p.name.to_string() == "api.example.test.")
             .expect("the weighted example");
-        assert_eq!(api.policy.kind, PolicyKind::Weighted);
-        assert_eq!(api.policy.all_down, AllDownSettings::Servfail);
+        assert_eq!(api.policy, Policy::Weighted);
+        assert_eq!(api.all_down, AllDown::Servfail);
         assert_eq!(api.probe.as_ref().unwrap().kind, ProbeKind::Tcp);
         let db = cfg
             .pools
             .iter()
             .find(|p| p.name.to_string() == "db.example.test.")
             .expect("the failover example");
-        assert_eq!(db.policy.kind, PolicyKind::Failover);
+        assert_eq!(db.policy, Policy::Failover);
         assert_eq!(db.probe.as_ref().unwrap().kind, ProbeKind::Dns);
-        assert!(matches!(db.policy.all_down, AllDownSettings::Fallback(_)));
+        assert!(matches!(db.all_down, AllDown::Fallback(_)));
     }
 }

@@ -17,6 +17,7 @@ use crate::{
     dns::{authority::Authority, server},
     steering::{
         events::EventSink,
+        pool::PoolSettings,
         probe,
         steer::{self, Steering},
     },
@@ -94,7 +95,7 @@ pub async fn run_until(
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let pools = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolAnswer::from_settings),
+        cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
     let authority =
         Arc::new(Authority::from_config(&cfg, pools.clone()).context("loading the zones")?);
@@ -120,7 +121,7 @@ pub async fn run_until(
     }
     let events_task = events.start();
     let steering = Arc::new(Mutex::new(Steering::new(
-        &cfg,
+        &cfg.pools,
         pools.clone(),
         datapath.clone(),
         events,

@@ -12,7 +12,18 @@ use std::{
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 
-use crate::config::{EndpointSettings, PoolSettings};
+use dns_common::MAX_ANSWER_RRS;
+
+/// Most records one answer of a pool of type `rtype` holds: one for a CNAME pool (a CNAME
+/// is a singleton, RFC 2181 §10.1), [`MAX_ANSWER_RRS`] otherwise. The one place this rule
+/// is written: the answers below, the steering policies and config validation use it.
+pub fn answer_limit(rtype: RecordType) -> usize {
+    if rtype == RecordType::CNAME {
+        1
+    } else {
+        MAX_ANSWER_RRS
+    }
+}
 
 /// What a pool answers right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +61,7 @@ pub enum Selection {
 impl Selection {
     /// Per-query choice in proportion to `weights` (one per record).
     pub fn weighted(weights: Vec<u32>) -> Self {
-        let thresholds = crate::steering::policy::thresholds(&weights);
+        let thresholds = thresholds(&weights);
         Self::WeightedOne {
             weights,
             thresholds,
@@ -59,19 +70,24 @@ impl Selection {
 }
 
 impl PoolAnswer {
-    /// The answer a configured pool starts with: all its endpoints, in config order (a
-    /// CNAME pool: its first endpoint, since a CNAME is a singleton).
-    pub fn from_settings(p: &PoolSettings) -> Self {
-        let mut rdata: Vec<RData> = p.endpoints.iter().map(EndpointSettings::rdata).collect();
-        if p.rtype == RecordType::CNAME {
-            rdata.truncate(1);
+    /// The answer `rdata` answered as `selection`. An answer of every record keeps at most
+    /// [`answer_limit`] of them: a CNAME pool answers its first.
+    pub fn new(
+        name: Name,
+        rtype: RecordType,
+        ttl: u32,
+        mut rdata: Vec<RData>,
+        selection: Selection,
+    ) -> Self {
+        if selection == Selection::All {
+            rdata.truncate(answer_limit(rtype));
         }
         Self {
-            name: p.name.clone(),
-            rtype: p.rtype,
-            ttl: p.ttl,
+            name,
+            rtype,
+            ttl,
             rdata,
-            selection: Selection::All,
+            selection,
         }
     }
 
@@ -91,7 +107,7 @@ impl PoolAnswer {
         match &self.selection {
             Selection::All => self.rdata.iter().map(|d| self.record(owner, d)).collect(),
             Selection::WeightedOne { thresholds, .. } => {
-                let i = crate::steering::policy::pick(thresholds, rand::random::<u32>());
+                let i = pick(thresholds, rand::random::<u32>());
                 self.rdata
                     .get(i)
                     .map(|d| vec![self.record(owner, d)])
@@ -117,6 +133,44 @@ impl PoolAnswer {
     pub fn servfail(&self) -> bool {
         self.selection == Selection::Servfail
     }
+}
+
+/// Cumulative thresholds over the u32 range for `weights` (last = `u32::MAX`), so that
+/// `rand < thresholds[i]` picks `i` with probability `weight_i / total`: entry `i` is
+/// `⌊cumulative_weight_i × 2³² / total⌋`, saturated at `u32::MAX`. At most [`MAX_ANSWER_RRS`]
+/// entries: weights past the eighth are ignored.
+///
+/// With all weights zero (or none given) every entry gets an equal share. A zero weight
+/// gets no share, except that a zero-weight *last* entry receives `rand == u32::MAX` (one
+/// value in 2³²) under the kernel's "else last" rule; the steering policies never
+/// produce zero weights in an answer.
+pub fn thresholds(weights: &[u32]) -> Vec<u32> {
+    let weights = &weights[..weights.len().min(MAX_ANSWER_RRS)];
+    let equal = weights.iter().all(|&w| w == 0);
+    let weight = |w: u32| if equal { 1u64 } else { u64::from(w) };
+    let total: u64 = weights.iter().map(|&w| weight(w)).sum();
+    let mut cumulative = 0u64;
+    let mut out: Vec<u32> = weights
+        .iter()
+        .map(|&w| {
+            cumulative += weight(w);
+            let t = (u128::from(cumulative) << 32) / u128::from(total.max(1));
+            u32::try_from(t).unwrap_or(u32::MAX)
+        })
+        .collect();
+    if let Some(last) = out.last_mut() {
+        *last = u32::MAX;
+    }
+    out
+}
+
+/// The index picked for random number `r`: the first `i` with `r < thresholds[i]`, else the
+/// last — the rule the kernel applies (`dns_common::AnswerSlot::pick`). 0 for an empty slice.
+pub fn pick(thresholds: &[u32], r: u32) -> usize {
+    thresholds
+        .iter()
+        .position(|&t| r < t)
+        .unwrap_or(thresholds.len().saturating_sub(1))
 }
 
 /// All pools' current answers, swapped atomically as a whole or per pool.
@@ -301,5 +355,95 @@ mod tests {
         assert!(t.has_at_or_below(&LowerName::from(Name::from_str("b.example.test.").unwrap())));
         t.set(pool("a.b.example.test.", RecordType::A, vec![]));
         assert!(t.has_at_or_below(&ent));
+    }
+
+    /// A small deterministic generator.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+    }
+
+    #[test]
+    fn thresholds_split_the_range_in_proportion() {
+        let t = thresholds(&[1, 3]);
+        assert_eq!(t.len(), 2);
+        assert!(t[0].abs_diff(u32::MAX / 4) <= 1, "{t:?}");
+        assert_eq!(t[1], u32::MAX);
+
+        // Sample r evenly over the whole range: the counts are the exact proportions.
+        let mut counts = [0u32; 2];
+        for k in 0..1u32 << 20 {
+            counts[pick(&t, k << 12)] += 1;
+        }
+        assert_eq!(counts, [1 << 18, 3 << 18]);
+
+        let t = thresholds(&[1, 2, 0, 1]);
+        let mut counts = [0u32; 4];
+        for k in 0..1u32 << 20 {
+            counts[pick(&t, (k << 12) | 0xfff)] += 1;
+        }
+        let n = 1u32 << 20;
+        assert!(counts[0].abs_diff(n / 4) <= 1, "{counts:?}");
+        assert!(counts[1].abs_diff(n / 2) <= 1, "{counts:?}");
+        assert_eq!(counts[2], 0, "weight 0 is never picked");
+        assert!(counts[3].abs_diff(n / 4) <= 1, "{counts:?}");
+
+        let t = thresholds(&[1, 1, 1]);
+        let mut counts = [0u32; 3];
+        for k in 0..3u32 << 18 {
+            // 3 × 2^18 evenly spaced points.
+            let r = ((u64::from(k) << 32) / (3u64 << 18)) as u32;
+            counts[pick(&t, r)] += 1;
+        }
+        assert_eq!(counts, [1 << 18; 3]);
+    }
+
+    #[test]
+    fn thresholds_edge_cases() {
+        assert_eq!(thresholds(&[]), Vec::<u32>::new());
+        assert_eq!(pick(&[], 12345), 0);
+        assert_eq!(thresholds(&[7]), vec![u32::MAX]);
+        assert_eq!(pick(&[u32::MAX], u32::MAX), 0);
+        assert_eq!(
+            thresholds(&[0, 0]),
+            vec![1 << 31, u32::MAX],
+            "all zero: equal"
+        );
+        assert_eq!(thresholds(&[1; 12]).len(), MAX_ANSWER_RRS);
+        let t = thresholds(&[u32::MAX; 8]);
+        assert_eq!(t[0], 1 << 29);
+        assert_eq!(t[3], 1 << 31);
+        assert_eq!(pick(&t, u32::MAX), 7);
+        assert_eq!(pick(&t, 0), 0);
+        assert_eq!(pick(&t, (1 << 29) - 1), 0);
+        assert_eq!(pick(&t, 1 << 29), 1);
+    }
+
+    #[test]
+    fn pick_agrees_with_the_kernel_rule() {
+        let mut rng = Lcg(42);
+        for weights in [
+            &[1u32, 3][..],
+            &[5, 1, 1, 9, 2],
+            &[1, 1, 1, 1, 1, 1, 1, 1],
+            &[3],
+        ] {
+            let t = thresholds(weights);
+            let mut slot = dns_common::AnswerSlot::empty();
+            slot.n_variants = t.len() as u32;
+            slot.thresholds[..t.len()].copy_from_slice(&t);
+            for r in [0, 1, u32::MAX - 1, u32::MAX]
+                .into_iter()
+                .chain((0..2000).map(|_| rng.next() << 1 | rng.next() & 1))
+            {
+                assert_eq!(pick(&t, r), slot.pick(r), "{weights:?} r={r}");
+            }
+        }
     }
 }

@@ -5,5 +5,6 @@ pub mod endpoint;
 pub mod events;
 pub mod health;
 pub mod policy;
+pub mod pool;
 pub mod probe;
 pub mod steer;

@@ -17,13 +17,11 @@ use std::{
 };
 
 use anyhow::{anyhow, bail};
-use hickory_proto::rr::RecordType;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 
 use crate::{
-    config::{AllDownSettings, Config, PolicyKind, PoolSettings},
     datapath::{
         ebpf::Datapath,
         pools::{PoolAnswer, PoolTable, Selection},
@@ -32,7 +30,8 @@ use crate::{
         endpoint::EndpointAddress,
         events::{Event, EventSink},
         health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState},
-        policy::{self, AllDown, Answer, Candidate, Decision, Policy, Selector},
+        policy::{self, AllDown, Answer, Candidate, Decision, Selector},
+        pool::PoolSettings,
         probe::{ProbeJob, ProbeTarget},
     },
 };
@@ -71,13 +70,12 @@ impl PoolRuntime {
                 h
             })
             .collect();
-        let (policy, all_down) = policy_of(settings);
         let configured: Vec<usize> = (0..settings.endpoints.len()).collect();
         Self {
             answer: Answer::Endpoints(configured).render(&names),
             names,
             health,
-            selector: Selector::new(policy, all_down),
+            selector: Selector::new(settings.policy.clone(), settings.all_down.clone()),
             probed: settings.probe.is_some(),
             all_down: false,
             changes: 0,
@@ -124,7 +122,7 @@ impl PoolRuntime {
     fn answer_for(&self, decision: &Decision) -> PoolAnswer {
         let s = &self.settings;
         let rdata_of = |i: usize| s.endpoints[i].rdata();
-        let (mut rdata, selection) = match &decision.answer {
+        let (rdata, selection) = match &decision.answer {
             Answer::Endpoints(v) => (v.iter().map(|&i| rdata_of(i)).collect(), Selection::All),
             Answer::Weighted(v) if v.len() > 1 => (
                 v.iter().map(|&(i, _)| rdata_of(i)).collect(),
@@ -134,47 +132,18 @@ impl PoolRuntime {
                 v.iter().map(|&(i, _)| rdata_of(i)).collect(),
                 Selection::All,
             ),
-            Answer::Fallback => match &s.policy.all_down {
-                AllDownSettings::Fallback(addrs) => (
+            Answer::Fallback => match &s.all_down {
+                AllDown::Fallback(addrs) => (
                     addrs.iter().map(EndpointAddress::rdata).collect(),
                     Selection::All,
                 ),
-                _ => (Vec::new(), Selection::Servfail),
+                AllDown::FailOpen | AllDown::Servfail => (Vec::new(), Selection::Servfail),
             },
             Answer::Servfail => (Vec::new(), Selection::Servfail),
         };
-        if s.rtype == RecordType::CNAME && selection == Selection::All {
-            // A CNAME is a singleton (RFC 2181 §10.1).
-            rdata.truncate(1);
-        }
-        PoolAnswer {
-            name: s.name.clone(),
-            rtype: s.rtype,
-            ttl: s.ttl,
-            rdata,
-            selection,
-        }
+        // A CNAME pool answers one record of its answer (`answer_limit`).
+        s.answer(rdata, selection)
     }
-}
-
-fn policy_of(s: &PoolSettings) -> (Policy, AllDown) {
-    let p = &s.policy;
-    let policy = match p.kind {
-        PolicyKind::Fastest => Policy::Fastest {
-            count: p.count,
-            deviation_pct: p.deviation_pct,
-            hysteresis_pct: p.hysteresis_pct,
-        },
-        PolicyKind::Weighted => Policy::Weighted,
-        PolicyKind::Failover => Policy::Failover,
-        PolicyKind::AllHealthy => Policy::AllHealthy,
-    };
-    let all_down = match p.all_down {
-        AllDownSettings::FailOpen => AllDown::FailOpen,
-        AllDownSettings::Servfail => AllDown::Servfail,
-        AllDownSettings::Fallback(_) => AllDown::Fallback,
-    };
-    (policy, all_down)
 }
 
 /// Every pool's steering state.
@@ -186,16 +155,17 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Builds the state for `cfg`'s pools; static pools (no probes) are decided at once.
+    /// Builds the state for the configured `pools`; static pools (no probes) are decided at
+    /// once.
     pub fn new(
-        cfg: &Config,
+        pools: &[PoolSettings],
         table: Arc<PoolTable>,
         datapath: Arc<Mutex<Option<Datapath>>>,
         events: EventSink,
     ) -> Self {
         let now = Instant::now();
         let mut s = Self {
-            pools: cfg.pools.iter().map(|p| PoolRuntime::new(p, now)).collect(),
+            pools: pools.iter().map(|p| PoolRuntime::new(p, now)).collect(),
             table,
             datapath,
             events,
@@ -360,7 +330,7 @@ impl Steering {
             .iter()
             .map(|p| PoolStatus {
                 pool: p.settings.name.to_string(),
-                policy: p.settings.policy.kind.to_string(),
+                policy: p.settings.policy.name().to_string(),
                 answer: p.answer.clone(),
                 all_down: p.all_down,
                 changes: p.changes,
@@ -451,6 +421,7 @@ mod tests {
     use hickory_proto::rr::{LowerName, Name, RData, rdata::A};
 
     use super::*;
+    use crate::config::Config;
 
     /// Steering over one pool of `endpoints` with `keys`, no kernel, events to a file.
     fn steering(keys: &str, endpoints: &str, log: &Path) -> (Steering, Arc<PoolTable>) {
@@ -466,10 +437,15 @@ mod tests {
         ));
         let cfg = Config::parse(&text, source).unwrap_or_else(|e| panic!("{e}"));
         let table = Arc::new(PoolTable::new(
-            cfg.pools.iter().map(PoolAnswer::from_settings),
+            cfg.pools.iter().map(PoolSettings::initial_answer),
         ));
         let events = EventSink::new(Some(log)).unwrap();
-        let s = Steering::new(&cfg, table.clone(), Arc::new(Mutex::new(None)), events);
+        let s = Steering::new(
+            &cfg.pools,
+            table.clone(),
+            Arc::new(Mutex::new(None)),
+            events,
+        );
         (s, table)
     }
 
