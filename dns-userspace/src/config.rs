@@ -15,7 +15,6 @@ use std::{
     ops::Range,
     path::{Path, PathBuf},
     str::FromStr,
-    time::Duration,
 };
 
 use dns_common::MAX_ANSWER_RRS;
@@ -39,7 +38,7 @@ use crate::{
         health::AdminState,
         policy::{ALL_DOWN_NAMES, AllDown, POLICY_NAMES, Policy, PolicyKey, PolicyKeys},
         pool::{DEFAULT_POOL_TTL, EndpointSettings, PoolSettings},
-        probe::{self, ProbeKind, ProbeSettings, ProbeSpec},
+        probe::{HttpProbe, KIND_NAMES, ProbeKey, ProbeKeys, ProbeKind, ProbeSettings, ProbeSpec},
     },
 };
 
@@ -246,36 +245,39 @@ impl Config {
 
 fn describe_probe(p: &ProbeSpec) -> String {
     let port = p
-        .effective_port()
+        .port()
         .map_or(String::new(), |port| format!(" port {port}"));
-    let mut what = match p.kind {
-        ProbeKind::Http | ProbeKind::Https => {
-            let mut w = format!("{} {} {}{port}", p.kind, p.method, p.path);
-            if let Some(host) = &p.host {
-                w.push_str(&format!(" host {host}"));
-            }
-            w.push_str(&format!(" expect {}", status_ranges(&p.expect_status)));
-            if let Some(text) = &p.body_contains {
-                w.push_str(&format!(" body contains {text:?}"));
-            }
-            if p.kind == ProbeKind::Https && !p.tls_verify {
+    let describe_http = |http: &HttpProbe| {
+        let mut w = format!("{} {} {}{port}", p.kind.name(), http.method, http.path);
+        if let Some(host) = &http.host {
+            w.push_str(&format!(" host {host}"));
+        }
+        w.push_str(&format!(" expect {}", status_ranges(&http.expect_status)));
+        if let Some(text) = &http.body_contains {
+            w.push_str(&format!(" body contains {text:?}"));
+        }
+        w
+    };
+    let mut what = match &p.kind {
+        ProbeKind::Http(http) => describe_http(http),
+        ProbeKind::Https { http, tls_verify } => {
+            let mut w = describe_http(http);
+            if !tls_verify {
                 w.push_str(" tls_verify off");
             }
             w
         }
-        ProbeKind::Tcp => format!("tcp{port}"),
+        ProbeKind::Tcp { .. } => format!("tcp{port}"),
         ProbeKind::Icmp => "icmp".to_string(),
-        ProbeKind::Dns => match &p.dns_qname {
-            Some(name) => format!("dns {name} {}{port}", p.dns_qtype),
-            None => format!("dns{port}"),
-        },
+        ProbeKind::Dns(dns) => format!("dns {} {}{port}", dns.qname, dns.qtype),
     };
+    let t = &p.timing;
     what.push_str(&format!(
         ", every {}, timeout {}, rise {}, fall {}",
-        humantime::format_duration(p.interval),
-        humantime::format_duration(p.timeout),
-        p.rise,
-        p.fall
+        humantime::format_duration(t.interval),
+        humantime::format_duration(t.timeout),
+        t.rise,
+        t.fall
     ));
     what
 }
@@ -401,6 +403,12 @@ struct RawPool {
 /// the set itself belongs to the module whose keyword it is.
 struct Keyword<K>(&'static str, PhantomData<K>);
 
+impl<K> Clone for Keyword<K> {
+    fn clone(&self) -> Self {
+        Self(self.0, PhantomData)
+    }
+}
+
 /// A set of keywords: the names a [`Keyword`] accepts.
 trait Keywords {
     /// What the keyword names, for serde's messages.
@@ -461,6 +469,13 @@ impl Keywords for PolicyNames {
     const NAMES: &'static [&'static str] = POLICY_NAMES;
 }
 
+/// `kind = "..."` of a probe.
+enum KindNames {}
+impl Keywords for KindNames {
+    const WHAT: &'static str = "probe kind";
+    const NAMES: &'static [&'static str] = KIND_NAMES;
+}
+
 /// `all_down = "..."`.
 enum AllDownNames {}
 impl Keywords for AllDownNames {
@@ -482,7 +497,7 @@ struct RawEndpoint {
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProbe {
-    kind: Option<Spanned<ProbeKind>>,
+    kind: Option<Spanned<Keyword<KindNames>>>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     rise: Option<Spanned<u32>>,
@@ -504,7 +519,7 @@ impl RawProbe {
     /// endpoint keeps the pool's kind.
     fn overridden_by(&self, ep: &RawProbe) -> RawProbe {
         let same_kind = match (&ep.kind, &self.kind) {
-            (Some(e), Some(p)) => e.get_ref() == p.get_ref(),
+            (Some(e), Some(p)) => e.get_ref().name() == p.get_ref().name(),
             _ => true,
         };
         fn pick<T: Clone>(ep: &Option<T>, pool: &Option<T>, inherit: bool) -> Option<T> {
@@ -1074,253 +1089,59 @@ impl Parser<'_> {
         Ok(url.to_string())
     }
 
-    fn duration(&self, raw: &Spanned<String>, what: &str) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(raw.get_ref().trim()).map_err(|e| {
-            self.err_at(
-                raw.span(),
-                format!(
-                    "invalid {what} {:?}: {e} (write e.g. \"5s\" or \"500ms\")",
-                    raw.get_ref()
-                ),
-            )
-        })
-    }
-
     /// A complete probe spec from a pool's `probe` table (or a pool's merged with an
-    /// endpoint's overrides); `span` is the table the problem is reported at when no key
-    /// is to blame.
+    /// endpoint's overrides), validated by the probe module; `span` is the table the
+    /// problem is reported at when no key is to blame.
     fn probe_spec(
         &self,
         raw: &RawProbe,
         span: Range<usize>,
         pool: &Name,
     ) -> Result<ProbeSpec, ConfigError> {
-        let Some(kind_raw) = &raw.kind else {
-            return Err(self.err_at(
-                span,
-                format!(
-                    "the probe of pool {pool} needs a kind: \"http\", \"https\", \"tcp\", \"icmp\" or \"dns\""
-                ),
-            ));
+        let keys = ProbeKeys {
+            kind: raw.kind.as_ref().map(|k| k.get_ref().name()),
+            interval: raw.interval.as_ref().map(|v| v.get_ref().as_str()),
+            timeout: raw.timeout.as_ref().map(|v| v.get_ref().as_str()),
+            rise: raw.rise.as_ref().map(|v| *v.get_ref()),
+            fall: raw.fall.as_ref().map(|v| *v.get_ref()),
+            port: raw.port.as_ref().map(|v| *v.get_ref()),
+            method: raw.method.as_ref().map(|v| v.get_ref().as_str()),
+            path: raw.path.as_ref().map(|v| v.get_ref().as_str()),
+            host: raw.host.as_ref().map(|v| v.get_ref().as_str()),
+            expect_status: raw
+                .expect_status
+                .as_ref()
+                .map(|list| list.get_ref().iter().map(|s| *s.get_ref()).collect()),
+            body_contains: raw.body_contains.as_ref().map(|v| v.get_ref().as_str()),
+            tls_verify: raw.tls_verify.as_ref().map(|v| *v.get_ref()),
+            qname: raw.qname.as_ref().map(|v| v.get_ref().as_str()),
+            qtype: raw.qtype.as_ref().map(|v| v.get_ref().as_str()),
         };
-        let kind = *kind_raw.get_ref();
-        let mut spec = ProbeSpec::new(kind);
-
-        if let Some(i) = &raw.interval {
-            let d = self.duration(i, "probe interval")?;
-            if d < probe::MIN_INTERVAL {
-                return Err(self.err_at(
-                    i.span(),
-                    format!(
-                        "probe interval {} is shorter than {}",
-                        humantime::format_duration(d),
-                        humantime::format_duration(probe::MIN_INTERVAL)
-                    ),
-                ));
-            }
-            spec.interval = d;
-        }
-        spec.timeout = match &raw.timeout {
-            Some(t) => {
-                let d = self.duration(t, "probe timeout")?;
-                if d.is_zero() {
-                    return Err(self.err_at(t.span(), "probe timeout must be longer than 0s"));
-                }
-                if d > spec.interval {
-                    return Err(self.err_at(
-                        t.span(),
-                        format!(
-                            "probe timeout {} is longer than the interval {}",
-                            humantime::format_duration(d),
-                            humantime::format_duration(spec.interval)
-                        ),
-                    ));
-                }
-                d
-            }
-            None => ProbeSpec::default_timeout(spec.interval),
-        };
-        for (key, value, out) in [
-            ("rise", &raw.rise, &mut spec.rise),
-            ("fall", &raw.fall, &mut spec.fall),
-        ] {
-            if let Some(v) = value {
-                if *v.get_ref() == 0 {
-                    return Err(self.err_at(v.span(), format!("{key} must be at least 1")));
-                }
-                *out = *v.get_ref();
-            }
-        }
-
-        // Keys that only some kinds have.
-        let not_for = |key: &str, span: Range<usize>, kinds: &str| {
-            self.err_at(
-                span,
-                format!("{key} only applies to {kinds} probes, not to {kind}"),
-            )
-        };
-        let http_keys = [
-            ("method", raw.method.as_ref().map(Spanned::span)),
-            ("path", raw.path.as_ref().map(Spanned::span)),
-            ("host", raw.host.as_ref().map(Spanned::span)),
-            (
-                "expect_status",
-                raw.expect_status.as_ref().map(Spanned::span),
-            ),
-            (
-                "body_contains",
-                raw.body_contains.as_ref().map(Spanned::span),
-            ),
-        ];
-        if !kind.is_http() {
-            for (key, span) in http_keys {
-                if let Some(span) = span {
-                    return Err(not_for(key, span, "http and https"));
-                }
-            }
-        }
-        if let Some(t) = &raw.tls_verify {
-            if kind != ProbeKind::Https {
-                return Err(not_for("tls_verify", t.span(), "https"));
-            }
-            spec.tls_verify = *t.get_ref();
-        }
-        if kind != ProbeKind::Dns {
-            for (key, value) in [("qname", &raw.qname), ("qtype", &raw.qtype)] {
-                if let Some(v) = value {
-                    return Err(not_for(key, v.span(), "dns"));
-                }
-            }
-        }
-
-        match (&raw.port, kind) {
-            (Some(p), ProbeKind::Icmp) => {
-                return Err(self.err_at(p.span(), "icmp probes have no port"));
-            }
-            (Some(p), _) if *p.get_ref() == 0 => {
-                return Err(self.err_at(p.span(), "probe port must be between 1 and 65535"));
-            }
-            (Some(p), _) => spec.port = Some(*p.get_ref()),
-            (None, ProbeKind::Tcp) => {
-                return Err(self.err_at(
-                    kind_raw.span(),
-                    format!("the tcp probe of pool {pool} needs a port"),
-                ));
-            }
-            (None, _) => {}
-        }
-
-        if let Some(m) = &raw.method {
-            let method = m.get_ref().trim();
-            // RFC 9110 §5.6.2: a method is a token.
-            let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-            if method.is_empty() || !method.chars().all(tchar) {
-                return Err(self.err_at(m.span(), format!("invalid HTTP method {:?}", m.get_ref())));
-            }
-            spec.method = method.to_string();
-        }
-        if let Some(p) = &raw.path {
-            let path = p.get_ref();
-            if !path.starts_with('/') {
-                return Err(self.err_at(
-                    p.span(),
-                    format!("probe path {path:?} must start with \"/\""),
-                ));
-            }
-            if path
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
-            {
-                return Err(self.err_at(
-                    p.span(),
-                    format!("probe path {path:?} contains white space, a control character or '#'"),
-                ));
-            }
-            spec.path = path.clone();
-        }
-        if let Some(h) = &raw.host {
-            let text = h.get_ref().trim();
-            let valid_chars = text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if IpAddr::from_str(text).is_ok() {
-                return Err(self.err_at(
-                    h.span(),
-                    format!(
-                        "probe host {text:?} is an address; leave host out to send the endpoint's address"
-                    ),
-                ));
-            }
-            if !valid_chars {
-                return Err(self.err_at(
-                    h.span(),
-                    format!(
-                        "probe host {text:?} must be a host name (letters, digits, '-', '_' and '.'; no port)"
-                    ),
-                ));
-            }
-            let name = parse_name(text)
-                .map_err(|e| self.err_at(h.span(), format!("invalid probe host: {e}")))?;
-            spec.host = Some(name.to_ascii().trim_end_matches('.').to_string());
-        }
-        if let Some(list) = &raw.expect_status {
-            if list.get_ref().is_empty() {
-                return Err(self.err_at(list.span(), "expect_status must list at least one status"));
-            }
-            let mut statuses = Vec::with_capacity(list.get_ref().len());
-            for status in list.get_ref() {
-                let code = *status.get_ref();
-                if !(100..=599).contains(&code) {
-                    return Err(self.err_at(
-                        status.span(),
-                        format!("HTTP status {code} is out of range 100..=599"),
-                    ));
-                }
-                if !statuses.contains(&code) {
-                    statuses.push(code);
-                }
-            }
-            spec.expect_status = statuses;
-        }
-        if let Some(b) = &raw.body_contains {
-            if b.get_ref().is_empty() {
-                return Err(self.err_at(b.span(), "body_contains is empty; leave it out"));
-            }
-            spec.body_contains = Some(b.get_ref().clone());
-        }
-
-        if kind == ProbeKind::Dns {
-            let Some(q) = &raw.qname else {
-                return Err(self.err_at(
-                    kind_raw.span(),
-                    format!("the dns probe of pool {pool} needs a qname to ask for"),
-                ));
+        ProbeSpec::from_keys(&keys, pool).map_err(|e| {
+            let at = match e.key {
+                ProbeKey::Table => None,
+                ProbeKey::Kind => raw.kind.as_ref().map(Spanned::span),
+                ProbeKey::Interval => raw.interval.as_ref().map(Spanned::span),
+                ProbeKey::Timeout => raw.timeout.as_ref().map(Spanned::span),
+                ProbeKey::Rise => raw.rise.as_ref().map(Spanned::span),
+                ProbeKey::Fall => raw.fall.as_ref().map(Spanned::span),
+                ProbeKey::Port => raw.port.as_ref().map(Spanned::span),
+                ProbeKey::Method => raw.method.as_ref().map(Spanned::span),
+                ProbeKey::Path => raw.path.as_ref().map(Spanned::span),
+                ProbeKey::Host => raw.host.as_ref().map(Spanned::span),
+                ProbeKey::ExpectStatus => raw.expect_status.as_ref().map(Spanned::span),
+                ProbeKey::ExpectStatusItem(i) => raw
+                    .expect_status
+                    .as_ref()
+                    .and_then(|list| list.get_ref().get(i))
+                    .map(Spanned::span),
+                ProbeKey::BodyContains => raw.body_contains.as_ref().map(Spanned::span),
+                ProbeKey::TlsVerify => raw.tls_verify.as_ref().map(Spanned::span),
+                ProbeKey::Qname => raw.qname.as_ref().map(Spanned::span),
+                ProbeKey::Qtype => raw.qtype.as_ref().map(Spanned::span),
             };
-            spec.dns_qname = Some(self.name(q, "probe qname")?);
-            if let Some(t) = &raw.qtype {
-                let text = t.get_ref().trim().to_ascii_uppercase();
-                let qtype = RecordType::from_str(&text).ok().filter(|t| {
-                    !matches!(
-                        t,
-                        RecordType::ANY
-                            | RecordType::AXFR
-                            | RecordType::IXFR
-                            | RecordType::OPT
-                            | RecordType::ZERO
-                    ) && !matches!(t, RecordType::Unknown(_))
-                });
-                spec.dns_qtype = qtype.ok_or_else(|| {
-                    self.err_at(
-                        t.span(),
-                        format!(
-                            "invalid probe qtype {:?}: expected a record type such as A, AAAA, NS, SOA or TXT",
-                            t.get_ref()
-                        ),
-                    )
-                })?;
-            }
-        }
-        Ok(spec)
+            self.err_at(at.unwrap_or(span), e.to_string())
+        })
     }
 
     /// The pool's name must be in a zone (the most specific one answers), not at or under a
@@ -1381,9 +1202,13 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::{
+        net::{Ipv4Addr, Ipv6Addr},
+        time::Duration,
+    };
 
     use super::*;
+    use crate::steering::probe::{DnsProbe, ProbeTiming};
 
     fn testdata() -> PathBuf {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata"))
@@ -1475,15 +1300,18 @@ mod tests {
         assert_eq!(www.policy, Policy::default());
         assert_eq!(www.all_down, AllDown::FailOpen);
         let probe = www.probe.as_ref().expect("www has a probe");
-        assert_eq!(probe.kind, ProbeKind::Http);
-        assert_eq!(probe.interval, Duration::from_secs(1));
-        assert_eq!(probe.timeout, Duration::from_millis(500));
+        assert_eq!(probe.kind.name(), "http");
+        assert_eq!(probe.timing.interval, Duration::from_secs(1));
+        assert_eq!(probe.timing.timeout, Duration::from_millis(500));
         // Loopback only: the example must send nothing off the machine.
-        assert_eq!(probe.path, "/metrics");
-        assert_eq!(probe.port, Some(9153));
+        assert_eq!(probe.http().unwrap().path, "/metrics");
+        assert_eq!(probe.port(), Some(9153));
         assert_eq!(www.endpoints[0].probe.as_ref(), Some(probe));
         let b = www.endpoints[1].probe.as_ref().unwrap();
-        assert_eq!(b.host.as_deref(), Some("origin-b.example.test"));
+        assert_eq!(
+            b.http().unwrap().host.as_deref(),
+            Some("origin-b.example.test")
+        );
         for pool in cfg.pools.iter().filter(|p| p.probe.is_some()) {
             for e in &pool.endpoints {
                 match &e.address {
@@ -1982,16 +1810,16 @@ mod tests {
     fn probe_defaults_per_kind() {
         let p = one_pool(&pool_with("A", &["probe = { kind = \"http\" }"], TWO));
         let spec = p.probe.clone().unwrap();
-        assert_eq!(spec, ProbeSpec::new(ProbeKind::Http));
-        assert_eq!(spec.interval, Duration::from_secs(5));
-        assert_eq!(spec.timeout, Duration::from_secs(2));
-        assert_eq!((spec.rise, spec.fall), (2, 3));
-        assert_eq!(spec.port, Some(80));
-        assert_eq!((spec.method.as_str(), spec.path.as_str()), ("GET", "/"));
-        assert_eq!(spec.host, None);
-        assert_eq!(spec.expect_status, (200..=399).collect::<Vec<u16>>());
-        assert_eq!(spec.body_contains, None);
-        assert!(spec.tls_verify);
+        assert_eq!(spec, ProbeSpec::new(ProbeKind::default_http()));
+        assert_eq!(spec.timing.interval, Duration::from_secs(5));
+        assert_eq!(spec.timing.timeout, Duration::from_secs(2));
+        assert_eq!((spec.timing.rise, spec.timing.fall), (2, 3));
+        assert_eq!(spec.port(), Some(80));
+        let http = spec.http().unwrap();
+        assert_eq!((http.method.as_str(), http.path.as_str()), ("GET", "/"));
+        assert_eq!(http.host, None);
+        assert_eq!(http.expect_status, (200..=399).collect::<Vec<u16>>());
+        assert_eq!(http.body_contains, None);
         // Every endpoint gets the pool's spec.
         assert!(p.endpoints.iter().all(|e| e.probe.as_ref() == Some(&spec)));
 
@@ -2001,8 +1829,19 @@ mod tests {
             TWO,
         ));
         let spec = p.probe.unwrap();
-        assert_eq!(spec.port, Some(443));
-        assert_eq!(spec.timeout, Duration::from_secs(1), "min(interval, 2s)");
+        assert_eq!(spec.port(), Some(443));
+        assert!(matches!(
+            spec.kind,
+            ProbeKind::Https {
+                tls_verify: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            spec.timing.timeout,
+            Duration::from_secs(1),
+            "min(interval, 2s)"
+        );
 
         let p = one_pool(&pool_with(
             "A",
@@ -2010,24 +1849,27 @@ mod tests {
             TWO,
         ));
         let spec = p.probe.unwrap();
-        assert_eq!(spec.port, Some(53));
+        assert_eq!(spec.port(), Some(53));
         assert_eq!(
-            spec.dns_qname,
-            Some(Name::from_str("www.example.test.").unwrap())
+            spec.kind,
+            ProbeKind::Dns(DnsProbe {
+                qname: Name::from_str("www.example.test.").unwrap(),
+                qtype: RecordType::A,
+                port: 53,
+            })
         );
-        assert_eq!(spec.dns_qtype, RecordType::A);
 
         let p = one_pool(&pool_with("A", &["probe = { kind = \"icmp\" }"], TWO));
-        assert_eq!(p.probe.unwrap().port, None);
+        assert_eq!(p.probe.unwrap().port(), None);
         let p = one_pool(&pool_with(
             "A",
             &["probe = { kind = \"tcp\", port = 22, interval = \"250ms\" }"],
             TWO,
         ));
         let spec = p.probe.unwrap();
-        assert_eq!(spec.port, Some(22));
-        assert_eq!(spec.interval, Duration::from_millis(250));
-        assert_eq!(spec.timeout, Duration::from_millis(250));
+        assert_eq!(spec.port(), Some(22));
+        assert_eq!(spec.timing.interval, Duration::from_millis(250));
+        assert_eq!(spec.timing.timeout, Duration::from_millis(250));
     }
 
     #[test]
@@ -2061,21 +1903,22 @@ mod tests {
             )
         );
         assert_eq!(p.webhook.as_deref(), Some("http://127.0.0.1:8080/hook"));
-        let pool_spec = ProbeSpec {
-            kind: ProbeKind::Http,
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_millis(500),
-            rise: 4,
-            fall: 5,
-            port: Some(8000),
+        let http = HttpProbe {
+            port: 8000,
             method: "HEAD".into(),
             path: "/health?x=1".into(),
             host: Some("cdn.example.net".into()),
             expect_status: vec![200, 204],
             body_contains: Some("ok".into()),
-            tls_verify: true,
-            dns_qname: None,
-            dns_qtype: RecordType::A,
+        };
+        let pool_spec = ProbeSpec {
+            timing: ProbeTiming {
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_millis(500),
+                rise: 4,
+                fall: 5,
+            },
+            kind: ProbeKind::Http(http.clone()),
         };
         assert_eq!(p.probe.as_ref(), Some(&pool_spec));
         let e0 = &p.endpoints[0];
@@ -2083,7 +1926,7 @@ mod tests {
         assert_eq!(
             e0.probe,
             Some(ProbeSpec {
-                port: Some(8080),
+                kind: ProbeKind::Http(HttpProbe { port: 8080, ..http }),
                 ..pool_spec.clone()
             })
         );
@@ -2100,7 +1943,13 @@ mod tests {
             TWO,
         ));
         assert_eq!(p.all_down, AllDown::Servfail);
-        assert!(!p.probe.unwrap().tls_verify);
+        assert!(matches!(
+            p.probe.unwrap().kind,
+            ProbeKind::Https {
+                tls_verify: false,
+                ..
+            }
+        ));
         let p = one_pool(&pool_with(
             "A",
             &[
@@ -2109,7 +1958,10 @@ mod tests {
             TWO,
         ));
         let spec = p.probe.unwrap();
-        assert_eq!((spec.dns_qtype, spec.port), (RecordType::AAAA, Some(5353)));
+        let ProbeKind::Dns(dns) = &spec.kind else {
+            panic!("{spec:?}");
+        };
+        assert_eq!((dns.qtype, spec.port()), (RecordType::AAAA, Some(5353)));
     }
 
     #[test]
@@ -2151,25 +2003,28 @@ mod tests {
         let pool = p.probe.clone().unwrap();
         // Interval overridden: the default timeout follows the endpoint's interval.
         let e0 = p.endpoints[0].probe.clone().unwrap();
-        assert_eq!(e0.interval, Duration::from_secs(4));
-        assert_eq!(e0.timeout, Duration::from_secs(2));
-        assert_eq!((e0.rise, e0.port), (3, Some(8080)));
-        assert_eq!(e0.path, "/health");
+        assert_eq!(e0.timing.interval, Duration::from_secs(4));
+        assert_eq!(e0.timing.timeout, Duration::from_secs(2));
+        assert_eq!((e0.timing.rise, e0.port()), (3, Some(8080)));
+        assert_eq!(e0.http().unwrap().path, "/health");
         // Another kind: timing keys inherited, the http keys not.
         let e1 = p.endpoints[1].probe.clone().unwrap();
-        assert_eq!(e1.kind, ProbeKind::Tcp);
+        assert_eq!(e1.kind, ProbeKind::Tcp { port: 22 });
         assert_eq!(
-            (e1.interval, e1.rise, e1.port),
-            (pool.interval, 3, Some(22))
+            (e1.timing.interval, e1.timing.rise, e1.port()),
+            (pool.timing.interval, 3, Some(22))
         );
-        assert_eq!(e1.path, "/");
-        assert_eq!(e1.host, None);
+        assert_eq!(e1.http(), None);
         // The same kind named again: everything inherited.
         let e2 = p.endpoints[2].probe.clone().unwrap();
+        let pool_http = pool.http().unwrap().clone();
         assert_eq!(
             e2,
             ProbeSpec {
-                path: "/other".into(),
+                kind: ProbeKind::Http(HttpProbe {
+                    path: "/other".into(),
+                    ..pool_http
+                }),
                 ..pool
             }
         );
@@ -2353,7 +2208,7 @@ mod tests {
         assert_fails_at(&probe("body_contains = \"\""), 7, "body_contains is empty");
         // A method is kept as written (methods are case-sensitive).
         let p = one_pool(&probe("method = \"OPTIONS\""));
-        assert_eq!(p.probe.unwrap().method, "OPTIONS");
+        assert_eq!(p.probe.unwrap().http().unwrap().method, "OPTIONS");
     }
 
     #[test]
@@ -2683,14 +2538,14 @@ mod tests {
             .expect("the weighted example");
         assert_eq!(api.policy, Policy::Weighted);
         assert_eq!(api.all_down, AllDown::Servfail);
-        assert_eq!(api.probe.as_ref().unwrap().kind, ProbeKind::Tcp);
+        assert_eq!(api.probe.as_ref().unwrap().kind.name(), "tcp");
         let db = cfg
             .pools
             .iter()
             .find(|p| p.name.to_string() == "db.example.test.")
             .expect("the failover example");
         assert_eq!(db.policy, Policy::Failover);
-        assert_eq!(db.probe.as_ref().unwrap().kind, ProbeKind::Dns);
+        assert_eq!(db.probe.as_ref().unwrap().kind.name(), "dns");
         assert!(matches!(db.all_down, AllDown::Fallback(_)));
     }
 }

@@ -64,7 +64,10 @@ impl PoolRuntime {
             .endpoints
             .iter()
             .map(|e| {
-                let (rise, fall) = e.probe.as_ref().map_or((1, 1), |p| (p.rise, p.fall));
+                let (rise, fall) = e
+                    .probe
+                    .as_ref()
+                    .map_or((1, 1), |p| (p.timing.rise, p.timing.fall));
                 let mut h = EndpointHealth::new(rise, fall);
                 h.set_admin(now, e.admin);
                 h
