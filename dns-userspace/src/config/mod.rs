@@ -1,0 +1,77 @@
+//! The daemon's one declarative TOML file, parsed into the domains' own types: a
+//! [`Config`] is the composition of the settings each domain defines (server and zones in
+//! `dns`, pools, probes and events in `steering`, XDP in `datapath`).
+//!
+//! [`Config::load`] reads the file, checks every value, loads every zone file and checks the
+//! pools against the zones, so a config that loads is one the daemon can serve. Every
+//! problem is reported as a [`ConfigError`] naming the file, line and column where known
+//! (`hotpool.toml:12:7: ...`, or the zone file and its line for zone-file problems).
+//!
+//! `examples/hotpool.toml` documents every key.
+
+//!
+//! * `raw`: the file format (serde structs with spans);
+//! * `parse`: raw values to domain types, domain errors to `file:line:col`;
+//! * `summary`: the `hotpool check` text;
+//! * `error`: [`ConfigError`].
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    datapath::ebpf::XdpSettings,
+    dns::{
+        server::ServerSettings,
+        zone::{Zone, ZoneSettings},
+    },
+    steering::{events::EventSettings, pool::PoolSettings, probe::ProbeSettings},
+};
+
+mod error;
+mod parse;
+mod raw;
+mod summary;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this was read from (zone files are relative to its directory).
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    /// `server.metrics_listen`: the HTTP endpoint (metrics and control), off by default.
+    pub metrics_listen: Option<SocketAddr>,
+    pub xdp: XdpSettings,
+    pub zones: Vec<ZoneSettings>,
+    pub pools: Vec<PoolSettings>,
+    pub events: EventSettings,
+    pub probes: ProbeSettings,
+    /// The zones as loaded and validated, in the order of `zones`.
+    pub(super) zone_data: Vec<Zone>,
+}
+
+impl Config {
+    /// Reads, parses and validates the config at `path`, loading every zone file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `source`; zone files are read relative to
+    /// `source`'s directory.
+    pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        parse::Parser { text, source }.parse()
+    }
+
+    /// The zones as loaded when the config was validated, in the order of [`Config::zones`].
+    pub fn zone_data(&self) -> &[Zone] {
+        &self.zone_data
+    }
+}

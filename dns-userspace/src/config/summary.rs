@@ -1,0 +1,171 @@
+//! The `hotpool check` summary of a loaded configuration.
+
+use std::net::IpAddr;
+
+use crate::{
+    config::Config,
+    steering::{
+        health::AdminState,
+        policy::Policy,
+        probe::{HttpProbe, ProbeKind, ProbeSpec},
+    },
+};
+
+impl Config {
+    /// A human-readable summary (printed by `hotpool check`).
+    pub fn summary(&self) -> String {
+        let server = &self.server;
+        let listen: Vec<String> = server.listen.iter().map(IpAddr::to_string).collect();
+        let mut lines = vec![
+            format!("config {}", self.source.display()),
+            format!(
+                "server: udp+tcp on {} port {}, edns udp size {}, tcp idle timeout {}, at most {} tcp connections",
+                listen.join(", "),
+                server.port,
+                server.edns_udp_size,
+                humantime::format_duration(server.tcp_idle_timeout),
+                server.tcp_max_connections
+            ),
+            format!("bpf pin path: {}", self.xdp.pin_path.display()),
+            match self.metrics_listen {
+                Some(addr) => format!("metrics: http://{addr}/metrics"),
+                None => "metrics: off".to_string(),
+            },
+            if self.xdp.interfaces.is_empty() {
+                "xdp: off (no interfaces)".to_string()
+            } else {
+                format!(
+                    "xdp: {} (mode {})",
+                    self.xdp.interfaces.join(", "),
+                    self.xdp.mode
+                )
+            },
+        ];
+        for (settings, zone) in self.zones.iter().zip(&self.zone_data) {
+            lines.push(format!(
+                "zone {} from {}: {} records at {} names, serial {}",
+                settings.origin,
+                settings.file.display(),
+                zone.record_count(),
+                zone.name_count(),
+                zone.serial()
+            ));
+        }
+        for pool in &self.pools {
+            let endpoints: Vec<String> = pool
+                .endpoints
+                .iter()
+                .map(|e| format!("{} (weight {})", e.address, e.weight))
+                .collect();
+            lines.push(format!(
+                "pool {} {} ttl {}: {}",
+                pool.name,
+                pool.rtype,
+                pool.ttl,
+                endpoints.join(", ")
+            ));
+            lines.push(format!(
+                "  policy {}; all down: {}",
+                pool.policy.describe(),
+                pool.all_down
+            ));
+            lines.push(match &pool.probe {
+                Some(p) => format!("  probe {}", describe_probe(p)),
+                None => "  no probe: every endpoint counts as up".to_string(),
+            });
+            for e in &pool.endpoints {
+                let mut notes = Vec::new();
+                if pool.policy == Policy::Failover {
+                    notes.push(format!("priority {}", e.priority));
+                }
+                if e.admin != AdminState::Follow {
+                    notes.push(format!("pinned {}", e.admin));
+                }
+                if let Some(p) = &e.probe
+                    && e.probe != pool.probe
+                {
+                    notes.push(format!("probe {}", describe_probe(p)));
+                }
+                if !notes.is_empty() {
+                    lines.push(format!("  endpoint {}: {}", e.address, notes.join(", ")));
+                }
+            }
+            if let Some(url) = &pool.webhook {
+                lines.push(format!("  webhook {url}"));
+            }
+        }
+        lines.push(match &self.events.log {
+            Some(path) => format!("event log: {}", path.display()),
+            None => "event log: off".to_string(),
+        });
+        lines.push(format!(
+            "probes: at most {} in flight",
+            self.probes.max_concurrent
+        ));
+        lines.push(String::new());
+        lines.join("\n")
+    }
+}
+
+fn describe_probe(p: &ProbeSpec) -> String {
+    let port = p
+        .port()
+        .map_or(String::new(), |port| format!(" port {port}"));
+    let describe_http = |http: &HttpProbe| {
+        let mut w = format!("{} {} {}{port}", p.kind.name(), http.method, http.path);
+        if let Some(host) = &http.host {
+            w.push_str(&format!(" host {host}"));
+        }
+        w.push_str(&format!(" expect {}", status_ranges(&http.expect_status)));
+        if let Some(text) = &http.body_contains {
+            w.push_str(&format!(" body contains {text:?}"));
+        }
+        w
+    };
+    let mut what = match &p.kind {
+        ProbeKind::Http(http) => describe_http(http),
+        ProbeKind::Https { http, tls_verify } => {
+            let mut w = describe_http(http);
+            if !tls_verify {
+                w.push_str(" tls_verify off");
+            }
+            w
+        }
+        ProbeKind::Tcp { .. } => format!("tcp{port}"),
+        ProbeKind::Icmp => "icmp".to_string(),
+        ProbeKind::Dns(dns) => format!("dns {} {}{port}", dns.qname, dns.qtype),
+    };
+    let t = &p.timing;
+    what.push_str(&format!(
+        ", every {}, timeout {}, rise {}, fall {}",
+        humantime::format_duration(t.interval),
+        humantime::format_duration(t.timeout),
+        t.rise,
+        t.fall
+    ));
+    what
+}
+
+/// `200-299,304` for a list of statuses.
+pub(super) fn status_ranges(statuses: &[u16]) -> String {
+    let mut sorted = statuses.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}

@@ -1,0 +1,164 @@
+//! `[server]`, `[xdp]`, `[events]`, `[probes]`: defaults, values and their errors.
+
+use super::*;
+
+#[test]
+fn defaults() {
+    let cfg = parse("").unwrap();
+    assert_eq!(cfg.server, ServerSettings::default());
+    assert_eq!(
+        cfg.server.listen,
+        vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        ]
+    );
+    assert_eq!(cfg.server.port, 53);
+    assert_eq!(cfg.server.edns_udp_size, 1232);
+    assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.server.tcp_max_connections, 1024);
+    assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/hotpool"));
+    assert_eq!(cfg.metrics_listen, None);
+    assert_eq!(cfg.xdp, XdpSettings::default());
+    assert!(cfg.zones.is_empty() && cfg.pools.is_empty());
+
+    let cfg = parse(&with_zone(
+        "[[pool]]\nname = \"www.example.test\"\ntype = \"a\"\nendpoints = [{ address = \"192.0.2.1\" }]\n",
+    ))
+    .unwrap();
+    assert_eq!(cfg.pools[0].ttl, 30);
+    assert_eq!(cfg.pools[0].endpoints[0].weight, 1);
+    assert_eq!(cfg.zones[0].file, testdata().join("example.test.zone"));
+}
+
+#[test]
+fn server_values() {
+    let cfg = parse(
+        "[server]\nlisten = [\"127.0.0.1\", \"::1\"]\nport = 5353\nedns_udp_size = 4096\ntcp_idle_timeout = \"1m 30s\"\ntcp_max_connections = 7\npin_path = \"/sys/fs/bpf/x\"\nmetrics_listen = \"[::1]:9153\"\n[xdp]\ninterfaces = [\"eth0\", \"veth-a\"]\nmode = \"generic\"\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.server.port, 5353);
+    assert_eq!(cfg.server.edns_udp_size, 4096);
+    assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(90));
+    assert_eq!(cfg.server.tcp_max_connections, 7);
+    assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/x"));
+    assert_eq!(
+        cfg.metrics_listen,
+        Some(SocketAddr::from_str("[::1]:9153").unwrap())
+    );
+    assert_eq!(
+        cfg.xdp.interfaces,
+        vec!["eth0".to_string(), "veth-a".to_string()]
+    );
+    assert_eq!(cfg.xdp.mode, AttachMode::Generic);
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    assert_fails_at(
+        "[server]\nport = 53\nprot = 54\n",
+        3,
+        "unknown field `prot`",
+    );
+    assert_fails_at("[servr]\n", 1, "unknown field `servr`");
+    assert_fails_at(
+        &with_zone(
+            "[[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\nendpoints = [{ address = \"192.0.2.1\", wieght = 2 }]\n",
+        ),
+        7,
+        "unknown field `wieght`",
+    );
+}
+
+#[test]
+fn bad_types_are_rejected() {
+    assert_fails_at("[server]\nport = \"53\"\n", 2, "invalid type");
+    assert_fails_at("[server]\nport = 70000\n", 2, "u16");
+    assert_fails_at("[server]\nlisten = \"::1\"\n", 2, "invalid type");
+    assert_fails_at("[xdp]\nmode = \"fast\"\n", 2, "unknown variant `fast`");
+    assert_fails_at(
+        "[server]\nlisten = [\"::1\", \"localhost\"]\n",
+        2,
+        "invalid listen address \"localhost\"",
+    );
+    assert_fails_at(
+        "[server]\ntcp_idle_timeout = \"10 parsecs\"\n",
+        2,
+        "invalid tcp_idle_timeout",
+    );
+    assert_fails_at(
+        "[server]\nmetrics_listen = \"127.0.0.1\"\n",
+        2,
+        "invalid metrics_listen",
+    );
+    assert_fails_at("[server]\npin_path = \"bpf/hotpool\"\n", 2, "absolute");
+}
+
+#[test]
+fn port_and_edns_size_are_checked() {
+    assert_fails_at(
+        "[server]\nport = 0\n",
+        2,
+        "port must be between 1 and 65535",
+    );
+    assert_fails_at(
+        "[server]\nedns_udp_size = 511\n",
+        2,
+        "edns_udp_size 511 is out of range 512..=4096",
+    );
+    assert_fails_at("[server]\nedns_udp_size = 4097\n", 2, "out of range");
+    assert_fails_at("[server]\ntcp_max_connections = 0\n", 2, "at least 1");
+}
+
+#[test]
+fn interface_names_are_checked() {
+    assert_fails_at("[xdp]\ninterfaces = [\"\"]\n", 2, "interface name is empty");
+    assert_fails_at(
+        "[xdp]\ninterfaces = [\"lo\", \"a-very-long-ifname\"]\n",
+        2,
+        "longer than 15 bytes (IFNAMSIZ)",
+    );
+    assert_fails_at(
+        "[xdp]\ninterfaces = [\"eth/0\"]\n",
+        2,
+        "not a valid interface name",
+    );
+    assert_fails_at("[xdp]\ninterfaces = [\"lo\", \"lo\"]\n", 2, "given twice");
+}
+
+#[test]
+fn load_names_a_missing_config_file() {
+    let e = Config::load(&testdata().join("nonexistent.toml")).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "{}: cannot read config file",
+            testdata().join("nonexistent.toml").display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn events_and_probes_sections() {
+    let cfg = parse("[events]\nlog = \"events.jsonl\"\n[probes]\nmax_concurrent = 3\n").unwrap();
+    assert_eq!(cfg.events.log, Some(testdata().join("events.jsonl")));
+    assert_eq!(cfg.probes.max_concurrent, 3);
+    let cfg = parse("[events]\nlog = \"/var/lib/hotpool/events.jsonl\"\n").unwrap();
+    assert_eq!(
+        cfg.events.log,
+        Some(PathBuf::from("/var/lib/hotpool/events.jsonl"))
+    );
+    assert_fails_at("[events]\nlog = \"\"\n", 2, "events log path is empty");
+    assert_fails_at("[events]\nlgo = \"x\"\n", 2, "unknown field `lgo`");
+    assert_fails_at(
+        "[probes]\nmax_concurrent = 0\n",
+        2,
+        "max_concurrent must be at least 1",
+    );
+    assert_fails_at("[probes]\nmax_concurrent = -4\n", 2, "invalid value");
+    assert_fails_at(
+        "[probes]\ninterval = \"1s\"\n",
+        2,
+        "unknown field `interval`",
+    );
+}
