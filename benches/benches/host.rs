@@ -16,7 +16,7 @@ use hotpool::{
         hot::encode_variant,
         pools::{PoolAnswer, PoolTable},
     },
-    dns::authority::{Authority, Transport},
+    dns::authority::Transport,
     steering::pool::PoolSettings,
 };
 
@@ -68,7 +68,7 @@ fn benches(c: &mut Criterion) {
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
-    let authority = Authority::from_config(&cfg, pools).expect("authority");
+    let authority = cfg.authority(pools);
     let pool_q = query("www.example.test.");
     let zone_q = query("ns1.example.test.");
     let nx_q = query("nope.example.test.");

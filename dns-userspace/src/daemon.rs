@@ -14,7 +14,7 @@ use crate::{
         hot::DatapathSettings,
         pools::{PoolAnswer, PoolTable},
     },
-    dns::{authority::Authority, server},
+    dns::server,
     steering::{
         events::EventSink,
         pool::PoolSettings,
@@ -97,8 +97,7 @@ pub async fn run_until(
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
-    let authority =
-        Arc::new(Authority::from_config(&cfg, pools.clone()).context("loading the zones")?);
+    let authority = Arc::new(cfg.authority(pools.clone()));
 
     // Serve first: everything the XDP program passes up must find the daemon listening.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

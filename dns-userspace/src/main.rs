@@ -102,10 +102,12 @@ fn main() -> ExitCode {
             endpoint,
             state,
             api,
-        } => hotpool::steering::steer::parse_admin(&state).and_then(|_| {
-            let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
-            api_request(api, "POST", &path).map(|body| print!("{body}"))
-        }),
+        } => hotpool::steering::health::parse_admin(&state)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| {
+                let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
+                api_request(api, "POST", &path).map(|body| print!("{body}"))
+            }),
         Command::Status { api } => api_request(api, "GET", "/api/status").map(|b| print!("{b}")),
     };
     match result {

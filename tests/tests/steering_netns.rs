@@ -241,7 +241,7 @@ fn fastest_follows_latency_fails_over_and_back_and_fails_open() {
         "POST",
         "/api/pools/fast.example.test./endpoints/10.99.0.9/down".into(),
     );
-    assert_eq!(code, 400, "unknown endpoint: {body}");
+    assert_eq!(code, 404, "unknown endpoint: {body}");
     let (code, body) = w.api("GET", "/metrics".into());
     assert_eq!(code, 200);
     assert!(

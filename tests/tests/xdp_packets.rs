@@ -617,7 +617,7 @@ fn daemon_authority_with(table: Arc<PoolTable>) -> Authority {
          file = \"example.test.zone\"\n"
     );
     let cfg = Config::parse(&toml, &dir.join("hotpool.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let authority = Authority::from_config(&cfg, table).unwrap();
+    let authority = cfg.authority(table);
     let _ = std::fs::remove_dir_all(&dir);
     authority
 }

@@ -22,7 +22,10 @@ use tracing::debug;
 
 use crate::{
     datapath::ebpf::Datapath,
-    steering::steer::{PoolStatus, Steering, parse_admin},
+    steering::{
+        health::parse_admin,
+        steer::{PoolStatus, Steering},
+    },
 };
 
 /// Renders the steering part of the metrics page.
@@ -168,22 +171,26 @@ pub fn handle(
                     "{\"error\":\"no steering\"}\n".into(),
                 );
             };
-            let result = parse_admin(state).and_then(|state| {
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .set_admin(pool, endpoint, state)
-            });
+            let error = |status, e: &dyn std::error::Error| {
+                let body = serde_json::json!({ "error": e.to_string() });
+                (status, JSON, format!("{body}\n"))
+            };
+            let state = match parse_admin(state) {
+                Ok(state) => state,
+                Err(e) => return error("400 Bad Request", &e),
+            };
+            let result = s
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_admin(pool, endpoint, state);
             match result {
                 Ok(msg) => (
                     "200 OK",
                     JSON,
                     format!("{}\n", serde_json::json!({ "ok": msg })),
                 ),
-                Err(e) => (
-                    "400 Bad Request",
-                    JSON,
-                    format!("{}\n", serde_json::json!({ "error": format!("{e:#}") })),
-                ),
+                Err(e) if e.is_not_found() => error("404 Not Found", &e),
+                Err(e) => error("400 Bad Request", &e),
             }
         }
         _ => (
@@ -252,9 +259,60 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use dns_common::Outcome;
 
     use super::*;
+    use crate::{
+        config::Config,
+        datapath::pools::PoolTable,
+        steering::{events::EventSink, pool::PoolSettings},
+    };
+
+    #[test]
+    fn pins_of_unknown_pools_and_endpoints_are_404_and_bad_requests_400() {
+        let source = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        let cfg = Config::parse(
+            "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
+             [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
+             endpoints = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }]\n",
+            source,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let table = Arc::new(PoolTable::new(
+            cfg.pools.iter().map(PoolSettings::initial_answer),
+        ));
+        let events = EventSink::new(None).unwrap();
+        let steering = Mutex::new(Steering::new(
+            &cfg.pools,
+            table,
+            Arc::new(Mutex::new(None)),
+            events,
+        ));
+        let datapath = Mutex::new(None);
+        let post = |path: &str| {
+            let (status, _, body) = handle("POST", path, &datapath, Some(&steering));
+            (status, body)
+        };
+        let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.1/down");
+        assert_eq!(status, "200 OK", "{body}");
+        let (status, body) = post("/api/pools/nope.example.test/endpoints/192.0.2.1/down");
+        assert_eq!(status, "404 Not Found", "{body}");
+        assert!(body.contains("no pool nope.example.test"), "{body}");
+        let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.9/down");
+        assert_eq!(status, "404 Not Found", "{body}");
+        assert!(body.contains("has no endpoint 192.0.2.9"), "{body}");
+        let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.1/sideways");
+        assert_eq!(status, "400 Bad Request", "{body}");
+        assert!(body.contains("unknown endpoint state"), "{body}");
+        let (status, body) = post("/api/pools/a..b/endpoints/192.0.2.1/up");
+        assert_eq!(status, "400 Bad Request", "{body}");
+        assert!(body.contains("empty label"), "{body}");
+    }
 
     #[test]
     fn without_xdp_only_the_attached_gauge_is_rendered() {

@@ -18,11 +18,13 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use crate::{
-    datapath::ebpf::XdpSettings,
+    datapath::{ebpf::XdpSettings, pools::PoolTable},
     dns::{
+        authority::Authority,
         server::ServerSettings,
         zone::{Zone, ZoneSettings},
     },
@@ -73,5 +75,10 @@ impl Config {
     /// The zones as loaded when the config was validated, in the order of [`Config::zones`].
     pub fn zone_data(&self) -> &[Zone] {
         &self.zone_data
+    }
+
+    /// The authoritative answer path for these zones and the pools in `pools`.
+    pub fn authority(&self, pools: Arc<PoolTable>) -> Authority {
+        Authority::new(self.zone_data.clone(), pools, self.server.edns_udp_size)
     }
 }

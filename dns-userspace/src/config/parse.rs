@@ -23,7 +23,7 @@ use crate::{
     },
     steering::{
         endpoint::EndpointAddress,
-        events::EventSettings,
+        events::{EventSettings, webhook_url},
         health::AdminState,
         policy::{AllDown, Policy, PolicyKey, PolicyKeys},
         pool::{DEFAULT_POOL_TTL, EndpointSettings, PoolSettings},
@@ -547,22 +547,9 @@ impl Parser<'_> {
     }
 
     fn webhook(&self, raw: &Spanned<String>) -> Result<String, ConfigError> {
-        let text = raw.get_ref().trim();
-        let url = url::Url::parse(text)
-            .map_err(|e| self.err_at(raw.span(), format!("invalid webhook URL {text:?}: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(self.err_at(
-                raw.span(),
-                format!(
-                    "webhook URL {text:?} must be http or https, not {:?}",
-                    url.scheme()
-                ),
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(self.err_at(raw.span(), format!("webhook URL {text:?} has no host")));
-        }
-        Ok(url.to_string())
+        webhook_url(raw.get_ref())
+            .map(|url| url.to_string())
+            .map_err(|e| self.err_at(raw.span(), e.to_string()))
     }
 
     /// A complete probe spec from a pool's `probe` table (or a pool's merged with an

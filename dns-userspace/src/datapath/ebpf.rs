@@ -5,14 +5,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tracing::{info, warn};
 
-use crate::datapath::hot::HotMaps;
+use crate::datapath::{DatapathError, hot::HotMaps};
 
 /// The XDP object built by build.rs (aya-build) from `dns-ebpf`.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf"));
@@ -28,16 +27,23 @@ pub struct PassProgram {
 
 impl PassProgram {
     /// Loads it and attaches it to `iface` (in the calling thread's network namespace).
-    pub fn attach(iface: &str, mode: XdpMode) -> anyhow::Result<Self> {
+    pub fn attach(iface: &str, mode: XdpMode) -> Result<Self, DatapathError> {
         bump_memlock();
-        let mut ebpf = Ebpf::load(PASS_PROGRAM).context("loading the pass program")?;
+        let mut ebpf = Ebpf::load(PASS_PROGRAM).map_err(|source| DatapathError::Load {
+            what: "loading the pass program".into(),
+            source: Box::new(source),
+        })?;
         let prog: &mut Xdp = ebpf
             .program_mut(dns_common::PASS_PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("no program {}", dns_common::PASS_PROGRAM_NAME))?
-            .try_into()?;
-        prog.load()?;
+            .ok_or(DatapathError::NoProgram(dns_common::PASS_PROGRAM_NAME))?
+            .try_into()
+            .map_err(DatapathError::program("the pass program"))?;
+        prog.load()
+            .map_err(DatapathError::program("loading the pass program"))?;
         prog.attach(iface, mode)
-            .with_context(|| format!("attaching the pass program to {iface}"))?;
+            .map_err(DatapathError::program(format!(
+                "attaching the pass program to {iface}"
+            )))?;
         Ok(Self { _ebpf: ebpf })
     }
 }
@@ -142,26 +148,31 @@ impl Datapath {
     /// Loads the program with its maps pinned in `pin_dir` (created if missing). A previous
     /// instance's pinned maps are reused, so a restarted daemon keeps the counters and the
     /// published answers.
-    pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(pin_dir: &Path) -> Result<Self, DatapathError> {
         bump_memlock();
         let mut loader = EbpfLoader::new();
         ensure_bpffs(pin_dir)?;
-        fs::create_dir_all(pin_dir)
-            .with_context(|| format!("creating the BPF pin directory {}", pin_dir.display()))?;
+        fs::create_dir_all(pin_dir).map_err(DatapathError::io(format!(
+            "creating the BPF pin directory {}",
+            pin_dir.display()
+        )))?;
         drop_incompatible_pins(pin_dir)?;
         loader.default_map_pin_directory(pin_dir);
-        let mut ebpf = loader.load(PROGRAM).map_err(|e| {
-            anyhow!(
-                "loading the XDP program (maps pinned in {}): {e}",
+        let mut ebpf = loader.load(PROGRAM).map_err(|source| DatapathError::Load {
+            what: format!(
+                "loading the XDP program (maps pinned in {})",
                 pin_dir.display()
-            )
+            ),
+            source: Box::new(source),
         })?;
         let prog: &mut Xdp = ebpf
             .program_mut(dns_common::PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("no program {} in the object", dns_common::PROGRAM_NAME))?
-            .try_into()?;
+            .ok_or(DatapathError::NoProgram(dns_common::PROGRAM_NAME))?
+            .try_into()
+            .map_err(DatapathError::program("the XDP program"))?;
+        // A verifier rejection carries the log; it stays in the error's source.
         prog.load()
-            .map_err(|e| verifier_error(e, "loading the XDP program"))?;
+            .map_err(DatapathError::program("loading the XDP program"))?;
         let maps = HotMaps::from_ebpf(&mut ebpf)?;
         Ok(Self {
             ebpf,
@@ -170,28 +181,32 @@ impl Datapath {
         })
     }
 
-    fn program(&mut self) -> anyhow::Result<&mut Xdp> {
-        Ok(self
-            .ebpf
+    fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
+        self.ebpf
             .program_mut(dns_common::PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("no program {}", dns_common::PROGRAM_NAME))?
-            .try_into()?)
+            .ok_or(DatapathError::NoProgram(dns_common::PROGRAM_NAME))?
+            .try_into()
+            .map_err(DatapathError::program("the XDP program"))
     }
 
     /// Attaches to `iface`. Returns the mode actually used.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> anyhow::Result<XdpMode> {
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<XdpMode, DatapathError> {
         let prog = self.program()?;
         let used = match mode {
             AttachMode::Native => {
                 let id = prog
                     .attach(iface, XdpMode::Driver)
-                    .with_context(|| format!("attaching XDP to {iface} in native mode"))?;
+                    .map_err(DatapathError::program(format!(
+                        "attaching XDP to {iface} in native mode"
+                    )))?;
                 (XdpMode::Driver, id)
             }
             AttachMode::Generic => {
                 let id = prog
                     .attach(iface, XdpMode::Skb)
-                    .with_context(|| format!("attaching XDP to {iface} in generic mode"))?;
+                    .map_err(DatapathError::program(format!(
+                        "attaching XDP to {iface} in generic mode"
+                    )))?;
                 (XdpMode::Skb, id)
             }
             AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
@@ -202,9 +217,11 @@ impl Datapath {
                         error = %e,
                         "native XDP not available, falling back to generic (SKB) mode"
                     );
-                    let id = prog.attach(iface, XdpMode::Skb).with_context(|| {
-                        format!("attaching XDP to {iface} (native failed: {e}; generic failed)")
-                    })?;
+                    let id = prog
+                        .attach(iface, XdpMode::Skb)
+                        .map_err(DatapathError::program(format!(
+                            "attaching XDP to {iface} (native failed: {e}; generic failed)"
+                        )))?;
                     (XdpMode::Skb, id)
                 }
             },
@@ -218,7 +235,12 @@ impl Datapath {
     pub fn detach_all(&mut self) {
         let links = std::mem::take(&mut self.links);
         for (iface, _, id) in links {
-            match self.program().and_then(|p| Ok(p.detach(id)?)) {
+            let detached = self.program().and_then(|p| {
+                p.detach(id).map_err(DatapathError::program(format!(
+                    "detaching XDP from {iface}"
+                )))
+            });
+            match detached {
                 Ok(()) => info!(interface = %iface, "XDP program detached"),
                 Err(e) => warn!(interface = %iface, error = %e, "detaching XDP failed"),
             }
@@ -226,18 +248,19 @@ impl Datapath {
     }
 
     /// The loaded program, for `BPF_PROG_TEST_RUN`.
-    pub fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {
+    pub fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
         self.program()
     }
 
     /// The program (shared, e.g. for concurrent `BPF_PROG_TEST_RUN`s) and the maps (to
     /// write them at the same time).
-    pub fn split(&mut self) -> anyhow::Result<(&Xdp, &mut HotMaps)> {
+    pub fn split(&mut self) -> Result<(&Xdp, &mut HotMaps), DatapathError> {
         let prog: &Xdp = self
             .ebpf
             .program(dns_common::PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("no program {}", dns_common::PROGRAM_NAME))?
-            .try_into()?;
+            .ok_or(DatapathError::NoProgram(dns_common::PROGRAM_NAME))?
+            .try_into()
+            .map_err(DatapathError::program("the XDP program"))?;
         Ok((prog, &mut self.maps))
     }
 
@@ -268,7 +291,7 @@ fn is_bpffs(path: &Path) -> bool {
 
 /// Pins need a BPF filesystem. Debian does not always mount one at /sys/fs/bpf; mount it
 /// there (as `bpftool` and systemd do) when the pin directory lives below it.
-fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
+fn ensure_bpffs(pin_dir: &Path) -> Result<(), DatapathError> {
     let root = Path::new("/sys/fs/bpf");
     if pin_dir.starts_with(root) {
         if !is_bpffs(root) {
@@ -284,8 +307,9 @@ fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
                 )
             };
             if rc != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .context("mounting the BPF filesystem on /sys/fs/bpf");
+                return Err(DatapathError::io(
+                    "mounting the BPF filesystem on /sys/fs/bpf",
+                )(std::io::Error::last_os_error()));
             }
             info!("mounted the BPF filesystem on /sys/fs/bpf");
         }
@@ -294,11 +318,9 @@ fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
             .ancestors()
             .find(|p| p.exists())
             .unwrap_or(Path::new("/"));
-        anyhow::ensure!(
-            is_bpffs(probe),
-            "the pin directory {} is not on a BPF filesystem (mount -t bpf bpf <dir>)",
-            pin_dir.display()
-        );
+        if !is_bpffs(probe) {
+            return Err(DatapathError::NotBpffs(pin_dir.to_path_buf()));
+        }
     }
     Ok(())
 }
@@ -327,7 +349,7 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
 /// reusing them would make the program read garbage. Their content is derived state (answers
 /// are republished from the config, counters restart), so replacing them loses nothing
 /// an operator relies on; it is logged.
-fn drop_incompatible_pins(dir: &Path) -> anyhow::Result<()> {
+fn drop_incompatible_pins(dir: &Path) -> Result<(), DatapathError> {
     for name in dns_common::PINNED_MAPS {
         let path = dir.join(name);
         if !path.exists() {
@@ -347,14 +369,11 @@ fn drop_incompatible_pins(dir: &Path) -> anyhow::Result<()> {
                 expected = ?want,
                 "pinned map has another layout (left by another hotpool version); replacing it"
             );
-            fs::remove_file(&path)
-                .with_context(|| format!("removing incompatible pinned map {}", path.display()))?;
+            fs::remove_file(&path).map_err(DatapathError::io(format!(
+                "removing incompatible pinned map {}",
+                path.display()
+            )))?;
         }
     }
     Ok(())
-}
-
-/// Verifier rejections carry the log; keep it in the error chain.
-fn verifier_error(e: aya::programs::ProgramError, what: &str) -> anyhow::Error {
-    anyhow::Error::new(e).context(what.to_string())
 }

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use anyhow::{Context as _, anyhow, bail, ensure};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use dns_common::{
     AnswerSlot, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, HotKey, HotRef, MAP_CONFIG, MAP_HOT_GEN,
@@ -16,54 +15,60 @@ use hickory_proto::{
     serialize::binary::{BinEncodable, BinEncoder},
 };
 
-use crate::datapath::pools::{PoolAnswer, Selection};
+use crate::datapath::{
+    DatapathError,
+    pools::{PoolAnswer, Selection},
+};
 
 /// Encodes a pool's answer RRs the way the XDP path appends them after the echoed question:
 /// owner names compress to the question (`0xC00C`), so the bytes are valid whatever case the
 /// client used. Encoded with hickory-proto as the answer section of a message whose
 /// question is the pool's name, then cut out of it.
-pub fn encode_variant(answer: &PoolAnswer) -> anyhow::Result<Variant> {
+pub fn encode_variant(answer: &PoolAnswer) -> Result<Variant, DatapathError> {
     encode_rrs(answer, &answer.rdata)
 }
 
 /// Encodes `rdata` (some of the pool's records) as one kernel answer variant.
-fn encode_rrs(answer: &PoolAnswer, rdata: &[RData]) -> anyhow::Result<Variant> {
-    ensure!(
-        !rdata.is_empty(),
-        "pool {} has no answer records",
-        answer.name
-    );
-    ensure!(
-        rdata.len() <= MAX_ANSWER_RRS,
-        "pool {} has {} answer records, at most {MAX_ANSWER_RRS} fit the kernel answer",
-        answer.name,
-        rdata.len()
-    );
+fn encode_rrs(answer: &PoolAnswer, rdata: &[RData]) -> Result<Variant, DatapathError> {
+    let pool = || answer.name.to_string();
+    if rdata.is_empty() {
+        return Err(DatapathError::NoRecords { pool: pool() });
+    }
+    if rdata.len() > MAX_ANSWER_RRS {
+        return Err(DatapathError::TooManyRecords {
+            pool: pool(),
+            count: rdata.len(),
+        });
+    }
     let name = answer.name.to_lowercase();
     let mut msg = Message::query();
     msg.add_query(Query::query(name.clone(), answer.rtype));
     msg.add_answers(rdata.iter().map(|d| answer.record(&name, d)));
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
-    msg.emit(&mut enc)
-        .with_context(|| format!("encoding the answer of pool {}", answer.name))?;
+    let encoding = |source| DatapathError::Encode {
+        pool: pool(),
+        source: Box::new(source),
+    };
+    msg.emit(&mut enc).map_err(encoding)?;
 
-    let qname_len = name.to_bytes()?.len();
+    let qname_len = name.to_bytes().map_err(encoding)?.len();
     let start = 12 + qname_len + 4;
-    let rrs = buf
-        .get(start..)
-        .ok_or_else(|| anyhow!("encoded answer of pool {} is too short", answer.name))?;
-    ensure!(
-        rrs.starts_with(&[0xc0, 0x0c]),
-        "encoded answer of pool {} does not point at the question",
-        answer.name
-    );
+    let rrs = buf.get(start..).ok_or_else(|| DatapathError::Unexpected {
+        pool: pool(),
+        problem: "is too short",
+    })?;
+    if !rrs.starts_with(&[0xc0, 0x0c]) {
+        return Err(DatapathError::Unexpected {
+            pool: pool(),
+            problem: "does not point at the question",
+        });
+    }
     if rrs.len() > MAX_ANSWER_LEN {
-        bail!(
-            "the answer of pool {} is {} octets, at most {MAX_ANSWER_LEN} fit the kernel answer",
-            answer.name,
-            rrs.len()
-        );
+        return Err(DatapathError::AnswerTooLong {
+            pool: pool(),
+            len: rrs.len(),
+        });
     }
     let mut v = Variant::empty();
     v.ancount = (rdata.len() as u16).to_be_bytes();
@@ -75,7 +80,7 @@ fn encode_rrs(answer: &PoolAnswer, rdata: &[RData]) -> anyhow::Result<Variant> {
 /// The kernel slot for a pool's answer (generation left 0): one variant with every record,
 /// one variant per record with the weighted thresholds, or no variant for SERVFAIL (the
 /// kernel passes the query and the daemon answers SERVFAIL).
-pub fn encode_slot(answer: &PoolAnswer) -> anyhow::Result<AnswerSlot> {
+pub fn encode_slot(answer: &PoolAnswer) -> Result<AnswerSlot, DatapathError> {
     let mut slot = AnswerSlot::empty();
     match &answer.selection {
         Selection::All => {
@@ -84,13 +89,13 @@ pub fn encode_slot(answer: &PoolAnswer) -> anyhow::Result<AnswerSlot> {
             slot.variants[0] = encode_variant(answer)?;
         }
         Selection::WeightedOne { thresholds, .. } => {
-            ensure!(
-                answer.rdata.len() == thresholds.len() && answer.rdata.len() <= MAX_VARIANTS,
-                "pool {}: {} weighted records with {} thresholds (at most {MAX_VARIANTS})",
-                answer.name,
-                answer.rdata.len(),
-                thresholds.len()
-            );
+            if answer.rdata.len() != thresholds.len() || answer.rdata.len() > MAX_VARIANTS {
+                return Err(DatapathError::Weights {
+                    pool: answer.name.to_string(),
+                    records: answer.rdata.len(),
+                    thresholds: thresholds.len(),
+                });
+            }
             slot.n_variants = answer.rdata.len() as u32;
             for (i, rdata) in answer.rdata.iter().enumerate() {
                 slot.variants[i] = encode_rrs(answer, std::slice::from_ref(rdata))?;
@@ -114,9 +119,10 @@ pub fn hot_qtypes(rtype: RecordType) -> &'static [RecordType] {
 }
 
 /// The hot-map key for a pool name and query type.
-pub fn hot_key(name: &Name, qtype: RecordType) -> anyhow::Result<HotKey> {
-    let wire = name.to_lowercase().to_bytes()?;
-    HotKey::new(&wire, u16::from(qtype)).ok_or_else(|| anyhow!("invalid pool name {name}"))
+pub fn hot_key(name: &Name, qtype: RecordType) -> Result<HotKey, DatapathError> {
+    let invalid = || DatapathError::InvalidName(name.to_string());
+    let wire = name.to_lowercase().to_bytes().map_err(|_| invalid())?;
+    HotKey::new(&wire, u16::from(qtype)).ok_or_else(invalid)
 }
 
 /// Settings of the XDP path written to its config map.
@@ -142,15 +148,13 @@ pub struct HotMaps {
 }
 
 impl HotMaps {
-    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Self, DatapathError> {
         fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
             ebpf: &mut aya::Ebpf,
-            name: &str,
-        ) -> anyhow::Result<T> {
-            let map = ebpf
-                .take_map(name)
-                .ok_or_else(|| anyhow!("the XDP program has no map {name}"))?;
-            T::try_from(map).with_context(|| format!("map {name}"))
+            name: &'static str,
+        ) -> Result<T, DatapathError> {
+            let map = ebpf.take_map(name).ok_or(DatapathError::NoMap(name))?;
+            T::try_from(map).map_err(DatapathError::map(format!("map {name}")))
         }
         Ok(Self {
             names: take(ebpf, MAP_HOT_NAMES)?,
@@ -164,7 +168,7 @@ impl HotMaps {
     }
 
     /// Enables or disables the XDP path and writes its settings.
-    pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> anyhow::Result<()> {
+    pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> Result<(), DatapathError> {
         let mut flags = if enabled { CFG_ENABLED } else { 0 };
         let mut wanted = HashSet::new();
         for ip in &s.listen {
@@ -186,7 +190,7 @@ impl HotMaps {
         for a in &wanted {
             self.listen
                 .insert(a, 1, 0)
-                .context("writing LISTEN_ADDRS")?;
+                .map_err(DatapathError::map("writing LISTEN_ADDRS"))?;
         }
         let stale: Vec<[u8; 16]> = self
             .listen
@@ -195,30 +199,32 @@ impl HotMaps {
             .filter(|k| !wanted.contains(k))
             .collect();
         for k in stale {
-            self.listen.remove(&k).context("pruning LISTEN_ADDRS")?;
+            self.listen
+                .remove(&k)
+                .map_err(DatapathError::map("pruning LISTEN_ADDRS"))?;
         }
         self.write_config(s, flags)
     }
 
-    fn write_config(&mut self, s: &DatapathSettings, flags: u32) -> anyhow::Result<()> {
+    fn write_config(&mut self, s: &DatapathSettings, flags: u32) -> Result<(), DatapathError> {
         let cfg = XdpConfig {
             port: s.port.to_be_bytes(),
             edns_udp_size: s.edns_udp_size.to_be_bytes(),
             flags,
         };
-        self.config.set(0, cfg, 0).context("writing CONFIG")
+        self.config
+            .set(0, cfg, 0)
+            .map_err(DatapathError::map("writing CONFIG"))
     }
 
     /// Makes the kernel answer exactly `pools`: assigns indexes (sorted by name), publishes
     /// every answer, points the names at them and removes names no longer configured.
     /// Call with the XDP path disabled (see [`Self::configure`]) when the pool set changes,
     /// so no name briefly points at another pool's index.
-    pub fn sync(&mut self, pools: &[PoolAnswer]) -> anyhow::Result<()> {
-        ensure!(
-            pools.len() <= MAX_POOLS as usize,
-            "{} pools configured, the kernel map holds at most {MAX_POOLS}",
-            pools.len()
-        );
+    pub fn sync(&mut self, pools: &[PoolAnswer]) -> Result<(), DatapathError> {
+        if pools.len() > MAX_POOLS as usize {
+            return Err(DatapathError::TooManyPools { count: pools.len() });
+        }
         let mut sorted: Vec<&PoolAnswer> = pools.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         let mut index = BTreeMap::new();
@@ -231,7 +237,10 @@ impl HotMaps {
                 let key = hot_key(&pool.name, qtype)?;
                 self.names
                     .insert(key, HotRef { pool: i, flags: 0 }, 0)
-                    .with_context(|| format!("writing HOT_NAMES for {} {qtype}", pool.name))?;
+                    .map_err(DatapathError::map(format!(
+                        "writing HOT_NAMES for {} {qtype}",
+                        pool.name
+                    )))?;
                 keys.insert(key);
             }
         }
@@ -242,25 +251,31 @@ impl HotMaps {
             .filter(|k| !keys.contains(k))
             .collect();
         for k in stale {
-            self.names.remove(&k).context("pruning HOT_NAMES")?;
+            self.names
+                .remove(&k)
+                .map_err(DatapathError::map("pruning HOT_NAMES"))?;
         }
         self.index = index;
         Ok(())
     }
 
     /// Publishes a new answer for an already synced pool (the probe/selector path).
-    pub fn publish(&mut self, answer: &PoolAnswer) -> anyhow::Result<()> {
-        let i = *self
-            .index
-            .get(&answer.name.to_lowercase())
-            .ok_or_else(|| anyhow!("pool {} is not in the kernel map", answer.name))?;
+    pub fn publish(&mut self, answer: &PoolAnswer) -> Result<(), DatapathError> {
+        let i = *self.index.get(&answer.name.to_lowercase()).ok_or_else(|| {
+            DatapathError::NotPublished {
+                pool: answer.name.to_string(),
+            }
+        })?;
         self.publish_at(i, answer)
     }
 
     /// Writes the slot readers are not using, then flips the generation.
-    fn publish_at(&mut self, pool: u32, answer: &PoolAnswer) -> anyhow::Result<()> {
+    fn publish_at(&mut self, pool: u32, answer: &PoolAnswer) -> Result<(), DatapathError> {
         let slot = encode_slot(answer)?;
-        let current = self.gens.get(&pool, 0).context("reading HOT_GEN")?;
+        let current = self
+            .gens
+            .get(&pool, 0)
+            .map_err(DatapathError::map("reading HOT_GEN"))?;
         let next = current.wrapping_add(1);
         let slot = AnswerSlot {
             generation: next,
@@ -268,46 +283,60 @@ impl HotMaps {
         };
         self.slots
             .set(slot_index(pool, next), slot, 0)
-            .context("writing HOT_SLOTS")?;
-        self.gens.set(pool, next, 0).context("writing HOT_GEN")
+            .map_err(DatapathError::map("writing HOT_SLOTS"))?;
+        self.gens
+            .set(pool, next, 0)
+            .map_err(DatapathError::map("writing HOT_GEN"))
     }
 
     /// Counter totals (summed over CPUs), indexed by [`Outcome`].
-    pub fn stats(&self) -> anyhow::Result<Vec<(Outcome, u64)>> {
+    pub fn stats(&self) -> Result<Vec<(Outcome, u64)>, DatapathError> {
         Outcome::ALL
             .iter()
             .map(|&o| {
-                let per_cpu = self.stats.get(&(o as u32), 0).context("reading STATS")?;
+                let per_cpu = self
+                    .stats
+                    .get(&(o as u32), 0)
+                    .map_err(DatapathError::map("reading STATS"))?;
                 Ok((o, per_cpu.iter().sum()))
             })
             .collect()
     }
 
     /// The answer currently published for `name` (None when not a hot name).
-    pub fn published(&self, name: &Name) -> anyhow::Result<Option<Variant>> {
+    pub fn published(&self, name: &Name) -> Result<Option<Variant>, DatapathError> {
         let Some(&i) = self.index.get(&name.to_lowercase()) else {
             return Ok(None);
         };
-        let g = self.gens.get(&i, 0)?;
-        let slot = self.slots.get(&slot_index(i, g), 0)?;
+        let g = self
+            .gens
+            .get(&i, 0)
+            .map_err(DatapathError::map("reading HOT_GEN"))?;
+        let slot = self
+            .slots
+            .get(&slot_index(i, g), 0)
+            .map_err(DatapathError::map("reading HOT_SLOTS"))?;
         Ok((slot.n_variants > 0).then_some(slot.variants[0]))
     }
 }
 
 /// Counter totals from the stats map pinned in `pin_dir` by a running daemon.
-pub fn read_pinned_stats(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(Outcome, u64)>> {
+pub fn read_pinned_stats(pin_dir: &std::path::Path) -> Result<Vec<(Outcome, u64)>, DatapathError> {
     let path = pin_dir.join(MAP_STATS);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "opening {} (is the daemon running with XDP, and is this its pin_path?)",
-            path.display()
-        )
-    })?;
-    let stats: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))?;
+    let data = MapData::from_pin(&path).map_err(DatapathError::map(format!(
+        "opening {} (is the daemon running with XDP, and is this its pin_path?)",
+        path.display()
+    )))?;
+    let stats: PerCpuArray<MapData, u64> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
+        .map_err(DatapathError::map(format!("map {MAP_STATS}")))?;
     Outcome::ALL
         .iter()
-        .map(|&o| Ok((o, stats.get(&(o as u32), 0)?.iter().sum())))
+        .map(|&o| {
+            let per_cpu = stats
+                .get(&(o as u32), 0)
+                .map_err(DatapathError::map("reading STATS"))?;
+            Ok((o, per_cpu.iter().sum()))
+        })
         .collect()
 }
 

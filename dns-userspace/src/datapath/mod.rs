@@ -1,6 +1,118 @@
-//! The kernel side: the XDP program's loading, pinning and attaching, the hot map's
-//! encoding and publishing, and the answer table both answer paths read.
+//! The kernel side, the packet path in the kernel: the XDP program and what the daemon
+//! keeps in its maps.
+//!
+//! * [`ebpf`]: loading the program, pinning its maps under bpffs and attaching it to
+//!   interfaces (`[xdp]` settings);
+//! * [`hot`]: encoding pool answers into hot-map entries and publishing them without torn
+//!   reads; reading the counters;
+//! * [`pools`]: the answer table both answer paths read (the daemon per query, the kernel
+//!   through `hot`), with the rules every answer follows (at most eight records, one for a
+//!   CNAME; the weighted pick).
+//!
+//! Depends on no other part of the daemon.
+
+use std::{io, path::PathBuf};
+
+use dns_common::{MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_POOLS, MAX_VARIANTS};
 
 pub mod ebpf;
 pub mod hot;
 pub mod pools;
+
+/// Something the kernel side could not do: encode an answer, write or read a map, load or
+/// attach the program.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("pool {pool} has no answer records")]
+    NoRecords { pool: String },
+    #[error(
+        "pool {pool} has {count} answer records, at most {MAX_ANSWER_RRS} fit the kernel answer"
+    )]
+    TooManyRecords { pool: String, count: usize },
+    #[error(
+        "the answer of pool {pool} is {len} octets, at most {MAX_ANSWER_LEN} fit the kernel answer"
+    )]
+    AnswerTooLong { pool: String, len: usize },
+    #[error("encoding the answer of pool {pool}")]
+    Encode {
+        pool: String,
+        #[source]
+        source: Box<hickory_proto::ProtoError>,
+    },
+    /// hickory-proto's encoding is not what the kernel splices in.
+    #[error("encoded answer of pool {pool} {problem}")]
+    Unexpected { pool: String, problem: &'static str },
+    #[error(
+        "pool {pool}: {records} weighted records with {thresholds} thresholds (at most {MAX_VARIANTS})"
+    )]
+    Weights {
+        pool: String,
+        records: usize,
+        thresholds: usize,
+    },
+    #[error("invalid pool name {0}")]
+    InvalidName(String),
+    #[error("{count} pools configured, the kernel map holds at most {MAX_POOLS}")]
+    TooManyPools { count: usize },
+    #[error("pool {pool} is not in the kernel map")]
+    NotPublished { pool: String },
+    #[error("the XDP program has no map {0}")]
+    NoMap(&'static str),
+    #[error("no program {0} in the object")]
+    NoProgram(&'static str),
+    /// Reading or writing a map (`what` says which).
+    #[error("{what}")]
+    Map {
+        what: String,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// Loading or attaching a program; a verifier rejection carries its log.
+    #[error("{what}")]
+    Program {
+        what: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// Loading the object.
+    #[error("{what}")]
+    Load {
+        what: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    /// The pin directory or bpffs.
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the pin directory {} is not on a BPF filesystem (mount -t bpf bpf <dir>)", .0.display())]
+    NotBpffs(PathBuf),
+}
+
+impl DatapathError {
+    pub(crate) fn map(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> Self {
+        let what = what.into();
+        move |source| Self::Map {
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn program(
+        what: impl Into<String>,
+    ) -> impl FnOnce(aya::programs::ProgramError) -> Self {
+        let what = what.into();
+        move |source| Self::Program {
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+}

@@ -42,7 +42,7 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 
-use crate::{config::Config, datapath::pools::PoolTable, dns::zone::Zone};
+use crate::{datapath::pools::PoolTable, dns::zone::Zone};
 
 /// Longest CNAME chain followed inside a zone.
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -112,22 +112,6 @@ impl Authority {
             pools,
             edns_udp_size: edns_udp_size.max(PLAIN_UDP_LIMIT),
         }
-    }
-
-    /// Serves the zones of a validated config (as loaded by [`Config::load`]).
-    pub fn from_config(cfg: &Config, pools: Arc<PoolTable>) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            cfg.zone_data().len() == cfg.zones.len(),
-            "config {} has {} zones but {} loaded",
-            cfg.source.display(),
-            cfg.zones.len(),
-            cfg.zone_data().len()
-        );
-        Ok(Self::new(
-            cfg.zone_data().to_vec(),
-            pools,
-            cfg.server.edns_udp_size,
-        ))
     }
 
     /// The pool table this authority answers pool names from.

@@ -19,7 +19,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter},
@@ -83,6 +82,22 @@ const ERROR_PAUSE: Duration = Duration::from_millis(20);
 /// Attempts at finding one free ephemeral port for every socket when `port` is 0.
 const EPHEMERAL_ATTEMPTS: usize = 32;
 
+/// Why the server cannot listen.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("no listen addresses configured")]
+    NoListenAddresses,
+    #[error("binding {transport} {addr}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("finding one free port for every listen address")]
+    NoFreePort(#[source] Box<ServerError>),
+}
+
 /// Bound UDP sockets and TCP listeners, ready to [`serve`](Listeners::serve).
 #[derive(Debug)]
 pub struct Listeners {
@@ -94,7 +109,7 @@ pub struct Listeners {
 ///
 /// With port 0 one free port is picked and used for all sockets, so tests can ask a
 /// single address over both transports.
-pub async fn bind(settings: &ServerSettings) -> anyhow::Result<Listeners> {
+pub async fn bind(settings: &ServerSettings) -> Result<Listeners, ServerError> {
     Listeners::bind(settings).await
 }
 
@@ -103,7 +118,7 @@ pub async fn serve(
     authority: Arc<Authority>,
     settings: &ServerSettings,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     bind(settings)
         .await?
         .serve(authority, settings, shutdown)
@@ -116,49 +131,48 @@ pub async fn run(
     authority: Arc<Authority>,
     settings: ServerSettings,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     listeners.serve(authority, &settings, shutdown).await
 }
 
 impl Listeners {
     /// See [`bind`].
-    pub async fn bind(settings: &ServerSettings) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !settings.listen.is_empty(),
-            "no listen addresses configured"
-        );
+    pub async fn bind(settings: &ServerSettings) -> Result<Self, ServerError> {
+        if settings.listen.is_empty() {
+            return Err(ServerError::NoListenAddresses);
+        }
         if settings.port != 0 {
             return Self::bind_port(&settings.listen, settings.port);
         }
-        let mut last_error = None;
+        // Replaced by the error of every failed attempt (there are several).
+        let mut last_error = ServerError::NoListenAddresses;
         for _ in 0..EPHEMERAL_ATTEMPTS {
             // The first socket picks the port, the others take the same one.
             let first = SocketAddr::new(settings.listen[0], 0);
-            let probe = udp_socket(first).with_context(|| format!("binding UDP {first}"))?;
-            let port = probe.local_addr()?.port();
-            drop(probe);
+            let port = udp_socket(first)
+                .and_then(|probe| probe.local_addr())
+                .map_err(bind_error("UDP", first))?
+                .port();
             match Self::bind_port(&settings.listen, port) {
                 Ok(l) => return Ok(l),
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = e,
             }
         }
-        Err(last_error
-            .unwrap_or_else(|| anyhow::anyhow!("no free port"))
-            .context("finding one free port for every listen address"))
+        Err(ServerError::NoFreePort(Box::new(last_error)))
     }
 
-    fn bind_port(listen: &[IpAddr], port: u16) -> anyhow::Result<Self> {
+    fn bind_port(listen: &[IpAddr], port: u16) -> Result<Self, ServerError> {
         let mut udp = Vec::with_capacity(listen.len());
         let mut tcp = Vec::with_capacity(listen.len());
         for ip in listen {
             let addr = SocketAddr::new(*ip, port);
             let socket = udp_socket(addr)
                 .and_then(UdpSocket::from_std)
-                .with_context(|| format!("binding UDP {addr}"))?;
+                .map_err(bind_error("UDP", addr))?;
             udp.push(Arc::new(socket));
             let listener = tcp_listener(addr)
                 .and_then(TcpListener::from_std)
-                .with_context(|| format!("binding TCP {addr}"))?;
+                .map_err(bind_error("TCP", addr))?;
             tcp.push(listener);
         }
         Ok(Self { udp, tcp })
@@ -187,7 +201,7 @@ impl Listeners {
         authority: Arc<Authority>,
         settings: &ServerSettings,
         mut shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServerError> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let mut tasks = JoinSet::new();
         for socket in &self.udp {
@@ -219,6 +233,14 @@ impl Listeners {
         while tasks.join_next().await.is_some() {}
         tracing::info!("dns server stopped");
         Ok(())
+    }
+}
+
+fn bind_error(transport: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> ServerError {
+    move |source| ServerError::Bind {
+        transport,
+        addr,
+        source,
     }
 }
 
@@ -431,7 +453,7 @@ mod tests {
         udp: Vec<SocketAddr>,
         tcp: Vec<SocketAddr>,
         stop: watch::Sender<bool>,
-        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+        task: tokio::task::JoinHandle<Result<(), ServerError>>,
     }
 
     impl Running {

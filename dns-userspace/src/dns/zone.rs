@@ -9,7 +9,6 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
     ops::Bound,
     path::{Path, PathBuf},
 };
@@ -62,7 +61,8 @@ pub struct SoaSettings {
 }
 
 /// A problem with a zone file, with the line where it was found when known.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ZoneError {
     file: PathBuf,
     line: Option<usize>,
@@ -91,17 +91,6 @@ impl ZoneError {
         &self.message
     }
 }
-
-impl fmt::Display for ZoneError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for ZoneError {}
 
 /// The RRsets at one owner name.
 #[derive(Clone, Debug)]

@@ -50,7 +50,6 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use reqwest::{StatusCode, Url, header::CONTENT_TYPE};
 use serde::Serialize;
@@ -80,6 +79,69 @@ pub struct EventSettings {
     /// Append-only JSON-lines event log, resolved relative to the config file's
     /// directory. Default none (events are only logged).
     pub log: Option<PathBuf>,
+}
+
+/// Why the event record cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("creating the event log directory {}", .dir.display())]
+    LogDirectory {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the event log {}", .path.display())]
+    OpenLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the webhook HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("webhook URL of pool {pool} is invalid")]
+    InvalidWebhook {
+        pool: String,
+        #[source]
+        source: WebhookUrlError,
+    },
+    /// Shows the URL without its path and query, which often hold a secret.
+    #[error("webhook URL of pool {pool} must be http:// or https:// with a host, not {shown}")]
+    UnusableWebhook { pool: String, shown: String },
+}
+
+/// A webhook URL that cannot be POSTed to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookUrlError {
+    #[error("invalid webhook URL {text:?}: {reason}")]
+    Invalid {
+        text: String,
+        reason: url::ParseError,
+    },
+    #[error("webhook URL {text:?} must be http or https, not {scheme:?}")]
+    Scheme { text: String, scheme: String },
+    #[error("webhook URL {text:?} has no host")]
+    NoHost { text: String },
+}
+
+/// A webhook URL from the config (`webhook = "..."`): http or https, with a host.
+pub fn webhook_url(text: &str) -> Result<Url, WebhookUrlError> {
+    let text = text.trim();
+    let url = Url::parse(text).map_err(|reason| WebhookUrlError::Invalid {
+        text: text.to_string(),
+        reason,
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(WebhookUrlError::Scheme {
+            text: text.to_string(),
+            scheme: url.scheme().to_string(),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(WebhookUrlError::NoHost {
+            text: text.to_string(),
+        });
+    }
+    Ok(url)
 }
 
 /// What changed.
@@ -237,19 +299,23 @@ impl EventSink {
     /// `log`: optional append-only JSON-lines file (created with its parent directories if
     /// missing; opened `O_APPEND`; one line per event, written per event). Webhooks are set
     /// per pool with [`EventSink::set_webhook`] and delivered once [`EventSink::start`] ran.
-    pub fn new(log: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn new(log: Option<&Path>) -> Result<Self, EventsError> {
         let log = match log {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| {
-                        format!("creating the event log directory {}", dir.display())
+                    std::fs::create_dir_all(dir).map_err(|source| EventsError::LogDirectory {
+                        dir: dir.to_path_buf(),
+                        source,
                     })?;
                 }
                 let file = OpenOptions::new()
                     .append(true)
                     .create(true)
                     .open(path)
-                    .with_context(|| format!("opening the event log {}", path.display()))?;
+                    .map_err(|source| EventsError::OpenLog {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
                 Some(LogFile {
                     path: path.to_path_buf(),
                     file: Mutex::new(file),
@@ -261,7 +327,7 @@ impl EventSink {
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .context("building the webhook HTTP client")?;
+            .map_err(EventsError::Client)?;
         let (tx, rx) = mpsc::channel(WEBHOOK_QUEUE);
         Ok(Self {
             log,
@@ -279,14 +345,16 @@ impl EventSink {
 
     /// Every event of `pool` is also POSTed to `url` (http or https); replaces an earlier
     /// URL for the pool.
-    pub fn set_webhook(&mut self, pool: &str, url: String) -> anyhow::Result<()> {
-        let parsed =
-            Url::parse(&url).with_context(|| format!("webhook URL of pool {pool} is invalid"))?;
+    pub fn set_webhook(&mut self, pool: &str, url: String) -> Result<(), EventsError> {
+        let parsed = Url::parse(&url).map_err(|reason| EventsError::InvalidWebhook {
+            pool: pool.to_string(),
+            source: WebhookUrlError::Invalid { text: url, reason },
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            bail!(
-                "webhook URL of pool {pool} must be http:// or https:// with a host, not {}",
-                redact(&parsed)
-            );
+            return Err(EventsError::UnusableWebhook {
+                pool: pool.to_string(),
+                shown: redact(&parsed),
+            });
         }
         self.webhooks.insert(pool.to_string(), parsed);
         Ok(())

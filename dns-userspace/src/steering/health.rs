@@ -66,6 +66,22 @@ impl fmt::Display for AdminState {
     }
 }
 
+/// An endpoint state the operator asked for that does not exist.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown endpoint state {0:?} (up, down or follow)")]
+pub struct UnknownAdminState(pub String);
+
+/// Parses `up`, `down` or `follow` (also Constellix's `always_on`, `always_off`,
+/// `follow_sonar`), as the operator commands and the HTTP API take them.
+pub fn parse_admin(s: &str) -> Result<AdminState, UnknownAdminState> {
+    Ok(match s.to_ascii_lowercase().replace('-', "_").as_str() {
+        "up" | "always_on" => AdminState::Up,
+        "down" | "always_off" => AdminState::Down,
+        "follow" | "follow_sonar" => AdminState::Follow,
+        other => return Err(UnknownAdminState(other.to_string())),
+    })
+}
+
 /// The result of one probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeOutcome {

@@ -16,7 +16,6 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{anyhow, bail};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
@@ -26,6 +25,7 @@ use crate::{
         ebpf::Datapath,
         pools::{PoolAnswer, PoolTable, Selection},
     },
+    dns::{NameError, parse_name},
     steering::{
         endpoint::EndpointAddress,
         events::{Event, EventSink},
@@ -35,6 +35,27 @@ use crate::{
         probe::{ProbeJob, ProbeTarget},
     },
 };
+
+/// Why an operator's pin was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetAdminError {
+    #[error("pool {pool:?}: {reason}")]
+    BadPoolName { pool: String, reason: NameError },
+    #[error("no pool {0}")]
+    NoSuchPool(String),
+    #[error("pool {pool} has no endpoint {endpoint}")]
+    NoSuchEndpoint { pool: String, endpoint: String },
+}
+
+impl SetAdminError {
+    /// The pool or endpoint does not exist (as opposed to a malformed request).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::NoSuchPool(_) | Self::NoSuchEndpoint { .. } => true,
+            Self::BadPoolName { .. } => false,
+        }
+    }
+}
 
 /// A probe result as the scheduler sends it: (pool, endpoint, finished at, outcome).
 pub type ProbeResult = (usize, usize, Instant, ProbeOutcome);
@@ -231,13 +252,16 @@ impl Steering {
         pool: &str,
         endpoint: &str,
         state: AdminState,
-    ) -> anyhow::Result<String> {
-        let want = crate::dns::parse_name(pool).map_err(|e| anyhow!("pool {pool:?}: {e}"))?;
+    ) -> Result<String, SetAdminError> {
+        let want = parse_name(pool).map_err(|reason| SetAdminError::BadPoolName {
+            pool: pool.to_string(),
+            reason,
+        })?;
         let i = self
             .pools
             .iter()
             .position(|p| p.settings.name == want)
-            .ok_or_else(|| anyhow!("no pool {pool}"))?;
+            .ok_or_else(|| SetAdminError::NoSuchPool(pool.to_string()))?;
         let e = self.pools[i]
             .names
             .iter()
@@ -245,7 +269,10 @@ impl Steering {
                 n.eq_ignore_ascii_case(endpoint)
                     || n.trim_end_matches('.') == endpoint.trim_end_matches('.')
             })
-            .ok_or_else(|| anyhow!("pool {pool} has no endpoint {endpoint}"))?;
+            .ok_or_else(|| SetAdminError::NoSuchEndpoint {
+                pool: pool.to_string(),
+                endpoint: endpoint.to_string(),
+            })?;
         let h = &mut self.pools[i].health[e];
         if h.admin() == state {
             return Ok(format!("{endpoint} in {pool} already {state}"));
@@ -406,17 +433,6 @@ pub async fn run(
     }
 }
 
-/// Parses `up`, `down` or `follow` (also Constellix's `always_on`, `always_off`,
-/// `follow_sonar`).
-pub fn parse_admin(s: &str) -> anyhow::Result<AdminState> {
-    Ok(match s.to_ascii_lowercase().replace('-', "_").as_str() {
-        "up" | "always_on" => AdminState::Up,
-        "down" | "always_off" => AdminState::Down,
-        "follow" | "follow_sonar" => AdminState::Follow,
-        other => bail!("unknown endpoint state {other:?} (up, down or follow)"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::{path::Path, time::Duration};
@@ -424,7 +440,7 @@ mod tests {
     use hickory_proto::rr::{LowerName, Name, RData, rdata::A};
 
     use super::*;
-    use crate::config::Config;
+    use crate::{config::Config, steering::health::parse_admin};
 
     /// Steering over one pool of `endpoints` with `keys`, no kernel, events to a file.
     fn steering(keys: &str, endpoints: &str, log: &Path) -> (Steering, Arc<PoolTable>) {
