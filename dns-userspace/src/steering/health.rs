@@ -134,14 +134,58 @@ impl fmt::Display for ProbeState {
     }
 }
 
+/// Why an endpoint is in the state it is in; renders as the reason of its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateReason {
+    /// Never probed: "not probed yet".
+    NotProbedYet,
+    /// `rise` reached: "2 consecutive successes".
+    Successes(u32),
+    /// `fall` reached: "3 consecutive failures: HTTP 503".
+    Failures { count: u32, detail: String },
+    /// "pinned up by operator", "pinned down by operator".
+    Pinned { up: bool },
+    /// Back to the probes' verdict: "following probes again: down (3 consecutive
+    /// failures: HTTP 503)".
+    Following {
+        state: ProbeState,
+        why: Box<StateReason>,
+    },
+    /// Down from the first verdict on (no change of the effective state, but recorded):
+    /// "connection refused (first verdict)".
+    FirstVerdict { detail: String },
+    /// The operator set a state that changed nothing: "operator set state follow".
+    OperatorSet(AdminState),
+}
+
+impl fmt::Display for StateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotProbedYet => f.write_str("not probed yet"),
+            Self::Successes(n) => {
+                write!(f, "{n} consecutive {}", plural(*n, "success", "successes"))
+            }
+            Self::Failures { count, detail } => write!(
+                f,
+                "{count} consecutive {}: {detail}",
+                plural(*count, "failure", "failures")
+            ),
+            Self::Pinned { up: true } => f.write_str("pinned up by operator"),
+            Self::Pinned { up: false } => f.write_str("pinned down by operator"),
+            Self::Following { state, why } => write!(f, "following probes again: {state} ({why})"),
+            Self::FirstVerdict { detail } => write!(f, "{detail} (first verdict)"),
+            Self::OperatorSet(state) => write!(f, "operator set state {state}"),
+        }
+    }
+}
+
 /// A change of an endpoint's effective up/down state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     /// The new effective state.
     pub up: bool,
-    /// Why: "3 consecutive failures: HTTP 503", "2 consecutive successes",
-    /// "pinned up by operator", "following probes again: down (3 consecutive failures: ...)".
-    pub reason: String,
+    /// Why.
+    pub reason: StateReason,
 }
 
 /// One endpoint's health as its probes and the operator determine it.
@@ -152,7 +196,7 @@ pub struct EndpointHealth {
     admin: AdminState,
     probe: ProbeState,
     /// Why the probes last changed their verdict (for returning to `Follow`).
-    probe_reason: String,
+    probe_reason: StateReason,
     successes: u32,
     failures: u32,
     /// Successful latencies since the endpoint last went down, newest last.
@@ -173,7 +217,7 @@ impl EndpointHealth {
             fall: fall.max(1),
             admin: AdminState::Follow,
             probe: ProbeState::Unknown,
-            probe_reason: "not probed yet".to_string(),
+            probe_reason: StateReason::NotProbedYet,
             successes: 0,
             failures: 0,
             window: VecDeque::with_capacity(MEDIAN_WINDOW),
@@ -199,11 +243,7 @@ impl EndpointHealth {
             }
             if self.probe != ProbeState::Up && self.successes >= self.rise {
                 self.probe = ProbeState::Up;
-                self.probe_reason = format!(
-                    "{} consecutive {}",
-                    self.successes,
-                    plural(self.successes, "success", "successes")
-                );
+                self.probe_reason = StateReason::Successes(self.successes);
             }
         } else {
             self.successes = 0;
@@ -211,12 +251,10 @@ impl EndpointHealth {
             if self.probe != ProbeState::Down && self.failures >= self.fall {
                 self.probe = ProbeState::Down;
                 self.window.clear();
-                self.probe_reason = format!(
-                    "{} consecutive {}: {}",
-                    self.failures,
-                    plural(self.failures, "failure", "failures"),
-                    outcome.detail
-                );
+                self.probe_reason = StateReason::Failures {
+                    count: self.failures,
+                    detail: outcome.detail.clone(),
+                };
             }
         }
         let up = self.changed(now, before)?;
@@ -233,12 +271,12 @@ impl EndpointHealth {
         self.admin = state;
         let up = self.changed(now, before)?;
         let reason = match state {
-            AdminState::Up => "pinned up by operator".to_string(),
-            AdminState::Down => "pinned down by operator".to_string(),
-            AdminState::Follow => format!(
-                "following probes again: {} ({})",
-                self.probe, self.probe_reason
-            ),
+            AdminState::Up => StateReason::Pinned { up: true },
+            AdminState::Down => StateReason::Pinned { up: false },
+            AdminState::Follow => StateReason::Following {
+                state: self.probe,
+                why: Box::new(self.probe_reason.clone()),
+            },
         };
         Some(Transition { up, reason })
     }
@@ -352,6 +390,11 @@ mod tests {
         ProbeOutcome::failure(detail)
     }
 
+    /// A transition as (up, the reason's text).
+    fn shown(t: &Transition) -> (bool, String) {
+        (t.up, t.reason.to_string())
+    }
+
     /// A fake clock: one tick per probe.
     struct Clock(Instant);
 
@@ -389,13 +432,7 @@ mod tests {
         assert_eq!(h.consecutive(), (1, 0));
         let t = c.tick();
         let tr = h.record(t, &ok(10)).expect("up after 2 successes");
-        assert_eq!(
-            tr,
-            Transition {
-                up: true,
-                reason: "2 consecutive successes".into()
-            }
-        );
+        assert_eq!(shown(&tr), (true, "2 consecutive successes".to_string()));
         assert!(h.is_up() && h.probe_up());
         assert_eq!(h.last_change(), Some(t));
         // Further successes change nothing.
@@ -419,11 +456,8 @@ mod tests {
             .record(t, &fail("HTTP 503"))
             .expect("down after 3 failures");
         assert_eq!(
-            tr,
-            Transition {
-                up: false,
-                reason: "3 consecutive failures: HTTP 503".into()
-            }
+            shown(&tr),
+            (false, "3 consecutive failures: HTTP 503".to_string())
         );
         assert_eq!(h.probe_state(), ProbeState::Down);
         assert_eq!(h.last_change(), Some(t));
@@ -438,13 +472,14 @@ mod tests {
         let mut c = Clock::new();
         let mut h = EndpointHealth::new(1, 1);
         assert_eq!(
-            h.record(c.tick(), &ok(5)).unwrap().reason,
+            h.record(c.tick(), &ok(5)).unwrap().reason.to_string(),
             "1 consecutive success"
         );
         assert_eq!(
             h.record(c.tick(), &fail("timeout after 2s"))
                 .unwrap()
-                .reason,
+                .reason
+                .to_string(),
             "1 consecutive failure: timeout after 2s"
         );
         assert!(h.record(c.tick(), &ok(5)).unwrap().up);
@@ -490,7 +525,7 @@ mod tests {
         // Recovery needs rise successes.
         assert_eq!(h.record(c.tick(), &ok(10)), None);
         assert_eq!(
-            h.record(c.tick(), &ok(10)).unwrap().reason,
+            h.record(c.tick(), &ok(10)).unwrap().reason.to_string(),
             "2 consecutive successes"
         );
     }
@@ -503,13 +538,7 @@ mod tests {
         let tr = h
             .set_admin(t, AdminState::Up)
             .expect("unknown -> pinned up");
-        assert_eq!(
-            tr,
-            Transition {
-                up: true,
-                reason: "pinned up by operator".into()
-            }
-        );
+        assert_eq!(shown(&tr), (true, "pinned up by operator".to_string()));
         assert_eq!(h.admin(), AdminState::Up);
         assert_eq!(h.last_change(), Some(t));
         // The probes keep counting but do not move the effective state.
@@ -526,24 +555,18 @@ mod tests {
             .set_admin(c.tick(), AdminState::Follow)
             .expect("back to down");
         assert_eq!(
-            tr,
-            Transition {
-                up: false,
-                reason: "following probes again: down (3 consecutive failures: HTTP 503)".into()
-            }
+            shown(&tr),
+            (
+                false,
+                "following probes again: down (3 consecutive failures: HTTP 503)".to_string()
+            )
         );
 
         // Pinned down while the probes say up.
         h.record(c.tick(), &ok(10));
         assert!(h.record(c.tick(), &ok(10)).unwrap().up);
         let tr = h.set_admin(c.tick(), AdminState::Down).unwrap();
-        assert_eq!(
-            tr,
-            Transition {
-                up: false,
-                reason: "pinned down by operator".into()
-            }
-        );
+        assert_eq!(shown(&tr), (false, "pinned down by operator".to_string()));
         assert!(h.probe_up() && !h.is_up());
         assert_eq!(h.record(c.tick(), &ok(10)), None);
         // Down -> Up flips directly.
@@ -560,7 +583,7 @@ mod tests {
         h.set_admin(c.tick(), AdminState::Up);
         let tr = h.set_admin(c.tick(), AdminState::Follow).unwrap();
         assert_eq!(
-            tr.reason,
+            tr.reason.to_string(),
             "following probes again: unknown (not probed yet)"
         );
         assert!(!tr.up);

@@ -29,8 +29,8 @@ use crate::{
     steering::{
         endpoint::EndpointAddress,
         events::{Event, EventSink},
-        health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState},
-        policy::{self, AllDown, Answer, Candidate, Decision, Selector},
+        health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState, StateReason},
+        policy::{AllDown, Answer, Candidate, Decision, Selector},
         pool::PoolSettings,
         probe::{ProbeJob, ProbeTarget},
     },
@@ -240,7 +240,9 @@ impl Steering {
         } else if first_down && !pinned {
             // Down from the start is no change of the effective state (unknown counts as
             // down), but it belongs in the record.
-            let reason = format!("{} (first verdict)", h.last_detail());
+            let reason = StateReason::FirstVerdict {
+                detail: h.last_detail().to_string(),
+            };
             self.endpoint_event(pool, endpoint, "unknown", false, &reason);
         }
         self.reselect(pool, "probe");
@@ -284,7 +286,7 @@ impl Steering {
             Some(t) => self.endpoint_event(i, e, state_name(!t.up), t.up, &t.reason),
             None => {
                 let up = self.pools[i].health[e].is_up();
-                let reason = format!("operator set state {state}");
+                let reason = StateReason::OperatorSet(state);
                 self.endpoint_event(i, e, state_name(up), up, &reason);
             }
         }
@@ -292,7 +294,14 @@ impl Steering {
         Ok(format!("{endpoint} in {pool} is now {state}"))
     }
 
-    fn endpoint_event(&self, pool: usize, endpoint: usize, old: &str, new_up: bool, reason: &str) {
+    fn endpoint_event(
+        &self,
+        pool: usize,
+        endpoint: usize,
+        old: &str,
+        new_up: bool,
+        reason: &StateReason,
+    ) {
         let p = &self.pools[pool];
         let h = &p.health[endpoint];
         let event = Event::endpoint_state(
@@ -300,7 +309,7 @@ impl Steering {
             p.names[endpoint].clone(),
             old,
             if new_up { "up" } else { "down" },
-            reason,
+            reason.to_string(),
         )
         .with_latency(
             h.latency().map(|d| d.as_secs_f64() * 1e3),
@@ -324,7 +333,7 @@ impl Steering {
         let answer = self.pools[i].answer_for(&decision);
         let p = &mut self.pools[i];
         let new = decision.answer.render(&p.names);
-        let reason = policy::name_endpoints(&decision.reason, &p.names);
+        let reason = decision.reason.named(&p.names).to_string();
         if new == p.answer && decision.all_down == p.all_down {
             // The configured set confirmed at start-up: nothing to rewrite.
             return;
