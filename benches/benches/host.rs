@@ -16,7 +16,7 @@ use hotpool::{
         hot::encode_variant,
         pools::{PoolAnswer, PoolTable},
     },
-    dns::authority::Transport,
+    dns::request::{Request, Transport},
     steering::pool::PoolSettings,
 };
 
@@ -69,17 +69,18 @@ fn benches(c: &mut Criterion) {
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
     let authority = cfg.authority(pools);
+    let client = "192.0.2.99:53535".parse().unwrap();
     let pool_q = query("www.example.test.");
     let zone_q = query("ns1.example.test.");
     let nx_q = query("nope.example.test.");
     c.bench_function("authority/pool name", |b| {
-        b.iter(|| authority.respond(black_box(&pool_q), Transport::Udp))
+        b.iter(|| authority.respond(black_box(&Request::new(&pool_q, client, Transport::Udp))))
     });
     c.bench_function("authority/zone name", |b| {
-        b.iter(|| authority.respond(black_box(&zone_q), Transport::Udp))
+        b.iter(|| authority.respond(black_box(&Request::new(&zone_q, client, Transport::Udp))))
     });
     c.bench_function("authority/nxdomain", |b| {
-        b.iter(|| authority.respond(black_box(&nx_q), Transport::Udp))
+        b.iter(|| authority.respond(black_box(&Request::new(&nx_q, client, Transport::Udp))))
     });
 }
 

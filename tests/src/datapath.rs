@@ -7,9 +7,7 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions};
 use dns_common::Outcome;
-use hotpool::{
-    datapath::ebpf::Datapath, datapath::hot::DatapathSettings, datapath::pools::PoolAnswer,
-};
+use hotpool::datapath::{ebpf::Datapath, hot::DatapathSettings, pools::PoolAnswer};
 
 /// XDP return codes.
 pub const XDP_ABORTED: u32 = 0;

@@ -10,8 +10,7 @@ use dns_common::Outcome;
 use hotpool::{
     config::Config,
     daemon::{self, RunOptions},
-    datapath::ebpf::PassProgram,
-    datapath::hot::read_pinned_stats,
+    datapath::{ebpf::PassProgram, hot::read_pinned_stats},
 };
 use hotpool_tests::{
     daemon::{ZONE, answers_tcp, delta, xdp_attached},

@@ -2,7 +2,11 @@
 //! the expected action, the one stats counter it must move and, for XDP_TX, the exact
 //! expected output frame (built independently with etherparse and hickory-proto).
 
-use std::{net::IpAddr, str::FromStr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    sync::Arc,
+};
 
 use dns_common::Outcome;
 use hickory_proto::{
@@ -15,9 +19,14 @@ use hickory_proto::{
 };
 use hotpool::{
     config::Config,
-    datapath::hot::DatapathSettings,
-    datapath::pools::{PoolAnswer, PoolTable},
-    dns::authority::{Authority, Transport},
+    datapath::{
+        hot::DatapathSettings,
+        pools::{PoolAnswer, PoolTable},
+    },
+    dns::{
+        authority::Authority,
+        request::{Request, Transport},
+    },
 };
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX, single_outcome},
@@ -25,6 +34,12 @@ use hotpool_tests::{
 };
 
 const EDNS_SIZE: u16 = 1232;
+
+/// The client of the v4 frames, as the daemon's answer path sees it.
+const CLIENT: SocketAddr = SocketAddr::new(
+    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
+    frames::CLIENT_PORT,
+);
 
 fn v4() -> Path {
     Path::v4([10, 0, 0, 1], [10, 0, 0, 2])
@@ -648,7 +663,7 @@ fn run_table(cases: Vec<Case>) {
                 // The daemon answers the same query with the same bytes.
                 let query = frames::udp_payload(&case.frame);
                 let daemon = authority
-                    .respond(&query, Transport::Udp)
+                    .respond(&Request::new(&query, CLIENT, Transport::Udp))
                     .unwrap_or_else(|| panic!("{}: the daemon does not answer", case.name));
                 if daemon != payload {
                     failures.push(format!(
@@ -814,7 +829,11 @@ fn servfail_pool_is_passed_to_the_daemon() {
     table.set(p);
     let authority = daemon_authority_with(table);
     let reply = authority
-        .respond(&frames::udp_payload(&frame), Transport::Udp)
+        .respond(&Request::new(
+            &frames::udp_payload(&frame),
+            CLIENT,
+            Transport::Udp,
+        ))
         .unwrap();
     let m = Message::from_bytes(&reply).unwrap();
     assert_eq!(

@@ -17,7 +17,7 @@ use hickory_proto::{
     rr::{Name, RData, RecordType, rdata::A},
     serialize::binary::{BinDecodable, BinEncodable},
 };
-use hotpool::{datapath::hot::DatapathSettings, datapath::pools::PoolAnswer};
+use hotpool::datapath::{hot::DatapathSettings, pools::PoolAnswer};
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX},
     frames::{self, Path},

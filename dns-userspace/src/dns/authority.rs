@@ -1,7 +1,9 @@
 //! The authoritative answer path: one query message in, one response message out.
 //!
 //! Pure (no sockets, no clocks), so the UDP and TCP servers, the tests and the XDP
-//! comparison tests all call the same [`Authority::respond`].
+//! comparison tests all call the same [`Authority::respond`] with a [`Request`]: the
+//! message with its client, transport and (once parsed) EDNS options, which reach the
+//! lookup as a [`Context`].
 //!
 //! What it answers, following RFC 1034 §4.3.2 as Knot and NSD do:
 //! - **Pools first**: a query at a pool name (case-insensitive) whose type the pool answers
@@ -42,13 +44,16 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 
-use crate::{datapath::pools::PoolTable, dns::zone::Zone};
+use crate::{
+    datapath::pools::PoolTable,
+    dns::{
+        request::{Context, PLAIN_UDP_LIMIT, Request},
+        zone::Zone,
+    },
+};
 
 /// Longest CNAME chain followed inside a zone.
 pub const MAX_CNAME_CHAIN: usize = 8;
-
-/// Largest UDP response without EDNS (RFC 1035 §4.2.1).
-const PLAIN_UDP_LIMIT: u16 = dns_common::PLAIN_UDP_LIMIT as u16;
 
 /// Size of the DNS header; the question starts here.
 const HEADER_LEN: usize = 12;
@@ -56,13 +61,6 @@ const HEADER_LEN: usize = 12;
 /// QTYPEs MAILB and MAILA (RFC 1035 §3.2.3, obsolete).
 const MAILB: u16 = 253;
 const MAILA: u16 = 254;
-
-/// How the query arrived, which decides the size limit of the response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// All zones and pools, answering queries.
 #[derive(Debug)]
@@ -121,48 +119,49 @@ impl Authority {
 
     /// Response bytes for one query message, or None when nothing must be sent (the message
     /// is a response, or shorter than a DNS header).
-    pub fn respond(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let header = hickory_proto::op::Header::read(&mut BinDecoder::new(query)).ok()?;
-        let request = header.metadata;
-        if request.message_type == MessageType::Response {
+    pub fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
+        let header = hickory_proto::op::Header::read(&mut BinDecoder::new(request.message)).ok()?;
+        let query = header.metadata;
+        if query.message_type == MessageType::Response {
             return None;
         }
-        let mut meta = Metadata::response_from_request(&request);
-        let parsed = Message::from_vec(query);
+        let mut meta = Metadata::response_from_request(&query);
+        let parsed = Message::from_vec(request.message);
 
-        if request.op_code != OpCode::Query {
+        if query.op_code != OpCode::Query {
             meta.response_code = ResponseCode::NotImp;
             return match &parsed {
                 Ok(m) => {
                     let question = (m.queries.len() == 1).then(|| &m.queries[0]);
-                    self.finish(meta, question, m.edns.as_ref(), Reply::default(), transport)
+                    let ctx = Context::new(request, m.edns.as_ref());
+                    self.finish(meta, question, &ctx, Reply::default())
                 }
-                Err(_) => self.finish(meta, None, None, Reply::default(), transport),
+                Err(_) => self.finish(meta, None, &Context::new(request, None), Reply::default()),
             };
         }
         let msg = match parsed {
             Ok(m) => m,
             Err(e) => {
-                tracing::trace!(id = request.id, "undecodable query: {e}");
+                tracing::trace!(id = query.id, client = %request.client, "undecodable query: {e}");
                 meta.response_code = ResponseCode::FormErr;
-                return self.finish(meta, None, None, Reply::default(), transport);
+                return self.finish(meta, None, &Context::new(request, None), Reply::default());
             }
         };
-        let edns = msg.edns.as_ref();
+        let ctx = Context::new(request, msg.edns.as_ref());
         if msg.queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
-            return self.finish(meta, None, edns, Reply::default(), transport);
+            return self.finish(meta, None, &ctx, Reply::default());
         }
         let question = &msg.queries[0];
-        let reply = self.answer(&msg, question);
+        let reply = self.answer(&ctx, &msg, question);
         meta.response_code = reply.rcode;
         meta.authoritative = reply.authoritative;
-        self.finish(meta, Some(question), edns, reply, transport)
+        self.finish(meta, Some(question), &ctx, reply)
     }
 
     /// Checks the query and looks up the answer.
-    fn answer(&self, msg: &Message, question: &Query) -> Reply {
-        if msg.edns.as_ref().is_some_and(|e| e.version() != 0) {
+    fn answer(&self, ctx: &Context<'_>, msg: &Message, question: &Query) -> Reply {
+        if ctx.edns.is_some_and(|e| e.version() != 0) {
             return Reply::error(ResponseCode::BADVERS);
         }
         if !msg.answers.is_empty() || !msg.authorities.is_empty() {
@@ -180,10 +179,13 @@ impl Authority {
         if question.query_class() != DNSClass::IN {
             return Reply::error(ResponseCode::Refused);
         }
-        self.lookup(question.name(), qtype)
+        self.lookup(ctx, question.name(), qtype)
     }
 
-    fn lookup(&self, qname: &Name, qtype: RecordType) -> Reply {
+    /// The answer to `qtype` at `qname` for the query in `ctx` (the place where the
+    /// client's address or subnet can select an answer).
+    fn lookup(&self, ctx: &Context<'_>, qname: &Name, qtype: RecordType) -> Reply {
+        tracing::trace!(client = %ctx.client(), transport = ?ctx.transport(), %qname, %qtype, "lookup");
         let key = LowerName::new(qname);
         // Records owned by the query name get the lower-case name, which `encode` compresses
         // to a pointer at the question: on the wire they carry the client's case.
@@ -430,28 +432,22 @@ impl Authority {
         }
     }
 
-    /// Encodes the response within the transport's size limit.
+    /// Encodes the response within the size limit of the query's transport.
     fn finish(
         &self,
         meta: Metadata,
         question: Option<&Query>,
-        request_edns: Option<&Edns>,
+        ctx: &Context<'_>,
         reply: Reply,
-        transport: Transport,
     ) -> Option<Vec<u8>> {
-        let edns = request_edns.map(|req| {
+        let edns = ctx.edns.map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(self.edns_udp_size);
             e.set_version(0);
             e.set_dnssec_ok(req.flags().dnssec_ok);
             e
         });
-        let limit = match transport {
-            Transport::Udp => {
-                request_edns.map_or(PLAIN_UDP_LIMIT, |e| e.max_payload().max(PLAIN_UDP_LIMIT))
-            }
-            Transport::Tcp => u16::MAX,
-        };
+        let limit = ctx.size_limit();
         let r = &reply;
         let attempt = |optional: &[Record]| {
             encode(
@@ -551,7 +547,7 @@ fn encode(
 #[cfg(test)]
 mod tests {
     use std::{
-        net::{Ipv4Addr, Ipv6Addr},
+        net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
         path::PathBuf,
         str::FromStr,
     };
@@ -562,7 +558,10 @@ mod tests {
     };
 
     use super::*;
-    use crate::{datapath::pools::PoolAnswer, dns::zone::ZoneSettings};
+    use crate::{
+        datapath::pools::PoolAnswer,
+        dns::{request::Transport, zone::ZoneSettings},
+    };
 
     const ZONE: &str = r#"$ORIGIN example.test.
 $TTL 3600
@@ -670,8 +669,17 @@ ns.sub   A     192.0.2.54
         m
     }
 
+    /// Where the test queries come from.
+    const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99)), 53535);
+
+    /// `bytes` from [`CLIENT`] over `t`.
+    fn request(bytes: &[u8], t: Transport) -> Request<'_> {
+        Request::new(bytes, CLIENT, t)
+    }
+
     fn raw(a: &Authority, q: &Message, t: Transport) -> Vec<u8> {
-        a.respond(&q.to_vec().unwrap(), t).expect("a response")
+        a.respond(&request(&q.to_vec().unwrap(), t))
+            .expect("a response")
     }
 
     fn ask_over(a: &Authority, q: &Message, t: Transport) -> Message {
@@ -1161,8 +1169,11 @@ ns.sub   A     192.0.2.54
     fn malformed_queries_get_formerr_with_their_id() {
         let a = authority();
         let formerr = |bytes: &[u8]| {
-            let r =
-                Message::from_vec(&a.respond(bytes, Transport::Udp).expect("a response")).unwrap();
+            let r = Message::from_vec(
+                &a.respond(&request(bytes, Transport::Udp))
+                    .expect("a response"),
+            )
+            .unwrap();
             assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
             assert_eq!(r.metadata.id, 0xbeef);
             assert_eq!(r.metadata.message_type, MessageType::Response);
@@ -1213,12 +1224,15 @@ ns.sub   A     192.0.2.54
         let a = authority();
         let mut q = query("www.example.test.", RecordType::A);
         q.metadata.message_type = MessageType::Response;
-        assert!(a.respond(&q.to_vec().unwrap(), Transport::Udp).is_none());
         assert!(
-            a.respond(&[0xbe, 0xef, 0, 0, 0, 1], Transport::Udp)
+            a.respond(&request(&q.to_vec().unwrap(), Transport::Udp))
                 .is_none()
         );
-        assert!(a.respond(&[], Transport::Tcp).is_none());
+        assert!(
+            a.respond(&request(&[0xbe, 0xef, 0, 0, 0, 1], Transport::Udp))
+                .is_none()
+        );
+        assert!(a.respond(&request(&[], Transport::Tcp)).is_none());
     }
 
     #[test]
@@ -1355,7 +1369,7 @@ ns.sub   A     192.0.2.54
                 *b &= 0x7f; // mostly queries
             }
             for t in [Transport::Udp, Transport::Tcp] {
-                if let Some(resp) = a.respond(&bytes, t) {
+                if let Some(resp) = a.respond(&request(&bytes, t)) {
                     assert!(resp.len() >= 12);
                     assert_eq!(resp[..2], bytes[..2]);
                     assert!(resp[2] & 0x80 != 0, "QR set");

@@ -16,6 +16,7 @@ use std::str::FromStr as _;
 use hickory_proto::rr::Name;
 
 pub mod authority;
+pub mod request;
 pub mod server;
 pub mod zone;
 

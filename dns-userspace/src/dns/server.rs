@@ -28,7 +28,10 @@ use tokio::{
     time::timeout,
 };
 
-use crate::dns::authority::{Authority, Transport};
+use crate::dns::{
+    authority::Authority,
+    request::{Request, Transport},
+};
 
 /// Default UDP/TCP port.
 pub const DEFAULT_PORT: u16 = 53;
@@ -279,6 +282,11 @@ async fn udp_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; MAX_MESSAGE];
+    // A socket bound to a wildcard address does not say which address a datagram was for.
+    let local = socket
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
@@ -293,7 +301,11 @@ async fn udp_loop(
                 continue;
             }
         };
-        let Some(response) = authority.respond(&buf[..len], Transport::Udp) else {
+        let mut request = Request::new(&buf[..len], peer, Transport::Udp);
+        if let Some(local) = local {
+            request = request.with_local(local);
+        }
+        let Some(response) = authority.respond(&request) else {
             continue;
         };
         if let Err(e) = socket.send_to(&response, peer).await {
@@ -334,7 +346,7 @@ async fn tcp_loop(
         let authority = authority.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            if let Err(e) = tcp_connection(stream, &authority, idle, shutdown).await {
+            if let Err(e) = tcp_connection(stream, peer, &authority, idle, shutdown).await {
                 tracing::debug!(%peer, "tcp connection: {e}");
             }
             drop(slot);
@@ -348,10 +360,12 @@ async fn tcp_loop(
 /// for `idle`, a read or write takes longer than `idle`, or shutdown.
 async fn tcp_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     authority: &Authority,
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let local = stream.local_addr().ok();
     let (read, write) = stream.into_split();
     let mut read = BufReader::new(read);
     let mut write = BufWriter::new(write);
@@ -374,7 +388,11 @@ async fn tcp_connection(
         timeout(idle, read.read_exact(&mut message))
             .await
             .map_err(|_| timed_out())??;
-        if let Some(response) = authority.respond(&message, Transport::Tcp) {
+        let mut request = Request::new(&message, peer, Transport::Tcp);
+        if let Some(local) = local {
+            request = request.with_local(local);
+        }
+        if let Some(response) = authority.respond(&request) {
             let len = u16::try_from(response.len())
                 .map_err(|_| io::Error::other("response longer than 65535 octets"))?;
             timeout(idle, async {
