@@ -2,6 +2,7 @@
 
 mod bpffs;
 mod cmd;
+mod layout;
 mod run;
 mod setup;
 mod test;
@@ -68,6 +69,12 @@ enum Task {
     /// Runs the criterion benchmarks, then the kernel XDP benchmark (tests/tests/bench_xdp.rs,
     /// as root) when there is one.
     Bench,
+    /// Show the daemon's layout: lines per folder, module dependencies, problems
+    ///
+    /// The rules (no source file over 1000 lines outside tests, no module dependency
+    /// cycles, folders depending on each other only as allowed) are also checked by
+    /// xtask's tests, so `cargo xtask test` fails when one is broken.
+    Layout,
     /// Remove stale pins under hotpool's pin directory (/sys/fs/bpf/hotpool)
     ///
     /// Needed after an incompatible upgrade. Detaches nothing: a running hotpool keeps its
@@ -99,6 +106,7 @@ fn run(task: Task) -> Result<()> {
         Task::Run { release, args } => run::run(release, args),
         Task::Test { skip_lint, args } => test::test(skip_lint, &args),
         Task::Bench => test::bench(),
+        Task::Layout => layout::report(&cmd::workspace_root().join("dns-userspace/src"), "hotpool"),
         Task::CleanBpf { pin_dir } => bpffs::clean_bpf(&pin_dir),
     }
 }
