@@ -1,5 +1,5 @@
 //! Builds the XDP program (`dns-ebpf`, for bpfel-unknown-none with the nightly toolchain and
-//! bpf-linker) and leaves it in OUT_DIR, from where `src/ebpf.rs` embeds it.
+//! bpf-linker) and leaves it in OUT_DIR, from where `src/datapath/ebpf.rs` embeds it.
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 

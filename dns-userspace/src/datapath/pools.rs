@@ -137,8 +137,8 @@ impl PoolAnswer {
 
 /// Cumulative thresholds over the u32 range for `weights` (last = `u32::MAX`), so that
 /// `rand < thresholds[i]` picks `i` with probability `weight_i / total`: entry `i` is
-/// `⌊cumulative_weight_i × 2³² / total⌋`, saturated at `u32::MAX`. At most [`MAX_ANSWER_RRS`]
-/// entries: weights past the eighth are ignored.
+/// `⌊cumulative_weight_i × 2³² / total⌋`, saturated at `u32::MAX`. At most
+/// [`MAX_ANSWER_RRS`] entries: weights past the eighth are ignored.
 ///
 /// With all weights zero (or none given) every entry gets an equal share. A zero weight
 /// gets no share, except that a zero-weight *last* entry receives `rand == u32::MAX` (one

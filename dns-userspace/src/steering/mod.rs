@@ -1,5 +1,20 @@
-//! Steering: probes measure endpoints, health turns results into up/down, policies pick a
-//! pool's answer, and steer applies it (answer table and kernel map) and records events.
+//! Steering, the probe path and the decision path: which endpoints of each pool are
+//! answered, and why.
+//!
+//! The probe path: [`probe`] measures every endpoint on its interval (the scheduler and
+//! each kind's exchange) and sends the results to [`steer`], where [`health`] turns them
+//! into up and down. The decision path: for every change, [`policy`] picks the pool's
+//! answer among the endpoints that are up, and [`steer`] publishes it to the answer table
+//! and the kernel map (`datapath`) and records an event ([`events`]).
+//!
+//! * [`pool`], [`endpoint`]: a configured pool and what its endpoints answer with;
+//! * [`probe`]: probe specs (an enum per kind, validated from the config), probing, the
+//!   scheduler;
+//! * [`health`]: rise/fall, operator pins, smoothed latency;
+//! * [`policy`]: the policies and all-down behaviours (validated from the config), the
+//!   selector, and the reasons for its decisions;
+//! * [`steer`]: applying results and pins, publishing answers;
+//! * [`events`]: the event record (log, JSON lines, webhooks).
 
 pub mod endpoint;
 pub mod events;

@@ -2,8 +2,9 @@
 //! daemon's table *and* the kernel's hot map, plus an event for every change.
 //!
 //! One [`Steering`] owns every pool's runtime state. Probe results arrive on a channel from
-//! [`crate::steering::probe::run_probes`]; operator pins arrive through [`Steering::set_admin`] (the
-//! HTTP API). A pool's answer is rewritten only when the policy's decision changes, and
+//! [`crate::steering::probe::run_probes`]; operator pins arrive through
+//! [`Steering::set_admin`] (the HTTP API). A pool's answer is rewritten only when the
+//! policy's decision changes, and
 //! then atomically in both answer paths (see [`crate::datapath::hot`] for the kernel side).
 //!
 //! Start-up: until every probed endpoint of a pool has a verdict (`rise` successes or `fall`

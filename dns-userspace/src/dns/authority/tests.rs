@@ -1,4 +1,5 @@
-//! The answer path: pools byte for byte as the XDP path answers, zone data, errors, EDNS, truncation, and arbitrary input.
+//! The answer path: pools byte for byte as the XDP path answers, zone data, errors, EDNS,
+//! truncation, and arbitrary input.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},

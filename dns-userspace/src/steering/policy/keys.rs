@@ -14,8 +14,8 @@ use crate::{
 };
 
 /// A pool's policy keys as written in the config (`policy`, `count`, `deviation`,
-/// `hysteresis`, `all_down`, `fallback`); names are among [`POLICY_NAMES`] and
-/// [`ALL_DOWN_NAMES`].
+/// `hysteresis`, `all_down`, `fallback`); names are among [`POLICY_NAMES`](super::POLICY_NAMES) and
+/// [`ALL_DOWN_NAMES`](super::ALL_DOWN_NAMES).
 #[derive(Clone, Debug, Default)]
 pub struct PolicyKeys<'a> {
     pub policy: Option<&'a str>,
@@ -177,7 +177,8 @@ impl Policy {
         Ok((policy, all_down))
     }
 
-    /// The policy named `name` (one of [`POLICY_NAMES`]) with its default knobs.
+    /// The policy named `name` (one of [`POLICY_NAMES`](super::POLICY_NAMES)) with its
+    /// default knobs.
     fn from_name(name: &str) -> Result<Self, PolicyError> {
         Ok(match name {
             "fastest" => Self::default(),

@@ -2,9 +2,10 @@
 //! latency.
 //!
 //! This module is pure decision logic: no clock, no I/O, no runtime. The probe side
-//! (`health.rs`) turns raw probe results into one [`Candidate`] per endpoint; a [`Selector`]
-//! per pool turns the candidates into a [`Decision`] and reports it only when the answer
-//! changes, so callers rewrite the kernel map and the daemon's pool table only then.
+//! ([`crate::steering::health`]) turns raw probe results into one [`Candidate`] per
+//! endpoint; a [`Selector`] per pool turns the candidates into a [`Decision`] and reports
+//! it only when the answer changes, so callers rewrite the kernel map and the daemon's pool
+//! table only then. The config's policy keys are validated here too ([`Policy::from_keys`]).
 //!
 //! # What "up" means
 //!
@@ -51,10 +52,12 @@
 //!
 //! * [`Policy::Weighted`]: every up endpoint with its weight, as [`Answer::Weighted`]; the
 //!   kernel and the daemon pick one endpoint per query in proportion to the weights (see
-//!   [`thresholds`] and [`pick`]). Endpoints with weight 0 are left out while any up endpoint
-//!   has a positive weight; when every up endpoint has weight 0 they share equally (Route
-//!   53's rule for all-zero weights). At most [`MAX_ANSWER_RRS`] endpoints: with more up, the
-//!   heaviest ones (ties: configuration order), listed in configuration order.
+//!   [`thresholds`](crate::datapath::pools::thresholds) and
+//!   [`pick`](crate::datapath::pools::pick)). Endpoints with weight 0 are left out while
+//!   any up endpoint has a positive weight; when every up endpoint has weight 0 they share
+//!   equally (Route 53's rule for all-zero weights). At most [`MAX_ANSWER_RRS`] endpoints:
+//!   with more up, the heaviest ones (ties: configuration order), listed in configuration
+//!   order.
 //!
 //! * [`Policy::Failover`]: the up endpoint with the lowest `priority` value (ties: the one
 //!   configured first) is the whole answer. Fail-back to a preferred endpoint happens on
@@ -92,6 +95,8 @@
 //!
 //! This file: the policies and all-down behaviours; `keys`: their validation from the
 //! config's keys; `select`: the [`Selector`]; `reason`: the [`Reason`]s.
+//!
+//! [`MAX_ANSWER_RRS`]: dns_common::MAX_ANSWER_RRS
 
 use std::fmt;
 
@@ -134,7 +139,7 @@ pub enum Policy {
     Weighted,
     /// The up endpoint with the lowest priority value.
     Failover,
-    /// Every up endpoint (at most [`MAX_ANSWER_RRS`]).
+    /// Every up endpoint (at most [`MAX_ANSWER_RRS`](dns_common::MAX_ANSWER_RRS)).
     AllHealthy,
 }
 

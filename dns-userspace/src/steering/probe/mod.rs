@@ -37,8 +37,9 @@
 //! offset within one interval (so a restart does not fire every probe at once), then
 //! every interval ± 10 %, random each time. At most `max_concurrent` probes are in flight
 //! (a [`Semaphore`](tokio::sync::Semaphore)); a probe that waits for a slot runs late
-//! rather than being skipped, and a late job does not catch up with a burst. Probes run on their own tokio tasks and only
-//! send results on a channel, so they never block the DNS path.
+//! rather than being skipped, and a late job does not catch up with a burst. Probes run on
+//! their own tokio tasks and only send results on a channel, so they never block the DNS
+//! path.
 
 mod run;
 mod schedule;
