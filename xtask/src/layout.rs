@@ -601,17 +601,10 @@ fn split_lines(source: &Source) -> (usize, usize) {
     if source.is_test() {
         return (0, n);
     }
-    let tests_at = source
-        .text
-        .lines()
-        .position(|l| l.starts_with("#[cfg(test)]"))
-        .filter(|&at| {
-            source
-                .text
-                .lines()
-                .nth(at + 1)
-                .is_some_and(|l| l.starts_with("mod tests {"))
-        });
+    let lines: Vec<&str> = source.text.lines().collect();
+    let tests_at = lines
+        .windows(2)
+        .position(|w| w[0].starts_with("#[cfg(test)]") && w[1].starts_with("mod tests {"));
     match tests_at {
         Some(at) => (at, n - at),
         None => (n, 0),
@@ -734,6 +727,14 @@ fn after() { crate::k::L }
             find_cycle(&uses.at_depth(2)),
             Some(vec!["s::p".into(), "s::q".into(), "s::p".into()])
         );
+    }
+
+    #[test]
+    fn lines_of_code_and_tests() {
+        let text = "use a;\n#[cfg(test)]\nfn helper() {}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
+        assert_eq!(split_lines(&source("x.rs", text)), (4, 5));
+        assert_eq!(split_lines(&source("x/tests.rs", text)), (0, 9));
+        assert_eq!(split_lines(&source("y.rs", "a\nb\n")), (2, 0));
     }
 
     #[test]
