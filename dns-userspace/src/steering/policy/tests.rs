@@ -760,3 +760,26 @@ fn answers_render_with_names() {
     assert_eq!(Answer::Fallback.render(&names), "fallback");
     assert_eq!(Answer::Servfail.render(&names), "SERVFAIL");
 }
+
+#[test]
+fn every_policy_and_all_down_name_builds_its_variant() {
+    use hickory_proto::rr::{Name, RecordType};
+    let pool = Name::from_ascii("www.example.test.").unwrap();
+    for name in POLICY_NAMES {
+        let keys = PolicyKeys {
+            policy: Some(name),
+            ..PolicyKeys::default()
+        };
+        let (policy, _) = Policy::from_keys(&keys, &pool, RecordType::A, true).unwrap();
+        assert_eq!(policy.name(), *name);
+    }
+    for name in ALL_DOWN_NAMES {
+        let keys = PolicyKeys {
+            all_down: Some(name),
+            fallback: (*name == "fallback").then(|| vec!["192.0.2.1"]),
+            ..PolicyKeys::default()
+        };
+        let (_, all_down) = Policy::from_keys(&keys, &pool, RecordType::A, true).unwrap();
+        assert!(all_down.to_string().starts_with(name), "{all_down}");
+    }
+}
