@@ -1,6 +1,7 @@
 //! Types shared by the hotpool XDP program (`dns-ebpf`) and its daemon (`dns-userspace`),
 //! plus the pure logic both sides use: name folding and hashing, the query checks and reply
-//! header and OPT writes, the weighted pick, and the Internet checksum.
+//! header and OPT writes, the weighted pick, the Internet checksum, the UDP reply size, the
+//! acceptance rules and the response rate limiter's bucket.
 //!
 //! Everything here is `#![no_std]` and allocation-free so the eBPF program can use it; the
 //! same code is unit-tested on the host with plain `cargo test`.
@@ -9,11 +10,14 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod accept;
 pub mod csum;
 pub mod maps;
 pub mod name;
 pub mod pick;
 pub mod query;
+pub mod rrl;
+pub mod size;
 pub mod stats;
 
 pub use maps::*;

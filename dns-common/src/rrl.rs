@@ -1,0 +1,292 @@
+//! Response rate limiting (RRL): the token bucket of one client network, one copy for the
+//! XDP program and the daemon.
+//!
+//! Every client network (an IPv4 /24, an IPv6 /56 by default: [`RrlKey`]) has a bucket
+//! that fills at `responses_per_second` and holds at most `responses_per_second × window`
+//! answers. An answer takes one; when the bucket is empty the answer is *limited*: every
+//! `slip`-th limited answer still goes out, truncated (TC=1, no records), so a real client
+//! behind that network retries over TCP, which proves its address; the others are dropped.
+//! `slip = 0` drops every limited answer, `slip = 1` truncates every one.
+//!
+//! The bucket is GCRA (the generic cell rate algorithm, a token bucket kept as one
+//! timestamp): `tat` is when the bucket will be full again. An answer at time `now` fits
+//! while `tat - now` leaves room for one more interval within the window; it moves `tat` one
+//! interval (`1 s / responses_per_second`) on. One `u64` of state plus the slip counter, no
+//! division on the answer path, and the clock is passed in (nanoseconds of any monotonic
+//! clock: `bpf_ktime_get_ns` in the kernel), so the tests are deterministic.
+
+/// Nanoseconds per second.
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// What happens to one answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within the rate: sent as is.
+    Pass,
+    /// Limited, and sent truncated (TC=1, no records).
+    Slip,
+    /// Limited, and not sent.
+    Drop,
+}
+
+/// The limits, precomputed for the answer path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RrlParams {
+    /// Time one answer takes from the bucket: `1 s / responses_per_second`. 0 disables RRL.
+    pub interval_ns: u64,
+    /// How far `tat` may run ahead of the clock and still admit an answer: the bucket's
+    /// depth (`window`) less one interval.
+    pub tolerance_ns: u64,
+    /// Every `slip`-th limited answer is sent truncated; 0: none.
+    pub slip: u32,
+    pub _pad: u32,
+}
+
+impl RrlParams {
+    /// `responses_per_second` answers per second (0: no limit) and bursts of up to
+    /// `responses_per_second × window_s` answers.
+    pub const fn new(responses_per_second: u32, window_s: u32, slip: u32) -> Self {
+        if responses_per_second == 0 {
+            return Self {
+                interval_ns: 0,
+                tolerance_ns: 0,
+                slip,
+                _pad: 0,
+            };
+        }
+        let interval_ns = NS_PER_S / responses_per_second as u64;
+        let window_ns = window_s as u64 * NS_PER_S;
+        let tolerance_ns = window_ns.saturating_sub(interval_ns);
+        Self {
+            interval_ns,
+            tolerance_ns,
+            slip,
+            _pad: 0,
+        }
+    }
+
+    /// Whether answers are limited at all.
+    pub const fn enabled(&self) -> bool {
+        self.interval_ns != 0
+    }
+}
+
+/// One client network's bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Theoretical arrival time: when the bucket is full again (0: a new bucket).
+    pub tat_ns: u64,
+    /// Limited answers so far (for the slip count).
+    pub limited: u32,
+    pub _pad: u32,
+}
+
+impl Bucket {
+    /// Accounts one answer at `now_ns`.
+    #[inline(always)]
+    pub fn account(&mut self, now_ns: u64, params: &RrlParams) -> Verdict {
+        if !params.enabled() {
+            return Verdict::Pass;
+        }
+        let tat = if self.tat_ns > now_ns {
+            self.tat_ns
+        } else {
+            now_ns
+        };
+        if tat - now_ns <= params.tolerance_ns {
+            self.tat_ns = tat + params.interval_ns;
+            return Verdict::Pass;
+        }
+        self.limited = self.limited.wrapping_add(1);
+        if params.slip != 0 && self.limited.is_multiple_of(params.slip) {
+            Verdict::Slip
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
+/// A client network: the address with the bits past the prefix cleared, and its family, so
+/// an IPv4 network and an IPv6 network never share a bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RrlKey {
+    /// The network's address: IPv4 in the first 4 octets.
+    pub addr: [u8; 16],
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+impl RrlKey {
+    /// The /`prefix` network of an IPv4 address (prefix 0..=32; larger counts as 32).
+    #[inline(always)]
+    pub fn v4(addr: [u8; 4], prefix: u8) -> Self {
+        let mut key = Self {
+            addr: [0; 16],
+            family: 4,
+            _pad: [0; 3],
+        };
+        key.addr[..4].copy_from_slice(&addr);
+        mask(&mut key.addr, prefix.min(32));
+        key
+    }
+
+    /// The /`prefix` network of an IPv6 address (prefix 0..=128; larger counts as 128).
+    #[inline(always)]
+    pub fn v6(addr: &[u8; 16], prefix: u8) -> Self {
+        let mut key = Self {
+            addr: *addr,
+            family: 6,
+            _pad: [0; 3],
+        };
+        mask(&mut key.addr, prefix.min(128));
+        key
+    }
+}
+
+/// Clears every bit of `addr` past the first `prefix`.
+#[inline(always)]
+fn mask(addr: &mut [u8; 16], prefix: u8) {
+    let mut i = 0;
+    while i < 16 {
+        let first_bit = 8 * i as u32;
+        let keep = (prefix as u32).saturating_sub(first_bit);
+        addr[i] &= if keep >= 8 { 0xff } else { !(0xffu8 >> keep) };
+        i += 1;
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `#[repr(C)]`, integer fields and byte arrays only, no implicit padding
+    // (asserted below): valid for every byte pattern.
+    unsafe impl aya::Pod for super::RrlKey {}
+    unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::RrlParams {}
+}
+
+const _: () = assert!(core::mem::size_of::<RrlKey>() == 20);
+const _: () = assert!(core::mem::size_of::<Bucket>() == 16);
+const _: () = assert!(core::mem::size_of::<RrlParams>() == 24);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Verdicts for answers at the given times (ms).
+    fn run(params: &RrlParams, times_ms: impl IntoIterator<Item = u64>) -> std::vec::Vec<Verdict> {
+        let mut b = Bucket::default();
+        times_ms
+            .into_iter()
+            .map(|t| b.account(1_000 * MS + t * MS, params))
+            .collect()
+    }
+
+    fn count(v: &[Verdict], which: Verdict) -> usize {
+        v.iter().filter(|&&x| x == which).count()
+    }
+
+    #[test]
+    fn a_burst_of_one_window_then_the_rate() {
+        // 10 per second, window 1 s: 10 at once, then one every 100 ms.
+        let p = RrlParams::new(10, 1, 0);
+        let v = run(&p, [0; 15]);
+        assert_eq!(count(&v, Verdict::Pass), 10);
+        assert_eq!(count(&v, Verdict::Drop), 5);
+        assert!(v[..10].iter().all(|&x| x == Verdict::Pass));
+
+        // A steady 100 per second for 10 s gets 10 per second (+ the first burst).
+        let v = run(&p, (0..1000).map(|i| i * 10));
+        let passed = count(&v, Verdict::Pass);
+        assert!((100..=111).contains(&passed), "{passed}");
+
+        // At the rate exactly, nothing is limited.
+        let v = run(&p, (0..100).map(|i| i * 100));
+        assert_eq!(count(&v, Verdict::Pass), 100);
+
+        // A quiet network gets its burst back after one window.
+        let v = run(&p, (0..10).chain((0..10).map(|_| 1000)));
+        assert_eq!(count(&v, Verdict::Pass), 20);
+        // ... but only one window's worth, however long the quiet.
+        let v = run(&p, (0..10).chain((0..15).map(|_| 60_000)));
+        assert_eq!(count(&v, Verdict::Pass), 20);
+    }
+
+    #[test]
+    fn a_longer_window_allows_longer_bursts() {
+        let p = RrlParams::new(5, 3, 0);
+        let v = run(&p, [0; 20]);
+        assert_eq!(count(&v, Verdict::Pass), 15);
+    }
+
+    #[test]
+    fn slip_truncates_every_nth_limited_answer() {
+        let limited = |slip| {
+            let p = RrlParams::new(1, 1, slip);
+            let v = run(&p, [0; 13]);
+            assert_eq!(v[0], Verdict::Pass);
+            v[1..].to_vec()
+        };
+        assert_eq!(count(&limited(0), Verdict::Slip), 0, "0: drop all");
+        assert_eq!(count(&limited(1), Verdict::Slip), 12, "1: slip all");
+        let two = limited(2);
+        assert_eq!(count(&two, Verdict::Slip), 6);
+        assert_eq!(two[0], Verdict::Drop);
+        assert_eq!(two[1], Verdict::Slip);
+        assert_eq!(count(&limited(3), Verdict::Slip), 4);
+    }
+
+    #[test]
+    fn disabled_passes_everything() {
+        let p = RrlParams::new(0, 1, 2);
+        assert!(!p.enabled());
+        assert!(run(&p, [0; 1000]).iter().all(|&v| v == Verdict::Pass));
+        assert!(RrlParams::new(1, 1, 2).enabled());
+    }
+
+    #[test]
+    fn a_clock_behind_the_bucket_does_not_underflow() {
+        let p = RrlParams::new(10, 1, 1);
+        let mut b = Bucket::default();
+        for _ in 0..10 {
+            assert_eq!(b.account(5 * NS_PER_S, &p), Verdict::Pass);
+        }
+        // An earlier timestamp (another CPU's clock read a moment before): still limited.
+        assert_eq!(b.account(4 * NS_PER_S, &p), Verdict::Slip);
+        assert_eq!(b.account(0, &p), Verdict::Slip);
+    }
+
+    #[test]
+    fn networks() {
+        let a = RrlKey::v4([192, 0, 2, 77], 24);
+        assert_eq!(a, RrlKey::v4([192, 0, 2, 1], 24));
+        assert_ne!(a, RrlKey::v4([192, 0, 3, 1], 24));
+        assert_eq!(&a.addr[..4], &[192, 0, 2, 0]);
+        assert_eq!(RrlKey::v4([192, 0, 2, 77], 32).addr[3], 77);
+        assert_eq!(RrlKey::v4([192, 0, 2, 77], 99).addr[3], 77);
+        assert_eq!(&RrlKey::v4([192, 0, 2, 77], 20).addr[..4], &[192, 0, 0, 0]);
+        assert_eq!(&RrlKey::v4([255, 255, 255, 255], 0).addr[..4], &[0; 4]);
+        assert_eq!(&RrlKey::v4([10, 255, 1, 1], 9).addr[..4], &[10, 128, 0, 0]);
+
+        let mut v6 = [0xffu8; 16];
+        let k = RrlKey::v6(&v6, 56);
+        assert_eq!(&k.addr[..7], &[0xff; 7]);
+        assert_eq!(&k.addr[7..], &[0; 9]);
+        v6[6] = 0;
+        assert_ne!(RrlKey::v6(&v6, 56), k);
+        v6[6] = 0xff;
+        v6[7] = 0;
+        assert_eq!(RrlKey::v6(&v6, 56), k, "octet 7 is past /56");
+        assert_eq!(RrlKey::v6(&v6, 128).addr, v6);
+
+        // The families never share a key.
+        let mut four = [0u8; 16];
+        four[..4].copy_from_slice(&[192, 0, 2, 0]);
+        assert_ne!(RrlKey::v6(&four, 128), RrlKey::v4([192, 0, 2, 0], 32));
+    }
+}
