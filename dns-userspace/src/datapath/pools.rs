@@ -6,7 +6,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use arc_swap::ArcSwap;
@@ -133,6 +136,11 @@ impl PoolAnswer {
     pub fn servfail(&self) -> bool {
         self.selection == Selection::Servfail
     }
+
+    /// The records answered differ from query to query (a weighted pick).
+    pub fn varies(&self) -> bool {
+        matches!(self.selection, Selection::WeightedOne { .. })
+    }
 }
 
 /// Cumulative thresholds over the u32 range for `weights` (last = `u32::MAX`), so that
@@ -177,6 +185,8 @@ pub fn pick(thresholds: &[u32], r: u32) -> usize {
 #[derive(Debug, Default)]
 pub struct PoolTable {
     inner: ArcSwap<Snapshot>,
+    /// Bumped after every change (see [`PoolTable::generation`]).
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -221,6 +231,17 @@ impl PoolTable {
         self.inner.load().at_or_below.contains(name)
     }
 
+    /// Counts the changes of the table: bumped *after* each change is visible, so whoever
+    /// reads generation `g` and then the table sees at least the answers of `g` (responses
+    /// saved under `g` are stale once the generation moves on).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Replaces one pool's answer (inserting it if new).
     pub fn set(&self, answer: PoolAnswer) {
         let key = LowerName::new(&answer.name);
@@ -239,6 +260,7 @@ impl PoolTable {
                 }
             }
         });
+        self.bump();
     }
 
     /// Replaces the whole table.
@@ -248,6 +270,7 @@ impl PoolTable {
             .map(|a| (LowerName::new(&a.name), Arc::new(a)))
             .collect();
         self.inner.store(Arc::new(Snapshot::new(map)));
+        self.bump();
     }
 
     /// Snapshot of every pool's answer.
@@ -288,6 +311,7 @@ mod tests {
         )]);
         let q = LowerName::from(Name::from_str("WWW.Example.TEST.").unwrap());
         assert_eq!(t.get(&q).unwrap().rdata.len(), 1);
+        let before = t.generation();
         t.set(pool(
             "www.example.test.",
             RecordType::A,
@@ -298,6 +322,11 @@ mod tests {
         ));
         assert_eq!(t.get(&q).unwrap().rdata.len(), 2);
         assert_eq!(t.all().len(), 1);
+        // Every change moves the generation on.
+        assert!(t.generation() > before);
+        let before = t.generation();
+        t.replace_all([]);
+        assert!(t.generation() > before);
     }
 
     #[test]

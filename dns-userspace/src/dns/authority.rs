@@ -31,10 +31,16 @@
 //!   client's 0x20 case kept).
 //! - **EDNS** (RFC 6891): OPT in the response iff the query had one, with our UDP payload
 //!   size, version 0, DO copied (RFC 3225), no options.
-//! - **Size**: over UDP at most 512 octets without EDNS, else max(512, the client's payload
-//!   size). Optional additional records are dropped first; if the rest still does not fit,
-//!   the response is header + question (+ OPT) with TC=1 (RFC 2181 §9, RFC 7766). Over TCP
-//!   at most 65535.
+//! - **Size**: over UDP at most min(max(512, the client's payload size), our
+//!   `edns_udp_size`), 512 without EDNS ([`dns_common::size::max_reply`], the kernel's rule
+//!   too; RFC 6891 §6.2.5). Optional additional records are dropped first; if the rest still
+//!   does not fit, the response is header + question (+ OPT) with TC=1 (RFC 2181 §9,
+//!   RFC 7766). Over TCP at most 65535. A [truncated request](Request::truncated) (a
+//!   rate-limited answer that slips) gets that TC=1 response whatever its size.
+//!
+//! [`Authority::response`] returns the same bytes with what the server counts and caches
+//! them by: the RCODE, the query type, the pool that answered, the [`ResponseKind`], and
+//! whether the answer [varies](Response::varies) from query to query.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -81,6 +87,76 @@ struct Reply {
     additionals: Vec<Record>,
     /// Additional records dropped first when the response is too big.
     optional: Vec<Record>,
+    /// The pool whose records answer the query (at the query name or at the end of a
+    /// CNAME chain).
+    pool: Option<LowerName>,
+    /// Records were drawn at random (a weighted pool): the next query may get others.
+    varies: bool,
+}
+
+/// What kind of answer a response is, the way response rate limiting tells them apart
+/// (BIND's categories).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseKind {
+    /// NOERROR with records in the answer section.
+    Answer,
+    /// NOERROR, authoritative, no answer records (the name exists, the type does not).
+    NoData,
+    /// NXDOMAIN.
+    NxDomain,
+    /// NOERROR, not authoritative: a referral to a child zone.
+    Referral,
+    /// Any other RCODE (REFUSED, FORMERR, SERVFAIL, NOTIMP, BADVERS, ...).
+    Error,
+}
+
+impl ResponseKind {
+    /// Every kind, in a fixed order (counter arrays are indexed by it).
+    pub const ALL: [ResponseKind; 5] = [
+        Self::Answer,
+        Self::NoData,
+        Self::NxDomain,
+        Self::Referral,
+        Self::Error,
+    ];
+
+    /// Stable lower-case name (the `reason` of the rate limiter's counters).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Answer => "answer",
+            Self::NoData => "nodata",
+            Self::NxDomain => "nxdomain",
+            Self::Referral => "referral",
+            Self::Error => "error",
+        }
+    }
+
+    fn of(reply: &Reply) -> Self {
+        match reply.rcode {
+            ResponseCode::NoError if !reply.answers.is_empty() => Self::Answer,
+            ResponseCode::NoError if reply.authoritative => Self::NoData,
+            ResponseCode::NoError => Self::Referral,
+            ResponseCode::NXDomain => Self::NxDomain,
+            _ => Self::Error,
+        }
+    }
+}
+
+/// A response and what the server counts and caches it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The message to send.
+    pub bytes: Vec<u8>,
+    /// Its RCODE (BADVERS included).
+    pub rcode: ResponseCode,
+    /// The query type, when the query had one question.
+    pub qtype: Option<RecordType>,
+    /// The pool whose records answer it.
+    pub pool: Option<LowerName>,
+    pub kind: ResponseKind,
+    /// The records were drawn at random (a weighted pool): the same query may get another
+    /// response, so this one must not be reused for it.
+    pub varies: bool,
 }
 
 impl Reply {
@@ -117,9 +193,26 @@ impl Authority {
         &self.pools
     }
 
+    /// Changes whenever an answer of this authority may change: its zones are fixed, so
+    /// this is the pool table's generation. A saved response is valid for as long as the
+    /// generation read *before* computing it is current.
+    pub fn answer_generation(&self) -> u64 {
+        self.pools.generation()
+    }
+
+    /// Our EDNS UDP payload size (what OPT records advertise and UDP responses are capped at).
+    pub fn edns_udp_size(&self) -> u16 {
+        self.edns_udp_size
+    }
+
     /// Response bytes for one query message, or None when nothing must be sent (the message
     /// is a response, or shorter than a DNS header).
     pub fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
+        self.response(request).map(|r| r.bytes)
+    }
+
+    /// [`respond`](Self::respond), with what the server counts and caches the response by.
+    pub fn response(&self, request: &Request<'_>) -> Option<Response> {
         let header = hickory_proto::op::Header::read(&mut BinDecoder::new(request.message)).ok()?;
         let query = header.metadata;
         if query.message_type == MessageType::Response {
@@ -183,7 +276,8 @@ impl Authority {
     }
 
     /// The answer to `qtype` at `qname` for the query in `ctx` (the place where the
-    /// client's address or subnet can select an answer).
+    /// client's address or subnet can select an answer; an answer that does must set
+    /// `Reply::varies`, or the server reuses it for other clients).
     fn lookup(&self, ctx: &Context<'_>, qname: &Name, qtype: RecordType) -> Reply {
         tracing::trace!(client = %ctx.client(), transport = ?ctx.transport(), %qname, %qtype, "lookup");
         let key = LowerName::new(qname);
@@ -205,6 +299,8 @@ impl Authority {
             return Reply {
                 authoritative: true,
                 answers: pool.records(&owner),
+                pool: Some(key),
+                varies: pool.varies(),
                 ..Reply::default()
             };
         }
@@ -275,6 +371,8 @@ impl Authority {
             && !pool.rdata.is_empty()
         {
             reply.answers.extend(pool.records(&owner));
+            reply.pool.get_or_insert_with(|| name.clone());
+            reply.varies |= pool.varies();
             return;
         }
         if let Some(node) = zone.node(name) {
@@ -420,6 +518,7 @@ impl Authority {
                 match &pool {
                     Some(p) if p.rtype == rtype && !p.rdata.is_empty() => {
                         extra.extend(p.records(target));
+                        reply.varies |= p.varies();
                     }
                     _ => extra.extend(zone.rrset(&key, rtype).unwrap_or_default().iter().cloned()),
                 }
@@ -439,7 +538,7 @@ impl Authority {
         question: Option<&Query>,
         ctx: &Context<'_>,
         reply: Reply,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Response> {
         let edns = ctx.edns.map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(self.edns_udp_size);
@@ -447,7 +546,21 @@ impl Authority {
             e.set_dnssec_ok(req.flags().dnssec_ok);
             e
         });
-        let limit = ctx.size_limit();
+        let limit = ctx.reply_limit(self.edns_udp_size);
+        let rcode = meta.response_code;
+        let response = |bytes| Response {
+            bytes,
+            rcode,
+            qtype: question.map(Query::query_type),
+            pool: reply.pool.clone(),
+            kind: ResponseKind::of(&reply),
+            varies: reply.varies,
+        };
+        if ctx.request.truncated {
+            return self
+                .truncated(meta, question, edns.as_ref(), limit)
+                .map(response);
+        }
         let r = &reply;
         let attempt = |optional: &[Record]| {
             encode(
@@ -467,23 +580,25 @@ impl Authority {
             result = attempt(&[]);
         }
         match result {
-            Ok((bytes, false)) => return Some(bytes),
+            Ok((bytes, false)) => return Some(response(bytes)),
             Ok((_, true)) => {}
             Err(e) => tracing::warn!(id = meta.id, "cannot encode response: {e}"),
         }
-        // Header and question only, TC=1 (RFC 2181 §9): the client retries over TCP.
+        self.truncated(meta, question, edns.as_ref(), limit)
+            .map(response)
+    }
+
+    /// Header and question only, TC=1 (RFC 2181 §9): the client retries over TCP.
+    fn truncated(
+        &self,
+        meta: Metadata,
+        question: Option<&Query>,
+        edns: Option<&Edns>,
+        limit: u16,
+    ) -> Option<Vec<u8>> {
         let mut truncated = meta;
         truncated.truncation = true;
-        match encode(
-            truncated,
-            question,
-            &[],
-            &[],
-            &[],
-            &[],
-            edns.as_ref(),
-            limit,
-        ) {
+        match encode(truncated, question, &[], &[], &[], &[], edns, limit) {
             Ok((bytes, _)) => Some(bytes),
             Err(e) => {
                 tracing::warn!(id = meta.id, "cannot encode truncated response: {e}");

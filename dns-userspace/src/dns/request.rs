@@ -30,6 +30,9 @@ pub struct Request<'a> {
     /// does not know which of its addresses a datagram was sent to).
     pub local: Option<SocketAddr>,
     pub transport: Transport,
+    /// Answer with header and question only and TC=1, whatever the answer's size: a
+    /// rate-limited answer that slips (the client retries over TCP).
+    pub truncated: bool,
 }
 
 impl<'a> Request<'a> {
@@ -40,6 +43,7 @@ impl<'a> Request<'a> {
             client,
             local: None,
             transport,
+            truncated: false,
         }
     }
 
@@ -47,6 +51,14 @@ impl<'a> Request<'a> {
     pub fn with_local(self, local: SocketAddr) -> Self {
         Self {
             local: Some(local),
+            ..self
+        }
+    }
+
+    /// The same request, to be answered truncated (see [`Request::truncated`]).
+    pub fn truncate(self) -> Self {
+        Self {
+            truncated: true,
             ..self
         }
     }
@@ -101,6 +113,19 @@ impl<'a> Context<'a> {
             Transport::Tcp => u16::MAX,
         }
     }
+
+    /// The largest response we send a server configured for `ours` (`edns_udp_size`): any
+    /// size over TCP; over UDP the smaller of the client's limit and ours
+    /// ([`dns_common::size::max_reply`], the kernel's rule too).
+    pub fn reply_limit(&self, ours: u16) -> u16 {
+        match self.request.transport {
+            Transport::Udp => {
+                let limit = dns_common::size::max_reply(self.edns.map(Edns::max_payload), ours);
+                u16::try_from(limit).unwrap_or(u16::MAX)
+            }
+            Transport::Tcp => u16::MAX,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +170,8 @@ mod tests {
         assert_eq!(ctx.client_subnet(), Some(subnet));
         assert_eq!(ctx.cookie(), Some(&cookie[..]));
         assert_eq!(ctx.size_limit(), 1400);
+        assert_eq!(ctx.reply_limit(1232), 1232);
+        assert_eq!(ctx.reply_limit(4096), 1400);
 
         let tcp = Request::new(&bytes, CLIENT, Transport::Tcp);
         assert_eq!(Context::new(&tcp, None).size_limit(), u16::MAX);
