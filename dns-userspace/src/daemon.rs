@@ -14,7 +14,7 @@ use crate::{
         hot::DatapathSettings,
         pools::{PoolAnswer, PoolTable},
     },
-    dns::server,
+    dns::{limits, server},
     steering::{
         events::EventSink,
         pool::PoolSettings,
@@ -98,14 +98,16 @@ pub async fn run_until(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
     let authority = Arc::new(cfg.authority(pools.clone()));
+    let server_settings = with_fd_budget(&cfg);
 
     // Serve first: everything the XDP program passes up must find the daemon listening.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let servers = server::bind(&cfg.server).await?;
+    let servers = server::bind(&server_settings).await?;
+    let server_stats = servers.stats();
     let server_task = tokio::spawn(server::run(
         servers,
         authority.clone(),
-        cfg.server.clone(),
+        server_settings,
         shutdown_rx.clone(),
     ));
 
@@ -152,6 +154,7 @@ pub async fn run_until(
                 listener,
                 datapath.clone(),
                 Some(steering.clone()),
+                Some(server_stats.clone()),
                 shutdown_rx.clone(),
             )))
         }
@@ -194,6 +197,49 @@ pub async fn run_until(
     }
     info!("stopped");
     Ok(())
+}
+
+/// The server settings with the TCP connection limit filled in from the file-descriptor
+/// budget: the soft open-file limit raised to the hard one, descriptors reserved for
+/// probes, the API and the server's own sockets ([`limits`]).
+fn with_fd_budget(cfg: &Config) -> server::ServerSettings {
+    let mut settings = cfg.server.clone();
+    let limit = match limits::raise_nofile_limit() {
+        Ok(l) => {
+            if l.now > l.before {
+                info!(
+                    from = l.before,
+                    to = l.now,
+                    "open-file limit raised to the hard limit"
+                );
+            }
+            l.now
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let udp_sockets = settings.workers() * settings.listen.len();
+    let budget = limits::FdBudget::new(limit, udp_sockets, cfg.probes.max_concurrent);
+    match settings.tcp_max_connections {
+        None => settings.tcp_max_connections = Some(budget.tcp_connections),
+        Some(n) if !budget.fits(n) => warn!(
+            tcp_max_connections = n,
+            open_file_limit = limit,
+            reserved = budget.reserved,
+            "tcp_max_connections leaves too few descriptors for probes and the API; \
+             raise the open-file limit (LimitNOFILE=) or lower tcp_max_connections"
+        ),
+        Some(_) => {}
+    }
+    info!(
+        open_file_limit = limit,
+        reserved = budget.reserved,
+        tcp_max_connections = settings.tcp_connections(),
+        "file descriptors: TCP connections limited below the open-file limit"
+    );
+    settings
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -18,7 +18,8 @@ use crate::{
     datapath::ebpf::{XdpSettings, check_interface_name},
     dns::{
         MAX_TTL, parse_name,
-        server::{EDNS_UDP_SIZE_RANGE, ServerSettings},
+        rrl::{MAX_SLIP, MAX_WINDOW_S, Network, RrlSettings},
+        server::{EDNS_UDP_SIZE_RANGE, MAX_ANSWER_CACHE_SIZE, MAX_UDP_WORKERS, ServerSettings},
         zone::{DEFAULT_NS_TTL, SoaSettings, Zone, ZoneSettings},
     },
     steering::{
@@ -52,7 +53,7 @@ impl Parser<'_> {
             Some(span) => self.err_at(span, e.message().trim_end()),
             None => ConfigError::new(self.source, e.message().trim_end()),
         })?;
-        let (server, pin_path, metrics_listen) = match raw.server {
+        let (mut server, pin_path, metrics_listen) = match raw.server {
             Some(s) => self.server(s)?,
             None => (
                 ServerSettings::default(),
@@ -60,6 +61,9 @@ impl Parser<'_> {
                 None,
             ),
         };
+        if let Some(r) = raw.rrl {
+            server.rrl = self.rrl(r)?;
+        }
         let xdp = match raw.xdp {
             Some(x) => self.xdp(x, pin_path)?,
             None => XdpSettings {
@@ -206,26 +210,47 @@ impl Parser<'_> {
             }
             s.edns_udp_size = size.into_inner();
         }
-        if let Some(t) = raw.tcp_idle_timeout {
-            let d = humantime::parse_duration(t.get_ref().trim()).map_err(|e| {
-                self.err_at(
-                    t.span(),
-                    format!(
-                        "invalid tcp_idle_timeout {:?}: {e} (write e.g. \"10s\" or \"1m 30s\")",
-                        t.get_ref()
-                    ),
-                )
-            })?;
-            if d.is_zero() {
-                return Err(self.err_at(t.span(), "tcp_idle_timeout must be longer than 0s"));
+        if let Some(n) = raw.udp_workers {
+            if !(1..=MAX_UDP_WORKERS).contains(n.get_ref()) {
+                return Err(self.err_at(
+                    n.span(),
+                    format!("udp_workers must be between 1 and {MAX_UDP_WORKERS}"),
+                ));
             }
-            s.tcp_idle_timeout = d;
+            s.udp_workers = Some(n.into_inner());
+        }
+        if let Some(n) = raw.answer_cache_size {
+            if *n.get_ref() > MAX_ANSWER_CACHE_SIZE {
+                return Err(self.err_at(
+                    n.span(),
+                    format!("answer_cache_size must be at most {MAX_ANSWER_CACHE_SIZE} (0 turns the cache off)"),
+                ));
+            }
+            s.answer_cache_size = n.into_inner();
+        }
+        if let Some(t) = raw.tcp_idle_timeout {
+            s.tcp_idle_timeout = self.positive_duration("tcp_idle_timeout", &t)?;
+        }
+        if let Some(t) = raw.tcp_message_timeout {
+            s.tcp_message_timeout = self.positive_duration("tcp_message_timeout", &t)?;
+        }
+        if let Some(t) = raw.tcp_max_lifetime {
+            s.tcp_max_lifetime = self.positive_duration("tcp_max_lifetime", &t)?;
         }
         if let Some(n) = raw.tcp_max_connections {
             if *n.get_ref() == 0 {
                 return Err(self.err_at(n.span(), "tcp_max_connections must be at least 1"));
             }
-            s.tcp_max_connections = n.into_inner();
+            s.tcp_max_connections = Some(n.into_inner());
+        }
+        if let Some(n) = raw.tcp_max_connections_per_client {
+            if *n.get_ref() == 0 {
+                return Err(self.err_at(
+                    n.span(),
+                    "tcp_max_connections_per_client must be at least 1",
+                ));
+            }
+            s.tcp_max_connections_per_client = n.into_inner();
         }
         if let Some(p) = raw.pin_path {
             let path = PathBuf::from(p.get_ref());
@@ -250,6 +275,77 @@ impl Parser<'_> {
             metrics_listen = Some(addr);
         }
         Ok((s, pin_path, metrics_listen))
+    }
+
+    /// A duration key such as `tcp_idle_timeout`: "10s", "1m 30s"; more than zero.
+    fn positive_duration(
+        &self,
+        key: &str,
+        t: &Spanned<String>,
+    ) -> Result<std::time::Duration, ConfigError> {
+        let d = humantime::parse_duration(t.get_ref().trim()).map_err(|e| {
+            self.err_at(
+                t.span(),
+                format!(
+                    "invalid {key} {:?}: {e} (write e.g. \"10s\" or \"1m 30s\")",
+                    t.get_ref()
+                ),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err_at(t.span(), format!("{key} must be longer than 0s")));
+        }
+        Ok(d)
+    }
+
+    /// `[rrl]`: response rate limiting.
+    fn rrl(&self, raw: RawRrl) -> Result<RrlSettings, ConfigError> {
+        let mut r = RrlSettings::default();
+        if let Some(n) = raw.responses_per_second {
+            r.responses_per_second = n.into_inner();
+        }
+        if let Some(w) = raw.window {
+            if !(1..=MAX_WINDOW_S).contains(w.get_ref()) {
+                return Err(self.err_at(
+                    w.span(),
+                    format!("window must be between 1 and {MAX_WINDOW_S} seconds"),
+                ));
+            }
+            r.window = w.into_inner();
+        }
+        if let Some(slip) = raw.slip {
+            if *slip.get_ref() > MAX_SLIP {
+                return Err(self.err_at(
+                    slip.span(),
+                    format!("slip must be between 0 (drop every limited answer) and {MAX_SLIP}"),
+                ));
+            }
+            r.slip = slip.into_inner();
+        }
+        if let Some(p) = raw.ipv4_prefix_length {
+            if *p.get_ref() > 32 {
+                return Err(self.err_at(p.span(), "ipv4_prefix_length must be between 0 and 32"));
+            }
+            r.ipv4_prefix_length = p.into_inner();
+        }
+        if let Some(p) = raw.ipv6_prefix_length {
+            if *p.get_ref() > 128 {
+                return Err(self.err_at(p.span(), "ipv6_prefix_length must be between 0 and 128"));
+            }
+            r.ipv6_prefix_length = p.into_inner();
+        }
+        for n in raw.exempt_clients.unwrap_or_default() {
+            let network = Network::from_str(n.get_ref())
+                .map_err(|e| self.err_at(n.span(), format!("exempt_clients: {e}")))?;
+            r.exempt_clients.push(network);
+        }
+        if let Some(n) = raw.table_size {
+            if *n.get_ref() == 0 {
+                return Err(self.err_at(n.span(), "table_size must be at least 1"));
+            }
+            r.table_size = n.into_inner();
+        }
+        Ok(r)
     }
 
     fn xdp(&self, raw: RawXdp, pin_path: PathBuf) -> Result<XdpSettings, ConfigError> {

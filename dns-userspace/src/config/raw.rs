@@ -34,6 +34,20 @@ pub(super) struct RawConfig {
     pub(super) events: Option<RawEvents>,
     #[serde(default)]
     pub(super) probes: Option<RawProbes>,
+    #[serde(default)]
+    pub(super) rrl: Option<RawRrl>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRrl {
+    pub(super) responses_per_second: Option<Spanned<u32>>,
+    pub(super) window: Option<Spanned<u32>>,
+    pub(super) slip: Option<Spanned<u32>>,
+    pub(super) ipv4_prefix_length: Option<Spanned<u8>>,
+    pub(super) ipv6_prefix_length: Option<Spanned<u8>>,
+    pub(super) exempt_clients: Option<Vec<Spanned<String>>>,
+    pub(super) table_size: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -54,8 +68,13 @@ pub(super) struct RawServer {
     pub(super) listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) port: Option<Spanned<u16>>,
     pub(super) edns_udp_size: Option<Spanned<u16>>,
+    pub(super) udp_workers: Option<Spanned<usize>>,
+    pub(super) answer_cache_size: Option<Spanned<usize>>,
     pub(super) tcp_idle_timeout: Option<Spanned<String>>,
+    pub(super) tcp_message_timeout: Option<Spanned<String>>,
+    pub(super) tcp_max_lifetime: Option<Spanned<String>>,
     pub(super) tcp_max_connections: Option<Spanned<usize>>,
+    pub(super) tcp_max_connections_per_client: Option<Spanned<usize>>,
     pub(super) pin_path: Option<Spanned<String>>,
     pub(super) metrics_listen: Option<Spanned<String>>,
 }

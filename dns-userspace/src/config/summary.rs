@@ -16,6 +16,15 @@ impl Config {
     pub fn summary(&self) -> String {
         let server = &self.server;
         let listen: Vec<String> = server.listen.iter().map(IpAddr::to_string).collect();
+        let tcp_connections = match server.tcp_max_connections {
+            Some(n) => n.to_string(),
+            None => "(from the open-file limit)".to_string(),
+        };
+        let workers = match server.udp_workers {
+            Some(n) => n.to_string(),
+            None => "one per cpu".to_string(),
+        };
+        let rrl = &server.rrl;
         let mut lines = vec![
             format!("config {}", self.source.display()),
             format!(
@@ -24,8 +33,29 @@ impl Config {
                 server.port,
                 server.edns_udp_size,
                 humantime::format_duration(server.tcp_idle_timeout),
-                server.tcp_max_connections
+                tcp_connections
             ),
+            format!(
+                "udp: {workers} workers, answer cache {} per worker; tcp: {} per client, message timeout {}, lifetime {}",
+                server.answer_cache_size,
+                server.tcp_max_connections_per_client,
+                humantime::format_duration(server.tcp_message_timeout),
+                humantime::format_duration(server.tcp_max_lifetime),
+            ),
+            if rrl.enabled() {
+                format!(
+                    "rrl: {} answers/s per /{} (IPv4) and /{} (IPv6) network, window {} s, slip {}, {} exempt networks, {} buckets",
+                    rrl.responses_per_second,
+                    rrl.ipv4_prefix_length,
+                    rrl.ipv6_prefix_length,
+                    rrl.window,
+                    rrl.slip,
+                    rrl.exempt_clients.len(),
+                    rrl.table_size
+                )
+            } else {
+                "rrl: off".to_string()
+            },
             format!("bpf pin path: {}", self.xdp.pin_path.display()),
             match self.metrics_listen {
                 Some(addr) => format!("metrics: http://{addr}/metrics"),

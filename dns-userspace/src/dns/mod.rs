@@ -6,7 +6,12 @@
 //!   server needs, and the `[[zone]]` settings;
 //! * [`authority`]: the authoritative answer path;
 //! * [`request`]: what travels with a query (client, transport, EDNS options);
-//! * [`server`]: the UDP and TCP listeners and the `[server]` settings.
+//! * [`server`]: the UDP workers and TCP listeners and the `[server]` settings;
+//! * [`cache`]: the UDP workers' answer cache;
+//! * [`rrl`]: response rate limiting (`[rrl]`) and its table;
+//! * [`local`]: this host's addresses, for the acceptance rules;
+//! * [`stats`]: the server's counters;
+//! * [`limits`]: the file-descriptor budget.
 //!
 //! Also here: the rules every DNS name and TTL in the configuration follows
 //! ([`parse_name`], [`MAX_TTL`]).
@@ -16,8 +21,13 @@ use std::str::FromStr as _;
 use hickory_proto::rr::Name;
 
 pub mod authority;
+pub mod cache;
+pub mod limits;
+pub mod local;
 pub mod request;
+pub mod rrl;
 pub mod server;
+pub mod stats;
 pub mod zone;
 
 /// Largest TTL (RFC 2181 §8: the top bit of a TTL must be zero).

@@ -16,7 +16,17 @@ fn defaults() {
     assert_eq!(cfg.server.port, 53);
     assert_eq!(cfg.server.edns_udp_size, 1232);
     assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(10));
-    assert_eq!(cfg.server.tcp_max_connections, 1024);
+    // Derived from the open-file limit when the daemon starts (dns::limits).
+    assert_eq!(cfg.server.tcp_max_connections, None);
+    assert_eq!(cfg.server.tcp_max_connections_per_client, 32);
+    assert_eq!(cfg.server.tcp_message_timeout, Duration::from_secs(3));
+    assert_eq!(cfg.server.tcp_max_lifetime, Duration::from_secs(120));
+    assert_eq!(cfg.server.udp_workers, None);
+    assert_eq!(cfg.server.answer_cache_size, 4096);
+    assert!(
+        !cfg.server.rrl.enabled(),
+        "rate limiting is off unless configured"
+    );
     assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/hotpool"));
     assert_eq!(cfg.metrics_listen, None);
     assert_eq!(cfg.xdp, XdpSettings::default());
@@ -40,7 +50,7 @@ fn server_values() {
     assert_eq!(cfg.server.port, 5353);
     assert_eq!(cfg.server.edns_udp_size, 4096);
     assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(90));
-    assert_eq!(cfg.server.tcp_max_connections, 7);
+    assert_eq!(cfg.server.tcp_max_connections, Some(7));
     assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/x"));
     assert_eq!(
         cfg.metrics_listen,
@@ -161,4 +171,115 @@ fn events_and_probes_sections() {
         2,
         "unknown field `interval`",
     );
+}
+
+#[test]
+fn server_limits_and_workers() {
+    let cfg = parse(
+        "[server]\nudp_workers = 3\nanswer_cache_size = 0\ntcp_message_timeout = \"500ms\"\ntcp_max_lifetime = \"5m\"\ntcp_max_connections_per_client = 4\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.server.udp_workers, Some(3));
+    assert_eq!(cfg.server.workers(), 3);
+    assert_eq!(cfg.server.answer_cache_size, 0);
+    assert_eq!(cfg.server.tcp_message_timeout, Duration::from_millis(500));
+    assert_eq!(cfg.server.tcp_max_lifetime, Duration::from_secs(300));
+    assert_eq!(cfg.server.tcp_max_connections_per_client, 4);
+    assert!(
+        cfg.summary()
+            .contains("udp: 3 workers, answer cache 0 per worker; tcp: 4 per client")
+    );
+
+    assert_fails_at(
+        "[server]\nudp_workers = 0\n",
+        2,
+        "udp_workers must be between 1 and 256",
+    );
+    assert_fails_at("[server]\nudp_workers = 1000\n", 2, "between 1 and 256");
+    assert_fails_at(
+        "[server]\nanswer_cache_size = 99999999\n",
+        2,
+        "answer_cache_size must be at most",
+    );
+    assert_fails_at(
+        "[server]\ntcp_message_timeout = \"0s\"\n",
+        2,
+        "tcp_message_timeout must be longer than 0s",
+    );
+    assert_fails_at(
+        "[server]\ntcp_max_lifetime = \"soon\"\n",
+        2,
+        "invalid tcp_max_lifetime",
+    );
+    assert_fails_at(
+        "[server]\ntcp_max_connections_per_client = 0\n",
+        2,
+        "tcp_max_connections_per_client must be at least 1",
+    );
+}
+
+#[test]
+fn rrl_section() {
+    let cfg = parse(
+        "[rrl]\nresponses_per_second = 20\nwindow = 5\nslip = 0\nipv4_prefix_length = 32\nipv6_prefix_length = 64\nexempt_clients = [\"10.0.0.0/8\", \"2001:db8::1\"]\ntable_size = 1000\n",
+    )
+    .unwrap();
+    let r = &cfg.server.rrl;
+    assert!(r.enabled());
+    assert_eq!(
+        (
+            r.responses_per_second,
+            r.window,
+            r.slip,
+            r.ipv4_prefix_length,
+            r.ipv6_prefix_length,
+            r.table_size
+        ),
+        (20, 5, 0, 32, 64, 1000)
+    );
+    assert_eq!(r.exempt_clients.len(), 2);
+    assert!(r.exempt_clients[0].contains("10.2.3.4".parse().unwrap()));
+    assert!(
+        cfg.summary()
+            .contains("rrl: 20 answers/s per /32 (IPv4) and /64 (IPv6) network")
+    );
+    let defaults = parse("[rrl]\nresponses_per_second = 5\n")
+        .unwrap()
+        .server
+        .rrl;
+    assert_eq!(
+        (
+            defaults.window,
+            defaults.slip,
+            defaults.ipv4_prefix_length,
+            defaults.ipv6_prefix_length
+        ),
+        (1, 2, 24, 56)
+    );
+    assert!(parse("").unwrap().summary().contains("rrl: off"));
+
+    assert_fails_at(
+        "[rrl]\nwindow = 0\n",
+        2,
+        "window must be between 1 and 3600 seconds",
+    );
+    assert_fails_at("[rrl]\nslip = 11\n", 2, "slip must be between 0");
+    assert_fails_at("[rrl]\nipv4_prefix_length = 33\n", 2, "between 0 and 32");
+    assert_fails_at("[rrl]\nipv6_prefix_length = 129\n", 2, "between 0 and 128");
+    assert_fails_at(
+        "[rrl]\nexempt_clients = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n",
+        2,
+        "exempt_clients: \"10.0.0.0/40\": prefix length 40 is longer than the address",
+    );
+    assert_fails_at(
+        "[rrl]\nexempt_clients = [\"example.net\"]\n",
+        2,
+        "is not an address or network",
+    );
+    assert_fails_at(
+        "[rrl]\ntable_size = 0\n",
+        2,
+        "table_size must be at least 1",
+    );
+    assert_fails_at("[rrl]\nrate = 5\n", 2, "unknown field `rate`");
 }
