@@ -26,7 +26,7 @@ pub const ALLOWED: &[(&str, &[&str])] = &[
     ("datapath", &[]),
     ("dns", &["datapath"]),
     ("steering", &["datapath", "dns"]),
-    ("api", &["steering", "datapath"]),
+    ("api", &["steering", "datapath", "dns"]),
     ("config", &["dns", "steering", "datapath"]),
     ("daemon", &["api", "config", "datapath", "dns", "steering"]),
     (

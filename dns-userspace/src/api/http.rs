@@ -1,7 +1,8 @@
 //! The daemon's HTTP endpoint (bind it to loopback: it is unauthenticated):
 //!
 //! * `GET /metrics`: Prometheus text exposition of the XDP counters, whether XDP is
-//!   attached, and every pool's and endpoint's steering state;
+//!   attached, every pool's and endpoint's steering state, and the DNS server's counters
+//!   ([`render_server`]);
 //! * `GET /api/status`: the same steering state as JSON;
 //! * `POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>`: pin an endpoint up or
 //!   down at runtime, or make it follow its probes again (Constellix `always_on`,
@@ -22,6 +23,7 @@ use tracing::debug;
 
 use crate::{
     datapath::ebpf::Datapath,
+    dns::stats::{ServerStats, StatsSnapshot},
     steering::{
         health::parse_admin,
         steer::{PoolStatus, Steering},
@@ -86,6 +88,58 @@ pub fn render_steering(status: &[PoolStatus]) -> String {
     out
 }
 
+/// Renders the DNS server's part of the metrics page: responses by RCODE, query type and
+/// transport, answers per pool, rate-limited answers, rejected queries, TCP connections.
+pub fn render_server(s: &StatsSnapshot) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP hotpool_daemon_responses_total Responses the daemon sent, by RCODE, query type \
+         and transport (the kernel's answers are hotpool_xdp_packets_total{outcome=\"hit\"}).\n\
+         # TYPE hotpool_daemon_responses_total counter\n",
+    );
+    for (transport, rcode, qtype, n) in &s.responses {
+        let _ = writeln!(
+            out,
+            "hotpool_daemon_responses_total{{rcode=\"{rcode}\",qtype=\"{qtype}\",transport=\"{transport}\"}} {n}"
+        );
+    }
+    out.push_str(
+        "# HELP hotpool_daemon_answers_total Answers the daemon sent with a pool's records.\n\
+         # TYPE hotpool_daemon_answers_total counter\n",
+    );
+    for (pool, n) in &s.pool_answers {
+        let _ = writeln!(out, "hotpool_daemon_answers_total{{pool=\"{pool}\"}} {n}");
+    }
+    out.push_str(
+        "# HELP hotpool_rrl_total UDP answers over the rate limit, by action (limited = \
+         slipped + dropped) and kind of answer.\n# TYPE hotpool_rrl_total counter\n",
+    );
+    for (action, reason, n) in &s.rrl {
+        let _ = writeln!(
+            out,
+            "hotpool_rrl_total{{action=\"{action}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    out.push_str(
+        "# HELP hotpool_rejected_total UDP queries not answered under the acceptance rules, \
+         by reason.\n# TYPE hotpool_rejected_total counter\n",
+    );
+    for (reason, n) in &s.rejected {
+        let _ = writeln!(out, "hotpool_rejected_total{{reason=\"{reason}\"}} {n}");
+    }
+    out.push_str(
+        "# HELP hotpool_daemon_tcp_connections_total TCP connections by what happened to them.\n\
+         # TYPE hotpool_daemon_tcp_connections_total counter\n",
+    );
+    for (event, n) in &s.tcp {
+        let _ = writeln!(
+            out,
+            "hotpool_daemon_tcp_connections_total{{event=\"{event}\"}} {n}"
+        );
+    }
+    out
+}
+
 /// Renders the XDP part of the metrics page.
 pub fn render(datapath: Option<&Datapath>) -> String {
     let mut out = String::new();
@@ -135,6 +189,7 @@ pub fn handle(
     path: &str,
     datapath: &Mutex<Option<Datapath>>,
     steering: Option<&Mutex<Steering>>,
+    server: Option<&ServerStats>,
 ) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; version=0.0.4";
     const JSON: &str = "application/json";
@@ -148,6 +203,9 @@ pub fn handle(
             if let Some(s) = steering {
                 let status = s.lock().unwrap_or_else(|p| p.into_inner()).status();
                 body.push_str(&render_steering(&status));
+            }
+            if let Some(server) = server {
+                body.push_str(&render_server(&server.snapshot()));
             }
             ("200 OK", TEXT, body)
         }
@@ -208,6 +266,7 @@ pub async fn serve(
     listener: TcpListener,
     datapath: Arc<Mutex<Option<Datapath>>>,
     steering: Option<Arc<Mutex<Steering>>>,
+    server: Option<Arc<ServerStats>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -223,6 +282,7 @@ pub async fn serve(
         };
         let datapath = datapath.clone();
         let steering = steering.clone();
+        let server = server.clone();
         tokio::spawn(async move {
             // The request head, however it is split into segments (at most 8 KiB, 5 s).
             let mut buf = Vec::with_capacity(1024);
@@ -244,7 +304,13 @@ pub async fn serve(
             let mut words = req.lines().next().unwrap_or_default().split_whitespace();
             let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
             let path = path.split('?').next().unwrap_or("");
-            let (status, content_type, body) = handle(method, path, &datapath, steering.as_deref());
+            let (status, content_type, body) = handle(
+                method,
+                path,
+                &datapath,
+                steering.as_deref(),
+                server.as_deref(),
+            );
             let resp = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -295,7 +361,7 @@ mod tests {
         ));
         let datapath = Mutex::new(None);
         let post = |path: &str| {
-            let (status, _, body) = handle("POST", path, &datapath, Some(&steering));
+            let (status, _, body) = handle("POST", path, &datapath, Some(&steering), None);
             (status, body)
         };
         let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.1/down");
@@ -320,6 +386,61 @@ mod tests {
         assert!(page.contains("# TYPE hotpool_xdp_attached gauge"));
         assert!(page.contains("\nhotpool_xdp_attached 0\n"));
         assert!(!page.contains("hotpool_xdp_packets_total"));
+    }
+
+    #[test]
+    fn the_server_counters_are_rendered_with_their_labels() {
+        use hickory_proto::{
+            op::ResponseCode,
+            rr::{LowerName, Name, RecordType},
+        };
+
+        use crate::dns::{
+            authority::ResponseKind,
+            request::Transport,
+            stats::{Counters, RrlAction, TcpEvent, qtype_slot, rcode_slot},
+        };
+
+        let stats = ServerStats::default();
+        let udp = Arc::new(Counters::new(Transport::Udp, false));
+        let tcp = Arc::new(Counters::new(Transport::Tcp, true));
+        stats.register(udp.clone());
+        stats.register(tcp.clone());
+        udp.response(
+            rcode_slot(ResponseCode::NXDomain),
+            qtype_slot(Some(RecordType::AAAA)),
+        );
+        tcp.response(
+            rcode_slot(ResponseCode::NoError),
+            qtype_slot(Some(RecordType::A)),
+        );
+        let pool = LowerName::from(Name::from_ascii("www.example.test.").unwrap());
+        udp.bump(&udp.pool(&pool));
+        udp.rrl(RrlAction::Slipped, ResponseKind::Answer);
+        udp.reject(dns_common::accept::Reject::Broadcast);
+        tcp.tcp(TcpEvent::Evicted);
+        let page = render_server(&stats.snapshot());
+        for line in [
+            "hotpool_daemon_responses_total{rcode=\"NXDOMAIN\",qtype=\"AAAA\",transport=\"udp\"} 1",
+            "hotpool_daemon_responses_total{rcode=\"NOERROR\",qtype=\"A\",transport=\"tcp\"} 1",
+            "hotpool_daemon_answers_total{pool=\"www.example.test.\"} 1",
+            "hotpool_rrl_total{action=\"slipped\",reason=\"answer\"} 1",
+            "hotpool_rrl_total{action=\"dropped\",reason=\"nxdomain\"} 0",
+            "hotpool_rejected_total{reason=\"broadcast\"} 1",
+            "hotpool_rejected_total{reason=\"source_port\"} 0",
+            "hotpool_daemon_tcp_connections_total{event=\"evicted\"} 1",
+            "# TYPE hotpool_daemon_responses_total counter",
+        ] {
+            assert!(
+                page.lines().any(|l| l == line),
+                "{line} missing from:\n{page}"
+            );
+        }
+        // Served from the metrics endpoint too.
+        let datapath = Mutex::new(None);
+        let (status, _, body) = handle("GET", "/metrics", &datapath, None, Some(&stats));
+        assert_eq!(status, "200 OK");
+        assert!(body.contains("hotpool_rejected_total{reason=\"broadcast\"} 1"));
     }
 
     #[test]
