@@ -1,5 +1,5 @@
-//! Host-side hot paths: key building, answer encoding, checksums and the daemon's answer
-//! path for a pool name and a zone name.
+//! Host-side hot paths: key building, answer encoding, checksums, the daemon's answer
+//! path for a pool name and a zone name, and a UDP worker's answer from its cache.
 
 use std::{hint::black_box, str::FromStr, sync::Arc};
 
@@ -16,7 +16,12 @@ use hotpool::{
         hot::encode_variant,
         pools::{PoolAnswer, PoolTable},
     },
-    dns::request::{Request, Transport},
+    dns::{
+        local::LocalAddrs,
+        request::{Request, Transport},
+        server::udp::{Answerer, Origin},
+        stats::Counters,
+    },
     steering::pool::PoolSettings,
 };
 
@@ -68,7 +73,7 @@ fn benches(c: &mut Criterion) {
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
-    let authority = cfg.authority(pools);
+    let authority = Arc::new(cfg.authority(pools));
     let client = "192.0.2.99:53535".parse().unwrap();
     let pool_q = query("www.example.test.");
     let zone_q = query("ns1.example.test.");
@@ -82,6 +87,36 @@ fn benches(c: &mut Criterion) {
     c.bench_function("authority/nxdomain", |b| {
         b.iter(|| authority.respond(black_box(&Request::new(&nx_q, client, Transport::Udp))))
     });
+
+    // A UDP worker: acceptance rules, cache lookup, counters; the answer from its cache.
+    let mut worker = Answerer::new(
+        authority.clone(),
+        4096,
+        None,
+        Arc::new(Counters::new(Transport::Udp, false)),
+        Arc::new(LocalAddrs::default()),
+    );
+    let origin = Origin {
+        client,
+        local: None,
+        ifindex: None,
+    };
+    let mut out = vec![0u8; 4096];
+    for (label, q) in [
+        ("udp worker/pool name (cached)", &pool_q),
+        ("udp worker/zone name (cached)", &zone_q),
+        ("udp worker/nxdomain (cached)", &nx_q),
+    ] {
+        for _ in 0..3 {
+            worker.answer(q, &origin, 0, &mut out);
+        }
+        c.bench_function(label, |b| {
+            b.iter(|| {
+                let now = worker.begin_batch(None);
+                worker.answer(black_box(q), &origin, now, &mut out)
+            })
+        });
+    }
 }
 
 criterion_group!(host, benches);
