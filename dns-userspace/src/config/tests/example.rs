@@ -17,6 +17,17 @@ fn the_example_config_loads() {
         ]
     );
     assert_eq!(cfg.server.port, 53);
+    assert_eq!(cfg.server.tcp_max_connections, None, "derived at start");
+    assert_eq!(cfg.server.tcp_max_connections_per_client, 32);
+    assert_eq!(cfg.server.rrl.responses_per_second, 20);
+    assert_eq!(cfg.server.rrl.slip, 2);
+    assert!(
+        cfg.server
+            .rrl
+            .exempt_clients
+            .iter()
+            .any(|n| n.contains(IpAddr::from_str("127.0.0.1").unwrap()))
+    );
     assert_eq!(
         cfg.metrics_listen,
         Some(SocketAddr::from_str("127.0.0.1:9153").unwrap())
