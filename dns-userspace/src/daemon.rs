@@ -15,6 +15,7 @@ use crate::{
         pools::{PoolAnswer, PoolTable},
     },
     dns::server,
+    logs::List,
     steering::{
         events::EventSink,
         pool::PoolSettings,
@@ -77,7 +78,7 @@ fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
     }
     info!(
         pools = answers.len(),
-        interfaces = ?cfg.xdp.interfaces,
+        interfaces = %List(&cfg.xdp.interfaces),
         "XDP fast path answering hot pools"
     );
     Ok(dp)
@@ -159,7 +160,7 @@ pub async fn run_until(
     };
 
     info!(
-        listen = ?cfg.server.listen,
+        listen = %List(&cfg.server.listen),
         port = cfg.server.port,
         zones = cfg.zones.len(),
         pools = cfg.pools.len(),

@@ -2,12 +2,12 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use hotpool::{
     config::Config,
     daemon::{self, RunOptions},
+    logs::{self, LogFormat},
 };
-use tracing_subscriber::{EnvFilter, fmt};
 
 #[derive(Parser)]
 #[command(
@@ -16,17 +16,12 @@ use tracing_subscriber::{EnvFilter, fmt};
     about = "XDP-accelerated authoritative DNS for steered pools"
 )]
 struct Cli {
-    /// Log format.
+    /// Log format (logs go to stderr; colour only on a terminal; HOTPOOL_LOG sets the
+    /// filter, e.g. debug or hotpool=debug).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -72,18 +67,9 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HOTPOOL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    logs::init(cli.log_format);
     let result = match cli.command {
         Command::Check { config } => Config::load(&config)
             .map(|cfg| print!("{}", cfg.summary()))

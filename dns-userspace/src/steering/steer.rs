@@ -281,7 +281,7 @@ impl Steering {
             return Ok(format!("{endpoint} in {pool} already {state}"));
         }
         let transition = h.set_admin(Instant::now(), state);
-        info!(pool, endpoint, %state, "operator set endpoint state");
+        info!(%pool, %endpoint, %state, "operator set endpoint state");
         let state_name = |up: bool| if up { "up" } else { "down" };
         match transition {
             Some(t) => self.endpoint_event(i, e, state_name(!t.up), t.up, &t.reason),
@@ -354,7 +354,7 @@ impl Steering {
             error!(pool = %pool_name, error = format!("{e:#}"), "rewriting the kernel answer failed; the daemon answers this pool");
         }
         // The event sink logs it (warn when all endpoints are down) and records it.
-        tracing::debug!(pool = %pool_name, trigger = why, "rewrote the pool answer");
+        tracing::debug!(pool = %pool_name, trigger = %why, "rewrote the pool answer");
         self.events.emit(Event::pool_answer(
             pool_name,
             old,
