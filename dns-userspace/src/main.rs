@@ -1,9 +1,15 @@
 //! `hotpool`: the daemon and its operator commands.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{CommandFactory as _, Parser, Subcommand};
 use hotpool::{
+    api::version::LONG_VERSION,
     config::Config,
     daemon::{self, RunOptions},
     logs::{self, LogFormat},
@@ -12,7 +18,7 @@ use hotpool::{
 #[derive(Parser)]
 #[command(
     name = "hotpool",
-    version,
+    version = LONG_VERSION,
     about = "XDP-accelerated authoritative DNS for steered pools"
 )]
 struct Cli {
@@ -65,6 +71,18 @@ enum Command {
         #[arg(long, default_value = dns_common::DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
     },
+    /// Print the man page (roff), or write one per command into a directory.
+    Man {
+        /// Write hotpool.1 and hotpool-<command>.1 into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script (e.g. `hotpool completions bash >
+    /// /etc/bash_completion.d/hotpool`).
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,8 +90,8 @@ fn main() -> ExitCode {
     logs::init(cli.log_format);
     let result = match cli.command {
         Command::Check { config } => Config::load(&config)
-            .map(|cfg| print!("{}", cfg.summary()))
-            .map_err(anyhow::Error::from),
+            .map_err(anyhow::Error::from)
+            .and_then(|cfg| out(&cfg.summary())),
         Command::Run { config, no_xdp } => match Config::load(&config) {
             Ok(cfg) => tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -95,6 +113,12 @@ fn main() -> ExitCode {
                 api_request(api, "POST", &path).map(|body| print!("{body}"))
             }),
         Command::Status { api } => api_request(api, "GET", "/api/status").map(|b| print!("{b}")),
+        Command::Man { dir } => man(dir.as_deref()),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hotpool", &mut script);
+            out(&String::from_utf8_lossy(&script))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,18 +129,48 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_stats(pin_path: &std::path::Path) -> anyhow::Result<()> {
-    for (outcome, n) in hotpool::datapath::hot::read_pinned_stats(pin_path)? {
-        println!("{:<14} {n}", outcome.name());
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing the man pages to {}", dir.display()))
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            out(&String::from_utf8_lossy(&page))
+        }
     }
-    Ok(())
+}
+
+fn print_stats(pin_path: &Path) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (outcome, n) in hotpool::datapath::hot::read_pinned_stats(pin_path)? {
+        text.push_str(&format!("{:<14} {n}\n", outcome.name()));
+    }
+    out(&text)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no error.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::from(e).context("writing to stdout"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One request to the daemon's HTTP endpoint; the body on 2xx, an error with it otherwise.
 fn api_request(api: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read as _, Write as _};
+    use std::io::Read as _;
 
-    use anyhow::Context as _;
     let timeout = std::time::Duration::from_secs(5);
     let mut conn = std::net::TcpStream::connect_timeout(&api, timeout).with_context(|| {
         format!("connecting to the daemon at {api} (is `server.metrics_listen` set to it?)")

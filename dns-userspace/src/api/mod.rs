@@ -3,3 +3,4 @@
 //! or down. Reads steering and the datapath; nothing depends on it but the daemon.
 
 pub mod http;
+pub mod version;
