@@ -6,8 +6,13 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use axum::Router;
+
 use crate::{
-    api::http,
+    api::{
+        self,
+        state::{ApiState, DaemonInfo},
+    },
     config::Config,
     datapath::{
         ebpf::Datapath,
@@ -95,6 +100,7 @@ pub async fn run_until(
     opts: RunOptions,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
@@ -143,21 +149,14 @@ pub async fn run_until(
     ));
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
 
-    let metrics_task = match cfg.metrics_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-            info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Some(tokio::spawn(http::serve(
-                listener,
-                datapath.clone(),
-                Some(steering.clone()),
-                shutdown_rx.clone(),
-            )))
-        }
-        None => None,
+    let api_state = ApiState {
+        datapath: datapath.clone(),
+        steering: steering.clone(),
+        daemon: Arc::new(DaemonInfo::new(started)),
     };
+    let api_task = api::start(&cfg.api, api_state, Router::new(), shutdown_rx.clone())
+        .await
+        .context("starting the API")?;
 
     info!(
         listen = %List(&cfg.server.listen),
@@ -179,7 +178,7 @@ pub async fn run_until(
         Ok(Err(e)) => error!(error = format!("{e:#}"), "DNS server failed"),
         Err(e) => error!(error = %e, "DNS server task panicked"),
     }
-    if let Some(t) = metrics_task {
+    if let Some(t) = api_task {
         let _ = t.await;
     }
     let _ = probes_task.await;

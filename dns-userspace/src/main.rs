@@ -2,24 +2,38 @@
 
 use std::{
     io::Write as _,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
 use anyhow::Context as _;
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use hotpool::{
-    api::version::LONG_VERSION,
+    api::{
+        client::{Client, Target},
+        status::StatusDoc,
+        version::LONG_VERSION,
+    },
     config::Config,
     daemon::{self, RunOptions},
     logs::{self, LogFormat},
 };
 
+/// Where the daemon's config is looked for when `--config` is not given.
+const DEFAULT_CONFIG: &str = "/etc/hotpool/hotpool.toml";
+/// The API address tried when neither a config nor an address is given.
+const DEFAULT_API: &str = "127.0.0.1:9153";
+
 #[derive(Parser)]
 #[command(
     name = "hotpool",
     version = LONG_VERSION,
-    about = "XDP-accelerated authoritative DNS for steered pools"
+    about = "XDP-accelerated authoritative DNS for steered pools",
+    long_about = "XDP-accelerated authoritative DNS for steered pools: the hot pool names are \
+                  answered by an XDP program in the kernel, everything else by the daemon. \
+                  `hotpool run` runs the daemon; `status` and `endpoint` talk to a running one \
+                  through its API ([api] in the config)."
 )]
 struct Cli {
     /// Log format (logs go to stderr; colour only on a terminal; HOTPOOL_LOG sets the
@@ -46,8 +60,7 @@ enum Command {
         /// The configuration file.
         config: PathBuf,
     },
-    /// Pin an endpoint of a running daemon up or down, or make it follow its probes again
-    /// (through the daemon's HTTP endpoint, `server.metrics_listen`).
+    /// Pin an endpoint of a running daemon up or down, or make it follow its probes again.
     Endpoint {
         /// The pool's name, e.g. www.example.test.
         pool: String,
@@ -55,15 +68,16 @@ enum Command {
         endpoint: String,
         /// up (always_on), down (always_off) or follow (follow_sonar).
         state: String,
-        /// The daemon's metrics/API address.
-        #[arg(long, default_value = "127.0.0.1:9153")]
-        api: std::net::SocketAddr,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
-    /// Show every pool's answer and endpoint states from a running daemon.
+    /// Show every pool's answer, why, since when, and its endpoints, from a running daemon.
     Status {
-        /// The daemon's metrics/API address.
-        #[arg(long, default_value = "127.0.0.1:9153")]
-        api: std::net::SocketAddr,
+        /// The status as JSON (the API's document) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Print the XDP program's counters from the pinned stats map of a running daemon.
     Stats {
@@ -83,6 +97,64 @@ enum Command {
         /// bash, elvish, fish, powershell or zsh.
         shell: clap_complete::Shell,
     },
+}
+
+/// How to find a running daemon.
+#[derive(Args)]
+struct DaemonArgs {
+    /// The daemon's config file: its [api] section says where the API listens (Unix socket
+    /// first, then TCP) and where the token is. Default /etc/hotpool/hotpool.toml if it
+    /// exists, else 127.0.0.1:9153.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// The API's TCP address, instead of the config's.
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// The API's Unix socket, instead of the config's.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The file holding the API token, instead of the config's api.token_file.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        let config = self.config.clone().or_else(|| {
+            let default = Path::new(DEFAULT_CONFIG);
+            default.exists().then(|| default.to_path_buf())
+        });
+        let settings = match &config {
+            Some(path) => Some((Config::load_api(path)?, path)),
+            None => None,
+        };
+        let mut client = if self.api.is_some() || self.socket.is_some() {
+            let mut targets = Vec::new();
+            if let Some(socket) = &self.socket {
+                targets.push(Target::Unix(socket.clone()));
+            }
+            if let Some(addr) = self.api {
+                targets.push(Target::Tcp(addr));
+            }
+            let mut client = Client::new(targets, None);
+            if let Some(file) = settings.as_ref().and_then(|(s, _)| s.token_file.as_ref()) {
+                client.use_token_file(file);
+            }
+            client
+        } else {
+            match &settings {
+                Some((settings, path)) => Client::from_settings(settings, path)?,
+                None => {
+                    let addr = DEFAULT_API.parse().context("the default API address")?;
+                    Client::new(vec![Target::Tcp(addr)], None)
+                }
+            }
+        };
+        if let Some(file) = &self.token_file {
+            client.use_token_file(file);
+        }
+        Ok(client)
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,14 +177,9 @@ fn main() -> ExitCode {
             pool,
             endpoint,
             state,
-            api,
-        } => hotpool::steering::health::parse_admin(&state)
-            .map_err(anyhow::Error::from)
-            .and_then(|_| {
-                let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
-                api_request(api, "POST", &path).map(|body| print!("{body}"))
-            }),
-        Command::Status { api } => api_request(api, "GET", "/api/status").map(|b| print!("{b}")),
+            daemon,
+        } => set_endpoint(&daemon, &pool, &endpoint, &state),
+        Command::Status { json, daemon } => status(&daemon, json),
         Command::Man { dir } => man(dir.as_deref()),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -127,6 +194,48 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs one request to the daemon on a small runtime.
+fn ask<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f)
+}
+
+fn set_endpoint(
+    daemon: &DaemonArgs,
+    pool: &str,
+    endpoint: &str,
+    state: &str,
+) -> anyhow::Result<()> {
+    hotpool::steering::health::parse_admin(state)?;
+    let client = daemon.client()?;
+    let body = ask(async {
+        Ok(client
+            .post(&["api", "pools", pool, "endpoints", endpoint, state])
+            .await?)
+    })?;
+    out(&format!("{}\n", body["ok"].as_str().unwrap_or("done")))
+}
+
+fn status(daemon: &DaemonArgs, json: bool) -> anyhow::Result<()> {
+    let client = daemon.client()?;
+    let body = ask(async { Ok(client.get(&["api", "status"]).await?) })?;
+    if json {
+        return out(&format!("{}\n", serde_json::to_string_pretty(&body)?));
+    }
+    let doc: StatusDoc = serde_json::from_value(body).with_context(|| {
+        let at = client
+            .target()
+            .map_or(String::new(), |t| format!(" at {t}"));
+        format!(
+            "the status from the daemon{at} has another form (another hotpool version?); try --json"
+        )
+    })?;
+    out(&doc.table())
 }
 
 fn man(dir: Option<&Path>) -> anyhow::Result<()> {
@@ -164,33 +273,5 @@ fn out(text: &str) -> anyhow::Result<()> {
             Err(anyhow::Error::from(e).context("writing to stdout"))
         }
         _ => Ok(()),
-    }
-}
-
-/// One request to the daemon's HTTP endpoint; the body on 2xx, an error with it otherwise.
-fn api_request(api: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::Read as _;
-
-    let timeout = std::time::Duration::from_secs(5);
-    let mut conn = std::net::TcpStream::connect_timeout(&api, timeout).with_context(|| {
-        format!("connecting to the daemon at {api} (is `server.metrics_listen` set to it?)")
-    })?;
-    conn.set_read_timeout(Some(timeout))?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes())?;
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp)?;
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let status = head.lines().next().unwrap_or_default();
-    if status
-        .split_whitespace()
-        .nth(1)
-        .is_some_and(|c| c.starts_with('2'))
-    {
-        Ok(body.to_string())
-    } else {
-        anyhow::bail!("{status}: {}", body.trim())
     }
 }
