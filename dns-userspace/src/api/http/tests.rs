@@ -402,8 +402,13 @@ async fn the_unix_socket_needs_no_token_and_has_its_mode() {
     let settings = ApiSettings {
         unix_socket: Some(UnixSocket {
             path: path.clone(),
-            mode: 0o600,
-            group: None,
+            mode: 0o640,
+            // The test's own group: chown works without root.
+            group: Some(crate::api::settings::Group {
+                name: "ours".into(),
+                // SAFETY: getegid has no preconditions.
+                gid: unsafe { libc::getegid() },
+            }),
         }),
         ..ApiSettings::default()
     };
@@ -413,8 +418,12 @@ async fn the_unix_socket_needs_no_token_and_has_its_mode() {
     let listeners = Listeners::bind(&settings)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    // SAFETY: getegid has no preconditions.
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), unsafe {
+        libc::getegid()
+    });
     // A second daemon on the same socket is refused.
     let e = Listeners::bind(&settings).await.err().expect("in use");
     assert!(
@@ -517,4 +526,29 @@ async fn other_parts_add_routes_behind_the_same_checks() {
     );
     assert_eq!(ask(&server, "GET", "/api/reload", &[]).await.status, 405);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn slow_requests_get_503() {
+    let extra = Router::new().route(
+        "/api/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "late"
+        }),
+    );
+    let server = serve_with(
+        ApiSettings {
+            request_timeout: Duration::from_millis(100),
+            ..ApiSettings::default()
+        },
+        extra,
+    )
+    .await;
+    let r = ask(&server, "GET", "/api/slow", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(
+        r.json()["error"],
+        "the request took too long (api.request_timeout)"
+    );
 }
