@@ -235,13 +235,7 @@ mod tests {
     use super::*;
 
     fn token() -> Token {
-        let path = std::env::temp_dir().join(format!("hotpool-guard-{}.token", std::process::id()));
-        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let t = Token::read(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        t
+        Token::from_text("0123456789abcdef0123", std::path::Path::new("api.token")).unwrap()
     }
 
     fn guard(token: Option<Token>, reads: Reads, listen: &str) -> Guard {

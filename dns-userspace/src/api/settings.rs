@@ -220,7 +220,8 @@ impl Token {
         Self::from_text(text.trim(), file)
     }
 
-    fn from_text(secret: &str, file: &Path) -> Result<Token, TokenError> {
+    /// The token `secret`, checked as if read from `file`.
+    pub(crate) fn from_text(secret: &str, file: &Path) -> Result<Token, TokenError> {
         let file = file.to_path_buf();
         if secret.is_empty() {
             return Err(TokenError::Empty { file });
