@@ -1,7 +1,8 @@
 //! `[api]`: where the daemon's HTTP API listens and who may use it.
 //!
-//! * Reads (`GET /metrics`, `GET /api/status`) are open by default (`reads = "open"`), so
-//!   Prometheus scrapes without credentials; `reads = "token"` asks for the token there too.
+//! * Reads (`GET /metrics`, `GET /api/status`) are open on a loopback listener by default,
+//!   so a local Prometheus scrapes without credentials, and need the token on any other
+//!   (`reads = "open"` or `"token"` says so explicitly).
 //! * Writes (every other method: pins, reload) need the bearer token from `token_file`
 //!   over TCP, or arrive over `unix_socket`, whose file mode and group are the control.
 //!   Without a token file, writes over TCP are refused.

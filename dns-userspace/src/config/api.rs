@@ -7,8 +7,8 @@ use toml::Spanned;
 
 use crate::{
     api::settings::{
-        ApiSettings, ApiSettingsError, DEFAULT_SOCKET_MODE, Group, Token, UnixSocket, allowed_host,
-        check_socket_mode,
+        ApiSettings, ApiSettingsError, DEFAULT_SOCKET_MODE, Group, Reads, Token, UnixSocket,
+        allowed_host, check_socket_mode,
     },
     config::{ConfigError, parse::Parser, raw::RawApi},
 };
@@ -109,9 +109,20 @@ impl Parser<'_> {
             ));
         }
         let mut reads_span = None;
-        if let Some(r) = raw.reads {
-            reads_span = Some(r.span());
-            api.reads = r.into_inner();
+        match raw.reads {
+            Some(r) => {
+                reads_span = Some(r.span());
+                api.reads = r.into_inner();
+            }
+            // Open on loopback; a listener others can reach shows status only with the token.
+            None => {
+                if api
+                    .listen
+                    .is_some_and(|a| !a.ip().to_canonical().is_loopback())
+                {
+                    api.reads = Reads::Token;
+                }
+            }
         }
         for h in raw.allowed_hosts.unwrap_or_default() {
             let name =
@@ -183,7 +194,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
-    use crate::{api::settings::Reads, config::Config};
+    use crate::config::Config;
 
     fn source() -> std::path::PathBuf {
         std::path::PathBuf::from(concat!(
@@ -301,6 +312,26 @@ mod tests {
             Some(Path::new("/nonexistent/token"))
         );
         assert!(api.token.is_none());
+    }
+
+    #[test]
+    fn reads_are_open_on_loopback_and_need_the_token_elsewhere() {
+        let token = TokenFile::new("reads", 0o600);
+        let file = token.0.display();
+        let reads = |listen: &str, extra: &str| {
+            parse(&format!(
+                "[api]\nlisten = \"{listen}\"\ntoken_file = \"{file}\"\n{extra}"
+            ))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .api
+            .reads
+        };
+        assert_eq!(reads("127.0.0.1:9153", ""), Reads::Open);
+        assert_eq!(reads("[::1]:9153", ""), Reads::Open);
+        assert_eq!(reads("0.0.0.0:9153", ""), Reads::Token);
+        assert_eq!(reads("192.0.2.1:9153", ""), Reads::Token);
+        assert_eq!(reads("0.0.0.0:9153", "reads = \"open\"\n"), Reads::Open);
+        assert_eq!(reads("127.0.0.1:9153", "reads = \"token\"\n"), Reads::Token);
     }
 
     #[test]
