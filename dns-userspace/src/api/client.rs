@@ -68,7 +68,7 @@ pub enum ClientError {
     },
     #[error("the daemon at {target} sent something unreadable: {problem}")]
     Garbled { target: Target, problem: String },
-    #[error("building the HTTP client: {0}")]
+    #[error("building the request: {0}")]
     Setup(String),
 }
 
@@ -155,7 +155,8 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let mut tried = Vec::new();
         for target in &self.targets {
-            match self.send(target, method.clone(), segments).await {
+            let url = url(target, segments)?;
+            match self.send(target, method.clone(), url).await {
                 Ok(response) => return self.read(target, response).await,
                 Err(e) if e.is_timeout() => {
                     return Err(ClientError::Timeout {
@@ -172,25 +173,18 @@ impl Client {
         &self,
         target: &Target,
         method: reqwest::Method,
-        segments: &[&str],
+        url: Url,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let builder = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .user_agent(concat!("hotpool/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none());
-        let (builder, base) = match target {
-            Target::Unix(path) => (
-                builder.unix_socket(path.as_path()),
-                "http://localhost/".to_string(),
-            ),
-            Target::Tcp(addr) => (builder, format!("http://{addr}/")),
+        let builder = match target {
+            Target::Unix(path) => builder.unix_socket(path.as_path()),
+            Target::Tcp(_) => builder,
         };
         let client = builder.build()?;
-        let mut url = Url::parse(&base).expect("a literal base URL");
-        url.path_segments_mut()
-            .expect("an http URL has a path")
-            .extend(segments);
         let mut request = client.request(method, url);
         if let (Target::Tcp(_), Some(token)) = (target, &self.token) {
             request = request.header(reqwest::header::AUTHORIZATION, token.header_value());
@@ -265,6 +259,20 @@ impl Client {
     }
 }
 
+/// The URL of `segments` (each percent-encoded as needed) at `target`; over the Unix
+/// socket the host is `localhost`.
+fn url(target: &Target, segments: &[&str]) -> Result<Url, ClientError> {
+    let base = match target {
+        Target::Unix(_) => "http://localhost/".to_string(),
+        Target::Tcp(addr) => format!("http://{addr}/"),
+    };
+    let mut url = Url::parse(&base).map_err(|e| ClientError::Setup(format!("{base}: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|()| ClientError::Setup(format!("{base} has no path")))?
+        .extend(segments);
+    Ok(url)
+}
+
 /// `a., b. and 3 more` from a 404's `pools`/`endpoints` and their totals.
 fn known_names(body: &Value) -> Option<String> {
     for key in ["pools", "endpoints"] {
@@ -327,5 +335,58 @@ fn why(e: &reqwest::Error) -> String {
         "cannot connect".into()
     } else {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_names_and_addresses() {
+        let tcp = Target::Tcp("127.0.0.1:9153".parse().unwrap());
+        let u = url(
+            &tcp,
+            &[
+                "api",
+                "pools",
+                "www.example.test.",
+                "endpoints",
+                "2001:db8::1",
+                "down",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:9153/api/pools/www.example.test./endpoints/2001:db8::1/down"
+        );
+        let u = url(
+            &Target::Unix("/run/hotpool/api.sock".into()),
+            &["api", "a b/c"],
+        )
+        .unwrap();
+        assert_eq!(u.as_str(), "http://localhost/api/a%20b%2Fc");
+        assert_eq!(
+            reachable("0.0.0.0:9153".parse().unwrap()),
+            "127.0.0.1:9153".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("[::]:9".parse().unwrap()),
+            "[::1]:9".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("192.0.2.1:9".parse().unwrap()),
+            "192.0.2.1:9".parse().unwrap()
+        );
+        let body =
+            serde_json::json!({ "error": "no pool x", "pools": ["a.", "b."], "pools_total": 5 });
+        assert_eq!(known_names(&body).unwrap(), "a., b. and 3 more");
+        let body = serde_json::json!({ "error": "x", "endpoints": [], "endpoints_total": 0 });
+        assert_eq!(known_names(&body).unwrap(), "no endpoints");
+        assert_eq!(
+            known_names(&serde_json::json!({ "error": "no such path" })),
+            None
+        );
     }
 }
