@@ -154,7 +154,10 @@ pub async fn run_until(
         steering: steering.clone(),
         daemon: Arc::new(DaemonInfo::new(started)),
     };
-    let api_task = api::start(&cfg.api, api_state, Router::new(), shutdown_rx.clone())
+    // Routes other parts serve through the API (e.g. `POST /api/reload`) go in this Router;
+    // they get the API's Host/Origin/token checks and limits.
+    let extra_routes = Router::new();
+    let api_task = api::start(&cfg.api, api_state, extra_routes, shutdown_rx.clone())
         .await
         .context("starting the API")?;
 
