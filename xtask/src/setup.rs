@@ -335,7 +335,7 @@ fn has_component(list: &str, component: &str) -> bool {
 
 /// `DEBIAN_PACKAGES` that `dpkg-query -W -f='${Package}\t${Status}\n'` does not report as
 /// installed (absent from its output, removed, or only config files left).
-fn missing_packages<'a>(wanted: &[&'a str], dpkg_output: &str) -> Vec<&'a str> {
+pub fn missing_packages<'a>(wanted: &[&'a str], dpkg_output: &str) -> Vec<&'a str> {
     let installed: HashSet<&str> = dpkg_output
         .lines()
         .filter_map(|line| {
