@@ -83,6 +83,13 @@ enum Task {
         /// Queries per second of the fixed-rate latency client.
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(100..=80_000))]
         latency_rate: u32,
+        /// Rounds of system and xdp-cost (every server in turn each round; medians reported).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+        rounds: u32,
+        /// xdp-cost: record a whole-box perf profile of each dnsperf run under
+        /// target/bench/perf/ (needs perf, Debian package linux-perf).
+        #[arg(long)]
+        perf: bool,
     },
     /// Remove stale pins under /sys/fs/bpf/hotpool
     ///
@@ -119,13 +126,18 @@ fn run(task: Task) -> Result<()> {
             baseline,
             seconds,
             latency_rate,
+            rounds,
+            perf,
         } => bench::bench(
             part,
             &baseline,
+            perf,
             bench::Settings {
                 seconds,
                 latency_rate,
                 latency_seconds: 3,
+                rounds,
+                perf: None,
             },
         ),
         Task::CleanBpf { pin_dir } => bpffs::clean_bpf(&pin_dir),

@@ -56,7 +56,7 @@ impl Part {
 }
 
 /// Durations and rates of the load runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Seconds per dnsperf and kxdpgun run.
     pub seconds: u32,
@@ -64,6 +64,10 @@ pub struct Settings {
     pub latency_rate: u32,
     /// Seconds of the fixed-rate latency client.
     pub latency_seconds: u32,
+    /// How often system and xdp-cost measure every server (reported: medians).
+    pub rounds: u32,
+    /// Where xdp-cost writes a whole-box perf profile of each dnsperf run (`--perf`).
+    pub perf: Option<PathBuf>,
 }
 
 /// The working directory of one run (configs, zone and query files), removed on drop.
@@ -75,7 +79,7 @@ impl Drop for WorkDir {
     }
 }
 
-pub fn bench(part: Part, baseline: &str, settings: Settings) -> Result<()> {
+pub fn bench(part: Part, baseline: &str, perf: bool, mut settings: Settings) -> Result<()> {
     become_root(
         "bench",
         "the benchmarks create network namespaces, attach XDP programs and install packages",
@@ -94,6 +98,10 @@ pub fn bench(part: Part, baseline: &str, settings: Settings) -> Result<()> {
         prereq::ensure(&packages)?;
     }
     let bench_dir = cmd::target_dir().join("bench");
+    if perf {
+        load::require(&["perf"])?;
+        settings.perf = Some(bench_dir.join("perf"));
+    }
     let work = WorkDir(bench_dir.join(format!("run-{}", std::process::id())));
     fs::create_dir_all(&work.0).with_context(|| format!("creating {}", work.0.display()))?;
     let binaries = if parts.iter().any(|p| *p != Part::Host) {

@@ -116,22 +116,37 @@ pub fn run(binaries: &[Binary], work: &Path, settings: &Settings) -> Result<Repo
             )
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut results: Vec<(String, &'static str, Result<Measured>)> = Vec::new();
-    for server in servers(binaries) {
-        println!("system: {server}");
-        let outcome = one_server(&server, work, &sets, &files, settings);
-        match outcome {
-            Ok(rows) => results.extend(
-                rows.into_iter()
-                    .map(|(set, m)| (server.to_string(), set, Ok(m))),
-            ),
-            Err(err) => results.push((server.to_string(), "all", Err(err))),
+    let mut results = Results::default();
+    for round in 1..=settings.rounds {
+        for server in servers(binaries) {
+            println!("system: round {round}/{}: {server}", settings.rounds);
+            match one_server(&server, work, &sets, &files, settings) {
+                Ok(rows) => {
+                    for (set, m) in rows {
+                        results.push(&server.to_string(), set, Ok(m));
+                    }
+                }
+                Err(err) => results.push(&server.to_string(), "all", Err(err)),
+            }
         }
     }
     for file in &files {
         let _ = std::fs::remove_file(file);
     }
     Ok(render(&results, settings))
+}
+
+/// Every round's measurements, by server and query file, in first-seen order.
+#[derive(Default)]
+struct Results(Vec<(String, &'static str, Vec<Result<Measured>>)>);
+
+impl Results {
+    fn push(&mut self, server: &str, set: &'static str, m: Result<Measured>) {
+        match self.0.iter_mut().find(|(s, q, _)| s == server && *q == set) {
+            Some((_, _, rounds)) => rounds.push(m),
+            None => self.0.push((server.to_owned(), set, vec![m])),
+        }
+    }
 }
 
 fn one_server(
@@ -165,14 +180,68 @@ fn one_server(
     Ok(rows)
 }
 
-fn err_cell(err: &anyhow::Error) -> String {
-    format!(
-        "error: {}",
-        format!("{err:#}").replace('\n', " ").replace('|', "/")
-    )
+/// Median, minimum and maximum of one figure over the rounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
-fn render(results: &[(String, &'static str, Result<Measured>)], settings: &Settings) -> Report {
+/// The [`Spread`] of each figure `figures` reads from the rounds that succeeded; the first
+/// error (one line) when none did.
+pub fn spreads<T>(
+    rounds: &[Result<&T, String>],
+    figures: impl Fn(&T) -> Vec<f64>,
+) -> Result<Vec<Spread>, String> {
+    let ok: Vec<Vec<f64>> = rounds
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|t| figures(t)))
+        .collect();
+    if ok.is_empty() {
+        return Err(rounds
+            .iter()
+            .find_map(|r| r.as_ref().err().cloned())
+            .unwrap_or_else(|| "no measurement".to_owned()));
+    }
+    Ok((0..ok[0].len())
+        .map(|i| {
+            let mut values: Vec<f64> = ok.iter().map(|v| v[i]).collect();
+            values.sort_by(f64::total_cmp);
+            let mid = values.len() / 2;
+            let median = if values.len() % 2 == 1 {
+                values[mid]
+            } else {
+                (values[mid - 1] + values[mid]) / 2.0
+            };
+            Spread {
+                median,
+                min: values[0],
+                max: values[values.len() - 1],
+            }
+        })
+        .collect())
+}
+
+fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace('\n', " ").replace('|', "/")
+}
+
+/// `74.4k`, with the range over the rounds when there were several.
+fn kilo_spread(s: &Spread, rounds: u32) -> String {
+    if rounds > 1 {
+        format!(
+            "{} ({}–{})",
+            report::kilo(s.median),
+            report::kilo(s.min),
+            report::kilo(s.max)
+        )
+    } else {
+        report::kilo(s.median)
+    }
+}
+
+fn render(results: &Results, settings: &Settings) -> Report {
     let mut dnsperf = Table::new(&[
         "server",
         "queries",
@@ -198,73 +267,119 @@ fn render(results: &[(String, &'static str, Result<Measured>)], settings: &Setti
         "answered",
         "CPU s / 100k answered",
     ]);
-    for (server, set, measured) in results {
+    let rounds = settings.rounds;
+    for (server, set, measured) in &results.0 {
         let head = vec![server.clone(), (*set).to_owned()];
-        let m = match measured {
-            Ok(m) => m,
-            Err(err) => {
-                for table in [&mut dnsperf, &mut kxdpgun, &mut latency] {
-                    table.row([head.clone(), vec![err_cell(err)]].concat());
-                }
-                continue;
-            }
+        let pick = |f: &dyn Fn(&Measured) -> Result<Vec<f64>, String>| {
+            let per_round: Vec<Result<Vec<f64>, String>> = measured
+                .iter()
+                .map(|m| m.as_ref().map_err(one_line).and_then(f))
+                .collect();
+            let refs: Vec<Result<&Vec<f64>, String>> = per_round
+                .iter()
+                .map(|r| r.as_ref().map_err(Clone::clone))
+                .collect();
+            spreads(&refs, Clone::clone)
         };
+        let cells = |r: Result<Vec<Spread>, String>, fmt: &dyn Fn(&[Spread]) -> Vec<String>| match r
+        {
+            Ok(s) => fmt(&s),
+            Err(e) => vec![format!("error: {e}")],
+        };
+        let d = pick(&|m| {
+            m.dnsperf.as_ref().map_err(one_line).map(|(d, cost)| {
+                vec![
+                    d.qps,
+                    ratio(d.completed, d.sent),
+                    cost.per_100k(d.completed).unwrap_or(f64::NAN),
+                    cost.rcvbuf_drops as f64,
+                ]
+            })
+        });
         dnsperf.row(
             [
                 head.clone(),
-                match &m.dnsperf {
-                    Ok((d, cost)) => vec![
-                        report::kilo(d.qps),
-                        report::percent(d.completed, d.sent),
-                        per_100k(cost, d.completed),
-                        report::count(cost.rcvbuf_drops),
-                    ],
-                    Err(err) => vec![err_cell(err)],
-                },
+                cells(d, &|s| {
+                    vec![
+                        kilo_spread(&s[0], rounds),
+                        format!("{:.1} %", s[1].median),
+                        format!("{:.2}", s[2].median),
+                        report::count(s[3].median as u64),
+                    ]
+                }),
             ]
             .concat(),
         );
+        let k = pick(&|m| {
+            m.kxdpgun.as_ref().map_err(one_line).map(|(k, cost)| {
+                vec![
+                    k.sent_pps as f64,
+                    k.received_pps as f64,
+                    ratio(k.received, k.sent),
+                    cost.per_100k(k.received).unwrap_or(f64::NAN),
+                    cost.rcvbuf_drops as f64,
+                ]
+            })
+        });
         kxdpgun.row(
             [
                 head.clone(),
-                match &m.kxdpgun {
-                    Ok((k, cost)) => vec![
-                        report::kilo(k.sent_pps as f64),
-                        report::kilo(k.received_pps as f64),
-                        report::percent(k.received, k.sent),
-                        per_100k(cost, k.received),
-                        report::count(cost.rcvbuf_drops),
-                    ],
-                    Err(err) => vec![err_cell(err)],
-                },
+                cells(k, &|s| {
+                    vec![
+                        kilo_spread(&s[0], rounds),
+                        kilo_spread(&s[1], rounds),
+                        format!("{:.1} %", s[2].median),
+                        format!("{:.2}", s[3].median),
+                        report::count(s[4].median as u64),
+                    ]
+                }),
             ]
             .concat(),
         );
+        let l = pick(&|m| {
+            m.latency.as_ref().map_err(one_line).map(|(l, cost)| {
+                vec![
+                    l.p50.as_secs_f64(),
+                    l.p99.as_secs_f64(),
+                    ratio(l.answered, l.sent),
+                    cost.per_100k(l.answered).unwrap_or(f64::NAN),
+                ]
+            })
+        });
         latency.row(
             [
                 head,
-                match &m.latency {
-                    Ok((l, cost)) => vec![
-                        report::ms(l.p50),
-                        report::ms(l.p99),
-                        report::percent(l.answered, l.sent),
-                        per_100k(cost, l.answered),
-                    ],
-                    Err(err) => vec![err_cell(err)],
-                },
+                cells(l, &|s| {
+                    vec![
+                        report::ms(std::time::Duration::from_secs_f64(s[0].median)),
+                        report::ms(std::time::Duration::from_secs_f64(s[1].median)),
+                        format!("{:.1} %", s[2].median),
+                        format!("{:.2}", s[3].median),
+                    ]
+                }),
             ]
             .concat(),
         );
     }
     let mut rep = Report::new(
         "System load: hotpool and the reference servers",
-        "Each server alone in a server namespace on a veth pair, the load from the client \
+        &format!(
+            "Each server alone in a server namespace on a veth pair, the load from the client \
              namespace, both on the same cores. Query files: *hot-only* (pool names: A, AAAA, \
              CNAME) and *mixed* (5 % pool names; zone names 40 %, NXDOMAIN 25 %, NODATA 15 %, \
              REFUSED 15 %). The client end runs a pass-everything XDP program for every server \
              (native XDP on the server end needs it for XDP_TX). CPU is whole-box busy time \
              (/proc/stat, load generator included) per 100 000 answered queries; rcvbuf drops \
-             are the server namespace's `Udp: RcvbufErrors`.",
+             are the server namespace's `Udp: RcvbufErrors`. {}",
+            if rounds > 1 {
+                format!(
+                    "Medians of {rounds} rounds (servers taken in turn each round); rates show \
+                     the range in parentheses."
+                )
+            } else {
+                "One round.".to_owned()
+            }
+        ),
     );
     rep.table(
         &format!(
@@ -293,7 +408,63 @@ fn render(results: &[(String, &'static str, Result<Measured>)], settings: &Setti
     rep
 }
 
-fn per_100k(cost: &Cost, answered: u64) -> String {
-    cost.per_100k(answered)
-        .map_or_else(|| "–".to_owned(), |s| format!("{s:.2}"))
+/// `part / whole` in percent (0 when nothing was sent).
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_take_the_median_of_the_rounds_that_worked() {
+        let a = vec![1.0, 10.0];
+        let b = vec![3.0, 30.0];
+        let c = vec![2.0, 20.0];
+        let rounds = [Ok(&a), Err("boom".to_owned()), Ok(&b), Ok(&c)];
+        let s = spreads(&rounds, Clone::clone).unwrap();
+        assert_eq!(
+            s[0],
+            Spread {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0
+            }
+        );
+        assert_eq!(s[1].median, 20.0);
+        let even = [Ok(&a), Ok(&b)];
+        assert_eq!(spreads(&even, Clone::clone).unwrap()[0].median, 2.0);
+        let failed: [Result<&Vec<f64>, String>; 1] = [Err("boom".to_owned())];
+        assert_eq!(spreads(&failed, Clone::clone), Err("boom".to_owned()));
+    }
+
+    #[test]
+    fn every_server_is_listed_once_per_build() {
+        let b = |label: &str| Binary {
+            label: label.to_owned(),
+            path: "/x".into(),
+        };
+        let names: Vec<String> = servers(&[b("baseline"), b("current")])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "hotpool baseline XDP native",
+                "hotpool current XDP native",
+                "hotpool baseline --no-xdp",
+                "hotpool current --no-xdp",
+                "Knot UDP",
+                "Knot AF_XDP",
+                "NSD",
+                "gdnsd"
+            ]
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! between "nothing" and "pass" is the veth's XDP receive path; between "pass" and hotpool's
 //! program, the program. The kernel's run-time statistics give the programs' own time.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 
@@ -17,6 +17,7 @@ use super::{
     net::Link,
     report::{self, Report, Table},
     servers::{self, Binary, Server},
+    system::{Spread, spreads},
 };
 
 /// What the server end runs.
@@ -87,12 +88,23 @@ pub fn run(binaries: &[Binary], work: &Path, settings: &Settings) -> Result<Repo
     )?;
     // The same statistics overhead for every variant (two clock reads per program run).
     let stats = BpfStatsEnabled::enable()?;
-    let mut rows = Vec::new();
-    for variant in variants(binaries) {
-        println!("xdp-cost: {}", variant.name);
-        let outcome = one(&variant, work, &file, &lines, settings)
-            .with_context(|| format!("xdp-cost: {}", variant.name));
-        rows.push((variant.name, outcome));
+    let variants = variants(binaries);
+    let mut rows: Vec<(String, Vec<Result<Outcome>>)> = variants
+        .iter()
+        .map(|v| (v.name.clone(), Vec::new()))
+        .collect();
+    // Rounds take every variant in turn, so drift in the machine's load spreads evenly.
+    for round in 1..=settings.rounds {
+        for (variant, (_, outcomes)) in variants.iter().zip(&mut rows) {
+            println!(
+                "xdp-cost: round {round}/{}: {}",
+                settings.rounds, variant.name
+            );
+            outcomes.push(
+                one(variant, work, &file, &lines, settings, round)
+                    .with_context(|| format!("xdp-cost: {}", variant.name)),
+            );
+        }
     }
     drop(stats);
     let _ = std::fs::remove_file(&file);
@@ -105,6 +117,7 @@ fn one(
     file: &Path,
     lines: &[dns::QueryLine],
     settings: &Settings,
+    round: u32,
 ) -> Result<Outcome> {
     let link = Link::new()?;
     let _client = if variant.client_pass {
@@ -140,7 +153,14 @@ fn one(
         }
     };
     let before = program_stats()?;
+    let profile = match &settings.perf {
+        Some(dir) => Some(Profile::start(dir, &variant.name, round, settings.seconds)?),
+        None => None,
+    };
     let (dnsperf, cost) = load::costed(&link, || load::dnsperf(&link, file, settings.seconds))?;
+    if let Some(profile) = profile {
+        profile.finish()?;
+    }
     let after = program_stats()?;
     let latency = load::fixed_rate(
         &link,
@@ -158,9 +178,29 @@ fn one(
     })
 }
 
-fn render(rows: &[(String, Result<Outcome>)], settings: &Settings) -> Report {
-    let reference = rows.iter().find_map(|(name, o)| match o {
-        Ok(o) if name == "--no-xdp" => Some(o.cost.per_100k(o.dnsperf.completed)),
+fn render(rows: &[(String, Vec<Result<Outcome>>)], settings: &Settings) -> Report {
+    // Per variant: qps, answered %, CPU s/100k, program ns/packet, program CPU s/100k,
+    // drops, p50 s, p99 s (NaN where a figure does not apply).
+    let figures: Vec<(&String, Result<Vec<Spread>, String>)> = rows
+        .iter()
+        .map(|(name, outcomes)| {
+            let per_round: Vec<Result<Vec<f64>, String>> = outcomes
+                .iter()
+                .map(|o| {
+                    o.as_ref()
+                        .map(|o| o.figures())
+                        .map_err(|e| format!("{e:#}").replace('\n', " "))
+                })
+                .collect();
+            let refs: Vec<Result<&Vec<f64>, String>> = per_round
+                .iter()
+                .map(|r| r.as_ref().map_err(Clone::clone))
+                .collect();
+            (name, spreads(&refs, Clone::clone))
+        })
+        .collect();
+    let reference = figures.iter().find_map(|(name, f)| match f {
+        Ok(s) if name.as_str() == "--no-xdp" => Some(s[2].median),
         _ => None,
     });
     let mut table = Table::new(&[
@@ -175,53 +215,38 @@ fn render(rows: &[(String, Result<Outcome>)], settings: &Settings) -> Report {
         "p50 ms",
         "p99 ms",
     ]);
-    for (name, outcome) in rows {
-        let o = match outcome {
-            Ok(o) => o,
+    let num = |v: f64, fmt: &dyn Fn(f64) -> String| {
+        if v.is_nan() { "–".to_owned() } else { fmt(v) }
+    };
+    for (name, spread) in figures {
+        let s = match spread {
+            Ok(s) => s,
             Err(err) => {
-                table.row(vec![
-                    name.clone(),
-                    format!("error: {err:#}").replace('\n', " "),
-                ]);
+                table.row(vec![name.clone(), format!("error: {err}")]);
                 continue;
             }
         };
-        let per_100k = o.cost.per_100k(o.dnsperf.completed);
-        let delta = match (per_100k, reference.flatten()) {
-            (Some(v), Some(r)) => format!("{:+.2}", v - r),
-            _ => "–".to_owned(),
-        };
-        let (prog_ns, prog_cpu) = match o.program {
-            Some(stats) => (
-                stats
-                    .ns_per_run()
-                    .map_or_else(|| "–".to_owned(), report::ns),
-                if o.dnsperf.completed > 0 {
-                    format!(
-                        "{:.2}",
-                        stats.run_time_ns as f64 / 1e9 * 100_000.0 / o.dnsperf.completed as f64
-                    )
-                } else {
-                    "–".to_owned()
-                },
-            ),
-            None => ("–".to_owned(), "–".to_owned()),
-        };
-        let (p50, p99) = match &o.latency {
-            Ok(l) => (report::ms(l.p50), report::ms(l.p99)),
-            Err(err) => (format!("error: {err:#}"), String::new()),
+        let qps = if settings.rounds > 1 {
+            format!(
+                "{} ({}–{})",
+                report::kilo(s[0].median),
+                report::kilo(s[0].min),
+                report::kilo(s[0].max)
+            )
+        } else {
+            report::kilo(s[0].median)
         };
         table.row(vec![
             name.clone(),
-            report::kilo(o.dnsperf.qps),
-            report::percent(o.dnsperf.completed, o.dnsperf.sent),
-            per_100k.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}")),
-            delta,
-            prog_ns,
-            prog_cpu,
-            report::count(o.cost.rcvbuf_drops),
-            p50,
-            p99,
+            qps,
+            format!("{:.1} %", s[1].median),
+            num(s[2].median, &|v| format!("{v:.2}")),
+            reference.map_or_else(|| "–".to_owned(), |r| format!("{:+.2}", s[2].median - r)),
+            num(s[3].median, &report::ns),
+            num(s[4].median, &|v| format!("{v:.3}")),
+            report::count(s[5].median as u64),
+            num(s[6].median, &|v| report::ms(Duration::from_secs_f64(v))),
+            num(s[7].median, &|v| report::ms(Duration::from_secs_f64(v))),
         ]);
     }
     let mut rep = Report::new(
@@ -232,12 +257,95 @@ fn render(rows: &[(String, Result<Outcome>)], settings: &Settings) -> Report {
              except in the first row. `kernel.bpf_stats_enabled=1` throughout (every row pays \
              its clock reads); *program* columns are the server-end program's own time from \
              it. CPU is whole-box busy seconds per 100 000 answered queries during the dnsperf \
-             run; *vs --no-xdp* is the difference from the second row.",
+             run; *vs --no-xdp* is the difference from the second row. {}",
             settings.seconds,
             report::count(u64::from(settings.latency_rate)),
-            settings.latency_seconds
+            settings.latency_seconds,
+            if settings.rounds > 1 {
+                format!(
+                    "Medians of {} rounds (variants taken in turn each round); qps shows the \
+                     range in parentheses.",
+                    settings.rounds
+                )
+            } else {
+                "One round.".to_owned()
+            }
         ),
     );
     rep.table("", &table);
     rep
+}
+
+/// A whole-box `perf record -a -g` over a dnsperf run (`--perf`), for `perf report`.
+struct Profile {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl Profile {
+    fn start(dir: &Path, variant: &str, round: u32, seconds: u32) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let slug: String = variant
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = dir.join(format!("{}-r{round}.data", slug.trim_matches('-')));
+        let child = std::process::Command::new("perf")
+            .args(["record", "-a", "-g", "-F", "999", "-q", "-o"])
+            .arg(&path)
+            .args(["--", "sleep", &seconds.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting `perf record` (Debian package linux-perf)")?;
+        Ok(Self { child, path })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let status = self.child.wait().context("waiting for perf record")?;
+        if !status.success() {
+            anyhow::bail!("perf record failed ({status})");
+        }
+        println!("xdp-cost: profile in {}", self.path.display());
+        Ok(())
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Outcome {
+    fn figures(&self) -> Vec<f64> {
+        let answered = self.dnsperf.completed;
+        let (prog_ns, prog_cpu) = match self.program {
+            Some(stats) if answered > 0 => (
+                stats.ns_per_run().unwrap_or(f64::NAN),
+                stats.run_time_ns as f64 / 1e9 * 100_000.0 / answered as f64,
+            ),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let (p50, p99) = match &self.latency {
+            Ok(l) => (l.p50.as_secs_f64(), l.p99.as_secs_f64()),
+            Err(_) => (f64::NAN, f64::NAN),
+        };
+        vec![
+            self.dnsperf.qps,
+            if self.dnsperf.sent == 0 {
+                0.0
+            } else {
+                answered as f64 * 100.0 / self.dnsperf.sent as f64
+            },
+            self.cost.per_100k(answered).unwrap_or(f64::NAN),
+            prog_ns,
+            prog_cpu,
+            self.cost.rcvbuf_drops as f64,
+            p50,
+            p99,
+        ]
+    }
 }
