@@ -32,6 +32,25 @@ struct Figure {
     column: String,
     value: Result<f64>,
     detail: String,
+    /// Set when the queries were not what the case is about (hits that were not hits).
+    warning: Option<String>,
+}
+
+/// A warning when the share of kernel hits among the queries sent is not what the case
+/// expects (all hits, or none for a miss); `None` when it is, or when hotpool's counters could
+/// not be read.
+fn hit_warning(expect_hits: bool, hits: Option<u64>, sent: u64) -> Option<String> {
+    let hits = hits?;
+    if sent == 0 {
+        return Some("nothing sent".to_owned());
+    }
+    let share = hits as f64 / sent as f64;
+    let ok = if expect_hits {
+        share >= 0.99
+    } else {
+        share <= 0.01
+    };
+    (!ok).then(|| format!("{} hits", report::percent(hits, sent)))
 }
 
 pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
@@ -69,9 +88,10 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
                 .find(|f| &f.case == case && &f.column == column)
                 .map_or_else(
                     || "–".to_owned(),
-                    |f| match &f.value {
-                        Ok(ns) => report::ns(*ns),
-                        Err(err) => format!("error: {err:#}"),
+                    |f| match (&f.value, &f.warning) {
+                        (Ok(ns), None) => report::ns(*ns),
+                        (Ok(ns), Some(warning)) => format!("{} (⚠ {warning})", report::ns(*ns)),
+                        (Err(err), _) => format!("error: {err:#}"),
                     },
                 );
             row.push(cell);
@@ -165,12 +185,17 @@ fn measure(
             column: column.to_owned(),
             value,
             detail: String::new(),
+            warning: None,
         });
     }
 
     let stats = BpfStatsEnabled::enable()?;
     for (case, line) in dns::kernel_cases() {
-        let file = load::query_file(work, &format!("kernel-{}.txt", std::process::id()), &[line])?;
+        let file = load::query_file(
+            work,
+            &format!("kernel-{}.txt", std::process::id()),
+            std::slice::from_ref(&line),
+        )?;
         let hits_before = running.hotpool_stats();
         let before = program.run_stats()?;
         let gun = load::kxdpgun(&link, &file, KXDPGUN_SECONDS, KXDPGUN_QPS);
@@ -181,6 +206,10 @@ fn measure(
         let moved = hits_before
             .zip(hits_after)
             .map(|(b, a)| servers::stats_moved(&b, &a));
+        let hits = moved
+            .as_ref()
+            .map(|m| m.iter().find(|(n, _)| n == "hit").map_or(0, |(_, c)| *c));
+        let warning = hit_warning(line.kind == dns::Kind::Hot, hits, gun.sent);
         let value = runs
             .ns_per_run()
             .ok_or_else(|| anyhow::anyhow!("the program did not run"));
@@ -204,10 +233,29 @@ fn measure(
             column: column.to_owned(),
             value,
             detail,
+            warning,
         });
         let _ = std::fs::remove_file(&file);
     }
     drop(stats);
     running.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_hits_were_not_hits() {
+        assert_eq!(hit_warning(true, Some(150_000), 150_010), None);
+        assert_eq!(
+            hit_warning(true, Some(30_002), 150_010).as_deref(),
+            Some("20.0 % hits")
+        );
+        assert_eq!(hit_warning(false, Some(0), 150_010), None);
+        assert!(hit_warning(false, Some(150_010), 150_010).is_some());
+        assert_eq!(hit_warning(true, None, 150_010), None);
+        assert!(hit_warning(true, Some(0), 0).is_some());
+    }
 }
