@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{
     bpf::{BpfStatsEnabled, PassProgram, Program, XDP_PASS, XdpMode},
-    dns, load,
+    dns, interrupt, load,
     net::Link,
     report::{self, Report, Table},
     servers::{self, Binary, Server},
@@ -59,6 +59,7 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
     let mut columns = Vec::new();
     for binary in binaries {
         for mode in [XdpMode::Native, XdpMode::Generic] {
+            interrupt::check()?;
             let column = format!("{} {}", binary.label, mode.name());
             println!("kernel: {column}");
             columns.push(column.clone());
@@ -191,6 +192,7 @@ fn measure(
 
     let stats = BpfStatsEnabled::enable()?;
     for (case, line) in dns::kernel_cases() {
+        interrupt::check()?;
         let file = load::query_file(
             work,
             &format!("kernel-{}.txt", std::process::id()),

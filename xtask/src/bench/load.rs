@@ -18,6 +18,7 @@ use hickory_proto::rr::RecordType;
 
 use super::{
     dns::{self, QueryLine},
+    interrupt,
     net::{CpuTimes, Link, snmp_counter},
 };
 use crate::cmd;
@@ -224,6 +225,9 @@ pub fn fixed_rate(link: &Link, lines: &[QueryLine], rate: u32, seconds: u32) -> 
     let period = Duration::from_secs(1).as_nanos() as f64 / f64::from(rate);
     let mut buf = Vec::new();
     while sent < total {
+        if interrupt::check().is_err() {
+            break;
+        }
         let due = ((start.elapsed().as_nanos() as f64 / period) as u64 + 1).min(total);
         while sent < due {
             let index = (sent as usize) % SOCKETS;

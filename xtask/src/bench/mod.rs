@@ -10,6 +10,7 @@ mod binaries;
 mod bpf;
 mod dns;
 mod host;
+mod interrupt;
 mod kernel;
 mod load;
 mod net;
@@ -85,6 +86,7 @@ pub fn bench(part: Part, baseline: &str, perf: bool, mut settings: Settings) -> 
         "the benchmarks create network namespaces, attach XDP programs and install packages",
     )?;
     let started = Instant::now();
+    interrupt::install();
     setup::ensure(false)?;
     let parts: Vec<Part> = match part {
         Part::All => vec![Part::Host, Part::Kernel, Part::System, Part::XdpCost],
@@ -112,6 +114,7 @@ pub fn bench(part: Part, baseline: &str, perf: bool, mut settings: Settings) -> 
     let mut failed = Vec::new();
     let mut all = String::new();
     for part in parts {
+        interrupt::check()?;
         let part_started = Instant::now();
         let machine = machine()?;
         let result = match (part, &binaries) {

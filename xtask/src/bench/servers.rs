@@ -13,7 +13,7 @@ use hickory_proto::rr::RecordType;
 
 use super::{
     bpf::XdpMode,
-    dns, load,
+    dns, interrupt, load,
     net::{Link, Process, XdpProg, unique},
 };
 
@@ -213,6 +213,7 @@ fn wait_ready(running: &mut Running, link: &Link) -> Result<()> {
         _ => false,
     };
     loop {
+        interrupt::check()?;
         running.process().check_running()?;
         let attached = !wants_xdp || link.server_xdp_prog()?.is_some();
         if attached

@@ -12,6 +12,7 @@ use super::{
     Settings,
     bpf::{PassProgram, XdpMode},
     dns::{self, QueryLine},
+    interrupt,
     load::{self, Cost, Dnsperf, Kxdpgun, Latency},
     net::Link,
     report::{self, Report, Table},
@@ -119,6 +120,7 @@ pub fn run(binaries: &[Binary], work: &Path, settings: &Settings) -> Result<Repo
     let mut results = Results::default();
     for round in 1..=settings.rounds {
         for server in servers(binaries) {
+            interrupt::check()?;
             println!("system: round {round}/{}: {server}", settings.rounds);
             match one_server(&server, work, &sets, &files, settings) {
                 Ok(rows) => {

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use super::{
     Settings,
     bpf::{BpfStatsEnabled, PassProgram, Program, RunStats, XdpMode},
-    dns,
+    dns, interrupt,
     load::{self, Cost, Dnsperf, Latency},
     net::Link,
     report::{self, Report, Table},
@@ -96,6 +96,7 @@ pub fn run(binaries: &[Binary], work: &Path, settings: &Settings) -> Result<Repo
     // Rounds take every variant in turn, so drift in the machine's load spreads evenly.
     for round in 1..=settings.rounds {
         for (variant, (_, outcomes)) in variants.iter().zip(&mut rows) {
+            interrupt::check()?;
             println!(
                 "xdp-cost: round {round}/{}: {}",
                 settings.rounds, variant.name
