@@ -135,7 +135,8 @@ pub fn run(binaries: &[Binary], work: &Path, settings: &Settings) -> Result<Repo
     for file in &files {
         let _ = std::fs::remove_file(file);
     }
-    Ok(render(&results, settings))
+    let current = binaries.last().map_or("current", |b| b.label.as_str());
+    Ok(render(&results, settings, current))
 }
 
 /// Every round's measurements, by server and query file, in first-seen order.
@@ -243,7 +244,7 @@ fn kilo_spread(s: &Spread, rounds: u32) -> String {
     }
 }
 
-fn render(results: &Results, settings: &Settings) -> Report {
+fn render(results: &Results, settings: &Settings, current: &str) -> Report {
     let mut dnsperf = Table::new(&[
         "server",
         "queries",
@@ -270,6 +271,7 @@ fn render(results: &Results, settings: &Settings) -> Report {
         "CPU s / 100k answered",
     ]);
     let rounds = settings.rounds;
+    let mut medians = Medians::default();
     for (server, set, measured) in &results.0 {
         let head = vec![server.clone(), (*set).to_owned()];
         let pick = |f: &dyn Fn(&Measured) -> Result<Vec<f64>, String>| {
@@ -298,6 +300,9 @@ fn render(results: &Results, settings: &Settings) -> Report {
                 ]
             })
         });
+        if let Ok(d) = &d {
+            medians.dnsperf.push((server.clone(), set, d[0].median));
+        }
         dnsperf.row(
             [
                 head.clone(),
@@ -323,6 +328,11 @@ fn render(results: &Results, settings: &Settings) -> Report {
                 ]
             })
         });
+        if let Ok(k) = &k {
+            medians
+                .kxdpgun
+                .push((server.clone(), set, k[1].median, k[2].median));
+        }
         kxdpgun.row(
             [
                 head.clone(),
@@ -385,6 +395,13 @@ fn render(results: &Results, settings: &Settings) -> Report {
     );
     rep.table(
         &format!(
+            "Issue 7's targets, for hotpool {current} (medians; references: Knot UDP, NSD, \
+             gdnsd):"
+        ),
+        &targets(&medians, current),
+    );
+    rep.table(
+        &format!(
             "dnsperf, maximum rate, {} s, `-c 8 -T 2 -q 256`:",
             settings.seconds
         ),
@@ -408,6 +425,93 @@ fn render(results: &Results, settings: &Settings) -> Report {
         &latency,
     );
     rep
+}
+
+/// The medians the targets are judged on.
+#[derive(Default)]
+struct Medians {
+    /// (server, query file, dnsperf qps)
+    dnsperf: Vec<(String, &'static str, f64)>,
+    /// (server, query file, kxdpgun answered pps, answered %)
+    kxdpgun: Vec<(String, &'static str, f64, f64)>,
+}
+
+/// The reference servers a daemon is compared with.
+const REFERENCES: [&str; 3] = ["Knot UDP", "NSD", "gdnsd"];
+
+/// One row per target of issue 7 that the system load measures: the figure, what it is held
+/// against, and whether it is met.
+fn targets(m: &Medians, current: &str) -> Table {
+    let mut t = Table::new(&["target", "queries", "hotpool", "against", "met"]);
+    let dnsperf = |server: &str, set: &str| {
+        m.dnsperf
+            .iter()
+            .find(|(s, q, _)| s == server && *q == set)
+            .map(|(_, _, v)| *v)
+    };
+    let kx = |server: &str, set: &str| {
+        m.kxdpgun
+            .iter()
+            .find(|(s, q, _, _)| s == server && *q == set)
+            .map(|(_, _, pps, pct)| (*pps, *pct))
+    };
+    let best = |f: &dyn Fn(&str) -> Option<f64>| {
+        REFERENCES
+            .iter()
+            .filter_map(|r| f(r).map(|v| (v, *r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    let xdp = format!("hotpool {current} XDP native");
+    let daemon = format!("hotpool {current} --no-xdp");
+    let verdict = |ok: bool| if ok { "yes" } else { "**no**" }.to_owned();
+    let mut row = |target: &str,
+                   set: &str,
+                   ours: Option<f64>,
+                   against: Option<(f64, String)>,
+                   fmt: &dyn Fn(f64) -> String| {
+        let cells = match (ours, against) {
+            (Some(o), Some((a, label))) => {
+                vec![fmt(o), format!("{} ({label})", fmt(a)), verdict(o >= a)]
+            }
+            _ => vec!["–".to_owned(), "–".to_owned(), "not measured".to_owned()],
+        };
+        t.row([vec![target.to_owned(), set.to_owned()], cells].concat());
+    };
+    row(
+        "mixed traffic with XDP attached at least as fast as --no-xdp (dnsperf qps)",
+        "mixed",
+        dnsperf(&xdp, "mixed"),
+        dnsperf(&daemon, "mixed").map(|v| (v, "--no-xdp".to_owned())),
+        &report::kilo,
+    );
+    for set in ["hot-only", "mixed"] {
+        row(
+            "the daemon at least the best reference (dnsperf qps)",
+            set,
+            dnsperf(&daemon, set),
+            best(&|r| dnsperf(r, set)).map(|(v, r)| (v, r.to_owned())),
+            &report::kilo,
+        );
+    }
+    for set in ["hot-only", "mixed"] {
+        row(
+            "the daemon at least the best reference (kxdpgun answered pps)",
+            set,
+            kx(&daemon, set).map(|(pps, _)| pps),
+            best(&|r| kx(r, set).map(|(pps, _)| pps)).map(|(v, r)| (v, r.to_owned())),
+            &report::kilo,
+        );
+    }
+    for set in ["hot-only", "mixed"] {
+        row(
+            "every query kxdpgun sends is answered (XDP native, answered %)",
+            set,
+            kx(&xdp, set).map(|(_, pct)| pct),
+            Some((99.95, "all".to_owned())),
+            &|v| format!("{v:.1} %"),
+        );
+    }
+    t
 }
 
 /// `part / whole` in percent (0 when nothing was sent).
@@ -443,6 +547,44 @@ mod tests {
         assert_eq!(spreads(&even, Clone::clone).unwrap()[0].median, 2.0);
         let failed: [Result<&Vec<f64>, String>; 1] = [Err("boom".to_owned())];
         assert_eq!(spreads(&failed, Clone::clone), Err("boom".to_owned()));
+    }
+
+    #[test]
+    fn targets_compare_with_the_best_reference() {
+        let m = Medians {
+            dnsperf: vec![
+                ("hotpool current XDP native".to_owned(), "mixed", 60_000.0),
+                ("hotpool current --no-xdp".to_owned(), "mixed", 75_000.0),
+                ("hotpool current --no-xdp".to_owned(), "hot-only", 90_000.0),
+                ("Knot UDP".to_owned(), "hot-only", 95_000.0),
+                ("gdnsd".to_owned(), "hot-only", 105_000.0),
+                ("Knot AF_XDP".to_owned(), "hot-only", 500_000.0),
+            ],
+            kxdpgun: vec![(
+                "hotpool current XDP native".to_owned(),
+                "hot-only",
+                250_000.0,
+                100.0,
+            )],
+        };
+        let text = targets(&m, "current").render();
+        let line = |start: &str, set: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("| {start}")) && l.contains(&format!("| {set} |")))
+                .unwrap_or_else(|| panic!("no {start} / {set} in\n{text}"))
+                .to_owned()
+        };
+        assert!(line("mixed traffic", "mixed").ends_with("| 60.0k | 75.0k (--no-xdp) | **no** |"));
+        // AF_XDP Knot is not a reference for the daemon.
+        assert!(
+            line(
+                "the daemon at least the best reference (dnsperf",
+                "hot-only"
+            )
+            .ends_with("| 90.0k | 105.0k (gdnsd) | **no** |")
+        );
+        assert!(line("every query", "hot-only").ends_with("| 100.0 % | 100.0 % (all) | yes |"));
+        assert!(line("every query", "mixed").ends_with("| not measured |"));
     }
 
     #[test]
