@@ -19,12 +19,11 @@ use crate::{cmd, run::is_root};
 /// The toolchain that builds dns-ebpf (aya-build runs it through `rustup run nightly`).
 const NIGHTLY: &str = "nightly";
 
-/// Debian packages the root tests, benchmarks and operators use.
+/// Debian packages the root tests and operators use (`cargo xtask bench` installs its own:
+/// the load generators and reference servers).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "dnsutils",
-    "knot-dnsutils",
-    "dnsperf",
     "bpftool",
     "tcpdump",
     "ethtool",

@@ -96,6 +96,9 @@ pub fn bench(part: Part, baseline: &str, perf: bool, mut settings: Settings) -> 
     if parts.contains(&Part::System) {
         packages.extend(prereq::SERVERS);
     }
+    if perf && parts.contains(&Part::XdpCost) {
+        packages.push(prereq::PERF);
+    }
     if parts != [Part::Host] {
         prereq::ensure(&packages)?;
     }

@@ -11,6 +11,8 @@ use crate::{cmd, run::is_root, setup};
 pub const TOOLS: &[&str] = &["iproute2", "knot-dnsutils", "dnsperf", "bpftool"];
 /// The reference servers.
 pub const SERVERS: &[&str] = &["knot", "nsd", "gdnsd"];
+/// `perf`, for `--perf`.
+pub const PERF: &str = "linux-perf";
 /// The services those packages install.
 const SERVICES: &[&str] = &["knot", "nsd", "gdnsd"];
 
