@@ -362,6 +362,63 @@ fn write_sysctl(path: &Path, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{bench::net::Link, run::is_root};
+
+    /// The root-only tests below load programs; elsewhere they say so and pass.
+    fn root() -> bool {
+        if !is_root() {
+            eprintln!("skipped: loading BPF programs needs root");
+        }
+        is_root()
+    }
+
+    #[test]
+    fn pass_program_test_runs_pass_the_frame_unchanged() {
+        if !root() {
+            return;
+        }
+        let program = Program {
+            fd: load_pass().expect("loading the pass program"),
+            id: 0,
+        };
+        let frame = super::super::dns::arp_frame([10, 0, 0, 2].into(), [10, 0, 0, 1].into());
+        let mut out = Vec::new();
+        let result = program.test_run(&frame, 1000, &mut out).expect("test run");
+        assert_eq!(result.retval, XDP_PASS);
+        assert_eq!(out, frame, "the pass program changed the frame");
+        // The fdinfo of a real program has the statistics fields, counted or not.
+        program
+            .run_stats()
+            .expect("run_time_ns and run_cnt in fdinfo");
+    }
+
+    #[test]
+    fn pass_program_attaches_in_both_modes_and_detaches_on_drop() {
+        if !root() {
+            return;
+        }
+        let link = Link::new().expect("a veth pair between two namespaces");
+        let generic = PassProgram::attach(&link.server, &link.server_if, XdpMode::Generic)
+            .expect("attaching in generic mode");
+        let native = PassProgram::attach(&link.client, &link.client_if, XdpMode::Native)
+            .expect("attaching in native mode");
+        let prog = link
+            .server_xdp_prog()
+            .unwrap()
+            .expect("a program on the server end");
+        assert_eq!((prog.name.as_str(), prog.mode), ("bench_pass", 2));
+        let client = link
+            .client
+            .ip(&["-j", "-d", "link", "show", "dev", &link.client_if])
+            .unwrap();
+        assert_eq!(
+            super::super::net::xdp_prog(&client).unwrap().unwrap().mode,
+            1
+        );
+        drop(generic);
+        drop(native);
+        assert_eq!(link.server_xdp_prog().unwrap(), None, "detached on drop");
+    }
 
     #[test]
     fn run_stats_from_fdinfo() {
