@@ -6,8 +6,13 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use axum::Router;
+
 use crate::{
-    api::http,
+    api::{
+        self,
+        state::{ApiState, DaemonInfo},
+    },
     config::Config,
     datapath::{
         ebpf::Datapath,
@@ -15,6 +20,7 @@ use crate::{
         pools::{PoolAnswer, PoolTable},
     },
     dns::{limits, server},
+    logs::List,
     steering::{
         events::EventSink,
         pool::PoolSettings,
@@ -77,7 +83,7 @@ fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
     }
     info!(
         pools = answers.len(),
-        interfaces = ?cfg.xdp.interfaces,
+        interfaces = %List(&cfg.xdp.interfaces),
         "XDP fast path answering hot pools"
     );
     Ok(dp)
@@ -94,6 +100,7 @@ pub async fn run_until(
     opts: RunOptions,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
@@ -144,25 +151,21 @@ pub async fn run_until(
     ));
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
 
-    let metrics_task = match cfg.metrics_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-            info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Some(tokio::spawn(http::serve(
-                listener,
-                datapath.clone(),
-                Some(steering.clone()),
-                Some(server_stats.clone()),
-                shutdown_rx.clone(),
-            )))
-        }
-        None => None,
+    let api_state = ApiState {
+        datapath: datapath.clone(),
+        steering: steering.clone(),
+        daemon: Arc::new(DaemonInfo::new(started)),
+        server: Some(server_stats.clone()),
     };
+    // Routes other parts serve through the API (e.g. `POST /api/reload`) go in this Router;
+    // they get the API's Host/Origin/token checks and limits.
+    let extra_routes = Router::new();
+    let api_task = api::start(&cfg.api, api_state, extra_routes, shutdown_rx.clone())
+        .await
+        .context("starting the API")?;
 
     info!(
-        listen = ?cfg.server.listen,
+        listen = %List(&cfg.server.listen),
         port = cfg.server.port,
         zones = cfg.zones.len(),
         pools = cfg.pools.len(),
@@ -181,7 +184,7 @@ pub async fn run_until(
         Ok(Err(e)) => error!(error = format!("{e:#}"), "DNS server failed"),
         Err(e) => error!(error = %e, "DNS server task panicked"),
     }
-    if let Some(t) = metrics_task {
+    if let Some(t) = api_task {
         let _ = t.await;
     }
     let _ = probes_task.await;
@@ -221,7 +224,14 @@ fn with_fd_budget(cfg: &Config) -> server::ServerSettings {
         }
     };
     let udp_sockets = settings.workers() * settings.listen.len();
-    let budget = limits::FdBudget::new(limit, udp_sockets, cfg.probes.max_concurrent);
+    let api_listeners =
+        usize::from(cfg.api.listen.is_some()) + usize::from(cfg.api.unix_socket.is_some());
+    let budget = limits::FdBudget::new(
+        limit,
+        udp_sockets,
+        cfg.probes.max_concurrent,
+        api_listeners * cfg.api.max_connections,
+    );
     match settings.tcp_max_connections {
         None => settings.tcp_max_connections = Some(budget.tcp_connections),
         Some(n) if !budget.fits(n) => warn!(

@@ -4,7 +4,8 @@
 //! At start the daemon raises its soft `RLIMIT_NOFILE` to the hard limit (logged), then
 //! reserves descriptors for what is not a TCP client — its own sockets, files and maps
 //! ([`BASE_RESERVE`]), the UDP sockets, the probes in flight (two each: a probe may hold a
-//! socket and a resolver's or TLS stack's), the API's connections ([`API_RESERVE`]) — and
+//! socket and a resolver's or TLS stack's), the API's connections (`[api]
+//! max_connections` per listener) — and
 //! allows TCP clients half of the rest by default (`tcp_max_connections` overrides it).
 //! With the common 1024 hard limit that is a few hundred TCP connections; a systemd unit
 //! with `LimitNOFILE=65536` gives about 32 000.
@@ -14,8 +15,6 @@ use std::io;
 /// Descriptors for the daemon itself: standard streams, log and event files, pinned maps,
 /// the XDP program, TCP listeners, the runtime's epoll and event descriptors.
 pub const BASE_RESERVE: u64 = 64;
-/// Descriptors for the HTTP API's connections.
-pub const API_RESERVE: u64 = 64;
 /// Descriptors per probe in flight.
 pub const PER_PROBE: u64 = 2;
 /// Fewest TCP connections a budget allows (a daemon with a tiny limit still serves TCP).
@@ -75,11 +74,18 @@ pub struct FdBudget {
 }
 
 impl FdBudget {
-    /// The budget of `limit` descriptors with `udp_sockets` UDP sockets and
-    /// `probes_in_flight` probes at once.
-    pub fn new(limit: u64, udp_sockets: usize, probes_in_flight: usize) -> Self {
-        let reserved =
-            BASE_RESERVE + API_RESERVE + udp_sockets as u64 + PER_PROBE * probes_in_flight as u64;
+    /// The budget of `limit` descriptors with `udp_sockets` UDP sockets,
+    /// `probes_in_flight` probes and `api_connections` API connections at once.
+    pub fn new(
+        limit: u64,
+        udp_sockets: usize,
+        probes_in_flight: usize,
+        api_connections: usize,
+    ) -> Self {
+        let reserved = BASE_RESERVE
+            + udp_sockets as u64
+            + PER_PROBE * probes_in_flight as u64
+            + api_connections as u64;
         let spare = limit.saturating_sub(reserved) / 2;
         let tcp = usize::try_from(spare)
             .unwrap_or(usize::MAX)
@@ -103,24 +109,29 @@ mod tests {
 
     #[test]
     fn half_of_what_is_not_reserved() {
-        let b = FdBudget::new(1024, 4, 64);
+        let b = FdBudget::new(1024, 4, 64, 64);
         assert_eq!(b.reserved, 64 + 64 + 4 + 128);
         assert_eq!(b.tcp_connections, (1024 - 260) / 2);
         assert!(b.fits(b.tcp_connections));
         assert!(!b.fits(1024));
         // Large limits are capped; tiny ones keep a floor.
         assert_eq!(
-            FdBudget::new(1 << 20, 4, 64).tcp_connections,
+            FdBudget::new(1 << 20, 4, 64, 64).tcp_connections,
             MAX_DERIVED_TCP_CONNECTIONS
         );
         assert_eq!(
-            FdBudget::new(100, 4, 64).tcp_connections,
+            FdBudget::new(100, 4, 64, 64).tcp_connections,
             MIN_TCP_CONNECTIONS
         );
         // More probes leave fewer connections.
         assert!(
-            FdBudget::new(4096, 4, 1000).tcp_connections
-                < FdBudget::new(4096, 4, 10).tcp_connections
+            FdBudget::new(4096, 4, 1000, 64).tcp_connections
+                < FdBudget::new(4096, 4, 10, 64).tcp_connections
+        );
+        // So do more API connections.
+        assert!(
+            FdBudget::new(4096, 4, 10, 1000).tcp_connections
+                < FdBudget::new(4096, 4, 10, 64).tcp_connections
         );
     }
 

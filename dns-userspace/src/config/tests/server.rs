@@ -28,7 +28,7 @@ fn defaults() {
         "rate limiting is off unless configured"
     );
     assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/hotpool"));
-    assert_eq!(cfg.metrics_listen, None);
+    assert_eq!(cfg.api.listen, None);
     assert_eq!(cfg.xdp, XdpSettings::default());
     assert!(cfg.zones.is_empty() && cfg.pools.is_empty());
 
@@ -53,7 +53,7 @@ fn server_values() {
     assert_eq!(cfg.server.tcp_max_connections, Some(7));
     assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/x"));
     assert_eq!(
-        cfg.metrics_listen,
+        cfg.api.listen,
         Some(SocketAddr::from_str("[::1]:9153").unwrap())
     );
     assert_eq!(
@@ -95,11 +95,6 @@ fn bad_types_are_rejected() {
         "[server]\ntcp_idle_timeout = \"10 parsecs\"\n",
         2,
         "invalid tcp_idle_timeout",
-    );
-    assert_fails_at(
-        "[server]\nmetrics_listen = \"127.0.0.1\"\n",
-        2,
-        "invalid metrics_listen",
     );
     assert_fails_at("[server]\npin_path = \"bpf/hotpool\"\n", 2, "absolute");
 }

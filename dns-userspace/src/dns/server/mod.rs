@@ -34,12 +34,15 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-use crate::dns::{
-    authority::Authority,
-    local::LocalAddrs,
-    request::Transport,
-    rrl::{RrlSettings, RrlTable},
-    stats::{Counters, ServerStats},
+use crate::{
+    dns::{
+        authority::Authority,
+        local::LocalAddrs,
+        request::Transport,
+        rrl::{RrlSettings, RrlTable},
+        stats::{Counters, ServerStats},
+    },
+    logs::List,
 };
 
 pub mod mmsg;
@@ -335,7 +338,7 @@ impl Listeners {
             tasks.spawn(tcp::accept_loop(listener, shared.clone(), shutdown.clone()));
         }
         tracing::info!(
-            udp = ?udp_addrs,
+            udp = %List(&udp_addrs),
             workers = settings.workers(),
             answer_cache = settings.answer_cache_size,
             rrl = settings.rrl.enabled(),
