@@ -77,12 +77,48 @@ struct Conn {
     evict: Notify,
 }
 
+/// Open connections in a slab: a connection's index is its place, so one to evict can be
+/// sampled at random in constant time.
 #[derive(Debug, Default)]
 struct Slots {
-    next: u64,
-    open: HashMap<u64, Arc<Conn>>,
+    open: Vec<Option<Arc<Conn>>>,
+    /// Free places in `open`.
+    free: Vec<usize>,
+    count: usize,
     per_client: HashMap<IpAddr, usize>,
 }
+
+impl Slots {
+    fn insert(&mut self, conn: Arc<Conn>) -> usize {
+        let at = self.free.pop().unwrap_or_else(|| {
+            self.open.push(None);
+            self.open.len() - 1
+        });
+        self.open[at] = Some(conn);
+        self.count += 1;
+        at
+    }
+
+    /// Frees place `at` if `conn` still holds it.
+    fn remove(&mut self, at: usize, conn: &Arc<Conn>) -> bool {
+        let held = self
+            .open
+            .get(at)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| Arc::ptr_eq(c, conn));
+        if held {
+            self.open[at] = None;
+            self.free.push(at);
+            self.count -= 1;
+        }
+        held
+    }
+}
+
+/// Up to this many connections, eviction looks at every one; beyond, at a random sample of
+/// [`EVICT_SAMPLE`] (an approximate oldest, in constant time however full the table is).
+const EVICT_SCAN_ALL: usize = 64;
+const EVICT_SAMPLE: usize = 32;
 
 /// The connection slots of every TCP listener of a server.
 #[derive(Debug)]
@@ -95,14 +131,14 @@ pub struct Registry {
 /// A connection's hold on its slot, released on drop.
 struct Slot {
     registry: Arc<Registry>,
-    id: u64,
+    at: usize,
     conn: Arc<Conn>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut slots = self.registry.lock();
-        slots.open.remove(&self.id);
+        slots.remove(self.at, &self.conn);
         let key = client_key(self.conn.client);
         if let Some(n) = slots.per_client.get_mut(&key) {
             *n -= 1;
@@ -142,11 +178,11 @@ impl Registry {
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.lock().open.len()
+        self.lock().count
     }
 
     /// A slot for a new connection from `client`, or why there is none. Evicts the
-    /// connection idle the longest when every slot is taken.
+    /// connection idle the longest (of a sample, in a large table) when every slot is taken.
     fn admit(self: &Arc<Self>, client: IpAddr) -> Result<(Slot, bool), TcpEvent> {
         let mut slots = self.lock();
         let key = client_key(client);
@@ -154,39 +190,44 @@ impl Registry {
             return Err(TcpEvent::PerClientLimit);
         }
         let mut evicted = false;
-        if slots.open.len() >= self.limits.max_connections {
+        if slots.count >= self.limits.max_connections {
             let grace = EVICT_AFTER.min(self.limits.idle / 4);
             let now = self.now();
             let idle_since = now.saturating_sub(u64::try_from(grace.as_nanos()).unwrap_or(0));
-            let victim = slots
-                .open
-                .iter()
-                .filter_map(|(id, c)| {
-                    let since = c.idle_since.load(Ordering::Relaxed);
-                    (since != 0 && since - 1 <= idle_since).then_some((since, *id))
-                })
-                .min();
-            let Some((_, id)) = victim else {
+            let places = slots.open.len();
+            let candidate = |at: usize| {
+                let c = slots.open.get(at)?.as_ref()?;
+                let since = c.idle_since.load(Ordering::Relaxed);
+                (since != 0 && since - 1 <= idle_since).then_some((since, at))
+            };
+            let victim = if places <= EVICT_SCAN_ALL {
+                (0..places).filter_map(candidate).min()
+            } else {
+                (0..EVICT_SAMPLE)
+                    .filter_map(|_| candidate(rand::random_range(0..places)))
+                    .min()
+            };
+            let Some((_, at)) = victim else {
                 return Err(TcpEvent::TotalLimit);
             };
-            if let Some(conn) = slots.open.remove(&id) {
+            if let Some(conn) = slots.open.get(at).cloned().flatten()
+                && slots.remove(at, &conn)
+            {
                 conn.evict.notify_one();
                 evicted = true;
             }
         }
-        let id = slots.next;
-        slots.next += 1;
         let conn = Arc::new(Conn {
             client,
             idle_since: AtomicU64::new(0),
             evict: Notify::new(),
         });
-        slots.open.insert(id, conn.clone());
+        let at = slots.insert(conn.clone());
         *slots.per_client.entry(key).or_default() += 1;
         Ok((
             Slot {
                 registry: self.clone(),
-                id,
+                at,
                 conn,
             },
             evicted,
@@ -471,5 +512,43 @@ mod tests {
         drop((a, b, c, d));
         assert_eq!(r.open(), 0);
         assert!(r.lock().per_client.is_empty());
+    }
+
+    #[test]
+    fn a_large_full_table_evicts_an_idle_connection_by_sampling() {
+        let r = Arc::new(Registry::new(limits(1000, 1000)));
+        let slots: Vec<Slot> = (0..1000)
+            .map(|i| {
+                r.admit(IpAddr::from([10, 0, (i >> 8) as u8, i as u8]))
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        // A tenth of them idle, long enough.
+        for s in slots.iter().step_by(10) {
+            r.mark_idle(&s.conn);
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        let mut admitted = Vec::new();
+        for i in 0..20 {
+            match r.admit(IpAddr::from([192, 0, 2, i])) {
+                Ok((s, evicted)) => {
+                    assert!(evicted);
+                    admitted.push(s);
+                }
+                Err(e) => assert_eq!(e, TcpEvent::TotalLimit),
+            }
+        }
+        // 32 samples of a table a tenth idle find one nearly always.
+        assert!(admitted.len() >= 15, "{} of 20", admitted.len());
+        assert_eq!(r.open(), 1000);
+        // Only idle connections were told to close.
+        for (i, s) in slots.iter().enumerate() {
+            let n = s.conn.evict.notified();
+            tokio::pin!(n);
+            if n.as_mut().enable() {
+                assert_eq!(i % 10, 0, "connection {i} was busy");
+            }
+        }
     }
 }
