@@ -19,7 +19,10 @@ use crate::{
     dns::{
         MAX_TTL, parse_name,
         rrl::{MAX_SLIP, MAX_WINDOW_S, Network, RrlSettings},
-        server::{EDNS_UDP_SIZE_RANGE, MAX_ANSWER_CACHE_SIZE, MAX_UDP_WORKERS, ServerSettings},
+        server::{
+            EDNS_UDP_SIZE_RANGE, MAX_ANSWER_CACHE_SIZE, MAX_UDP_RECEIVE_BUFFER, MAX_UDP_WORKERS,
+            ServerSettings,
+        },
         zone::{DEFAULT_NS_TTL, SoaSettings, Zone, ZoneSettings},
     },
     steering::{
@@ -225,6 +228,18 @@ impl Parser<'_> {
                 ));
             }
             s.answer_cache_size = n.into_inner();
+        }
+        if let Some(n) = raw.udp_receive_buffer {
+            let size = *n.get_ref();
+            if size != 0 && !(4096..=MAX_UDP_RECEIVE_BUFFER).contains(&size) {
+                return Err(self.err_at(
+                    n.span(),
+                    format!(
+                        "udp_receive_buffer must be 0 (the kernel's default) or between 4096 and {MAX_UDP_RECEIVE_BUFFER} octets"
+                    ),
+                ));
+            }
+            s.udp_receive_buffer = size;
         }
         if let Some(t) = raw.tcp_idle_timeout {
             s.tcp_idle_timeout = self.positive_duration("tcp_idle_timeout", &t)?;

@@ -89,6 +89,7 @@ pub(super) struct RawServer {
     pub(super) edns_udp_size: Option<Spanned<u16>>,
     pub(super) udp_workers: Option<Spanned<usize>>,
     pub(super) answer_cache_size: Option<Spanned<usize>>,
+    pub(super) udp_receive_buffer: Option<Spanned<usize>>,
     pub(super) tcp_idle_timeout: Option<Spanned<String>>,
     pub(super) tcp_message_timeout: Option<Spanned<String>>,
     pub(super) tcp_max_lifetime: Option<Spanned<String>>,

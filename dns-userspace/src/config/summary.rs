@@ -37,8 +37,12 @@ impl Config {
                 tcp_connections
             ),
             format!(
-                "udp: {workers} workers, answer cache {} per worker; tcp: {} per client, message timeout {}, lifetime {}",
+                "udp: {workers} workers, answer cache {} per worker, receive buffer {}; tcp: {} per client, message timeout {}, lifetime {}",
                 server.answer_cache_size,
+                match server.udp_receive_buffer {
+                    0 => "kernel default".to_string(),
+                    n => format!("{n} octets"),
+                },
                 server.tcp_max_connections_per_client,
                 humantime::format_duration(server.tcp_message_timeout),
                 humantime::format_duration(server.tcp_max_lifetime),

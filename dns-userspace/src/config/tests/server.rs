@@ -23,6 +23,7 @@ fn defaults() {
     assert_eq!(cfg.server.tcp_max_lifetime, Duration::from_secs(120));
     assert_eq!(cfg.server.udp_workers, None);
     assert_eq!(cfg.server.answer_cache_size, 4096);
+    assert_eq!(cfg.server.udp_receive_buffer, 0, "the kernel's default");
     assert!(
         !cfg.server.rrl.enabled(),
         "rate limiting is off unless configured"
@@ -171,18 +172,19 @@ fn events_and_probes_sections() {
 #[test]
 fn server_limits_and_workers() {
     let cfg = parse(
-        "[server]\nudp_workers = 3\nanswer_cache_size = 0\ntcp_message_timeout = \"500ms\"\ntcp_max_lifetime = \"5m\"\ntcp_max_connections_per_client = 4\n",
+        "[server]\nudp_workers = 3\nanswer_cache_size = 0\nudp_receive_buffer = 1048576\ntcp_message_timeout = \"500ms\"\ntcp_max_lifetime = \"5m\"\ntcp_max_connections_per_client = 4\n",
     )
     .unwrap();
     assert_eq!(cfg.server.udp_workers, Some(3));
     assert_eq!(cfg.server.workers(), 3);
     assert_eq!(cfg.server.answer_cache_size, 0);
+    assert_eq!(cfg.server.udp_receive_buffer, 1 << 20);
     assert_eq!(cfg.server.tcp_message_timeout, Duration::from_millis(500));
     assert_eq!(cfg.server.tcp_max_lifetime, Duration::from_secs(300));
     assert_eq!(cfg.server.tcp_max_connections_per_client, 4);
     assert!(
         cfg.summary()
-            .contains("udp: 3 workers, answer cache 0 per worker; tcp: 4 per client")
+            .contains("udp: 3 workers, answer cache 0 per worker, receive buffer 1048576 octets; tcp: 4 per client")
     );
 
     assert_fails_at(
@@ -191,6 +193,11 @@ fn server_limits_and_workers() {
         "udp_workers must be between 1 and 256",
     );
     assert_fails_at("[server]\nudp_workers = 1000\n", 2, "between 1 and 256");
+    assert_fails_at(
+        "[server]\nudp_receive_buffer = 100\n",
+        2,
+        "udp_receive_buffer must be 0 (the kernel's default) or between 4096",
+    );
     assert_fails_at(
         "[server]\nanswer_cache_size = 99999999\n",
         2,

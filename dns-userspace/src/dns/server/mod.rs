@@ -69,6 +69,8 @@ pub const DEFAULT_ANSWER_CACHE_SIZE: usize = 4096;
 pub const MAX_UDP_WORKERS: usize = 256;
 /// Most cached responses per worker.
 pub const MAX_ANSWER_CACHE_SIZE: usize = 1 << 20;
+/// Largest `udp_receive_buffer` (the kernel caps it at `net.core.rmem_max` anyway).
+pub const MAX_UDP_RECEIVE_BUFFER: usize = 256 << 20;
 
 /// `[server]`: the UDP/TCP server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +86,9 @@ pub struct ServerSettings {
     pub udp_workers: Option<usize>,
     /// Responses each UDP worker caches (0: no cache). Default 4096.
     pub answer_cache_size: usize,
+    /// `SO_RCVBUF` of each UDP socket in octets; 0 (the default) keeps the kernel's
+    /// `net.core.rmem_default`.
+    pub udp_receive_buffer: usize,
     /// A TCP connection without a new complete query for this long is closed. Default 10 s.
     pub tcp_idle_timeout: Duration,
     /// A TCP message must arrive complete this long after its first octet, and a response
@@ -111,6 +116,7 @@ impl Default for ServerSettings {
             edns_udp_size: DEFAULT_EDNS_UDP_SIZE,
             udp_workers: None,
             answer_cache_size: DEFAULT_ANSWER_CACHE_SIZE,
+            udp_receive_buffer: 0,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_message_timeout: DEFAULT_TCP_MESSAGE_TIMEOUT,
             tcp_max_lifetime: DEFAULT_TCP_MAX_LIFETIME,
@@ -139,8 +145,6 @@ impl ServerSettings {
 
 /// Backlog of the TCP listeners.
 const TCP_BACKLOG: i32 = 1024;
-/// Socket receive buffer asked for each UDP socket (bursts while a worker is busy).
-const UDP_RECV_BUFFER: usize = 4 << 20;
 /// How long a UDP worker waits for a datagram before it checks for shutdown.
 const UDP_POLL: Duration = Duration::from_millis(100);
 /// How often the host's addresses are re-read (for the acceptance rules).
@@ -220,19 +224,20 @@ impl Listeners {
             return Err(ServerError::NoListenAddresses);
         }
         let workers = settings.workers().max(1);
+        let rcvbuf = settings.udp_receive_buffer;
         if settings.port != 0 {
-            return Self::bind_port(&settings.listen, settings.port, workers);
+            return Self::bind_port(&settings.listen, settings.port, workers, rcvbuf);
         }
         // Replaced by the error of every failed attempt (there are several).
         let mut last_error = ServerError::NoListenAddresses;
         for _ in 0..EPHEMERAL_ATTEMPTS {
             // A socket of the first address picks the port, the others take the same one.
             let first = SocketAddr::new(settings.listen[0], 0);
-            let port = udp_socket(first, false)
+            let port = udp_socket(first, false, 0)
                 .and_then(|probe| probe.local_addr())
                 .map_err(bind_error("UDP", first))?
                 .port();
-            match Self::bind_port(&settings.listen, port, workers) {
+            match Self::bind_port(&settings.listen, port, workers, rcvbuf) {
                 Ok(l) => return Ok(l),
                 Err(e) => last_error = e,
             }
@@ -240,12 +245,17 @@ impl Listeners {
         Err(ServerError::NoFreePort(Box::new(last_error)))
     }
 
-    fn bind_port(listen: &[IpAddr], port: u16, workers: usize) -> Result<Self, ServerError> {
+    fn bind_port(
+        listen: &[IpAddr],
+        port: u16,
+        workers: usize,
+        rcvbuf: usize,
+    ) -> Result<Self, ServerError> {
         let mut udp = Vec::with_capacity(listen.len());
         let mut tcp = Vec::with_capacity(listen.len());
         for ip in listen {
             let addr = SocketAddr::new(*ip, port);
-            udp.push(udp_group(addr, workers).map_err(bind_error("UDP", addr))?);
+            udp.push(udp_group(addr, workers, rcvbuf).map_err(bind_error("UDP", addr))?);
             let listener = tcp_listener(addr)
                 .and_then(TcpListener::from_std)
                 .map_err(bind_error("TCP", addr))?;
@@ -411,8 +421,19 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// A blocking UDP socket for a worker (`reuse_port`: part of a group) or a probe.
-fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+/// A blocking UDP socket for a worker (`reuse_port`: part of a group) or a probe, with a
+/// receive buffer of `rcvbuf` octets (0: the kernel's default).
+///
+/// The default is the kernel's because a larger buffer measured worse under overload: with
+/// kxdpgun sending more than two cores can answer, `net.core.rmem_default` (208 KiB)
+/// answered about a quarter more queries than 1–8 MiB, whose queued packets go cold in the
+/// cache before a worker reads them; a closed-loop client such as dnsperf (256 queries
+/// outstanding) does not fill even the default.
+fn udp_socket(
+    addr: SocketAddr,
+    reuse_port: bool,
+    rcvbuf: usize,
+) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -421,8 +442,10 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSoc
         mmsg::set_reuse_port(socket.as_raw_fd())?;
     }
     mmsg::set_packet_info(socket.as_raw_fd(), addr.is_ipv6())?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    if rcvbuf > 0 {
+        // The kernel caps it at net.core.rmem_max.
+        socket.set_recv_buffer_size(rcvbuf)?;
+    }
     socket.set_read_timeout(Some(UDP_POLL))?;
     socket.set_write_timeout(Some(UDP_POLL))?;
     socket.bind(&addr.into())?;
@@ -430,13 +453,17 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSoc
 }
 
 /// `workers` sockets bound to `addr` as one `SO_REUSEPORT` group; `addr` must be free.
-fn udp_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<udp::WorkerSocket>> {
+fn udp_group(
+    addr: SocketAddr,
+    workers: usize,
+    rcvbuf: usize,
+) -> io::Result<Vec<udp::WorkerSocket>> {
     // A socket without SO_REUSEPORT binds only an address no other socket holds, so another
     // process's group is reported instead of joined.
-    drop(udp_socket(addr, false)?);
+    drop(udp_socket(addr, false, 0)?);
     (0..workers)
         .map(|_| {
-            let socket = udp_socket(addr, true)?;
+            let socket = udp_socket(addr, true, rcvbuf)?;
             let bound = socket.local_addr()?;
             Ok(udp::WorkerSocket { socket, bound })
         })
