@@ -51,7 +51,7 @@
 //!
 //! * [`Policy::Weighted`]: every up endpoint with its weight, as [`Answer::Weighted`]; the
 //!   kernel and the daemon pick one endpoint per query in proportion to the weights (see
-//!   [`thresholds`] and [`pick`]). Endpoints with weight 0 are left out while any up endpoint
+//!   [`thresholds`] and `dns_common::pick`). Endpoints with weight 0 are left out while any up endpoint
 //!   has a positive weight; when every up endpoint has weight 0 they share equally (Route
 //!   53's rule for all-zero weights). At most [`MAX_ANSWER`] endpoints: with more up, the
 //!   heaviest ones (ties: configuration order), listed in configuration order.
@@ -661,15 +661,6 @@ pub fn thresholds(weights: &[u32]) -> Vec<u32> {
     out
 }
 
-/// The index picked for random number `r`: the first `i` with `r < thresholds[i]`, else the
-/// last — the rule the kernel applies (`dns_common::AnswerSlot::pick`). 0 for an empty slice.
-pub fn pick(thresholds: &[u32], r: u32) -> usize {
-    thresholds
-        .iter()
-        .position(|&t| r < t)
-        .unwrap_or(thresholds.len().saturating_sub(1))
-}
-
 /// Replaces every `endpoint #N` in `text` with `names[N]` (left as is when `N` is out of
 /// range), turning a [`Decision::reason`] into a log line with addresses.
 pub fn name_endpoints<S: AsRef<str>>(text: &str, names: &[S]) -> String {
@@ -696,6 +687,8 @@ pub fn name_endpoints<S: AsRef<str>>(text: &str, names: &[S]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use dns_common::pick;
+
     use super::*;
 
     fn up(ms: f64) -> Candidate {
@@ -1357,28 +1350,6 @@ mod tests {
         assert_eq!(pick(&t, 0), 0);
         assert_eq!(pick(&t, (1 << 29) - 1), 0);
         assert_eq!(pick(&t, 1 << 29), 1);
-    }
-
-    #[test]
-    fn pick_agrees_with_the_kernel_rule() {
-        let mut rng = Lcg(42);
-        for weights in [
-            &[1u32, 3][..],
-            &[5, 1, 1, 9, 2],
-            &[1, 1, 1, 1, 1, 1, 1, 1],
-            &[3],
-        ] {
-            let t = thresholds(weights);
-            let mut slot = dns_common::AnswerSlot::empty();
-            slot.n_variants = t.len() as u32;
-            slot.thresholds[..t.len()].copy_from_slice(&t);
-            for r in [0, 1, u32::MAX - 1, u32::MAX]
-                .into_iter()
-                .chain((0..2000).map(|_| rng.next() << 1 | rng.next() & 1))
-            {
-                assert_eq!(pick(&t, r), slot.pick(r), "{weights:?} r={r}");
-            }
-        }
     }
 
     #[test]

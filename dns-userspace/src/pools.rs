@@ -38,7 +38,8 @@ pub enum Selection {
     #[default]
     All,
     /// One record per query, record `i` with probability `weights[i] / sum` (the `weighted`
-    /// policy). `thresholds` are `policy::thresholds(weights)`, the kernel's rule too.
+    /// policy). `thresholds` are `policy::thresholds(weights)`, picked from with
+    /// `dns_common::pick` here and in the kernel.
     WeightedOne {
         weights: Vec<u32>,
         thresholds: Vec<u32>,
@@ -91,7 +92,7 @@ impl PoolAnswer {
         match &self.selection {
             Selection::All => self.rdata.iter().map(|d| self.record(owner, d)).collect(),
             Selection::WeightedOne { thresholds, .. } => {
-                let i = crate::policy::pick(thresholds, rand::random::<u32>());
+                let i = dns_common::pick(thresholds, rand::random::<u32>());
                 self.rdata
                     .get(i)
                     .map(|d| vec![self.record(owner, d)])
