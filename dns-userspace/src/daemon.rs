@@ -8,10 +8,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     authority::Authority,
-    config::{Config, XdpModeSetting},
+    config::{Config, PolicyKind, XdpModeSetting},
     ebpf::{AttachMode, Datapath},
     events::EventSink,
-    hot::DatapathSettings,
+    hot::{Capacity, DatapathSettings},
     metrics,
     pools::{PoolAnswer, PoolTable},
     probe, server,
@@ -55,11 +55,17 @@ pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<D
 }
 
 fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(&cfg.server.pin_path)?;
+    // A weighted pool answers one variant per endpoint; every other pool one variant.
+    let capacity = Capacity::for_pools(cfg.pools.iter().map(|p| match p.policy.kind {
+        PolicyKind::Weighted => p.endpoints.len(),
+        _ => 1,
+    }));
+    let mut dp = Datapath::load(&cfg.server.pin_path, &capacity)?;
     let settings = DatapathSettings {
         port: cfg.server.port,
         edns_udp_size: cfg.server.edns_udp_size,
         listen: cfg.server.listen.clone(),
+        prefer_headroom: false,
     };
     // Disabled while the name → pool mapping is rewritten (a pinned map from a previous
     // run may map names to other indexes); the daemon answers meanwhile.

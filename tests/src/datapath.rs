@@ -7,7 +7,11 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions};
 use dns_common::Outcome;
-use hotpool::{ebpf::Datapath, hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::{
+    ebpf::Datapath,
+    hot::{Capacity, DatapathSettings},
+    pools::PoolAnswer,
+};
 
 /// XDP return codes.
 pub const XDP_ABORTED: u32 = 0;
@@ -23,15 +27,27 @@ pub struct TestDatapath {
 }
 
 impl TestDatapath {
-    /// Loads the program (pins under a fresh directory), configures it and publishes `pools`.
+    /// Loads the program (pins under a fresh directory), configures it and publishes `pools`
+    /// (room for every pool to become weighted with eight variants).
     pub fn new(settings: &DatapathSettings, pools: &[PoolAnswer]) -> Self {
+        let capacity = Capacity::for_pools(pools.iter().map(|_| dns_common::MAX_VARIANTS));
+        Self::with_capacity(settings, pools, &capacity)
+    }
+
+    /// As [`Self::new`], with maps of the given sizes.
+    pub fn with_capacity(
+        settings: &DatapathSettings,
+        pools: &[PoolAnswer],
+        capacity: &Capacity,
+    ) -> Self {
         crate::require_root();
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/hotpool-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut dp = Datapath::load(&dir).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
+        let mut dp =
+            Datapath::load(&dir, capacity).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
         dp.maps.configure(settings, true).expect("configuring");
         dp.maps.sync(pools).expect("publishing pools");
         Self { dp, dir }

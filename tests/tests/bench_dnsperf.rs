@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use aya::programs::XdpMode;
-use dns_common::Outcome;
 use hotpool::{
     config::Config,
     daemon::{self, RunOptions},
@@ -14,7 +13,7 @@ use hotpool::{
     hot::read_pinned_stats,
 };
 use hotpool_tests::{
-    daemon::{ZONE, answers_tcp, delta, xdp_attached},
+    daemon::{ZONE, answered, answers_tcp, xdp_attached},
     netns::Link,
 };
 
@@ -133,7 +132,7 @@ fn dnsperf_with_and_without_xdp() {
     let stats = || read_pinned_stats(std::path::Path::new(&pin)).unwrap();
     let before = stats();
     let (xdp_pool, lost) = dnsperf(&link, "www.example.test A", &dir);
-    let hits = delta(&before, &stats(), Outcome::Hit);
+    let hits = answered(&before, &stats());
     println!(
         "  pool name, XDP (native):  {xdp_pool:>9.0} qps ({lost} lost, {hits} answered in the kernel)"
     );
