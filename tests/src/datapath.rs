@@ -70,6 +70,32 @@ impl TestDatapath {
         (r.return_value, out)
     }
 
+    /// As [`Self::run`], with `metalen` octets of XDP metadata in front of the frame (they
+    /// come out of the headroom: `BPF_PROG_TEST_RUN` takes them from `xdp_md.data`).
+    pub fn run_with_metadata(&mut self, frame: &[u8], metalen: u32) -> (u32, Vec<u8>) {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[0..4].copy_from_slice(&metalen.to_ne_bytes());
+        ctx[4..8].copy_from_slice(&(metalen + frame.len() as u32).to_ne_bytes());
+        let mut data = vec![0u8; metalen as usize];
+        data.extend_from_slice(frame);
+        let mut out = vec![0u8; 4096];
+        let r = self
+            .dp
+            .xdp()
+            .expect("program")
+            .test_run(TestRunOptions {
+                data_in: Some(&data),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN with metadata");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out.split_off(metalen as usize))
+    }
+
     /// Counter totals per outcome.
     pub fn stats(&self) -> Vec<(Outcome, u64)> {
         self.dp.maps.stats().expect("reading stats")
