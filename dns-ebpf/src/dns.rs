@@ -28,10 +28,9 @@ pub struct Query {
     pub opt_sum: u16,
     /// Keyed hash of the folded name.
     pub hash: u64,
-    /// Sum of everything the query's UDP checksum covers but the checksum field: the
-    /// frame's sums, the DNS header, the name (summed while it is hashed), type and class,
-    /// OPT record.
-    pub sum: u32,
+    /// Wide one's-complement sum of the name's octets ([`csum::add_wide`]), taken while
+    /// hashing them: the reply's checksum needs it.
+    pub name_sum: u64,
 }
 
 #[inline(always)]
@@ -40,7 +39,6 @@ pub fn query(pkt: &Packet, frame: &Frame, key: &HashKey) -> Result<Query, Outcom
     let header: &[u8; HEADER_LEN] = pkt.view(dns).ok_or(Outcome::Malformed)?;
     let additional = query::check_header(header)?;
     let flags = [header[2], header[3]];
-    let header_sum = csum::sum_octets(header);
     let layout = query::layout(frame.udp_len.saturating_sub(UDP_HLEN), additional)?;
 
     let (opt, opt_sum) = match layout.opt {
@@ -63,15 +61,6 @@ pub fn query(pkt: &Packet, frame: &Frame, key: &HashKey) -> Result<Query, Outcom
     let qtype_bit = query::check_question(tail[0], qq)?;
 
     let (hash, name_sum) = hash_name(pkt, name, len, key).ok_or(Outcome::Malformed)?;
-    // Type, class and OPT record follow the name: at an odd offset when its length is odd.
-    let after_name = UDP_HLEN + HEADER_LEN + len;
-    let mut wide = csum::add_wide(frame.sum, header_sum as u64);
-    wide = csum::add_wide(wide, name_sum);
-    wide = csum::add_wide(
-        wide,
-        csum::at_offset(csum::sum_octets(&qq), after_name) as u64,
-    );
-    wide = csum::add_wide(wide, csum::at_offset(opt_sum, after_name) as u64);
     Ok(Query {
         layout,
         name,
@@ -80,7 +69,7 @@ pub fn query(pkt: &Packet, frame: &Frame, key: &HashKey) -> Result<Query, Outcom
         opt,
         opt_sum,
         hash,
-        sum: csum::fold_wide(wide) as u32,
+        name_sum,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use dns_common::{
     CFG_ANY_V4, CFG_ANY_V6, CFG_LISTEN_MAP_V4, CFG_LISTEN_MAP_V6, INLINE_LISTEN_ADDRS, Outcome,
-    XdpConfig, csum, v4_mapped,
+    XdpConfig, v4_mapped,
 };
 
 use crate::{LISTEN_ADDRS, packet::Packet};
@@ -15,9 +15,9 @@ const ETH_P_8021Q: u16 = 0x8100;
 pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
 pub const UDP_HLEN: usize = 8;
-const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_UDP: u8 = 17;
 
-/// Where the headers of a UDP DNS query are, and their checksum sums.
+/// Where the headers of a UDP DNS query are.
 pub struct Frame {
     /// Offset of the IP header (14, or 18 behind an 802.1Q tag).
     pub l3: usize,
@@ -26,10 +26,6 @@ pub struct Frame {
     pub v6: bool,
     /// UDP length (header included) as the packet states it, checked against IP.
     pub udp_len: usize,
-    /// Wide checksum sums ([`csum::add_wide`]) of the UDP pseudo-header, and of the
-    /// pseudo-header with the UDP header but its checksum field.
-    pub pseudo: u64,
-    pub sum: u64,
 }
 
 impl Frame {
@@ -50,11 +46,11 @@ impl Frame {
 #[inline(always)]
 pub fn frame(pkt: &Packet, cfg: &XdpConfig) -> Result<Frame, Outcome> {
     let l3 = ethernet(pkt)?;
-    let (pseudo, sum) = match be16(pkt.view(l3 - 2).ok_or(Outcome::NotIp)?) {
+    match be16(pkt.view(l3 - 2).ok_or(Outcome::NotIp)?) {
         ETH_P_IP => ipv4(pkt, cfg, l3)?,
         ETH_P_IPV6 => ipv6(pkt, cfg, l3)?,
         _ => return Err(Outcome::NotIp),
-    };
+    }
     let v6 = is_zero((pkt.reload_be16(l3 - 2).ok_or(Outcome::NotIp)? ^ ETH_P_IPV6) as u64);
     let l4 = l3 + IPV4_HLEN + v6 * (IPV6_HLEN - IPV4_HLEN);
     let udp_len = pkt.reload_be16(l4 + 4).ok_or(Outcome::Malformed)? as usize;
@@ -63,8 +59,6 @@ pub fn frame(pkt: &Packet, cfg: &XdpConfig) -> Result<Frame, Outcome> {
         l4,
         v6: v6 != 0,
         udp_len,
-        pseudo,
-        sum,
     })
 }
 
@@ -105,7 +99,7 @@ fn ethernet(pkt: &Packet) -> Result<usize, Outcome> {
 
 /// IPv4 without options, not a fragment, UDP to our port and one of our addresses.
 #[inline(always)]
-fn ipv4(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(u64, u64), Outcome> {
+fn ipv4(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(), Outcome> {
     let ip: &[u8; IPV4_HLEN] = pkt.view(l3).ok_or(Outcome::NotIp)?;
     match ip[0] {
         0x45 => {}
@@ -131,19 +125,12 @@ fn ipv4(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(u64, u64), Outcome>
     if cfg.flags & CFG_ANY_V4 == 0 && !listening_v4(cfg, [ip[16], ip[17], ip[18], ip[19]]) {
         return Err(Outcome::OtherAddress);
     }
-    let addrs = word64(ip, 12);
-    udp(
-        pkt,
-        cfg,
-        l3 + IPV4_HLEN,
-        tot_len - IPV4_HLEN,
-        csum::add_wide(0, addrs),
-    )
+    udp(pkt, cfg, l3 + IPV4_HLEN, tot_len - IPV4_HLEN)
 }
 
 /// IPv6 without extension headers, UDP to our port and one of our addresses.
 #[inline(always)]
-fn ipv6(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(u64, u64), Outcome> {
+fn ipv6(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(), Outcome> {
     let ip: &[u8; IPV6_HLEN] = pkt.view(l3).ok_or(Outcome::NotIp)?;
     if ip[0] >> 4 != 6 {
         return Err(Outcome::NotIp);
@@ -172,21 +159,12 @@ fn ipv6(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(u64, u64), Outcome>
     if cfg.flags & CFG_ANY_V6 == 0 && !listening_v6(cfg, dst) {
         return Err(Outcome::OtherAddress);
     }
-    let addrs = csum::add_wide(csum::add_wide(0, src.0), src.1);
-    let addrs = csum::add_wide(csum::add_wide(addrs, dst.0), dst.1);
-    udp(pkt, cfg, l3 + IPV6_HLEN, payload, addrs)
+    udp(pkt, cfg, l3 + IPV6_HLEN, payload)
 }
 
-/// UDP to our port whose length agrees with IP; the sums of the pseudo-header (from the
-/// addresses' sum) and of it with the UDP header but its checksum field.
+/// UDP to our port whose length agrees with IP.
 #[inline(always)]
-fn udp(
-    pkt: &Packet,
-    cfg: &XdpConfig,
-    l4: usize,
-    ip_payload: usize,
-    addrs: u64,
-) -> Result<(u64, u64), Outcome> {
+fn udp(pkt: &Packet, cfg: &XdpConfig, l4: usize, ip_payload: usize) -> Result<(), Outcome> {
     let udp: &[u8; UDP_HLEN] = pkt.view(l4).ok_or(Outcome::Malformed)?;
     if udp[2] != cfg.port[0] || udp[3] != cfg.port[1] {
         return Err(Outcome::OtherPort);
@@ -195,11 +173,7 @@ fn udp(
     if udp_len != ip_payload || udp_len < UDP_HLEN + dns_common::query::HEADER_LEN {
         return Err(Outcome::Malformed);
     }
-    // Protocol and UDP length, then ports and length: native words as they lie.
-    let proto_len = u32::from_ne_bytes([0, IPPROTO_UDP, udp[4], udp[5]]);
-    let pseudo = csum::add_wide(addrs, proto_len as u64);
-    let ports_len = u64::from_ne_bytes([udp[0], udp[1], udp[2], udp[3], udp[4], udp[5], 0, 0]);
-    Ok((pseudo, csum::add_wide(pseudo, ports_len)))
+    Ok(())
 }
 
 /// The destination is one of the configured IPv4 addresses: a few compared inline, more
@@ -218,7 +192,10 @@ fn listening_v4(cfg: &XdpConfig, dst: [u8; 4]) -> bool {
     let n = cfg.n_listen_v4 as usize;
     let mut i = 0;
     while i < INLINE_LISTEN_ADDRS {
-        if i < n && u32::from_ne_bytes(cfg.listen_v4[i]) == dst {
+        if i >= n {
+            break;
+        }
+        if u32::from_ne_bytes(cfg.listen_v4[i]) == dst {
             return true;
         }
         i += 1;
@@ -238,7 +215,10 @@ fn listening_v6(cfg: &XdpConfig, dst: (u64, u64)) -> bool {
     let n = cfg.n_listen_v6 as usize;
     let mut i = 0;
     while i < INLINE_LISTEN_ADDRS {
-        if i < n && halves(&cfg.listen_v6[i]) == dst {
+        if i >= n {
+            break;
+        }
+        if halves(&cfg.listen_v6[i]) == dst {
             return true;
         }
         i += 1;

@@ -17,8 +17,8 @@ use dns_common::{
 use crate::{
     dns::Query,
     lookup::{Found, once},
-    packet::Packet,
-    parse::{ETH_HLEN, Frame, IPV4_HLEN, IPV6_HLEN, UDP_HLEN, word64},
+    packet::{Packet, opaque},
+    parse::{ETH_HLEN, Frame, IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN, UDP_HLEN, word64},
 };
 
 /// TTL / hop limit of our replies.
@@ -31,9 +31,11 @@ const HEADROOM_GROWTH_MAX: usize = 192;
 /// IPv6, UDP, the DNS header and the longest question.
 const MAX_PREFIX_LEN: usize =
     ETH_HLEN + 4 + IPV6_HLEN + UDP_HLEN + HEADER_LEN + dns_common::MAX_NAME_LEN + QTYPE_QCLASS_LEN;
-/// Words of the longest prefix, and of the longest answer (loop bounds).
+/// Words of the longest prefix (a loop bound).
 const MAX_PREFIX_WORDS: usize = MAX_PREFIX_LEN / 8;
-const MAX_ANSWER_WORDS: usize = MAX_ANSWER_LEN / 8;
+/// Answer octets copied per bounds check, and chunks of the longest answer.
+const CHUNK: usize = 32;
+const MAX_CHUNKS: usize = MAX_ANSWER_LEN / CHUNK;
 
 /// The sizes of the reply.
 struct Plan {
@@ -86,9 +88,9 @@ struct Sums {
     ipv4: [u8; 2],
 }
 
-/// The reply's checksums. UDP: from the query's sum (computed while parsing it), after
-/// checking the query's checksum field against it (see `dns_common::csum`); IPv4 header:
-/// incrementally from the query's (RFC 1624).
+/// The reply's checksums. UDP: from the query's sum (computed here, the name's part while
+/// hashing it: only hits pay for it), after checking the query's checksum field against it
+/// (see `dns_common::csum`); IPv4 header: incrementally from the query's (RFC 1624).
 #[inline(always)]
 fn checksums(
     pkt: &Packet,
@@ -98,9 +100,9 @@ fn checksums(
     answer: &Answer,
     plan: &Plan,
 ) -> Result<Sums, Outcome> {
+    let (query_sum, pseudo) = query_sum(pkt, frame, q).ok_or(Outcome::Malformed)?;
     let udp: &[u8; UDP_HLEN] = pkt.view(frame.l4).ok_or(Outcome::Malformed)?;
-    let pseudo = csum::fold_wide(frame.pseudo) as u32;
-    if !csum::udp_query_ok(q.sum, pseudo, [udp[6], udp[7]], frame.v6) {
+    if !csum::udp_query_ok(query_sum, pseudo, [udp[6], udp[7]], frame.v6) {
         return Err(Outcome::BadChecksum);
     }
     let new_opt = match q.opt {
@@ -119,7 +121,7 @@ fn checksums(
         answer_len: plan.answer_len,
         new_opt,
     };
-    let udp_sum = csum::udp_reply(q.sum, &delta);
+    let udp_sum = csum::udp_reply(query_sum, &delta);
 
     let ipv4 = if frame.v6 {
         [0, 0]
@@ -132,6 +134,44 @@ fn checksums(
         csum::finish(s).to_ne_bytes()
     };
     Ok(Sums { udp: udp_sum, ipv4 })
+}
+
+/// The sum of everything the query's UDP checksum covers but the checksum field, and of
+/// its pseudo-header alone: addresses, protocol and UDP length; ports and length; DNS
+/// header; name; type and class; OPT record.
+#[inline(always)]
+fn query_sum(pkt: &Packet, frame: &Frame, q: &Query) -> Option<(u32, u32)> {
+    let mut wide = 0u64;
+    if frame.v6 {
+        let addrs: &[u8; 32] = pkt.view(frame.l3 + 8)?;
+        let mut i = 0;
+        while i < 32 {
+            wide = csum::add_wide(wide, word64(addrs, i));
+            i += 8;
+        }
+    } else {
+        wide = csum::add_wide(wide, word64(pkt.view::<8>(frame.l3 + 12)?, 0));
+    }
+    let udp: &[u8; UDP_HLEN] = pkt.view(frame.l4)?;
+    // Protocol and UDP length, then ports and length: native words as they lie.
+    let proto_len = u32::from_ne_bytes([0, IPPROTO_UDP, udp[4], udp[5]]);
+    wide = csum::add_wide(wide, proto_len as u64);
+    let pseudo = csum::fold_wide(wide) as u32;
+    let ports_len = u64::from_ne_bytes([udp[0], udp[1], udp[2], udp[3], udp[4], udp[5], 0, 0]);
+    wide = csum::add_wide(wide, ports_len);
+    let dns = frame.dns();
+    wide = csum::add_wide(wide, csum::sum_octets(pkt.view::<HEADER_LEN>(dns)?) as u64);
+    wide = csum::add_wide(wide, q.name_sum);
+    // Type and class, and the OPT record, follow the name: at an odd offset when its
+    // length is odd.
+    let after_name = UDP_HLEN + HEADER_LEN + q.layout.name_len;
+    let qq: &[u8; QTYPE_QCLASS_LEN] = pkt.view(dns + q.layout.qtype_offset())?;
+    wide = csum::add_wide(
+        wide,
+        csum::at_offset(csum::sum_octets(qq), after_name) as u64,
+    );
+    wide = csum::add_wide(wide, csum::at_offset(q.opt_sum, after_name) as u64);
+    Some((csum::fold_wide(wide) as u32, pseudo))
 }
 
 /// Makes the frame exactly as long as the reply. Grows the tail when the driver left room
@@ -203,21 +243,39 @@ fn build(
     answer: &Answer,
     plan: &Plan,
 ) -> Option<()> {
-    // Whole words, then the last 8 octets (overlapping; the answer is at least 12 long),
-    // which userspace stored as a word of their own: the answer is read only at offsets
-    // the loop counter fixes (the verifier checks map reads against the value's size, and
-    // the length, read from the map, has no bound it can prove). The loop compares the
-    // counter with the word count, not with the length, so the length stays unrefined and
-    // the verifier continues from every exit with one state.
+    // 32 octets per bounds check, then the whole words left, then the last 8 octets
+    // (overlapping; the answer is at least 12 long), which userspace stored as a word of
+    // their own. The answer is read only at offsets the verifier can bound: the loop
+    // counter, which it knows exactly in every iteration and at every exit (the length,
+    // read from the map, has no bound it can prove). The loop compares the counter with
+    // the chunk count, not the length, so the length stays unrefined.
     let len = plan.answer_len;
-    let words = len / 8;
+    let chunks = len / CHUNK;
     let mut i = 0;
-    while i < MAX_ANSWER_WORDS {
-        if i >= words {
+    while i < MAX_CHUNKS {
+        if i >= chunks {
             break;
         }
-        pkt.store(plan.tail + 8 * i, answer_word(answer, 8 * i)?)?;
+        let at = CHUNK * i;
+        let dst: &mut [u8; CHUNK] = pkt.view_mut(plan.tail + at)?;
+        let mut w = 0;
+        while w < CHUNK {
+            put_word64(dst, w, answer_word(answer, at + w)?);
+            w += 8;
+        }
         i += 1;
+    }
+    // Hidden from LLVM, which knows it equals `chunks` (an offset the verifier cannot
+    // bound); the verifier follows the counter through the stack.
+    let done = CHUNK * opaque(i);
+    let words = (len % CHUNK) / 8;
+    let mut j = 0;
+    while j < CHUNK / 8 - 1 {
+        if j >= words {
+            break;
+        }
+        pkt.store(plan.tail + done + 8 * j, answer_word(answer, done + 8 * j)?)?;
+        j += 1;
     }
     pkt.store_ending(plan.tail + len, once(&answer.last_word))?;
 
