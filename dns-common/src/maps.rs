@@ -127,7 +127,9 @@ pub const fn bucket(hash: u64, index_mask: u32) -> u32 {
 }
 
 /// Value of [`MAP_HOT_SLOTS`]: one published answer of a pool and what the kernel needs to
-/// confirm the query's name against.
+/// confirm the query's name against. Laid out for the common case: lengths, answer indexes
+/// and a name of up to 24 octets share the first cache line; the thresholds, read only for
+/// weighted pools, come last.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct AnswerSet {
@@ -141,12 +143,12 @@ pub struct AnswerSet {
     pub _reserved: u8,
     /// The pool this was published for (diagnostics).
     pub pool: u32,
-    /// Cumulative thresholds of the weighted pick ([`crate::pick()`]).
-    pub thresholds: [u32; MAX_VARIANTS],
     /// Indexes into [`MAP_HOT_ANSWERS`].
     pub answers: [u32; MAX_VARIANTS],
     /// The folded wire name as little-endian words, zero-padded ([`crate::name`]).
     pub name: [u64; NAME_WORDS],
+    /// Cumulative thresholds of the weighted pick ([`crate::pick()`]).
+    pub thresholds: [u32; MAX_VARIANTS],
 }
 
 impl AnswerSet {
@@ -157,9 +159,9 @@ impl AnswerSet {
             n_variants: 0,
             _reserved: 0,
             pool: 0,
-            thresholds: [0; MAX_VARIANTS],
             answers: [0; MAX_VARIANTS],
             name: [0; NAME_WORDS],
+            thresholds: [0; MAX_VARIANTS],
         }
     }
 
