@@ -1,7 +1,7 @@
 //! Turning the query into its reply, in place: the question stays where it is (so the
 //! client's case is echoed octet for octet), the answer records and an OPT record replace
-//! the query's OPT record, header fields are rewritten, checksums updated incrementally, and
-//! addresses and ports swapped.
+//! the query's OPT record, header fields are rewritten, checksums derived from the query's,
+//! and addresses and ports swapped.
 //!
 //! Steps: [`plan`] (sizes; does it fit the client?), [`checksums`] (from what is still the
 //! query), [`grow`] (make room: at the tail, or in the headroom with the headers moved

@@ -163,7 +163,7 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
          distinct sets), {passed} passed",
         distinct.len()
     );
-    assert!(publishes > 50, "the writer must really race the readers");
+    assert!(publishes > 20, "the writer must really race the readers");
     assert!(
         grace_periods >= publishes - 1,
         "every publish reused the entries of the one before"
