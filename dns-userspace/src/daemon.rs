@@ -16,13 +16,14 @@ use crate::{
     config::Config,
     datapath::{
         ebpf::Datapath,
-        hot::DatapathSettings,
+        hot::{Capacity, DatapathSettings},
         pools::{PoolAnswer, PoolTable},
     },
     dns::server,
     logs::List,
     steering::{
         events::EventSink,
+        policy::Policy,
         pool::PoolSettings,
         probe,
         steer::{self, Steering},
@@ -66,11 +67,17 @@ pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<D
 }
 
 fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(&cfg.xdp.pin_path)?;
+    // A weighted pool answers one variant per endpoint; every other pool one variant.
+    let capacity = Capacity::for_pools(cfg.pools.iter().map(|p| match p.policy {
+        Policy::Weighted => p.endpoints.len(),
+        Policy::Fastest { .. } | Policy::Failover | Policy::AllHealthy => 1,
+    }));
+    let mut dp = Datapath::load(&cfg.xdp.pin_path, &capacity)?;
     let settings = DatapathSettings {
         port: cfg.server.port,
         edns_udp_size: cfg.server.edns_udp_size,
         listen: cfg.server.listen.clone(),
+        prefer_headroom: false,
     };
     // Disabled while the name → pool mapping is rewritten (a pinned map from a previous
     // run may map names to other indexes); the daemon answers meanwhile.

@@ -161,3 +161,13 @@ pub fn xdp_attached(link: &Link) -> bool {
 pub fn delta(before: &[(Outcome, u64)], after: &[(Outcome, u64)], o: Outcome) -> u64 {
     after[o as usize].1 - before[o as usize].1
 }
+
+/// Queries answered by the kernel between two snapshots, whichever way the frame grew
+/// (`hit` at the tail, `hit_headroom` into the headroom).
+pub fn answered(before: &[(Outcome, u64)], after: &[(Outcome, u64)]) -> u64 {
+    Outcome::ALL
+        .iter()
+        .filter(|o| o.answered())
+        .map(|&o| delta(before, after, o))
+        .sum()
+}

@@ -11,7 +11,10 @@ use aya::{
 };
 use tracing::{info, warn};
 
-use crate::datapath::{DatapathError, hot::HotMaps};
+use crate::datapath::{
+    DatapathError,
+    hot::{Capacity, HotMaps},
+};
 
 /// The XDP object built by build.rs (aya-build) from `dns-ebpf`.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf"));
@@ -156,10 +159,10 @@ fn bump_memlock() {
 }
 
 impl Datapath {
-    /// Loads the program with its maps pinned in `pin_dir` (created if missing). A previous
-    /// instance's pinned maps are reused, so a restarted daemon keeps the counters and the
-    /// published answers.
-    pub fn load(pin_dir: &Path) -> Result<Self, DatapathError> {
+    /// Loads the program with its maps sized for `capacity` and pinned in `pin_dir`
+    /// (created if missing). A previous instance's pinned maps are reused when their layout
+    /// and size match, so a restarted daemon keeps its counters; answers are republished.
+    pub fn load(pin_dir: &Path, capacity: &Capacity) -> Result<Self, DatapathError> {
         bump_memlock();
         let mut loader = EbpfLoader::new();
         ensure_bpffs(pin_dir)?;
@@ -167,8 +170,13 @@ impl Datapath {
             "creating the BPF pin directory {}",
             pin_dir.display()
         )))?;
-        drop_incompatible_pins(pin_dir)?;
+        drop_incompatible_pins(pin_dir, capacity)?;
         loader.default_map_pin_directory(pin_dir);
+        for name in dns_common::PINNED_MAPS {
+            if let Some(layout) = expected_layout(name, capacity) {
+                loader.map_max_entries(name, layout.max_entries);
+            }
+        }
         let mut ebpf = loader.load(PROGRAM).map_err(|source| DatapathError::Load {
             what: format!(
                 "loading the XDP program (maps pinned in {})",
@@ -340,52 +348,91 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<(), DatapathError> {
     Ok(())
 }
 
-/// Key size, value size and capacity each pinned map must have.
-fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
+/// Maps older versions pinned that this one no longer uses.
+const OBSOLETE_PINS: [&str; 2] = ["HOT_NAMES", "HOT_GEN"];
+
+/// What a pinned map must look like to be reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-byte keys, {}-byte values, {} entries, flags {:#x}",
+            self.key_size, self.value_size, self.max_entries, self.flags
+        )
+    }
+}
+
+/// The layout each pinned map must have for `capacity`.
+fn expected_layout(name: &str, capacity: &Capacity) -> Option<Layout> {
     use std::mem::size_of;
 
     use dns_common::*;
-    Some(match name {
-        MAP_HOT_NAMES => (
-            size_of::<HotKey>() as u32,
-            size_of::<HotRef>() as u32,
-            MAX_HOT_NAMES,
-        ),
-        MAP_HOT_GEN => (4, 8, MAX_POOLS),
-        MAP_HOT_SLOTS => (4, size_of::<AnswerSlot>() as u32, 2 * MAX_POOLS),
-        MAP_STATS => (4, 8, Outcome::COUNT),
-        MAP_CONFIG => (4, size_of::<XdpConfig>() as u32, 1),
-        MAP_LISTEN_ADDRS => (16, 1, MAX_LISTEN_ADDRS),
+    let (key_size, value_size, max_entries, flags) = match name {
+        MAP_HOT_INDEX => (4, size_of::<Bucket>(), capacity.buckets, 0),
+        MAP_HOT_CUR => (4, 8, capacity.pools, HOT_MAP_FLAGS),
+        MAP_HOT_SLOTS => (4, size_of::<AnswerSet>(), capacity.slots, HOT_MAP_FLAGS),
+        MAP_HOT_ANSWERS => (4, size_of::<Answer>(), capacity.answers, HOT_MAP_FLAGS),
+        MAP_STATS => (4, 8, Outcome::COUNT, 0),
+        MAP_CONFIG => (4, size_of::<XdpConfig>(), 1, 0),
+        MAP_LISTEN_ADDRS => (16, 1, MAX_LISTEN_ADDRS, 0),
         _ => return None,
+    };
+    Some(Layout {
+        key_size,
+        value_size: value_size as u32,
+        max_entries,
+        flags,
     })
 }
 
-/// Removes pinned maps left by an incompatible build (other key/value size or capacity):
-/// reusing them would make the program read garbage. Their content is derived state (answers
-/// are republished from the config, counters restart), so replacing them loses nothing
-/// an operator relies on; it is logged.
-fn drop_incompatible_pins(dir: &Path) -> Result<(), DatapathError> {
+/// Removes pinned maps left by an incompatible build or sized for another configuration
+/// (other key/value size, capacity or flags): reusing them would make the program read
+/// garbage or run out of room. Their content is derived state (answers are republished
+/// from the config, counters restart), so replacing them loses nothing an operator relies
+/// on; it is logged.
+fn drop_incompatible_pins(dir: &Path, capacity: &Capacity) -> Result<(), DatapathError> {
+    for name in OBSOLETE_PINS {
+        let path = dir.join(name);
+        if path.exists() {
+            warn!(map = %name, path = %path.display(), "removing a map pinned by an older hotpool");
+            fs::remove_file(&path).map_err(DatapathError::io(format!(
+                "removing obsolete pinned map {}",
+                path.display()
+            )))?;
+        }
+    }
     for name in dns_common::PINNED_MAPS {
         let path = dir.join(name);
         if !path.exists() {
             continue;
         }
-        let Some(want) = expected_layout(name) else {
+        let Some(want) = expected_layout(name, capacity) else {
             continue;
         };
         let have = aya::maps::MapInfo::from_pin(&path)
-            .map(|i| (i.key_size(), i.value_size(), i.max_entries()))
+            .map(|i| Layout {
+                key_size: i.key_size(),
+                value_size: i.value_size(),
+                max_entries: i.max_entries(),
+                flags: i.map_flags(),
+            })
             .ok();
         if have != Some(want) {
-            let layout = |(key, value, entries): (u32, u32, u32)| {
-                format!("{key}-byte keys, {value}-byte values, {entries} entries")
-            };
             warn!(
                 map = %name,
                 path = %path.display(),
-                found = have.map_or("unreadable".to_string(), layout),
-                expected = layout(want),
-                "pinned map has another layout (left by another hotpool version); replacing it"
+                found = have.map_or("unreadable".to_string(), |l| l.to_string()),
+                expected = %want,
+                "pinned map has another layout or size (another hotpool version or \
+                 configuration); replacing it"
             );
             fs::remove_file(&path).map_err(DatapathError::io(format!(
                 "removing incompatible pinned map {}",

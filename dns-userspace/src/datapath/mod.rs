@@ -3,8 +3,8 @@
 //!
 //! * [`ebpf`]: loading the program, pinning its maps under bpffs and attaching it to
 //!   interfaces (`[xdp]` settings);
-//! * [`hot`]: encoding pool answers into hot-map entries and publishing them without torn
-//!   reads; reading the counters;
+//! * [`hot`]: encoding pool answers for the kernel, the hashed name index, publishing
+//!   answers without torn reads (grace periods); reading the counters;
 //! * [`pools`]: the answer table both answer paths read (the daemon per query, the kernel
 //!   through `hot`), with the rules every answer follows (at most eight records, one for a
 //!   CNAME; the weighted pick).
@@ -13,7 +13,7 @@
 
 use std::{io, path::PathBuf};
 
-use dns_common::{MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_POOLS, MAX_VARIANTS};
+use dns_common::{BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_VARIANTS};
 
 pub mod ebpf;
 pub mod hot;
@@ -52,8 +52,24 @@ pub enum DatapathError {
     },
     #[error("invalid pool name {0}")]
     InvalidName(String),
-    #[error("{count} pools configured, the kernel map holds at most {MAX_POOLS}")]
-    TooManyPools { count: usize },
+    #[error("{count} pools configured, the kernel maps were sized for {capacity}")]
+    TooManyPools { count: usize, capacity: u32 },
+    #[error("the kernel answer table is full ({needed} entries needed, {free} free of {capacity})")]
+    AnswersFull {
+        needed: usize,
+        free: usize,
+        capacity: u32,
+    },
+    /// None of the hash keys tried spreads the names over the buckets with at most
+    /// [`BUCKET_ENTRIES`] per bucket and distinct tags.
+    #[error(
+        "could not place {names} names in {buckets} index buckets of {BUCKET_ENTRIES} with {keys} hash keys"
+    )]
+    IndexFull {
+        names: usize,
+        buckets: u32,
+        keys: usize,
+    },
     #[error("pool {pool} is not in the kernel map")]
     NotPublished { pool: String },
     #[error("the XDP program has no map {0}")]

@@ -53,7 +53,7 @@
 //! * [`Policy::Weighted`]: every up endpoint with its weight, as [`Answer::Weighted`]; the
 //!   kernel and the daemon pick one endpoint per query in proportion to the weights (see
 //!   [`thresholds`](crate::datapath::pools::thresholds) and
-//!   [`pick`](crate::datapath::pools::pick)). Endpoints with weight 0 are left out while
+//!   [`pick`](dns_common::pick)). Endpoints with weight 0 are left out while
 //!   any up endpoint has a positive weight; when every up endpoint has weight 0 they share
 //!   equally (Route 53's rule for all-zero weights). At most [`MAX_ANSWER_RRS`] endpoints:
 //!   with more up, the heaviest ones (ties: configuration order), listed in configuration
