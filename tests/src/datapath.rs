@@ -55,19 +55,7 @@ impl TestDatapath {
 
     /// Runs one frame through BPF_PROG_TEST_RUN: (action, output frame).
     pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; 4096];
-        let r = self
-            .dp
-            .xdp()
-            .expect("program")
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        self.test_run(frame, None)
     }
 
     /// As [`Self::run`], with `metalen` octets of XDP metadata in front of the frame (they
@@ -80,20 +68,27 @@ impl TestDatapath {
         ctx[4..8].copy_from_slice(&(metalen + frame.len() as u32).to_ne_bytes());
         let mut data = vec![0u8; metalen as usize];
         data.extend_from_slice(frame);
+        let (action, mut out) = self.test_run(&data, Some(&ctx));
+        (action, out.split_off(metalen as usize))
+    }
+
+    /// One BPF_PROG_TEST_RUN of `data` (with an `xdp_md` context when given): (action,
+    /// output data).
+    fn test_run(&mut self, data: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
         let mut out = vec![0u8; 4096];
         let r = self
             .dp
             .xdp()
             .expect("program")
             .test_run(TestRunOptions {
-                data_in: Some(&data),
+                data_in: Some(data),
                 data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
+                ctx_in: ctx,
                 ..Default::default()
             })
-            .expect("BPF_PROG_TEST_RUN with metadata");
+            .expect("BPF_PROG_TEST_RUN");
         out.truncate(r.data_size_out as usize);
-        (r.return_value, out.split_off(metalen as usize))
+        (r.return_value, out)
     }
 
     /// Counter totals per outcome.
