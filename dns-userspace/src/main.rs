@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hotpool::{
     config::Config,
     daemon::{self, RunOptions},
+    datapath::ebpf::Replace,
 };
 use tracing_subscriber::{EnvFilter, fmt};
 
@@ -24,6 +25,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ReplaceProgram {
+    Program,
+    Maps,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -39,6 +46,28 @@ enum Command {
         /// Serve everything from userspace; do not load the XDP program.
         #[arg(long)]
         no_xdp: bool,
+        /// Swap this program in through the pinned link even when the attached one is the
+        /// same (`program`), also with fresh maps (`maps`): tests of the upgrade path.
+        #[arg(long, value_enum, hide = true)]
+        replace_program: Option<ReplaceProgram>,
+    },
+    /// Remove the XDP program from its interfaces: detach its pinned links and remove their
+    /// pins (the maps stay pinned). The daemon leaves the program attached when it exits, so
+    /// queries keep being answered through restarts and crashes; this is how it goes away.
+    Detach {
+        /// Read `server.pin_path` from this configuration file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The pin directory (default: from --config, else /sys/fs/bpf/hotpool).
+        #[arg(long, conflicts_with = "config")]
+        pin_path: Option<PathBuf>,
+        /// Only when systemd is stopping the unit (`ExecStopPost=`): not when it restarts it,
+        /// after a crash or after a failed start.
+        #[arg(long)]
+        if_stopping: bool,
+        /// The unit `--if-stopping` asks systemd about (`%n` in the unit file).
+        #[arg(long, default_value = "hotpool.service")]
+        unit: String,
     },
     /// Validate a configuration file (and its zone files) and print a summary.
     Check {
@@ -88,14 +117,34 @@ fn main() -> ExitCode {
         Command::Check { config } => Config::load(&config)
             .map(|cfg| print!("{}", cfg.summary()))
             .map_err(anyhow::Error::from),
-        Command::Run { config, no_xdp } => match Config::load(&config) {
-            Ok(cfg) => tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(daemon::run(cfg, RunOptions { no_xdp }))),
+        Command::Run {
+            config,
+            no_xdp,
+            replace_program,
+        } => match Config::load(&config) {
+            Ok(cfg) => {
+                let opts = RunOptions {
+                    no_xdp,
+                    replace: match replace_program {
+                        None => Replace::IfChanged,
+                        Some(ReplaceProgram::Program) => Replace::Program,
+                        Some(ReplaceProgram::Maps) => Replace::Maps,
+                    },
+                };
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(daemon::run(cfg, opts)))
+            }
             Err(e) => Err(e.into()),
         },
+        Command::Detach {
+            config,
+            pin_path,
+            if_stopping,
+            unit,
+        } => detach(config, pin_path, if_stopping.then_some(unit.as_str())),
         Command::Stats { pin_path } => print_stats(&pin_path),
         Command::Endpoint {
             pool,
@@ -117,6 +166,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn detach(
+    config: Option<PathBuf>,
+    pin_path: Option<PathBuf>,
+    if_stopping: Option<&str>,
+) -> anyhow::Result<()> {
+    let pin_path = match (pin_path, config) {
+        (Some(p), _) => p,
+        (None, Some(c)) => Config::peek(&c)?.pin_path,
+        (None, None) => PathBuf::from(dns_common::DEFAULT_PIN_PATH),
+    };
+    print!("{}", daemon::detach::run(&pin_path, if_stopping)?);
+    Ok(())
 }
 
 fn print_stats(pin_path: &std::path::Path) -> anyhow::Result<()> {

@@ -94,10 +94,17 @@ fn start(
             .enable_all()
             .build()
             .unwrap()
-            .block_on(daemon::run_until(cfg, RunOptions { no_xdp }, async move {
-                let _ = rx.await;
-                Ok(())
-            }))
+            .block_on(daemon::run_until(
+                cfg,
+                RunOptions {
+                    no_xdp,
+                    ..RunOptions::default()
+                },
+                async move {
+                    let _ = rx.await;
+                    Ok(())
+                },
+            ))
     });
     while !answers_tcp(link) || (!no_xdp && !xdp_attached(link)) {
         assert!(!handle.is_finished(), "the daemon exited");

@@ -1,6 +1,7 @@
 //! The `hotpool` binary as an operator runs it: `check` on good and bad files, SIGTERM and
-//! SIGINT shut down cleanly (XDP detached), a restart picks up the pinned maps, `--no-xdp`
-//! and an impossible attach serve from userspace.
+//! SIGINT shut down cleanly and leave the XDP program answering, a restart adopts it and its
+//! pinned maps, `hotpool detach` removes it, `--no-xdp` and an impossible attach serve from
+//! userspace.
 //!
 //! `cargo xtask test` builds the binary before the tests run.
 
@@ -186,7 +187,7 @@ fn query_www(link: &Link) -> hickory_proto::op::Message {
 }
 
 #[test]
-fn sigterm_detaches_and_a_restart_keeps_the_pinned_maps() {
+fn sigterm_leaves_the_kernel_path_a_restart_adopts_it_and_detach_removes_it() {
     require_root();
     let link = Link::new();
     let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-proc-{}", std::process::id()));
@@ -205,20 +206,43 @@ fn sigterm_detaches_and_a_restart_keeps_the_pinned_maps() {
     assert_eq!(hit_count(&pin), 1, "answered by XDP");
     let log = first.stop(libc::SIGTERM);
     assert!(log.contains("SIGTERM received"), "{log}");
-    assert!(log.contains("XDP program detached"), "{log}");
-    assert!(!xdp_attached(&link), "detached after SIGTERM");
-    assert!(pin.join("STATS").exists(), "maps stay pinned");
+    assert!(log.contains("the link is pinned"), "{log}");
+    assert!(xdp_attached(&link), "the kernel path outlives the daemon");
+    assert_eq!(query_www(&link).answers.len(), 1, "answered with no daemon");
+    assert_eq!(hit_count(&pin), 2, "by the kernel");
 
     let second = Running::start(&link, &files, &[], "second.log");
+    assert!(
+        second.log().contains("adopted the XDP program"),
+        "{}",
+        second.log()
+    );
     assert_eq!(query_www(&link).answers.len(), 1);
     assert_eq!(
         hit_count(&pin),
-        2,
+        3,
         "the restarted daemon counts on in the pinned map"
     );
     let log = second.stop(libc::SIGINT);
     assert!(log.contains("SIGINT received"), "{log}");
-    assert!(!xdp_attached(&link));
+    assert!(xdp_attached(&link));
+
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", link.server.name))
+        .arg(binary())
+        .args(["detach", "--config"])
+        .arg(files.config())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("detached the XDP program"), "{said}");
+    assert!(!xdp_attached(&link), "detach removes the kernel path");
+    assert!(pin.join("STATS").exists(), "the maps stay pinned");
     let _ = std::fs::remove_dir_all(&pin);
 }
 

@@ -41,6 +41,15 @@ mod tests;
 
 pub use error::ConfigError;
 
+/// What [`Config::peek`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peek {
+    /// `server.pin_path`, or its default.
+    pub pin_path: PathBuf,
+    /// `server.metrics_listen`, if set.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -75,6 +84,32 @@ impl Config {
     /// The zones as loaded when the config was validated, in the order of [`Config::zones`].
     pub fn zone_data(&self) -> &[Zone] {
         &self.zone_data
+    }
+
+    /// The settings the operator commands need (`hotpool detach`, `hotpool reload`), read
+    /// from the file at `path` without validating the rest of it, so they work while the
+    /// file is being fixed.
+    pub fn peek(path: &Path) -> Result<Peek, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(path, e.message().trim_end().to_string()))?;
+        let server = table.get("server").and_then(toml::Value::as_table);
+        let text_of = |key: &str| {
+            server
+                .and_then(|s| s.get(key))
+                .and_then(toml::Value::as_str)
+        };
+        Ok(Peek {
+            pin_path: text_of("pin_path")
+                .map_or_else(|| XdpSettings::default().pin_path, PathBuf::from),
+            metrics_listen: match text_of("metrics_listen") {
+                Some(a) => Some(a.trim().parse().map_err(|_| {
+                    ConfigError::new(path, format!("invalid metrics_listen {a:?}"))
+                })?),
+                None => None,
+            },
+        })
     }
 
     /// The authoritative answer path for these zones and the pools in `pools`.

@@ -1,7 +1,7 @@
 //! The kernel's view of the pools: encoding [`PoolAnswer`]s into hot-map entries and
 //! publishing them without torn reads (see `dns_common::maps` for the protocol).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap as HashMap_, HashSet};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use dns_common::{
@@ -217,45 +217,83 @@ impl HotMaps {
             .map_err(DatapathError::map("writing CONFIG"))
     }
 
-    /// Makes the kernel answer exactly `pools`: assigns indexes (sorted by name), publishes
-    /// every answer, points the names at them and removes names no longer configured.
-    /// Call with the XDP path disabled (see [`Self::configure`]) when the pool set changes,
-    /// so no name briefly points at another pool's index.
+    /// Makes the kernel answer exactly `pools`, without a moment in which a name points at
+    /// another pool's answer and without disabling the XDP path:
+    ///
+    /// * a pool whose names already point at one index, and only they do, keeps it (a
+    ///   restarted daemon finds the previous instance's indexes in the pinned map, a reload
+    ///   its own); its answer is republished there (one generation flip);
+    /// * a new pool (or one whose type changed) gets an index no name points at, its answer
+    ///   is written there first and its names inserted after;
+    /// * names no longer configured are removed last (first only when that is what frees
+    ///   the indexes new pools need).
     pub fn sync(&mut self, pools: &[PoolAnswer]) -> Result<(), DatapathError> {
         if pools.len() > MAX_POOLS as usize {
             return Err(DatapathError::TooManyPools { count: pools.len() });
         }
-        let mut sorted: Vec<&PoolAnswer> = pools.iter().collect();
-        sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut index = BTreeMap::new();
-        let mut keys = HashSet::new();
-        for (i, pool) in sorted.into_iter().enumerate() {
-            let i = i as u32;
-            index.insert(pool.name.to_lowercase(), i);
-            self.publish_at(i, pool)?;
-            for &qtype in hot_qtypes(pool.rtype) {
-                let key = hot_key(&pool.name, qtype)?;
-                self.names
-                    .insert(key, HotRef { pool: i, flags: 0 }, 0)
-                    .map_err(DatapathError::map(format!(
-                        "writing HOT_NAMES for {} {qtype}",
-                        pool.name
-                    )))?;
-                keys.insert(key);
-            }
+        let mut wanted: Vec<(&PoolAnswer, HashSet<HotKey>)> = Vec::with_capacity(pools.len());
+        for pool in pools {
+            let keys = hot_qtypes(pool.rtype)
+                .iter()
+                .map(|&qtype| hot_key(&pool.name, qtype))
+                .collect::<Result<HashSet<_>, _>>()?;
+            wanted.push((pool, keys));
         }
+        let all_keys: HashSet<HotKey> = wanted.iter().flat_map(|(_, k)| k).copied().collect();
+        let current = self.current_names();
+        let indexes = match assign_indexes(&wanted, &current) {
+            Some(indexes) => indexes,
+            None => {
+                // Not enough unused indexes while removed pools still hold theirs: remove
+                // those names first (their queries go to the daemon, which already answers
+                // the new configuration), then assign again.
+                self.prune(&all_keys)?;
+                assign_indexes(&wanted, &self.current_names())
+                    .ok_or(DatapathError::TooManyPools { count: pools.len() })?
+            }
+        };
+        let mut index = BTreeMap::new();
+        for ((pool, keys), &i) in wanted.iter().zip(&indexes) {
+            self.publish_at(i, pool)?;
+            for key in keys {
+                if current.get(key) != Some(&i) {
+                    self.names
+                        .insert(*key, HotRef { pool: i, flags: 0 }, 0)
+                        .map_err(DatapathError::map(format!(
+                            "writing HOT_NAMES for {}",
+                            pool.name
+                        )))?;
+                }
+            }
+            index.insert(pool.name.to_lowercase(), i);
+        }
+        self.prune(&all_keys)?;
+        self.index = index;
+        Ok(())
+    }
+
+    /// Every name in the kernel map and the index it points at.
+    fn current_names(&self) -> HashMap_<HotKey, u32> {
+        self.names
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, r)| (k, r.pool))
+            .collect()
+    }
+
+    /// Removes every name not in `keep`.
+    fn prune(&mut self, keep: &HashSet<HotKey>) -> Result<(), DatapathError> {
         let stale: Vec<HotKey> = self
             .names
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !keys.contains(k))
+            .filter(|k| !keep.contains(k))
             .collect();
         for k in stale {
             self.names
                 .remove(&k)
                 .map_err(DatapathError::map("pruning HOT_NAMES"))?;
         }
-        self.index = index;
         Ok(())
     }
 
@@ -318,6 +356,34 @@ impl HotMaps {
             .map_err(DatapathError::map("reading HOT_SLOTS"))?;
         Ok((slot.n_variants > 0).then_some(slot.variants[0]))
     }
+}
+
+/// An index for each of `wanted` (a pool and its names) given the names in the kernel now
+/// (`current`: name → index): a pool keeps the index its names point at when exactly its
+/// names point there; the others get indexes no name points at, lowest first. `None` when
+/// there are not enough of those.
+fn assign_indexes(
+    wanted: &[(&PoolAnswer, HashSet<HotKey>)],
+    current: &HashMap_<HotKey, u32>,
+) -> Option<Vec<u32>> {
+    let mut by_index: HashMap_<u32, HashSet<HotKey>> = HashMap_::new();
+    for (key, &i) in current {
+        by_index.entry(i).or_default().insert(*key);
+    }
+    let mut taken = HashSet::new();
+    let mut out: Vec<Option<u32>> = wanted
+        .iter()
+        .map(|(_, keys)| {
+            let i = *current.get(keys.iter().next()?)?;
+            let keeps = by_index.get(&i) == Some(keys) && taken.insert(i);
+            keeps.then_some(i)
+        })
+        .collect();
+    let mut free = (0..MAX_POOLS).filter(|i| !by_index.contains_key(i) && !taken.contains(i));
+    for slot in out.iter_mut().filter(|s| s.is_none()) {
+        *slot = Some(free.next()?);
+    }
+    out.into_iter().collect()
 }
 
 /// Counter totals from the stats map pinned in `pin_dir` by a running daemon.

@@ -1,5 +1,7 @@
 //! The daemon's life: serve, attach XDP, publish pools, wait for a signal, shut down cleanly.
 
+pub mod detach;
+
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -10,7 +12,7 @@ use crate::{
     api::http,
     config::Config,
     datapath::{
-        ebpf::Datapath,
+        ebpf::{Datapath, Replace},
         hot::DatapathSettings,
         pools::{PoolAnswer, PoolTable},
     },
@@ -28,6 +30,8 @@ use crate::{
 pub struct RunOptions {
     /// Do not load or attach the XDP program: serve everything from userspace.
     pub no_xdp: bool,
+    /// How a program already attached through a pinned link is taken over.
+    pub replace: Replace,
 }
 
 /// What the XDP side ended up as, for logs and metrics.
@@ -47,7 +51,7 @@ pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<D
         info!("no [xdp] interfaces configured; answering every query from userspace");
         return None;
     }
-    match try_setup_xdp(cfg, pools) {
+    match try_setup_xdp(cfg, pools, opts) {
         Ok(dp) => Some(dp),
         Err(e) => {
             warn!(
@@ -59,8 +63,8 @@ pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<D
     }
 }
 
-fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(&cfg.xdp.pin_path)?;
+fn try_setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> anyhow::Result<Datapath> {
+    let mut dp = Datapath::load_with(&cfg.xdp.pin_path, opts.replace)?;
     let settings = DatapathSettings {
         port: cfg.server.port,
         edns_udp_size: cfg.server.edns_udp_size,
@@ -75,6 +79,7 @@ fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
     for iface in &cfg.xdp.interfaces {
         dp.attach(iface, cfg.xdp.mode)?;
     }
+    dp.commit_pins()?;
     info!(
         pools = answers.len(),
         interfaces = ?cfg.xdp.interfaces,
@@ -168,10 +173,9 @@ pub async fn run_until(
     stop.await?;
     info!("shutting down");
 
-    // Detach first so the kernel stops answering before the daemon stops listening.
-    if let Some(mut dp) = datapath.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        dp.detach_all();
-    }
+    // The XDP program stays attached through its pinned link and keeps answering from the
+    // maps as last published; `hotpool detach` (or `systemctl stop`) removes it.
+    drop(datapath.lock().unwrap_or_else(|p| p.into_inner()).take());
     let _ = shutdown_tx.send(true);
     match server_task.await {
         Ok(Ok(())) => {}
