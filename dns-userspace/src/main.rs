@@ -87,6 +87,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9153")]
         api: std::net::SocketAddr,
     },
+    /// Make the running daemon re-read its config file and zone files and apply them, as
+    /// SIGHUP does (through its HTTP endpoint, `server.metrics_listen`). Exits non-zero with
+    /// the reason when the daemon keeps its running configuration.
+    Reload {
+        /// The configuration file (its `server.metrics_listen` finds the daemon).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The daemon's metrics/API address, instead of the config's.
+        #[arg(long)]
+        api: Option<std::net::SocketAddr>,
+    },
     /// Show every pool's answer and endpoint states from a running daemon.
     Status {
         /// The daemon's metrics/API address.
@@ -121,24 +132,14 @@ fn main() -> ExitCode {
             config,
             no_xdp,
             replace_program,
-        } => match Config::load(&config) {
-            Ok(cfg) => {
-                let opts = RunOptions {
-                    no_xdp,
-                    replace: match replace_program {
-                        None => Replace::IfChanged,
-                        Some(ReplaceProgram::Program) => Replace::Program,
-                        Some(ReplaceProgram::Maps) => Replace::Maps,
-                    },
-                };
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(daemon::run(cfg, opts)))
-            }
-            Err(e) => Err(e.into()),
-        },
+        } => {
+            let replace = match replace_program {
+                None => Replace::IfChanged,
+                Some(ReplaceProgram::Program) => Replace::Program,
+                Some(ReplaceProgram::Maps) => Replace::Maps,
+            };
+            run(&config, RunOptions { no_xdp, replace })
+        }
         Command::Detach {
             config,
             pin_path,
@@ -157,6 +158,7 @@ fn main() -> ExitCode {
                 let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
                 api_request(api, "POST", &path).map(|body| print!("{body}"))
             }),
+        Command::Reload { config, api } => reload(&config, api),
         Command::Status { api } => api_request(api, "GET", "/api/status").map(|b| print!("{b}")),
     };
     match result {
@@ -166,6 +168,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hotpool run`: SIGHUP is harmless from the first moment (a reload once running).
+fn run(config: &std::path::Path, opts: RunOptions) -> anyhow::Result<()> {
+    daemon::ignore_hangups();
+    let cfg = Config::load(config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(daemon::run(cfg, opts))
 }
 
 fn detach(
@@ -180,6 +192,41 @@ fn detach(
     };
     print!("{}", daemon::detach::run(&pin_path, if_stopping)?);
     Ok(())
+}
+
+fn reload(config: &std::path::Path, api: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let api = match api {
+        Some(a) => a,
+        None => Config::peek(config)?.metrics_listen.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} sets no server.metrics_listen, so the daemon cannot be asked; send it SIGHUP \
+                 instead (systemctl reload hotpool, or kill -HUP)",
+                config.display()
+            )
+        })?,
+    };
+    let message = |body: &str, key: &str| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get(key).and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| body.trim().to_string())
+    };
+    match api_request(api, "POST", "/api/reload") {
+        Ok(body) => {
+            println!("{}", message(&body, "ok"));
+            Ok(())
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            // "HTTP/1.1 422 ...: {body}" from the daemon; anything else is our own error.
+            match text.split_once(": ") {
+                Some((status, body)) if status.starts_with("HTTP/") => {
+                    anyhow::bail!("reload failed: {}", message(body, "error"))
+                }
+                _ => Err(e),
+            }
+        }
+    }
 }
 
 fn print_stats(pin_path: &std::path::Path) -> anyhow::Result<()> {

@@ -29,6 +29,9 @@ pin_path = "{{pin}}"
 interfaces = ["{iface}"]
 mode = "native"
 
+[state]
+path = "state.json"
+
 [[zone]]
 origin = "example.test."
 file = "zones/example.test.zone"

@@ -75,6 +75,9 @@ pin_path = "{pin}"
 origin = "example.test."
 file = "example.test.zone"
 
+[state]
+path = "state.json"
+
 [[pool]]
 name = "www.example.test."
 type = "A"

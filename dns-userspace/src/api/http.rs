@@ -5,8 +5,10 @@
 //! * `GET /api/status`: the same steering state as JSON;
 //! * `POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>`: pin an endpoint up or
 //!   down at runtime, or make it follow its probes again (Constellix `always_on`,
-//!   `always_off`, `follow_sonar`). Pins last until the daemon restarts; put lasting ones
-//!   in the config (`state = ...`).
+//!   `always_off`, `follow_sonar`). Pins are kept across restarts in the state file; put
+//!   lasting ones in the config (`state = ...`);
+//! * `POST /api/reload`: re-read the config and the zones and apply them (as SIGHUP does);
+//!   200 with what changed, or 422 with why nothing did.
 
 use std::{
     fmt::Write as _,
@@ -16,7 +18,7 @@ use std::{
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpListener,
-    sync::watch,
+    sync::{mpsc, oneshot, watch},
 };
 use tracing::debug;
 
@@ -196,9 +198,51 @@ pub fn handle(
         _ => (
             "404 Not Found",
             TEXT,
-            "not found; try GET /metrics, GET /api/status or \
+            "not found; try GET /metrics, GET /api/status, POST /api/reload or \
              POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>\n"
                 .into(),
+        ),
+    }
+}
+
+/// A reload asked for: the daemon answers on the channel with what changed, or why nothing
+/// did.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// `POST /api/reload`: asks the daemon (through `tx`) and waits for its answer.
+pub async fn reload(
+    tx: Option<&mpsc::Sender<ReloadRequest>>,
+) -> (&'static str, &'static str, String) {
+    const JSON: &str = "application/json";
+    let json = |status, key: &str, text: String| {
+        (
+            status,
+            JSON,
+            format!("{}\n", serde_json::json!({ key: text })),
+        )
+    };
+    let Some(tx) = tx else {
+        return json(
+            "404 Not Found",
+            "error",
+            "reloading is not available here".into(),
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return json(
+            "503 Service Unavailable",
+            "error",
+            "the daemon is stopping".into(),
+        );
+    }
+    match answer.await {
+        Ok(Ok(done)) => json("200 OK", "ok", done),
+        Ok(Err(why)) => json("422 Unprocessable Content", "error", why),
+        Err(_) => json(
+            "503 Service Unavailable",
+            "error",
+            "the daemon is stopping".into(),
         ),
     }
 }
@@ -208,6 +252,7 @@ pub async fn serve(
     listener: TcpListener,
     datapath: Arc<Mutex<Option<Datapath>>>,
     steering: Option<Arc<Mutex<Steering>>>,
+    reloads: Option<mpsc::Sender<ReloadRequest>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -223,6 +268,7 @@ pub async fn serve(
         };
         let datapath = datapath.clone();
         let steering = steering.clone();
+        let reloads = reloads.clone();
         tokio::spawn(async move {
             // The request head, however it is split into segments (at most 8 KiB, 5 s).
             let mut buf = Vec::with_capacity(1024);
@@ -244,7 +290,12 @@ pub async fn serve(
             let mut words = req.lines().next().unwrap_or_default().split_whitespace();
             let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
             let path = path.split('?').next().unwrap_or("");
-            let (status, content_type, body) = handle(method, path, &datapath, steering.as_deref());
+            let (status, content_type, body) =
+                if (method, path.trim_end_matches('/')) == ("POST", "/api/reload") {
+                    reload(reloads.as_ref()).await
+                } else {
+                    handle(method, path, &datapath, steering.as_deref())
+                };
             let resp = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -292,6 +343,7 @@ mod tests {
             table,
             Arc::new(Mutex::new(None)),
             events,
+            None,
         ));
         let datapath = Mutex::new(None);
         let post = |path: &str| {

@@ -28,7 +28,9 @@ use crate::{
         server::ServerSettings,
         zone::{Zone, ZoneSettings},
     },
-    steering::{events::EventSettings, pool::PoolSettings, probe::ProbeSettings},
+    steering::{
+        events::EventSettings, pool::PoolSettings, probe::ProbeSettings, state::StateSettings,
+    },
 };
 
 mod error;
@@ -63,6 +65,8 @@ pub struct Config {
     pub pools: Vec<PoolSettings>,
     pub events: EventSettings,
     pub probes: ProbeSettings,
+    /// `[state]`: the file health, latency and pins are kept in across restarts.
+    pub state: StateSettings,
     /// The zones as loaded and validated, in the order of `zones`.
     pub(super) zone_data: Vec<Zone>,
 }

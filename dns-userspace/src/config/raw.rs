@@ -34,6 +34,15 @@ pub(super) struct RawConfig {
     pub(super) events: Option<RawEvents>,
     #[serde(default)]
     pub(super) probes: Option<RawProbes>,
+    #[serde(default)]
+    pub(super) state: Option<RawState>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

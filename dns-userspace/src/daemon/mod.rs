@@ -1,6 +1,18 @@
-//! The daemon's life: serve, attach XDP, publish pools, wait for a signal, shut down cleanly.
+//! The daemon's life: start (state restored, answers published, the kernel path adopted or
+//! attached), serve, reload on SIGHUP or request, and stop, leaving the kernel path
+//! answering.
+//!
+//! * [`xdp`]: setting up the kernel path at start;
+//! * [`reload`]: live reload;
+//! * [`persist`]: reading and writing the state file;
+//! * [`detach`]: `hotpool detach`, and when the systemd unit may run it;
+//! * [`preflight`]: what `hotpool check` verifies beyond the config file.
 
 pub mod detach;
+pub mod persist;
+pub mod preflight;
+pub mod reload;
+pub mod xdp;
 
 use std::sync::{Arc, Mutex};
 
@@ -9,17 +21,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    api::http,
+    api::http::{self, ReloadRequest},
     config::Config,
-    datapath::{
-        ebpf::{Datapath, Replace},
-        hot::DatapathSettings,
-        pools::{PoolAnswer, PoolTable},
-    },
+    datapath::{ebpf::Replace, pools::PoolTable},
     dns::server,
     steering::{
         events::EventSink,
-        pool::PoolSettings,
         probe,
         steer::{self, Steering},
     },
@@ -34,63 +41,33 @@ pub struct RunOptions {
     pub replace: Replace,
 }
 
-/// What the XDP side ended up as, for logs and metrics.
-pub struct XdpState {
-    pub datapath: Option<Datapath>,
-}
-
-/// Loads the program, writes the config and pools into its maps and attaches it to every
-/// configured interface. Returns `None` (after a warning) when XDP is disabled or impossible
-/// here, so the daemon keeps serving from userspace.
-pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<Datapath> {
-    if opts.no_xdp {
-        info!("XDP disabled by --no-xdp; answering every query from userspace");
-        return None;
-    }
-    if cfg.xdp.interfaces.is_empty() {
-        info!("no [xdp] interfaces configured; answering every query from userspace");
-        return None;
-    }
-    match try_setup_xdp(cfg, pools, opts) {
-        Ok(dp) => Some(dp),
-        Err(e) => {
-            warn!(
-                error = format!("{e:#}"),
-                "XDP fast path unavailable; answering every query from userspace"
-            );
-            None
-        }
+/// Makes SIGHUP harmless from now until [`run`] handles it (reloading): a SIGHUP that
+/// arrives while the config is being read must not kill the daemon.
+pub fn ignore_hangups() {
+    // SAFETY: setting the disposition of a signal to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
 }
 
-fn try_setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load_with(&cfg.xdp.pin_path, opts.replace)?;
-    let settings = DatapathSettings {
-        port: cfg.server.port,
-        edns_udp_size: cfg.server.edns_udp_size,
-        listen: cfg.server.listen.clone(),
-    };
-    // Disabled while the name → pool mapping is rewritten (a pinned map from a previous
-    // run may map names to other indexes); the daemon answers meanwhile.
-    dp.maps.configure(&settings, false)?;
-    let answers: Vec<PoolAnswer> = pools.all().iter().map(|a| (**a).clone()).collect();
-    dp.maps.sync(&answers)?;
-    dp.maps.configure(&settings, true)?;
-    for iface in &cfg.xdp.interfaces {
-        dp.attach(iface, cfg.xdp.mode)?;
-    }
-    dp.commit_pins()?;
-    info!(
-        pools = answers.len(),
-        interfaces = ?cfg.xdp.interfaces,
-        "XDP fast path answering hot pools"
-    );
-    Ok(dp)
-}
-
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads.
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
-    run_until(cfg, opts, wait_for_signal()).await
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (reloads, requests) = mpsc::channel::<ReloadRequest>(8);
+    let forward = reloads.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received: reloading the configuration");
+            let (reply, done) = tokio::sync::oneshot::channel();
+            if forward.send(reply).await.is_err() {
+                return;
+            }
+            // The outcome is logged by the reload itself.
+            let _ = done.await;
+        }
+    });
+    run_with(cfg, opts, wait_for_signal(), reloads, requests).await
 }
 
 /// Runs the daemon until `stop` completes (tests use this to stop it in-process).
@@ -99,12 +76,38 @@ pub async fn run_until(
     opts: RunOptions,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let pools = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let authority = Arc::new(cfg.authority(pools.clone()));
+    let (reloads, requests) = mpsc::channel::<ReloadRequest>(8);
+    run_with(cfg, opts, stop, reloads, requests).await
+}
 
-    // Serve first: everything the XDP program passes up must find the daemon listening.
+async fn run_with(
+    cfg: Config,
+    opts: RunOptions,
+    stop: impl std::future::Future<Output = anyhow::Result<()>>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+) -> anyhow::Result<()> {
+    // What the last run knew, and the answers that follow from it.
+    let saved = persist::read(&cfg);
+    let table = Arc::new(PoolTable::default());
+    let datapath = Arc::new(Mutex::new(None));
+    let mut events = EventSink::new(cfg.events.log.as_deref()).context("opening the event log")?;
+    for pool in &cfg.pools {
+        if let Some(url) = &pool.webhook {
+            events.set_webhook(&pool.name.to_string(), url.clone())?;
+        }
+    }
+    let events_task = events.start();
+    let steering = Steering::new(
+        &cfg.pools,
+        table.clone(),
+        datapath.clone(),
+        events,
+        saved.as_ref(),
+    );
+    let authority = Arc::new(cfg.authority(table));
+
+    // Serve: everything the XDP program passes up must find the daemon listening.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let servers = server::bind(&cfg.server).await?;
     let server_task = tokio::spawn(server::run(
@@ -114,24 +117,15 @@ pub async fn run_until(
         shutdown_rx.clone(),
     ));
 
-    let datapath = Arc::new(Mutex::new(setup_xdp(&cfg, &pools, &opts)));
+    // The kernel path: adopt the running program, replace it, or attach.
+    *datapath.lock().unwrap_or_else(|p| p.into_inner()) =
+        xdp::setup(&cfg, &steering.answers(), &opts);
 
-    // Steering: events, probes, decisions.
-    let mut events = EventSink::new(cfg.events.log.as_deref()).context("opening the event log")?;
-    for pool in &cfg.pools {
-        if let Some(url) = &pool.webhook {
-            events.set_webhook(&pool.name.to_string(), url.clone())?;
-        }
-    }
-    let events_task = events.start();
-    let steering = Arc::new(Mutex::new(Steering::new(
-        &cfg.pools,
-        pools.clone(),
-        datapath.clone(),
-        events,
-    )));
-    let jobs = steering.lock().unwrap_or_else(|e| e.into_inner()).jobs();
+    // Steering: probes, decisions, the state file.
+    let jobs = steering.jobs();
+    let steering = Arc::new(Mutex::new(steering));
     let (probe_tx, probe_rx) = mpsc::channel(1024);
+    let (job_changes, job_changes_rx) = mpsc::unbounded_channel();
     if !jobs.is_empty() {
         info!(
             endpoints = jobs.len(),
@@ -139,13 +133,20 @@ pub async fn run_until(
             "probing pool endpoints"
         );
     }
-    let probes_task = tokio::spawn(probe::run_probes(
+    let probes_task = tokio::spawn(probe::run_probe_set(
         jobs,
         cfg.probes.max_concurrent,
         probe_tx,
+        job_changes_rx,
         shutdown_rx.clone(),
     ));
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
+    let persist_task = tokio::spawn(persist::run(
+        steering.clone(),
+        cfg.state.path.clone(),
+        persist::identity(&cfg),
+        shutdown_rx.clone(),
+    ));
 
     let metrics_task = match cfg.metrics_listen {
         Some(addr) => {
@@ -157,11 +158,13 @@ pub async fn run_until(
                 listener,
                 datapath.clone(),
                 Some(steering.clone()),
+                Some(reloads.clone()),
                 shutdown_rx.clone(),
             )))
         }
         None => None,
     };
+    drop(reloads);
 
     info!(
         listen = ?cfg.server.listen,
@@ -170,7 +173,26 @@ pub async fn run_until(
         pools = cfg.pools.len(),
         "hotpool running"
     );
-    stop.await?;
+    let mut live = reload::Live {
+        cfg,
+        authority,
+        steering: steering.clone(),
+        datapath: datapath.clone(),
+        probes: job_changes,
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            done = &mut stop => {
+                done?;
+                break;
+            }
+            Some(reply) = requests.recv() => {
+                let result = live.reload().await.map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+        }
+    }
     info!("shutting down");
 
     // The XDP program stays attached through its pinned link and keeps answering from the
@@ -187,6 +209,9 @@ pub async fn run_until(
     }
     let _ = probes_task.await;
     let _ = steer_task.await;
+    // The last state, for the next start.
+    let _ = persist_task.await;
+    drop(live);
     // The last reference to the event sink: dropping it lets the webhook task deliver what
     // is queued and end.
     drop(steering);

@@ -14,7 +14,8 @@
 //! * [`policy`]: the policies and all-down behaviours (validated from the config), the
 //!   selector, and the reasons for its decisions;
 //! * [`steer`]: applying results and pins, publishing answers;
-//! * [`events`]: the event record (log, JSON lines, webhooks).
+//! * [`events`]: the event record (log, JSON lines, webhooks);
+//! * [`state`]: the state file that carries health, latency and pins across restarts.
 
 pub mod endpoint;
 pub mod events;
@@ -22,4 +23,5 @@ pub mod health;
 pub mod policy;
 pub mod pool;
 pub mod probe;
+pub mod state;
 pub mod steer;

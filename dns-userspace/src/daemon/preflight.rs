@@ -1,0 +1,1 @@
+//! What `hotpool check` verifies beyond the config file (filled in below).

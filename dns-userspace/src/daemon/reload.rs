@@ -1,0 +1,188 @@
+//! Live reload (SIGHUP, `hotpool reload`, `POST /api/reload`): the config file and every
+//! zone file are read and validated first; on any error nothing changes (the running
+//! configuration keeps serving) and the error is logged and returned. Otherwise the change
+//! is applied in an order that never answers a query with a wrong record:
+//!
+//! 1. steering takes the new pool set ([`Steering::reconcile`]): unchanged endpoints keep
+//!    their health, latency window, pin and probe job, and every pool's answer goes into a
+//!    new answer table;
+//! 2. the daemon's answer path switches to the new zones and that table in one store;
+//! 3. the kernel map follows ([`HotMaps::sync`](crate::datapath::hot::HotMaps::sync)):
+//!    new pools' answers are written before their names, changed answers flip one
+//!    generation, names no longer configured are removed last. Between 2 and 3 a query is
+//!    answered by the old configuration (kernel) or the new one (daemon), never by a mix,
+//!    and a removed or renamed pool's name never points at another pool's answer;
+//! 4. probe jobs of removed or changed endpoints stop, new ones start; the others run on.
+//!
+//! Settings bound to sockets, maps or files opened at start cannot change this way: a
+//! reload that changes one fails and names it ([`RESTART_ONLY`]).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::{
+    config::{Config, ConfigError},
+    daemon::xdp,
+    datapath::{ebpf::Datapath, pools::PoolTable},
+    dns::authority::Authority,
+    steering::{probe::JobChange, steer::Steering},
+};
+
+/// The settings a reload cannot change (the daemon must be restarted for them).
+pub const RESTART_ONLY: &[&str] = &[
+    "server.listen",
+    "server.port",
+    "server.tcp_idle_timeout",
+    "server.tcp_max_connections",
+    "server.pin_path",
+    "server.metrics_listen",
+    "xdp.interfaces",
+    "xdp.mode",
+    "events.log",
+    "probes.max_concurrent",
+    "state.path",
+    "state.max_age",
+];
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "{} cannot change without a restart; restart the daemon to apply {}",
+        .0.join(", "),
+        if .0.len() == 1 { "it" } else { "them" }
+    )]
+    NeedsRestart(Vec<&'static str>),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
+    #[error("reading the config failed: {0}")]
+    Task(String),
+}
+
+/// The settings among [`RESTART_ONLY`] that differ between `old` and `new`.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.server, &new.server);
+    let checks = [
+        (o.listen != n.listen),
+        (o.port != n.port),
+        (o.tcp_idle_timeout != n.tcp_idle_timeout),
+        (o.tcp_max_connections != n.tcp_max_connections),
+        (old.xdp.pin_path != new.xdp.pin_path),
+        (old.metrics_listen != new.metrics_listen),
+        (old.xdp.interfaces != new.xdp.interfaces),
+        (old.xdp.mode != new.xdp.mode),
+        (old.events.log != new.events.log),
+        (old.probes.max_concurrent != new.probes.max_concurrent),
+        (old.state.path != new.state.path),
+        (old.state.max_age != new.state.max_age),
+    ];
+    RESTART_ONLY
+        .iter()
+        .zip(checks)
+        .filter_map(|(name, changed)| changed.then_some(*name))
+        .collect()
+}
+
+/// What the running daemon is made of, as far as a reload changes it.
+pub struct Live {
+    /// The configuration in force.
+    pub cfg: Config,
+    pub authority: Arc<Authority>,
+    pub steering: Arc<Mutex<Steering>>,
+    pub datapath: Arc<Mutex<Option<Datapath>>>,
+    pub probes: mpsc::UnboundedSender<JobChange>,
+}
+
+impl Live {
+    /// Re-reads the config file and its zones and applies them; what changed, or why
+    /// nothing did (both logged).
+    pub async fn reload(&mut self) -> Result<String, ReloadError> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(done) => info!("{done}"),
+            Err(e) => error!("reload failed, the running configuration keeps serving: {e}"),
+        }
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<String, ReloadError> {
+        let path = self.cfg.source.clone();
+        let new = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))??;
+        let restart = restart_only_changes(&self.cfg, &new);
+        if !restart.is_empty() {
+            return Err(ReloadError::NeedsRestart(restart));
+        }
+        let table = Arc::new(PoolTable::default());
+        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        let hooks = new
+            .pools
+            .iter()
+            .filter_map(|p| Some((p.name.to_string(), p.webhook.clone()?)));
+        steering
+            .events_mut()
+            .replace_webhooks(hooks)
+            .map_err(|e| ReloadError::Webhooks(format!("{e:#}")))?;
+        // Validated: from here on the reload happens.
+        let changes = steering.reconcile(&new.pools, table.clone());
+        self.authority
+            .replace(new.zone_data().to_vec(), table, new.server.edns_udp_size);
+        if let Some(dp) = self
+            .datapath
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            let synced = dp
+                .maps
+                .configure(&xdp::settings(&new), true)
+                .and_then(|()| dp.maps.sync(&steering.answers()));
+            if let Err(e) = synced {
+                // The kernel map may be half written: let the daemon, which has the new
+                // configuration, answer everything.
+                error!(
+                    error = format!("{e:#}"),
+                    "writing the kernel map failed; the XDP path passes every query to the daemon"
+                );
+                let _ = dp.maps.configure(&xdp::settings(&new), false);
+            }
+        }
+        drop(steering);
+        let (started, stopped) = changes.jobs.iter().fold((0, 0), |(a, r), c| match c {
+            JobChange::Add(_) => (a + 1, r),
+            JobChange::Remove(_) => (a, r + 1),
+        });
+        for change in changes.jobs {
+            // The scheduler is gone only at shutdown.
+            let _ = self.probes.send(change);
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.join(", "))
+            }
+        };
+        let done = format!(
+            "reloaded {}: {} pools, {} added{}, {} removed{}, {} changed{}; {} zones; probes: {} started, {} stopped",
+            new.source.display(),
+            new.pools.len(),
+            changes.added.len(),
+            list(&changes.added),
+            changes.removed.len(),
+            list(&changes.removed),
+            changes.changed.len(),
+            list(&changes.changed),
+            new.zones.len(),
+            started,
+            stopped,
+        );
+        self.cfg = new;
+        Ok(done)
+    }
+}
