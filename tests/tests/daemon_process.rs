@@ -8,59 +8,19 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use dns_common::Outcome;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use hotpool::datapath::hot::read_pinned_stats;
-use hotpool_tests::{client, daemon::answers_tcp, netns::Link, require_root};
-
-fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/hotpool");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask test` (or `cargo build -p dns-userspace --bin hotpool`)",
-        bin.display()
-    );
-    bin
-}
-
-const ZONE: &str = "\
-$ORIGIN example.test.
-$TTL 3600
-@    IN SOA ns1 hostmaster 1 3600 600 604800 60
-@    IN NS  ns1
-ns1  IN A   192.0.2.53
-";
-
-/// A scratch directory with a config and zone, removed on drop.
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn new(tag: &str, config: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hotpool-proc-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("example.test.zone"), ZONE).unwrap();
-        std::fs::write(dir.join("hotpool.toml"), config).unwrap();
-        Self { dir }
-    }
-    fn config(&self) -> PathBuf {
-        self.dir.join("hotpool.toml")
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use hotpool_tests::{
+    client,
+    netns::Link,
+    process::{Files, Running, binary, xdp_attached},
+    require_root,
+};
 
 fn config(link: &Link, pin: &Path, xdp: &str) -> String {
     format!(
@@ -86,91 +46,6 @@ endpoints = [{{ address = "192.0.2.10" }}]
         v4 = link.server_v4,
         pin = pin.display(),
     )
-}
-
-/// `hotpool run` inside the server's network namespace, stderr kept in a file. `nsenter
-/// --net` (which execs it, so the child's pid is the daemon's) switches only the network
-/// namespace; `ip netns exec` would also give it a private /sys, and with it a private
-/// bpffs whose pins vanish with the process.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(link: &Link, files: &Files, extra: &[&str], log_name: &str) -> Self {
-        let log = files.dir.join(log_name);
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", link.server.name))
-            .arg(binary())
-            .args(["run", "--config"])
-            .arg(files.config())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning hotpool");
-        let mut r = Self { child, log };
-        r.wait_answering(link);
-        r
-    }
-
-    fn wait_answering(&mut self, link: &Link) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            // "hotpool running" is logged once XDP is set up (or given up on).
-            if answers_tcp(link) && self.log().contains("hotpool running") {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("hotpool exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hotpool did not come up:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` and waits for a clean exit.
-    fn stop(mut self, signal: i32) -> String {
-        // SAFETY: plain kill(2) on our child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "hotpool exited with {status}:\n{}",
-                    self.log()
-                );
-                return self.log();
-            }
-            assert!(Instant::now() < deadline, "hotpool ignored signal {signal}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn xdp_attached(link: &Link) -> bool {
-    let out = link
-        .server
-        .exec_ok(&["ip", "-d", "link", "show", "dev", &link.server_if]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
 fn hit_count(pin: &Path) -> u64 {
