@@ -70,9 +70,11 @@ impl Parser<'_> {
         };
 
         let mut zones = Vec::with_capacity(raw.zone.len());
+        let mut file_spans = Vec::with_capacity(raw.zone.len());
         let mut seen = BTreeMap::new();
         for z in raw.zone {
             let origin_span = z.get_ref().origin.span();
+            file_spans.push(z.get_ref().file.span());
             let settings = self.zone(z.into_inner())?;
             let key = LowerName::new(&settings.origin);
             if let Some(first) = seen.insert(key, origin_span.clone()) {
@@ -95,8 +97,16 @@ impl Parser<'_> {
         }
 
         let mut zone_data = Vec::with_capacity(zones.len());
-        for settings in &zones {
-            zone_data.push(Zone::load(settings)?);
+        for (settings, span) in zones.iter().zip(file_spans) {
+            // A file that cannot be read is the config line's problem; one that can is
+            // reported at its own line.
+            zone_data.push(Zone::load(settings).map_err(|e| {
+                if e.is_unreadable() {
+                    self.err_at(span, e.message())
+                } else {
+                    e.into()
+                }
+            })?);
         }
 
         let mut pools: Vec<PoolSettings> = Vec::with_capacity(raw.pool.len());

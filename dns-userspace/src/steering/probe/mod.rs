@@ -55,6 +55,6 @@ pub use schedule::{
 };
 pub use spec::{
     DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_MAX_TIMEOUT, DEFAULT_RISE, DnsProbe, HttpProbe,
-    KIND_NAMES, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec, ProbeSpecError,
-    ProbeTiming,
+    KIND_NAMES, MAX_INTERVAL, MAX_TIMEOUT, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec,
+    ProbeSpecError, ProbeTiming,
 };
