@@ -69,7 +69,9 @@ enum Command {
         #[arg(long, default_value = "hotpool.service")]
         unit: String,
     },
-    /// Validate a configuration file (and its zone files) and print a summary.
+    /// Validate a configuration file (and its zone files), print a summary, and check what
+    /// `run` needs of this host as this user: its addresses can be bound, its event log and
+    /// state file written.
     Check {
         /// The configuration file.
         config: PathBuf,
@@ -125,9 +127,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let result = match cli.command {
-        Command::Check { config } => Config::load(&config)
-            .map(|cfg| print!("{}", cfg.summary()))
-            .map_err(anyhow::Error::from),
+        Command::Check { config } => check(&config),
         Command::Run {
             config,
             no_xdp,
@@ -168,6 +168,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hotpool check`: the config and its zones, then what `run` needs of this host.
+fn check(config: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    print!("{}", cfg.summary());
+    let (text, fails) = daemon::preflight::report(&daemon::preflight::check(&cfg));
+    print!("{text}");
+    if fails {
+        anyhow::bail!(
+            "{}: `hotpool run` would fail here (see the checks above)",
+            config.display()
+        );
+    }
+    Ok(())
 }
 
 /// `hotpool run`: SIGHUP is harmless from the first moment (a reload once running).

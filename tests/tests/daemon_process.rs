@@ -213,3 +213,114 @@ fn check_accepts_the_example_and_names_file_and_line_of_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotpool.toml"));
 }
+
+#[test]
+fn check_as_an_unprivileged_user_names_what_run_would_fail_on() {
+    require_root();
+    // The binary and the example where nobody can read them (the checkout may not be).
+    let dir = std::env::temp_dir().join(format!("hotpool-unpriv-{}", std::process::id()));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::copy(binary(), dir.join("hotpool")).unwrap();
+    std::fs::copy(examples.join("hotpool.toml"), dir.join("hotpool.toml")).unwrap();
+    std::fs::copy(
+        examples.join("zones/example.test.zone"),
+        dir.join("zones/example.test.zone"),
+    )
+    .unwrap();
+    // The service user without the unit's capabilities: port 53 and the directories are
+    // out of reach, and check says so and fails, as `run` would.
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(dir.join("hotpool"))
+        .arg("check")
+        .arg(dir.join("hotpool.toml"))
+        .output()
+        .expect("setpriv (util-linux)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}{err}");
+    assert!(said.contains("checks (as uid 65534)"), "{said}");
+    assert!(
+        said.contains("problem listen 127.0.0.1:53") && said.contains("CAP_NET_BIND_SERVICE"),
+        "{said}"
+    );
+    assert!(
+        said.contains("problem event log /run/hotpool/events.jsonl"),
+        "{said}"
+    );
+    assert!(
+        said.contains("problem state file /var/lib/hotpool/state.json"),
+        "{said}"
+    );
+    assert!(err.contains("`hotpool run` would fail here"), "{err}");
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_fits_the_example_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = std::fs::read_to_string(root.join("examples/hotpool.service")).unwrap();
+    let values = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        values("Restart"),
+        ["always"],
+        "abnormal exits are restarted"
+    );
+    assert_eq!(values("RuntimeDirectory"), ["hotpool"]);
+    assert_eq!(values("StateDirectory"), ["hotpool"]);
+    assert_eq!(values("ExecReload").len(), 1);
+    let nofile: usize = values("LimitNOFILE")[0].parse().unwrap();
+    assert!(
+        nofile >= 16 * 1024,
+        "LimitNOFILE {nofile} well above tcp_max_connections"
+    );
+    let stop_post = values("ExecStopPost").join(" ");
+    assert!(
+        stop_post.contains("detach --if-stopping --unit %n"),
+        "{stop_post}"
+    );
+    // The example config's files live where the unit's directories are.
+    let cfg = hotpool::config::Config::load(&root.join("examples/hotpool.toml")).unwrap();
+    assert!(
+        cfg.events
+            .log
+            .as_ref()
+            .unwrap()
+            .starts_with("/run/hotpool/")
+    );
+    assert!(cfg.state.path.starts_with("/var/lib/hotpool/"));
+    assert!(nofile > 4 * cfg.server.tcp_max_connections);
+
+    let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
+        println!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    // Verified as installed: the built binary and the example config in place of
+    // /usr/local/sbin/hotpool and /etc/hotpool/hotpool.toml (it checks that they exist).
+    let dir = std::env::temp_dir().join(format!("hotpool-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = unit
+        .replace("/usr/local/sbin/hotpool", &binary().display().to_string())
+        .replace(
+            "/etc/hotpool/hotpool.toml",
+            &root.join("examples/hotpool.toml").display().to_string(),
+        );
+    let path = dir.join("hotpool.service");
+    std::fs::write(&path, installed).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.trim().is_empty(), "systemd-analyze verify warns: {err}");
+}
