@@ -200,10 +200,15 @@ fn detach(
     pin_path: Option<PathBuf>,
     if_stopping: Option<&str>,
 ) -> anyhow::Result<()> {
+    let default = || PathBuf::from(dns_common::DEFAULT_PIN_PATH);
     let pin_path = match (pin_path, config) {
         (Some(p), _) => p,
-        (None, Some(c)) => Config::peek(&c)?.pin_path,
-        (None, None) => PathBuf::from(dns_common::DEFAULT_PIN_PATH),
+        // A config broken beyond reading must not keep `systemctl stop` from detaching.
+        (None, Some(c)) => Config::peek(&c).map(|p| p.pin_path).unwrap_or_else(|e| {
+            eprintln!("hotpool: {e}; using the default pin path");
+            default()
+        }),
+        (None, None) => default(),
     };
     print!("{}", daemon::detach::run(&pin_path, if_stopping)?);
     Ok(())

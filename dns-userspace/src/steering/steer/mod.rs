@@ -520,5 +520,3 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_lifecycle;

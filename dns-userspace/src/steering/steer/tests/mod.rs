@@ -2,6 +2,8 @@ use std::{path::Path, time::Duration};
 
 use hickory_proto::rr::{LowerName, Name, RData, rdata::A};
 
+mod lifecycle;
+
 use super::*;
 use crate::datapath::pools::Selection;
 use crate::{config::Config, steering::health::parse_admin};

@@ -8,7 +8,7 @@ use std::{
 
 use hickory_proto::rr::{LowerName, Name, RData, rdata::A};
 
-use super::*;
+use super::super::*;
 use crate::{
     config::Config,
     datapath::pools::Selection,
