@@ -24,8 +24,14 @@ use crate::netns::NetNs;
 
 /// Queries are sent in a batch every this long.
 const TICK: Duration = Duration::from_millis(5);
-/// A reply later than this counts as lost.
-pub const LOST_AFTER: Duration = Duration::from_secs(2);
+/// A reply later than this counts as lost (generous: on a loaded machine the receiving
+/// thread may not run for a while; the socket buffer holds the replies meanwhile).
+pub const LOST_AFTER: Duration = Duration::from_secs(5);
+/// After the last query, replies are waited for until none came for this long.
+const STRAGGLERS: Duration = Duration::from_secs(1);
+/// The receive buffer (set with SO_RCVBUFFORCE: the tests run as root), room for tens of
+/// thousands of replies.
+const RECV_BUFFER: libc::c_int = 16 << 20;
 
 /// What came back for one query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +86,7 @@ impl Steady {
                 Some(socket2::Protocol::UDP),
             )
             .unwrap();
-            s.set_recv_buffer_size(4 << 20).unwrap();
+            force_recv_buffer(&s);
             s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into()).unwrap();
             UdpSocket::from(s)
         });
@@ -147,7 +153,7 @@ impl Steady {
                         // After the sender stopped, wait out the stragglers.
                         if stop_r.load(Ordering::Relaxed) {
                             let since = *idle_since.get_or_insert_with(Instant::now);
-                            if since.elapsed() > LOST_AFTER {
+                            if since.elapsed() > STRAGGLERS {
                                 return;
                             }
                         }
@@ -224,6 +230,23 @@ impl Drop for Steady {
             let _ = h.join();
         }
     }
+}
+
+/// Sets the receive buffer past `net.core.rmem_max` (root only; the default cap would drop
+/// replies while the receiving thread waits for a CPU).
+fn force_recv_buffer(s: &socket2::Socket) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: setsockopt on an open socket with a valid int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&RECV_BUFFER as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
