@@ -366,6 +366,32 @@ mod tests {
         assert!(body.contains("empty label"), "{body}");
     }
 
+    #[tokio::test]
+    async fn reload_answers_what_the_daemon_says() {
+        let (status, _, body) = reload(None).await;
+        assert_eq!(status, "404 Not Found", "{body}");
+        let (tx, mut rx) = mpsc::channel::<ReloadRequest>(1);
+        let daemon = tokio::spawn(async move {
+            let reply = rx.recv().await.unwrap();
+            reply.send(Ok("reloaded x: 1 pools".into())).unwrap();
+            let reply = rx.recv().await.unwrap();
+            reply
+                .send(Err("x.toml:3:8: port must be between 1 and 65535".into()))
+                .unwrap();
+            // Gone without answering: the daemon is stopping.
+            drop(rx.recv().await);
+        });
+        let (status, _, body) = reload(Some(&tx)).await;
+        assert_eq!(status, "200 OK");
+        assert_eq!(body, "{\"ok\":\"reloaded x: 1 pools\"}\n");
+        let (status, _, body) = reload(Some(&tx)).await;
+        assert_eq!(status, "422 Unprocessable Content");
+        assert!(body.contains("port must be between"), "{body}");
+        let (status, _, _) = reload(Some(&tx)).await;
+        assert_eq!(status, "503 Service Unavailable");
+        daemon.await.unwrap();
+    }
+
     #[test]
     fn without_xdp_only_the_attached_gauge_is_rendered() {
         let page = render(None);

@@ -135,3 +135,67 @@ impl Writer {
 fn lock(steering: &Mutex<Steering>) -> std::sync::MutexGuard<'_, Steering> {
     steering.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{
+        datapath::pools::PoolTable,
+        steering::{events::EventSink, health::AdminState},
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pin_is_written_soon_and_the_last_state_at_shutdown() {
+        let dir = std::env::temp_dir().join(format!("hotpool-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = format!(
+            "[state]\npath = \"{}/state.json\"\n[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
+             [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
+             endpoints = [{{ address = \"192.0.2.1\" }}, {{ address = \"192.0.2.2\" }}]\n",
+            dir.display()
+        );
+        let source = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        let cfg = Config::parse(&text, source).unwrap_or_else(|e| panic!("{e}"));
+        let steering = Arc::new(Mutex::new(Steering::new(
+            &cfg.pools,
+            Arc::new(PoolTable::default()),
+            Arc::new(Mutex::new(None)),
+            EventSink::new(None).unwrap(),
+            None,
+        )));
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run(
+            steering.clone(),
+            cfg.state.path.clone(),
+            identity(&cfg),
+            shutdown,
+        ));
+        let saved = || -> Option<SavedState> {
+            state::read(&cfg.state, &identity(&cfg), SystemTime::now()).ok()
+        };
+        let pinned = |s: &SavedState, admin: AdminState| s.pools[0].endpoints[1].admin == admin;
+        lock(&steering)
+            .set_admin("www.example.test", "192.0.2.2", AdminState::Down)
+            .unwrap();
+        // Written within a few debounce periods (generous for a loaded machine).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !saved().is_some_and(|s| pinned(&s, AdminState::Down)) {
+            assert!(Instant::now() < deadline, "the pin was not written");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Changed right before shutdown: the last write has it.
+        lock(&steering)
+            .set_admin("www.example.test", "192.0.2.2", AdminState::Up)
+            .unwrap();
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let last = saved().expect("a state file");
+        assert!(pinned(&last, AdminState::Up), "{last:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

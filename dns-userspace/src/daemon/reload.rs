@@ -186,3 +186,44 @@ impl Live {
         Ok(done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let source = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn settings_bound_at_start_are_named_when_a_reload_changes_them() {
+        let base =
+            "[server]\nlisten = [\"127.0.0.1\"]\nport = 53\n\n[xdp]\ninterfaces = [\"lo\"]\n";
+        let old = config(base);
+        assert!(restart_only_changes(&old, &config(base)).is_empty());
+        // Zones, pools and the EDNS size are reloadable.
+        let more = format!(
+            "{}[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n",
+            base.replace("port = 53\n", "port = 53\nedns_udp_size = 1400\n"),
+        );
+        assert!(restart_only_changes(&old, &config(&more)).is_empty());
+        let changed = config(
+            "[server]\nlisten = [\"127.0.0.2\"]\nport = 5353\n\n[xdp]\ninterfaces = [\"lo\"]\nmode = \"native\"\n\n[state]\nmax_age = \"1h\"\n",
+        );
+        assert_eq!(
+            restart_only_changes(&old, &changed),
+            ["server.listen", "server.port", "xdp.mode", "state.max_age"]
+        );
+        let e = ReloadError::NeedsRestart(restart_only_changes(&old, &changed));
+        assert!(
+            e.to_string().ends_with("restart the daemon to apply them"),
+            "{e}"
+        );
+    }
+}
