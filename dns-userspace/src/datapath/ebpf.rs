@@ -535,11 +535,6 @@ impl Datapath {
     pub fn attachments(&self) -> impl Iterator<Item = (&str, XdpMode, How)> {
         self.links.iter().map(|a| (a.iface.as_str(), a.mode, a.how))
     }
-
-    /// The pin directory.
-    pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
-    }
 }
 
 impl Drop for Datapath {

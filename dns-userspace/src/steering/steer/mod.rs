@@ -176,6 +176,8 @@ impl Steering {
             s.assign_jobs(i);
             s.reselect(i, "start-up", false);
         }
+        // One table for all of them (setting each would rebuild it per pool).
+        s.table.replace_all(s.answers());
         s
     }
 
@@ -335,9 +337,10 @@ impl Steering {
         self.events.emit(event);
     }
 
-    /// Re-decides pool `i` and applies a changed answer: into the table, and with
-    /// `to_kernel` into the kernel map too (a reload writes the kernel map as a whole).
-    fn reselect(&mut self, i: usize, why: &str, to_kernel: bool) {
+    /// Re-decides pool `i` and applies a changed answer: with `now`, into the table and the
+    /// kernel map at once; without (start-up, a reload), the caller publishes every pool's
+    /// answer as a whole.
+    fn reselect(&mut self, i: usize, why: &str, now: bool) {
         let p = &mut self.pools[i];
         let decision = match p.decide() {
             Some(d) => d,
@@ -349,11 +352,12 @@ impl Steering {
             },
             None => return,
         };
-        self.apply(i, &decision, why, to_kernel);
+        self.apply(i, &decision, why, now);
     }
 
-    /// Publishes what `decision` answers for pool `i` unless that is already published.
-    fn apply(&mut self, i: usize, decision: &Decision, why: &str, to_kernel: bool) {
+    /// Publishes what `decision` answers for pool `i` unless that is already published
+    /// (`now`: see [`Steering::reselect`]).
+    fn apply(&mut self, i: usize, decision: &Decision, why: &str, now: bool) {
         let answer = self.pools[i].answer_for(decision);
         let p = &mut self.pools[i];
         let new = decision.answer.render(&p.names);
@@ -361,11 +365,13 @@ impl Steering {
         let pool_name = p.settings.name.to_string();
         let Some(published) = &p.published else {
             // The first answer: not a change of anything.
-            info!(pool = %pool_name, answer = %new, reason = %reason, "pool answer at start");
+            tracing::debug!(pool = %pool_name, answer = %new, reason = %reason, "first answer");
             p.answer = new;
             p.all_down = decision.all_down;
             p.published = Some(answer.clone());
-            self.table.set(answer);
+            if now {
+                self.table.set(answer);
+            }
             self.dirty.mark(true);
             return;
         };
@@ -388,9 +394,11 @@ impl Steering {
         p.all_down = decision.all_down;
         p.changes += 1;
         p.published = Some(answer.clone());
-        self.table.set(answer.clone());
         self.dirty.mark(true);
-        if to_kernel
+        if now {
+            self.table.set(answer.clone());
+        }
+        if now
             && let Some(dp) = self
                 .datapath
                 .lock()
@@ -419,11 +427,6 @@ impl Steering {
             config: config.to_path_buf(),
             pools: self.pools.iter().map(PoolRuntime::save).collect(),
         }
-    }
-
-    /// The answer table the pools are published in.
-    pub fn table(&self) -> &Arc<PoolTable> {
-        &self.table
     }
 
     /// Every pool's published answer.
