@@ -10,11 +10,13 @@
 //!   publishing the hot map, and the answer table both answer paths read;
 //! * [`config`]: the file format, parsed into the types above;
 //! * [`api`]: the HTTP endpoint (metrics and control);
-//! * [`daemon`]: start-up, signals, shutdown.
+//! * [`daemon`]: start-up, signals, shutdown;
+//! * [`logs`]: log output and how values read in it (used by all of the above).
 
 pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod logs;
 pub mod steering;

@@ -1,39 +1,48 @@
 //! `hotpool`: the daemon and its operator commands.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context as _;
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use hotpool::{
+    api::{
+        client::{Client, ClientError, Target},
+        status::StatusDoc,
+        version::LONG_VERSION,
+    },
     config::Config,
     daemon::{self, RunOptions},
     datapath::ebpf::Replace,
+    logs::{self, LogFormat},
 };
-use tracing_subscriber::{EnvFilter, fmt};
+
+/// Where the daemon's config is looked for when `--config` is not given.
+const DEFAULT_CONFIG: &str = "/etc/hotpool/hotpool.toml";
+/// The API address tried when neither a config nor an address is given.
+const DEFAULT_API: &str = "127.0.0.1:9153";
 
 #[derive(Parser)]
 #[command(
     name = "hotpool",
-    version,
-    about = "XDP-accelerated authoritative DNS for steered pools"
+    version = LONG_VERSION,
+    about = "XDP-accelerated authoritative DNS for steered pools",
+    long_about = "XDP-accelerated authoritative DNS for steered pools: the hot pool names are \
+                  answered by an XDP program in the kernel, everything else by the daemon. \
+                  `hotpool run` runs the daemon; `status` and `endpoint` talk to a running one \
+                  through its API ([api] in the config)."
 )]
 struct Cli {
-    /// Log format.
+    /// Log format (logs go to stderr; colour only on a terminal; HOTPOOL_LOG sets the
+    /// filter, e.g. debug or hotpool=debug).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ReplaceProgram {
-    Program,
-    Maps,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -50,6 +59,20 @@ enum Command {
         /// same (`program`), also with fresh maps (`maps`): tests of the upgrade path.
         #[arg(long, value_enum, hide = true)]
         replace_program: Option<ReplaceProgram>,
+    },
+    /// Validate a configuration file (and its zone files), print a summary, and check what
+    /// `run` needs of this host as this user: its addresses can be bound, its event log and
+    /// state file written.
+    Check {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// Make the running daemon re-read its config file and zone files and apply them, as
+    /// SIGHUP does. Exits non-zero with the reason when the daemon keeps its running
+    /// configuration.
+    Reload {
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Remove the XDP program from its interfaces: detach its pinned links and remove their
     /// pins (the maps stay pinned). The daemon leaves the program attached when it exits, so
@@ -69,15 +92,7 @@ enum Command {
         #[arg(long, default_value = "hotpool.service")]
         unit: String,
     },
-    /// Validate a configuration file (and its zone files), print a summary, and check what
-    /// `run` needs of this host as this user: its addresses can be bound, its event log and
-    /// state file written.
-    Check {
-        /// The configuration file.
-        config: PathBuf,
-    },
-    /// Pin an endpoint of a running daemon up or down, or make it follow its probes again
-    /// (through the daemon's HTTP endpoint, `server.metrics_listen`).
+    /// Pin an endpoint of a running daemon up or down, or make it follow its probes again.
     Endpoint {
         /// The pool's name, e.g. www.example.test.
         pool: String,
@@ -85,26 +100,16 @@ enum Command {
         endpoint: String,
         /// up (always_on), down (always_off) or follow (follow_sonar).
         state: String,
-        /// The daemon's metrics/API address.
-        #[arg(long, default_value = "127.0.0.1:9153")]
-        api: std::net::SocketAddr,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
-    /// Make the running daemon re-read its config file and zone files and apply them, as
-    /// SIGHUP does (through its HTTP endpoint, `server.metrics_listen`). Exits non-zero with
-    /// the reason when the daemon keeps its running configuration.
-    Reload {
-        /// The configuration file (its `server.metrics_listen` finds the daemon).
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The daemon's metrics/API address, instead of the config's.
-        #[arg(long)]
-        api: Option<std::net::SocketAddr>,
-    },
-    /// Show every pool's answer and endpoint states from a running daemon.
+    /// Show every pool's answer, why, since when, and its endpoints, from a running daemon.
     Status {
-        /// The daemon's metrics/API address.
-        #[arg(long, default_value = "127.0.0.1:9153")]
-        api: std::net::SocketAddr,
+        /// The status as JSON (the API's document) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Print the XDP program's counters from the pinned stats map of a running daemon.
     Stats {
@@ -112,20 +117,87 @@ enum Command {
         #[arg(long, default_value = dns_common::DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
     },
+    /// Print the man page (roff), or write one per command into a directory.
+    Man {
+        /// Write hotpool.1 and hotpool-<command>.1 into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script (e.g. `hotpool completions bash >
+    /// /etc/bash_completion.d/hotpool`).
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HOTPOOL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplaceProgram {
+    Program,
+    Maps,
+}
+
+/// How to find a running daemon.
+#[derive(Args)]
+struct DaemonArgs {
+    /// The daemon's config file: its [api] section says where the API listens (Unix socket
+    /// first, then TCP) and where the token is. Default /etc/hotpool/hotpool.toml if it
+    /// exists, else 127.0.0.1:9153.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// The API's TCP address, instead of the config's.
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// The API's Unix socket, instead of the config's.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The file holding the API token, instead of the config's api.token_file.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        let config = self.config.clone().or_else(|| {
+            let default = Path::new(DEFAULT_CONFIG);
+            default.exists().then(|| default.to_path_buf())
+        });
+        let settings = match &config {
+            Some(path) => Some((Config::load_api(path)?, path)),
+            None => None,
+        };
+        let mut client = if self.api.is_some() || self.socket.is_some() {
+            let mut targets = Vec::new();
+            if let Some(socket) = &self.socket {
+                targets.push(Target::Unix(socket.clone()));
+            }
+            if let Some(addr) = self.api {
+                targets.push(Target::Tcp(addr));
+            }
+            let mut client = Client::new(targets, None);
+            if let Some(file) = settings.as_ref().and_then(|(s, _)| s.token_file.as_ref()) {
+                client.use_token_file(file);
+            }
+            client
+        } else {
+            match &settings {
+                Some((settings, path)) => Client::from_settings(settings, path)?,
+                None => {
+                    let addr = DEFAULT_API.parse().context("the default API address")?;
+                    Client::new(vec![Target::Tcp(addr)], None)
+                }
+            }
+        };
+        if let Some(file) = &self.token_file {
+            client.use_token_file(file);
+        }
+        Ok(client)
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    logs::init(cli.log_format);
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Run {
@@ -140,6 +212,7 @@ fn main() -> ExitCode {
             };
             run(&config, RunOptions { no_xdp, replace })
         }
+        Command::Reload { daemon } => reload(&daemon),
         Command::Detach {
             config,
             pin_path,
@@ -151,15 +224,15 @@ fn main() -> ExitCode {
             pool,
             endpoint,
             state,
-            api,
-        } => hotpool::steering::health::parse_admin(&state)
-            .map_err(anyhow::Error::from)
-            .and_then(|_| {
-                let path = format!("/api/pools/{pool}/endpoints/{endpoint}/{state}");
-                api_request(api, "POST", &path).map(|body| print!("{body}"))
-            }),
-        Command::Reload { config, api } => reload(&config, api),
-        Command::Status { api } => api_request(api, "GET", "/api/status").map(|b| print!("{b}")),
+            daemon,
+        } => set_endpoint(&daemon, &pool, &endpoint, &state),
+        Command::Status { json, daemon } => status(&daemon, json),
+        Command::Man { dir } => man(dir.as_deref()),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hotpool", &mut script);
+            out(&String::from_utf8_lossy(&script))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,12 +243,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs one request to the daemon on a small runtime.
+fn ask<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f)
+}
+
 /// `hotpool check`: the config and its zones, then what `run` needs of this host.
-fn check(config: &std::path::Path) -> anyhow::Result<()> {
+fn check(config: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
-    print!("{}", cfg.summary());
+    out(&cfg.summary())?;
     let (text, fails) = daemon::preflight::report(&daemon::preflight::check(&cfg));
-    print!("{text}");
+    out(&text)?;
     if fails {
         anyhow::bail!(
             "{}: `hotpool run` would fail here (see the checks above)",
@@ -186,7 +268,7 @@ fn check(config: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `hotpool run`: SIGHUP is harmless from the first moment (a reload once running).
-fn run(config: &std::path::Path, opts: RunOptions) -> anyhow::Result<()> {
+fn run(config: &Path, opts: RunOptions) -> anyhow::Result<()> {
     daemon::ignore_hangups();
     let cfg = Config::load(config)?;
     tokio::runtime::Builder::new_multi_thread()
@@ -195,6 +277,25 @@ fn run(config: &std::path::Path, opts: RunOptions) -> anyhow::Result<()> {
         .block_on(daemon::run(cfg, opts))
 }
 
+/// `hotpool reload`: the daemon's answer, or why it kept its configuration.
+fn reload(daemon: &DaemonArgs) -> anyhow::Result<()> {
+    let client = daemon.client()?;
+    match ask(async { Ok(client.post(&["api", "reload"]).await?) }) {
+        Ok(body) => out(&format!("{}\n", body["ok"].as_str().unwrap_or("reloaded"))),
+        Err(e) => match e.downcast_ref::<ClientError>() {
+            // The daemon read the new config and kept the running one: say why.
+            Some(ClientError::Failed {
+                status: 422,
+                message,
+                ..
+            }) => anyhow::bail!("reload failed: {message}"),
+            _ => Err(e),
+        },
+    }
+}
+
+/// `hotpool detach`: the pin directory from the arguments or the config (a config broken
+/// beyond reading must not keep `systemctl stop` from detaching: the default then).
 fn detach(
     config: Option<PathBuf>,
     pin_path: Option<PathBuf>,
@@ -203,84 +304,82 @@ fn detach(
     let default = || PathBuf::from(dns_common::DEFAULT_PIN_PATH);
     let pin_path = match (pin_path, config) {
         (Some(p), _) => p,
-        // A config broken beyond reading must not keep `systemctl stop` from detaching.
         (None, Some(c)) => Config::peek(&c).map(|p| p.pin_path).unwrap_or_else(|e| {
             eprintln!("hotpool: {e}; using the default pin path");
             default()
         }),
         (None, None) => default(),
     };
-    print!("{}", daemon::detach::run(&pin_path, if_stopping)?);
-    Ok(())
+    out(&daemon::detach::run(&pin_path, if_stopping)?.to_string())
 }
 
-fn reload(config: &std::path::Path, api: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let api = match api {
-        Some(a) => a,
-        None => Config::peek(config)?.metrics_listen.ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} sets no server.metrics_listen, so the daemon cannot be asked; send it SIGHUP \
-                 instead (systemctl reload hotpool, or kill -HUP)",
-                config.display()
-            )
-        })?,
-    };
-    let message = |body: &str, key: &str| {
-        serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get(key).and_then(|m| m.as_str()).map(str::to_string))
-            .unwrap_or_else(|| body.trim().to_string())
-    };
-    match api_request(api, "POST", "/api/reload") {
-        Ok(body) => {
-            println!("{}", message(&body, "ok"));
-            Ok(())
-        }
-        Err(e) => {
-            let text = format!("{e:#}");
-            // "HTTP/1.1 422 ...: {body}" from the daemon; anything else is our own error.
-            match text.split_once(": ") {
-                Some((status, body)) if status.starts_with("HTTP/") => {
-                    anyhow::bail!("reload failed: {}", message(body, "error"))
-                }
-                _ => Err(e),
-            }
-        }
-    }
-}
-
-fn print_stats(pin_path: &std::path::Path) -> anyhow::Result<()> {
-    for (outcome, n) in hotpool::datapath::hot::read_pinned_stats(pin_path)? {
-        println!("{:<14} {n}", outcome.name());
-    }
-    Ok(())
-}
-
-/// One request to the daemon's HTTP endpoint; the body on 2xx, an error with it otherwise.
-fn api_request(api: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read as _, Write as _};
-
-    use anyhow::Context as _;
-    let timeout = std::time::Duration::from_secs(5);
-    let mut conn = std::net::TcpStream::connect_timeout(&api, timeout).with_context(|| {
-        format!("connecting to the daemon at {api} (is `server.metrics_listen` set to it?)")
+fn set_endpoint(
+    daemon: &DaemonArgs,
+    pool: &str,
+    endpoint: &str,
+    state: &str,
+) -> anyhow::Result<()> {
+    hotpool::steering::health::parse_admin(state)?;
+    let client = daemon.client()?;
+    let body = ask(async {
+        Ok(client
+            .post(&["api", "pools", pool, "endpoints", endpoint, state])
+            .await?)
     })?;
-    conn.set_read_timeout(Some(timeout))?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes())?;
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp)?;
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let status = head.lines().next().unwrap_or_default();
-    if status
-        .split_whitespace()
-        .nth(1)
-        .is_some_and(|c| c.starts_with('2'))
+    out(&format!("{}\n", body["ok"].as_str().unwrap_or("done")))
+}
+
+fn status(daemon: &DaemonArgs, json: bool) -> anyhow::Result<()> {
+    let client = daemon.client()?;
+    let body = ask(async { Ok(client.get(&["api", "status"]).await?) })?;
+    if json {
+        return out(&format!("{}\n", serde_json::to_string_pretty(&body)?));
+    }
+    let doc: StatusDoc = serde_json::from_value(body).with_context(|| {
+        let at = client
+            .target()
+            .map_or(String::new(), |t| format!(" at {t}"));
+        format!(
+            "the status from the daemon{at} has another form (another hotpool version?); try --json"
+        )
+    })?;
+    out(&doc.table())
+}
+
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing the man pages to {}", dir.display()))
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            out(&String::from_utf8_lossy(&page))
+        }
+    }
+}
+
+fn print_stats(pin_path: &Path) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (outcome, n) in hotpool::datapath::hot::read_pinned_stats(pin_path)? {
+        text.push_str(&format!("{:<14} {n}\n", outcome.name()));
+    }
+    out(&text)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no error.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
     {
-        Ok(body.to_string())
-    } else {
-        anyhow::bail!("{status}: {}", body.trim())
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::from(e).context("writing to stdout"))
+        }
+        _ => Ok(()),
     }
 }

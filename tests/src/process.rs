@@ -39,8 +39,13 @@ pub struct Files {
 }
 
 impl Files {
+    /// The directory [`Files::new`] makes for `tag` (for configs that name files in it).
+    pub fn dir_for(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("hotpool-proc-{tag}-{}", std::process::id()))
+    }
+
     pub fn new(tag: &str, config: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hotpool-proc-{tag}-{}", std::process::id()));
+        let dir = Self::dir_for(tag);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("example.test.zone"), ZONE).unwrap();

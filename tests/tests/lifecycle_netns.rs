@@ -55,13 +55,16 @@ impl Drop for Pins {
     }
 }
 
-/// A config on `link` with `pools` (and `extra` top-level settings appended).
-fn config(link: &Link, pin: &Path, pools: &str) -> String {
+/// A config on `link` with `pools`; its API is a Unix socket in the files of `tag` (the
+/// commands find it from `--config`; no token needed).
+fn config(link: &Link, pin: &Path, tag: &str, pools: &str) -> String {
     format!(
         r#"[server]
 listen = ["{v4}"]
 pin_path = "{pin}"
-metrics_listen = "{v4}:9153"
+
+[api]
+unix_socket = "{socket}"
 
 [xdp]
 interfaces = ["{iface}"]
@@ -78,6 +81,7 @@ file = "example.test.zone"
         v4 = link.server_v4,
         iface = link.server_if,
         pin = pin.display(),
+        socket = Files::dir_for(tag).join("api.sock").display(),
     )
 }
 
@@ -119,7 +123,12 @@ fn restarts_crashes_upgrades_and_a_stopped_daemon_lose_no_hot_query() {
     require_root();
     let link = Link::new();
     let pins = Pins(pin_dir("restarts"));
-    let good = config(&link, &pins.0, &static_pool("www", "192.0.2.10"));
+    let good = config(
+        &link,
+        &pins.0,
+        "lc-restarts",
+        &static_pool("www", "192.0.2.10"),
+    );
     let files = Files::new("lc-restarts", &good);
     let mut d = Running::start(&link, &files, &[], "start.log");
     assert!(d.log().contains("the link is pinned"), "{}", d.log());
@@ -242,18 +251,21 @@ fn reloads_switch_answers_at_once_and_broken_ones_change_nothing() {
     let v1 = config(
         &link,
         &pins.0,
+        "lc-reloads",
         &(static_pool("www", "192.0.2.10") + &static_pool("gone", "192.0.2.50")),
     );
     // www changes, gone is removed, new is added.
     let v2 = config(
         &link,
         &pins.0,
+        "lc-reloads",
         &(static_pool("www", "192.0.2.20") + &static_pool("new", "192.0.2.60")),
     );
     // www changes again, new is renamed newer.
     let v3 = config(
         &link,
         &pins.0,
+        "lc-reloads",
         &(static_pool("www", "192.0.2.30") + &static_pool("newer", "192.0.2.60")),
     );
     let files = Files::new("lc-reloads", &v1);
@@ -375,7 +387,7 @@ fn the_state_file_keeps_known_dead_and_pinned_endpoints_out_across_a_restart() {
         ep(5),
         ep(4),
     );
-    let files = Files::new("lc-state", &config(&link, &pins.0, &pools));
+    let files = Files::new("lc-state", &config(&link, &pins.0, "lc-state", &pools));
     let mut d = Running::start(&link, &files, &[], "fresh.log");
     let steady = Steady::start(
         &link.client,
@@ -395,7 +407,6 @@ fn the_state_file_keeps_known_dead_and_pinned_endpoints_out_across_a_restart() {
         assert!(Instant::now() < deadline, "www never answered 1 and 3");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let api = format!("{}:9153", link.server_v4);
     let out = hotpool(
         &link,
         &[
@@ -403,8 +414,8 @@ fn the_state_file_keeps_known_dead_and_pinned_endpoints_out_across_a_restart() {
             "www.example.test",
             &ep(3).to_string(),
             "down",
-            "--api",
-            &api,
+            "--config",
+            &files.config().display().to_string(),
         ],
     );
     assert!(out.status.success(), "{out:?}");

@@ -12,16 +12,17 @@
 //!
 //! * `raw`: the file format (serde structs with spans);
 //! * `parse`: raw values to domain types, domain errors to `file:line:col`;
+//! * `api`: the `[api]` table (and the old `server.metrics_listen`);
 //! * `summary`: the `hotpool check` text;
 //! * `error`: [`ConfigError`].
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use crate::{
+    api::settings::ApiSettings,
     datapath::{ebpf::XdpSettings, pools::PoolTable},
     dns::{
         authority::Authority,
@@ -33,6 +34,7 @@ use crate::{
     },
 };
 
+mod api;
 mod error;
 mod parse;
 mod raw;
@@ -48,8 +50,6 @@ pub use error::ConfigError;
 pub struct Peek {
     /// `server.pin_path`, or its default.
     pub pin_path: PathBuf,
-    /// `server.metrics_listen`, if set.
-    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The whole validated configuration.
@@ -58,8 +58,8 @@ pub struct Config {
     /// The file this was read from (zone files are relative to its directory).
     pub source: PathBuf,
     pub server: ServerSettings,
-    /// `server.metrics_listen`: the HTTP endpoint (metrics and control), off by default.
-    pub metrics_listen: Option<SocketAddr>,
+    /// `[api]`: the HTTP API (metrics, status, control), off by default.
+    pub api: ApiSettings,
     pub xdp: XdpSettings,
     pub zones: Vec<ZoneSettings>,
     pub pools: Vec<PoolSettings>,
@@ -85,34 +85,39 @@ impl Config {
         parse::Parser { text, source }.parse()
     }
 
+    /// Only the `[api]` settings of the config at `path` (and the old
+    /// `server.metrics_listen`), for commands that talk to a running daemon: the rest of
+    /// the file is checked for syntax only, zone files are not read, and neither is the
+    /// token file (the client reads it if it may).
+    pub fn load_api(path: &Path) -> Result<ApiSettings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+        parse::Parser {
+            text: &text,
+            source: path,
+        }
+        .api_only()
+    }
+
     /// The zones as loaded when the config was validated, in the order of [`Config::zones`].
     pub fn zone_data(&self) -> &[Zone] {
         &self.zone_data
     }
 
-    /// The settings the operator commands need (`hotpool detach`, `hotpool reload`), read
-    /// from the file at `path` without validating the rest of it, so they work while the
-    /// file is being fixed.
+    /// The settings `hotpool detach` needs, read from the file at `path` without
+    /// validating the rest of it, so it works while the file is being fixed.
     pub fn peek(path: &Path) -> Result<Peek, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| ConfigError::new(path, e.message().trim_end().to_string()))?;
-        let server = table.get("server").and_then(toml::Value::as_table);
-        let text_of = |key: &str| {
-            server
-                .and_then(|s| s.get(key))
-                .and_then(toml::Value::as_str)
-        };
+        let pin_path = table
+            .get("server")
+            .and_then(toml::Value::as_table)
+            .and_then(|s| s.get("pin_path"))
+            .and_then(toml::Value::as_str);
         Ok(Peek {
-            pin_path: text_of("pin_path")
-                .map_or_else(|| XdpSettings::default().pin_path, PathBuf::from),
-            metrics_listen: match text_of("metrics_listen") {
-                Some(a) => Some(a.trim().parse().map_err(|_| {
-                    ConfigError::new(path, format!("invalid metrics_listen {a:?}"))
-                })?),
-                None => None,
-            },
+            pin_path: pin_path.map_or_else(|| XdpSettings::default().pin_path, PathBuf::from),
         })
     }
 

@@ -21,10 +21,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    api::http::{self, ReloadRequest},
+    api::{
+        self,
+        state::{ApiState, DaemonInfo},
+    },
     config::Config,
+    daemon::reload::ReloadRequest,
     datapath::{ebpf::Replace, pools::PoolTable},
     dns::server,
+    logs::List,
     steering::{
         events::EventSink,
         probe,
@@ -87,6 +92,7 @@ async fn run_with(
     reloads: mpsc::Sender<ReloadRequest>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
     // What the last run knew, and the answers that follow from it.
     let saved = persist::read(&cfg);
     let table = Arc::new(PoolTable::default());
@@ -148,26 +154,23 @@ async fn run_with(
         shutdown_rx.clone(),
     ));
 
-    let metrics_task = match cfg.metrics_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-            info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Some(tokio::spawn(http::serve(
-                listener,
-                datapath.clone(),
-                Some(steering.clone()),
-                Some(reloads.clone()),
-                shutdown_rx.clone(),
-            )))
-        }
-        None => None,
+    let api_state = ApiState {
+        datapath: datapath.clone(),
+        steering: steering.clone(),
+        daemon: Arc::new(DaemonInfo::new(started)),
     };
-    drop(reloads);
+    // `POST /api/reload` goes through the API's Host/Origin/token checks and limits.
+    let api_task = api::start(
+        &cfg.api,
+        api_state,
+        reload::route(reloads),
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("starting the API")?;
 
     info!(
-        listen = ?cfg.server.listen,
+        listen = %List(&cfg.server.listen),
         port = cfg.server.port,
         zones = cfg.zones.len(),
         pools = cfg.pools.len(),
@@ -204,7 +207,7 @@ async fn run_with(
         Ok(Err(e)) => error!(error = format!("{e:#}"), "DNS server failed"),
         Err(e) => error!(error = %e, "DNS server task panicked"),
     }
-    if let Some(t) = metrics_task {
+    if let Some(t) = api_task {
         let _ = t.await;
     }
     let _ = probes_task.await;

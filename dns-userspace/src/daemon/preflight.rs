@@ -1,7 +1,7 @@
 //! What `hotpool check` verifies beyond the config file, as the user it runs as (the unit
 //! runs it as `ExecStartPre=`, with the service's user, capabilities and sandbox): that
-//! `run` could bind its listen and metrics addresses, write its event log and state file,
-//! and find its XDP interfaces. Nothing is created or changed: addresses are bound and
+//! `run` could bind its listen and API addresses, create its API socket, write its event
+//! log and state file, and find its XDP interfaces. Nothing is created or changed: addresses are bound and
 //! released at once, files and directories only tested for access.
 
 use std::{
@@ -43,6 +43,16 @@ impl fmt::Display for Finding {
     }
 }
 
+impl Finding {
+    /// The same finding about `what` (its first words replaced).
+    fn named(mut self, what: &str) -> Self {
+        if let Some((_, rest)) = self.what.split_once(": ") {
+            self.what = format!("{what}: {rest}");
+        }
+        self
+    }
+}
+
 fn finding(level: Level, what: impl Into<String>) -> Finding {
     Finding {
         level,
@@ -57,8 +67,16 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
         let addr = SocketAddr::new(*ip, cfg.server.port);
         out.push(bindable(addr, &[Type::DGRAM, Type::STREAM], "listen"));
     }
-    if let Some(addr) = cfg.metrics_listen {
-        out.push(bindable(addr, &[Type::STREAM], "metrics_listen"));
+    if let Some(addr) = cfg.api.listen {
+        out.push(bindable(addr, &[Type::STREAM], "api listen"));
+    }
+    if let Some(socket) = &cfg.api.unix_socket {
+        // The daemon replaces a stale socket file; the directory must let it.
+        let dir = socket.path.parent().unwrap_or(Path::new("."));
+        out.push(
+            writable(&dir.join(".hotpool-check"), "api socket directory")
+                .named(&format!("api unix_socket {}", socket.path.display())),
+        );
     }
     if let Some(log) = &cfg.events.log {
         out.push(writable(log, "event log"));

@@ -19,16 +19,43 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
 use crate::{
+    api::http::ApiError,
     config::{Config, ConfigError},
     daemon::xdp,
     datapath::{ebpf::Datapath, pools::PoolTable},
     dns::authority::Authority,
     steering::{probe::JobChange, steer::Steering},
 };
+
+/// A reload asked for (SIGHUP or the API): the daemon answers on the channel with what
+/// changed, or why nothing did.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// `POST /api/reload`, for the API's extra routes: asks the daemon through `requests` and
+/// answers 200 `{"ok": what changed}`, or 422 `{"error": why nothing did}`.
+pub fn route(requests: mpsc::Sender<ReloadRequest>) -> Router {
+    Router::new()
+        .route("/api/reload", post(reload_request))
+        .with_state(requests)
+}
+
+async fn reload_request(
+    State(requests): State<mpsc::Sender<ReloadRequest>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let stopping = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+    let (reply, answer) = oneshot::channel();
+    requests.send(reply).await.map_err(|_| stopping())?;
+    match answer.await {
+        Ok(Ok(done)) => Ok(Json(serde_json::json!({ "ok": done }))),
+        Ok(Err(why)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why)),
+        Err(_) => Err(stopping()),
+    }
+}
 
 /// The settings a reload cannot change (the daemon must be restarted for them).
 pub const RESTART_ONLY: &[&str] = &[
@@ -37,7 +64,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "server.tcp_idle_timeout",
     "server.tcp_max_connections",
     "server.pin_path",
-    "server.metrics_listen",
+    "api",
     "xdp.interfaces",
     "xdp.mode",
     "events.log",
@@ -72,7 +99,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (o.tcp_idle_timeout != n.tcp_idle_timeout),
         (o.tcp_max_connections != n.tcp_max_connections),
         (old.xdp.pin_path != new.xdp.pin_path),
-        (old.metrics_listen != new.metrics_listen),
+        (old.api != new.api),
         (old.xdp.interfaces != new.xdp.interfaces),
         (old.xdp.mode != new.xdp.mode),
         (old.events.log != new.events.log),

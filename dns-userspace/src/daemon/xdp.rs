@@ -7,6 +7,7 @@ use crate::{
     config::Config,
     daemon::RunOptions,
     datapath::{ebpf::Datapath, hot::DatapathSettings, pools::PoolAnswer},
+    logs::List,
 };
 
 /// The settings the kernel path gets from `cfg`.
@@ -55,7 +56,7 @@ fn try_setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> anyhow:
     dp.commit_pins()?;
     info!(
         pools = answers.len(),
-        interfaces = ?cfg.xdp.interfaces,
+        interfaces = %List(&cfg.xdp.interfaces),
         "XDP fast path answering hot pools"
     );
     Ok(dp)

@@ -81,6 +81,10 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// How the config and the metrics name an attach mode: `native`, `generic`, `offload`
+/// (aya's `Driver`, `Skb`, `Hardware`).
+pub use crate::datapath::link::mode_name;
+
 /// Longest interface name (`IFNAMSIZ` is 16 including the terminating NUL).
 pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
 
@@ -293,8 +297,8 @@ impl Datapath {
                 }
                 PinStatus::Attached(_) => {
                     warn!(
-                        interface = iface,
-                        pinned = link::mode_name(pin.mode),
+                        interface = %iface,
+                        pinned = %mode_name(pin.mode),
                         configured = %mode,
                         "the XDP mode changed: detaching the pinned link and attaching anew \
                          (the daemon answers meanwhile)"
@@ -316,23 +320,23 @@ impl Datapath {
         };
         match how {
             How::Adopted { link, program } => info!(
-                interface = iface,
-                mode = link::mode_name(used),
+                interface = %iface,
+                mode = %mode_name(used),
                 link,
                 program,
                 "adopted the XDP program attached through the pinned link (same program, same maps)"
             ),
             How::Replaced { link, old, new } => info!(
-                interface = iface,
-                mode = link::mode_name(used),
+                interface = %iface,
+                mode = %mode_name(used),
                 link,
                 old_program = old,
                 new_program = new,
                 "replaced the XDP program through the pinned link (bpf_link_update)"
             ),
             How::Attached { link } => info!(
-                interface = iface,
-                mode = link::mode_name(used),
+                interface = %iface,
+                mode = %mode_name(used),
                 link,
                 "XDP program attached; the link is pinned, so it outlives the daemon"
             ),
@@ -447,7 +451,7 @@ impl Datapath {
                 Ok(id) => (XdpMode::Driver, id),
                 Err(e) => {
                     warn!(
-                        interface = iface,
+                        interface = %iface,
                         error = %e,
                         "native XDP not available, falling back to generic (SKB) mode"
                     );
@@ -466,7 +470,7 @@ impl Datapath {
             Ok(fd_link) => fd_link,
             Err(_) => {
                 warn!(
-                    interface = iface,
+                    interface = %iface,
                     "XDP attached through netlink (this kernel has no XDP links): it stays \
                      attached after the daemon exits, but cannot be replaced atomically; \
                      remove it with `ip link set dev {iface} xdp off`"
@@ -487,7 +491,7 @@ impl Datapath {
                 // The failed pin dropped the only handle, and with it the attachment: attach
                 // again, held by this process only.
                 warn!(
-                    interface = iface,
+                    interface = %iface,
                     pin = %path.display(),
                     error = %e,
                     "cannot pin the XDP link; the kernel path will end with this process"

@@ -24,7 +24,8 @@ use crate::datapath::{
 /// Prefix of a pinned link's file name.
 const PREFIX: &str = "link_";
 
-/// The attach mode as part of a pin's name.
+/// How the config, the metrics and a link pin's name call an attach mode: `native`,
+/// `generic`, `offload` (aya's `Driver`, `Skb`, `Hardware`).
 pub fn mode_name(mode: XdpMode) -> &'static str {
     match mode {
         XdpMode::Driver => "native",

@@ -15,7 +15,8 @@
 //!   selector, and the reasons for its decisions;
 //! * [`steer`]: applying results and pins, publishing answers;
 //! * [`events`]: the event record (log, JSON lines, webhooks);
-//! * [`state`]: the state file that carries health, latency and pins across restarts.
+//! * [`state`]: the state file that carries health, latency and pins across restarts;
+//! * [`tally`]: each endpoint's probe counts, latency histogram and last failure.
 
 pub mod endpoint;
 pub mod events;
@@ -25,3 +26,4 @@ pub mod pool;
 pub mod probe;
 pub mod state;
 pub mod steer;
+pub mod tally;

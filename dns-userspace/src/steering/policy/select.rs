@@ -162,17 +162,22 @@ impl Selector {
     }
 
     /// Makes `decision` the current one; returns it if it changed the answer or the
-    /// all-down state.
+    /// all-down state. The reason stays the one of the last change, except that a
+    /// provisional or restored answer the policy confirms takes the policy's reason.
     fn commit(&mut self, decision: Decision) -> Option<Decision> {
-        let changed = match &self.current {
-            Some(cur) => cur.answer != decision.answer || cur.all_down != decision.all_down,
-            None => true,
-        };
-        if changed {
-            self.current = Some(decision.clone());
-            Some(decision)
-        } else {
-            None
+        match &mut self.current {
+            Some(cur) if cur.answer == decision.answer && cur.all_down == decision.all_down => {
+                if matches!(cur.reason, Reason::Provisional { .. } | Reason::Restored)
+                    && !matches!(decision.reason, Reason::Provisional { .. })
+                {
+                    cur.reason = decision.reason;
+                }
+                None
+            }
+            _ => {
+                self.current = Some(decision.clone());
+                Some(decision)
+            }
         }
     }
 

@@ -889,8 +889,18 @@ fn a_seeded_answer_is_kept_by_hysteresis_and_fail_open() {
         false,
         Some(Answer::Endpoints(vec![1])),
     );
-    // Endpoint 0 is faster, but not by more than 20 %: the seeded incumbent stays.
+    // Endpoint 0 is faster, but not by more than 20 %: the seeded incumbent stays, and
+    // the policy's reason replaces "restored".
     assert_eq!(s.update(&[up(9.0), up(10.0)]), None);
+    assert!(
+        s.current()
+            .unwrap()
+            .reason
+            .to_string()
+            .starts_with("fastest: "),
+        "{}",
+        s.current().unwrap().reason
+    );
     // All down: fail open to the seeded last good answer.
     let d = s.update(&[down(9.0), down(10.0)]).unwrap();
     assert_eq!(d.answer, Answer::Endpoints(vec![1]));

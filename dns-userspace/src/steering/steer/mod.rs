@@ -27,10 +27,9 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
-use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -44,12 +43,13 @@ use crate::{
     },
     dns::{NameError, parse_name},
     steering::{
-        events::{Event, EventSink},
+        events::{Event, EventSink, EventStats},
         health::{AdminState, ProbeOutcome, ProbeState, StateReason},
-        policy::Decision,
+        policy::{Answer, Decision},
         pool::PoolSettings,
         probe::{JobId, ProbeJob, ProbeResult, ProbeTarget},
         state::{STATE_VERSION, SavedState, now_ms},
+        tally::ProbeTally,
     },
 };
 
@@ -221,6 +221,11 @@ impl Steering {
         })
     }
 
+    /// The probe job of endpoint `endpoint` of pool `pool` (by position in the config).
+    pub fn job_id(&self, pool: usize, endpoint: usize) -> Option<JobId> {
+        *self.pools.get(pool)?.jobs.get(endpoint)?
+    }
+
     /// What the state file's writer watches.
     pub fn dirty(&self) -> Arc<Dirty> {
         self.dirty.clone()
@@ -231,6 +236,13 @@ impl Steering {
         let Some(&(pool, endpoint)) = self.jobs.get(&job) else {
             return;
         };
+        if let Some(t) = self
+            .pools
+            .get_mut(pool)
+            .and_then(|p| p.tallies.get_mut(endpoint))
+        {
+            t.record(at, outcome);
+        }
         let Some(h) = self
             .pools
             .get_mut(pool)
@@ -295,7 +307,7 @@ impl Steering {
         }
         self.dirty.mark(true);
         let transition = h.set_admin(Instant::now(), state);
-        info!(pool, endpoint, %state, "operator set endpoint state");
+        info!(%pool, %endpoint, %state, "operator set endpoint state");
         let state_name = |up: bool| if up { "up" } else { "down" };
         match transition {
             Some(t) => self.endpoint_event(i, e, state_name(!t.up), t.up, &t.reason),
@@ -367,6 +379,7 @@ impl Steering {
             // The first answer: not a change of anything.
             tracing::debug!(pool = %pool_name, answer = %new, reason = %reason, "first answer");
             p.answer = new;
+            p.answer_since = SystemTime::now();
             p.all_down = decision.all_down;
             p.published = Some(answer.clone());
             if now {
@@ -391,6 +404,7 @@ impl Steering {
             return;
         }
         let old = std::mem::replace(&mut p.answer, new.clone());
+        p.answer_since = SystemTime::now();
         p.all_down = decision.all_down;
         p.changes += 1;
         p.published = Some(answer.clone());
@@ -409,7 +423,7 @@ impl Steering {
             error!(pool = %pool_name, error = format!("{e:#}"), "rewriting the kernel answer failed; the daemon answers this pool");
         }
         // The event sink logs it (warn when all endpoints are down) and records it.
-        tracing::debug!(pool = %pool_name, trigger = why, "rewrote the pool answer");
+        tracing::debug!(pool = %pool_name, trigger = %why, "rewrote the pool answer");
         self.events.emit(Event::pool_answer(
             pool_name,
             old,
@@ -444,61 +458,112 @@ impl Steering {
 
     /// State of every pool and endpoint, for the HTTP API and metrics.
     pub fn status(&self) -> Vec<PoolStatus> {
+        // Health keeps monotonic instants; the API shows wall-clock times.
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let wall_time = |t: Instant| wall - now.saturating_duration_since(t);
         self.pools
             .iter()
-            .map(|p| PoolStatus {
-                pool: p.settings.name.to_string(),
-                policy: p.settings.policy.name().to_string(),
-                answer: p.answer.clone(),
-                all_down: p.all_down,
-                changes: p.changes,
-                endpoints: p
-                    .names
-                    .iter()
-                    .zip(&p.health)
-                    .enumerate()
-                    .map(|(i, (n, h))| EndpointStatus {
-                        endpoint: n.clone(),
-                        up: p.is_up(i),
-                        admin: h.admin().to_string(),
-                        probe: if p.probed {
-                            h.probe_state().to_string()
-                        } else {
-                            "none".into()
-                        },
-                        latency_ms: h.latency().map(|d| d.as_secs_f64() * 1e3),
-                        samples_ms: h
-                            .last_samples()
-                            .iter()
-                            .map(|d| d.as_secs_f64() * 1e3)
-                            .collect(),
-                        last_detail: h.last_detail().to_string(),
-                    })
-                    .collect(),
+            .map(|p| {
+                let current = p.selector.current();
+                let answered = |i: usize| match current.map(|d| &d.answer) {
+                    None => true,
+                    Some(Answer::Endpoints(v)) => v.contains(&i),
+                    Some(Answer::Weighted(v)) => v.iter().any(|&(e, _)| e == i),
+                    Some(Answer::Fallback | Answer::Servfail) => false,
+                };
+                PoolStatus {
+                    pool: p.settings.name.to_string(),
+                    rtype: p.settings.rtype.to_string(),
+                    policy: p.settings.policy.name().to_string(),
+                    answer: p.answer.clone(),
+                    reason: match current {
+                        Some(d) => d.reason.named(&p.names).to_string(),
+                        None => "no decision yet".to_string(),
+                    },
+                    answer_since: p.answer_since,
+                    all_down: p.all_down,
+                    changes: p.changes,
+                    endpoints: p
+                        .names
+                        .iter()
+                        .zip(&p.health)
+                        .zip(&p.tallies)
+                        .enumerate()
+                        .map(|(i, ((n, h), t))| EndpointStatus {
+                            endpoint: n.clone(),
+                            up: p.is_up(i),
+                            answered: answered(i),
+                            admin: h.admin().to_string(),
+                            probe: if p.probed {
+                                h.probe_state().to_string()
+                            } else {
+                                "none".into()
+                            },
+                            since: h.last_change().map(wall_time),
+                            latency_ms: h.latency().map(|d| d.as_secs_f64() * 1e3),
+                            samples_ms: h
+                                .last_samples()
+                                .iter()
+                                .map(|d| d.as_secs_f64() * 1e3)
+                                .collect(),
+                            last_detail: h.last_detail().to_string(),
+                            last_failure: t
+                                .last_failure
+                                .as_ref()
+                                .map(|(at, what)| (wall_time(*at), what.clone())),
+                            probes: t.clone(),
+                        })
+                        .collect(),
+                }
             })
             .collect()
     }
+
+    /// The event record's counters (webhook deliveries, log write errors).
+    pub fn event_stats(&self) -> EventStats {
+        self.events.stats()
+    }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One pool as [`Steering::status`] sees it.
+#[derive(Clone, Debug)]
 pub struct PoolStatus {
     pub pool: String,
+    /// A, AAAA or CNAME.
+    pub rtype: String,
     pub policy: String,
+    /// The answer in force, rendered (`192.0.2.1, 192.0.2.2`, `SERVFAIL`, ...).
     pub answer: String,
+    /// Why it is the answer: the policy's reason with endpoint names.
+    pub reason: String,
+    /// When the answer was published.
+    pub answer_since: SystemTime,
     pub all_down: bool,
     pub changes: u64,
     pub endpoints: Vec<EndpointStatus>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One endpoint as [`Steering::status`] sees it.
+#[derive(Clone, Debug)]
 pub struct EndpointStatus {
     pub endpoint: String,
+    /// Effective state (probes and pins).
     pub up: bool,
+    /// Part of the answer in force.
+    pub answered: bool,
+    /// The operator's pin: follow, up or down.
     pub admin: String,
+    /// What the probes say: unknown, up, down; none without probes.
     pub probe: String,
+    /// When the effective state last changed (`None`: not since start).
+    pub since: Option<SystemTime>,
     pub latency_ms: Option<f64>,
     pub samples_ms: Vec<f64>,
+    /// What the last probe said.
     pub last_detail: String,
+    /// When the last failed probe arrived and what it said.
+    pub last_failure: Option<(SystemTime, String)>,
+    pub probes: ProbeTally,
 }
 
 /// Applies probe results until shutdown.

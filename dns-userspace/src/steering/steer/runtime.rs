@@ -1,7 +1,7 @@
 //! One pool's runtime state: its endpoints' health, its selector and the answer it
 //! publishes.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::{
     datapath::pools::{PoolAnswer, Selection},
@@ -12,6 +12,7 @@ use crate::{
         pool::PoolSettings,
         probe::JobId,
         state::{SavedAnswer, SavedEndpoint, SavedPool},
+        tally::ProbeTally,
     },
 };
 
@@ -33,8 +34,12 @@ pub(super) struct PoolRuntime {
     pub(super) published: Option<PoolAnswer>,
     /// Rendering of the answer in force, for the `old` side of events.
     pub(super) answer: String,
+    /// When the answer in force was published.
+    pub(super) answer_since: SystemTime,
     pub(super) all_down: bool,
     pub(super) changes: u64,
+    /// Each endpoint's probe record.
+    pub(super) tallies: Vec<ProbeTally>,
 }
 
 impl PoolRuntime {
@@ -59,6 +64,8 @@ impl PoolRuntime {
             .collect();
         let mut p = Self {
             answer: String::new(),
+            answer_since: SystemTime::now(),
+            tallies: vec![ProbeTally::default(); names.len()],
             names,
             health,
             jobs: vec![None; settings.endpoints.len()],
@@ -273,6 +280,7 @@ impl PoolRuntime {
             };
             self.health[i].carry_over(&old.health[j]);
             self.health[i].set_admin(Instant::now(), pin);
+            self.tallies[i].clone_from(&old.tallies[j]);
             if self.settings.endpoints[i].probe == old.settings.endpoints[j].probe
                 && let Some(id) = old.jobs[j]
             {
@@ -296,6 +304,7 @@ impl PoolRuntime {
         }
         self.published.clone_from(&old.published);
         self.answer.clone_from(&old.answer);
+        self.answer_since = old.answer_since;
         self.all_down = old.all_down;
         self.changes = old.changes;
         self.warming = self.probed && !self.any_verdict();
