@@ -228,6 +228,29 @@ mod tests {
         Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    #[tokio::test]
+    async fn the_reload_route_answers_what_the_daemon_says() {
+        let (tx, mut rx) = mpsc::channel::<ReloadRequest>(1);
+        let daemon = tokio::spawn(async move {
+            let reply = rx.recv().await.unwrap();
+            reply.send(Ok("reloaded x: 1 pools".into())).unwrap();
+            let reply = rx.recv().await.unwrap();
+            reply
+                .send(Err("x.toml:3:8: port must be between 1 and 65535".into()))
+                .unwrap();
+            // Gone without answering: the daemon is stopping.
+            drop(rx.recv().await);
+        });
+        let ok = reload_request(State(tx.clone())).await.unwrap();
+        assert_eq!(ok.0, serde_json::json!({ "ok": "reloaded x: 1 pools" }));
+        let e = reload_request(State(tx.clone())).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.message.contains("port must be between"), "{}", e.message);
+        let e = reload_request(State(tx)).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        daemon.await.unwrap();
+    }
+
     #[test]
     fn settings_bound_at_start_are_named_when_a_reload_changes_them() {
         let base =
