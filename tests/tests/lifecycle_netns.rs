@@ -143,7 +143,13 @@ fn restarts_crashes_upgrades_and_a_stopped_daemon_lose_no_hot_query() {
         mark = now;
     };
 
-    // SIGKILL: the kernel answers on its own for 2 s; the restart adopts the program.
+    // SIGKILL (once the state file is written, a moment after start): the kernel answers
+    // on its own for 2 s; the restart adopts the program and reads the state.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files.file("state.json").exists() {
+        assert!(Instant::now() < deadline, "no state file written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     d.kill();
     std::thread::sleep(Duration::from_secs(2));
     assert!(xdp_attached(&link), "the kernel path outlives a crash");
