@@ -51,9 +51,16 @@ impl Daemon {
         std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
         write_private(&dir.join("api.token"), API_TOKEN);
         let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
-        let text = config
+        let mut text = config
             .replace("{pin}", &pin.display().to_string())
             .replace("{dir}", &dir.display().to_string());
+        // Never the default /var/lib/hotpool: each test has its own state file.
+        if !text.contains("[state]") {
+            text.push_str(&format!(
+                "\n[state]\npath = \"{}/state.json\"\n",
+                dir.display()
+            ));
+        }
         let path = dir.join("hotpool.toml");
         std::fs::write(&path, text).unwrap();
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));

@@ -99,7 +99,8 @@ impl TestDatapath {
 
 impl Drop for TestDatapath {
     fn drop(&mut self) {
-        self.dp.detach_all();
+        // A pinned link would keep the program attached: take it off first.
+        let _ = hotpool::datapath::link::detach_pinned(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! * [`ebpf`]: loading the program, pinning its maps under bpffs and attaching it to
 //!   interfaces (`[xdp]` settings);
+//! * [`link`]: the pinned XDP links that keep the program attached when the daemon is gone,
+//!   and `hotpool detach`;
+//! * [`pins`]: which pinned maps a new program can share, and the fresh maps that replace
+//!   the others;
 //! * [`hot`]: encoding pool answers for the kernel, the hashed name index, publishing
 //!   answers without torn reads (grace periods); reading the counters;
 //! * [`pools`]: the answer table both answer paths read (the daemon per query, the kernel
@@ -17,7 +21,10 @@ use dns_common::{BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_VARIANTS};
 
 pub mod ebpf;
 pub mod hot;
+pub mod link;
+pub mod pins;
 pub mod pools;
+mod sys;
 
 /// Something the kernel side could not do: encode an answer, write or read a map, load or
 /// attach the program.
@@ -90,6 +97,16 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    /// Taking over a pinned link.
+    #[error("{what}")]
+    Link {
+        what: String,
+        #[source]
+        source: Box<aya::programs::links::LinkError>,
+    },
+    /// Reading the object's map definitions.
+    #[error("parsing the XDP object: {0}")]
+    Object(String),
     /// Loading the object.
     #[error("{what}")]
     Load {

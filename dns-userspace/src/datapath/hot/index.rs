@@ -1,6 +1,8 @@
 //! The hashed name index (`HOT_INDEX`): which pool a name's hash points at. Built in the
 //! daemon, with a new hash key whenever a bucket would overflow or hold two equal tags;
-//! only the buckets that changed are rewritten.
+//! only the buckets that changed are rewritten. A daemon that takes over the pinned maps of
+//! an earlier one reads the index back with its key ([`Index::adopt`]), so the names keep
+//! pointing where they did.
 
 use aya::maps::{Array, MapData};
 use dns_common::{
@@ -29,9 +31,9 @@ fn random_key() -> HashKey {
 }
 
 impl Index {
-    /// Takes the index map with a fresh random key and empties every bucket (a previous
-    /// instance's index used another key).
-    pub fn new(map: Array<MapData, Bucket>) -> Result<Self, DatapathError> {
+    /// Takes the index map with a fresh random key and empties every bucket (whatever the
+    /// map held was built with another key).
+    pub fn fresh(map: Array<MapData, Bucket>) -> Result<Self, DatapathError> {
         let n = map.len();
         let mut index = Self {
             map,
@@ -42,6 +44,39 @@ impl Index {
             index.write(i, Bucket::default())?;
         }
         Ok(index)
+    }
+
+    /// Takes the index map as an earlier instance left it, built with `key`: every bucket is
+    /// read back, nothing is written.
+    pub fn adopt(map: Array<MapData, Bucket>, key: HashKey) -> Result<Self, DatapathError> {
+        let buckets = (0..map.len())
+            .map(|i| {
+                map.get(&i, 0)
+                    .map_err(DatapathError::map(format!("reading {MAP_HOT_INDEX}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { map, key, buckets })
+    }
+
+    /// Every pool index a bucket points at.
+    pub fn pools(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets.iter().flat_map(|b| {
+            b.tags
+                .iter()
+                .zip(b.pools)
+                .filter(|(t, _)| **t != 0)
+                .map(|(_, p)| p)
+        })
+    }
+
+    /// The pool index the kernel finds for `name` (its bucket's entry with its tag), if any.
+    pub fn lookup(&self, name: &FoldedName) -> Option<u32> {
+        let hash = name.hash(&self.key);
+        let b = self
+            .buckets
+            .get(dns_common::bucket(hash, self.mask()) as usize)?;
+        let tag = dns_common::tag(hash);
+        b.tags.iter().position(|&t| t == tag).map(|i| b.pools[i])
     }
 
     /// Number of buckets (a power of two).

@@ -12,8 +12,14 @@
 //! * [`HotMaps::sync`] makes the kernel answer exactly a set of pools (stable pool indexes,
 //!   the index rebuilt); [`HotMaps::publish`] replaces one pool's answer (the steering
 //!   path).
+//!
+//! A daemon that takes over the pinned maps of an earlier instance (a restart while the
+//! program keeps answering) reads its bookkeeping back from them ([`HotMaps::from_ebpf`]
+//! with `adopt`): the hash key and the buckets, which pool indexes are published and with
+//! which slots and answers; everything else is reused only after a grace period. A pool
+//! keeps its index across restarts and reloads.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use dns_common::{
@@ -21,10 +27,11 @@ use dns_common::{
     CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, INLINE_LISTEN_ADDRS, MAP_CONFIG, MAP_HOT_ANSWERS,
     MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS, MAP_STATS, MAX_VARIANTS, Outcome,
     XdpConfig,
-    name::{FoldedName, HashKey},
+    name::{FoldedName, HashKey, NAME_WORDS},
     v4_mapped,
 };
 use hickory_proto::rr::Name;
+use tracing::{info, warn};
 
 use crate::datapath::{DatapathError, pools::PoolAnswer};
 
@@ -39,6 +46,17 @@ use self::{
     index::Index,
     publish::{MappedArray, Published, Store},
 };
+
+/// The maps that refer to each other by index (the config map holds the index's hash key
+/// and size, the index points at `HOT_CUR` entries, those at `HOT_SLOTS` entries, those at
+/// `HOT_ANSWERS` entries): a new program shares all of them with the running one or none.
+pub const LINKED_MAPS: [&str; 5] = [
+    MAP_CONFIG,
+    MAP_HOT_INDEX,
+    MAP_HOT_CUR,
+    MAP_HOT_SLOTS,
+    MAP_HOT_ANSWERS,
+];
 
 /// How many pools, answer sets, answers and index buckets the kernel maps hold. Sized from
 /// the configuration when the program is loaded.
@@ -74,6 +92,34 @@ impl Capacity {
             buckets: 2 * pools,
         }
     }
+
+    /// Whether maps of this size hold everything maps of `other`'s size do.
+    pub fn covers(&self, other: &Capacity) -> bool {
+        self.pools >= other.pools
+            && self.slots >= other.slots
+            && self.answers >= other.answers
+            && self.buckets >= other.buckets
+    }
+
+    /// The `max_entries` of each sized map.
+    pub fn max_entries(&self) -> [(&'static str, u32); 4] {
+        [
+            (MAP_HOT_CUR, self.pools),
+            (MAP_HOT_SLOTS, self.slots),
+            (MAP_HOT_ANSWERS, self.answers),
+            (MAP_HOT_INDEX, self.buckets),
+        ]
+    }
+}
+
+impl std::fmt::Display for Capacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} pools, {} answer sets, {} answers, {} index buckets",
+            self.pools, self.slots, self.answers, self.buckets
+        )
+    }
 }
 
 /// Settings of the XDP path written to its config map.
@@ -96,6 +142,21 @@ struct HotPool {
     published: Option<Published>,
 }
 
+/// A pool index an earlier instance left in adopted maps that no configured pool has
+/// claimed (yet): the name its answer set was published for, if it has one.
+#[derive(Clone, Debug)]
+struct Orphan {
+    name: Option<FoldedName>,
+    published: Option<Published>,
+}
+
+/// A folded name as a hash-map key.
+type NameKey = (usize, [u64; NAME_WORDS]);
+
+fn name_key(name: &FoldedName) -> NameKey {
+    (name.len, name.words)
+}
+
 /// Handles to the program's maps (taken from a loaded `aya::Ebpf`) and the bookkeeping of
 /// what is published where.
 pub struct HotMaps {
@@ -109,10 +170,17 @@ pub struct HotMaps {
     written: XdpConfig,
     /// Pools by lower-case name.
     pools: BTreeMap<Name, HotPool>,
+    /// Pool indexes read back from adopted maps that no pool has claimed, by index: the
+    /// next [`Self::sync`] gives them to the pools of their names or removes them.
+    orphans: BTreeMap<u32, Orphan>,
 }
 
 impl HotMaps {
-    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Self, DatapathError> {
+    /// Takes the maps of a loaded program. With `adopt`, the answer maps are the pinned ones
+    /// of an earlier instance (maybe still answering through a running program): what they
+    /// hold is read back and stays answered until [`Self::sync`] says otherwise. Without,
+    /// they were just created and are set up empty.
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf, adopt: bool) -> Result<Self, DatapathError> {
         fn typed<T: TryFrom<Map, Error = MapError>>(
             ebpf: &mut aya::Ebpf,
             name: &'static str,
@@ -120,12 +188,67 @@ impl HotMaps {
             let map = ebpf.take_map(name).ok_or(DatapathError::NoMap(name))?;
             T::try_from(map).map_err(DatapathError::map(format!("map {name}")))
         }
-        let store = Store::new(
-            MappedArray::take(ebpf, MAP_HOT_CUR)?,
-            MappedArray::take(ebpf, MAP_HOT_SLOTS)?,
-            MappedArray::take(ebpf, MAP_HOT_ANSWERS)?,
-        )?;
-        let index = Index::new(typed(ebpf, MAP_HOT_INDEX)?)?;
+        let cur = MappedArray::take(ebpf, MAP_HOT_CUR)?;
+        let slots = MappedArray::take(ebpf, MAP_HOT_SLOTS)?;
+        let answers = MappedArray::take(ebpf, MAP_HOT_ANSWERS)?;
+        let index_map: Array<MapData, Bucket> = typed(ebpf, MAP_HOT_INDEX)?;
+        let config: Array<MapData, XdpConfig> = typed(ebpf, MAP_CONFIG)?;
+        let written = if adopt {
+            config
+                .get(&0, 0)
+                .map_err(DatapathError::map(format!("reading {MAP_CONFIG}")))?
+        } else {
+            XdpConfig::disabled()
+        };
+        // The index is only readable with the key it was built with, which the config map
+        // holds for the index's size.
+        let readable = adopt
+            && written.key != HashKey::default()
+            && u64::from(written.index_mask) + 1 == u64::from(index_map.len());
+        if adopt && !readable {
+            warn!(
+                "the pinned config map does not describe the pinned name index; starting the \
+                 index afresh (queries go to the daemon until it is rebuilt)"
+            );
+        }
+        let (index, store, orphans) = if readable {
+            let index = Index::adopt(index_map, written.key)?;
+            let indexed: HashSet<u32> = index.pools().collect();
+            let (store, adopted) = Store::adopt(cur, slots, answers, &indexed)?;
+            let mut orphans: BTreeMap<u32, Orphan> = indexed
+                .iter()
+                .map(|&i| {
+                    (
+                        i,
+                        Orphan {
+                            name: None,
+                            published: None,
+                        },
+                    )
+                })
+                .collect();
+            for (i, a) in adopted {
+                orphans.insert(
+                    i,
+                    Orphan {
+                        name: Some(a.name),
+                        published: Some(a.published),
+                    },
+                );
+            }
+            info!(
+                published = orphans.values().filter(|o| o.published.is_some()).count(),
+                indexed = indexed.len(),
+                "took over the answers published in the pinned maps"
+            );
+            (index, store, orphans)
+        } else {
+            (
+                Index::fresh(index_map)?,
+                Store::fresh(cur, slots, answers)?,
+                BTreeMap::new(),
+            )
+        };
         let (pools, slots, answers) = store.entries();
         Ok(Self {
             capacity: Capacity {
@@ -136,11 +259,12 @@ impl HotMaps {
             },
             index,
             store,
-            config: typed(ebpf, MAP_CONFIG)?,
+            config,
             listen: typed(ebpf, MAP_LISTEN_ADDRS)?,
             stats: typed(ebpf, MAP_STATS)?,
-            written: XdpConfig::disabled(),
+            written,
             pools: BTreeMap::new(),
+            orphans,
         })
     }
 
@@ -226,40 +350,50 @@ impl HotMaps {
         Ok(())
     }
 
-    /// Makes the kernel answer exactly `pools`: pools already known keep their index, new
-    /// ones get free indexes, every answer is published, the name index is rebuilt and
-    /// pools no longer configured stop being answered.
+    /// Makes the kernel answer exactly `pools`, without disabling the XDP path and without a
+    /// moment in which a name leads to another pool's answer:
+    ///
+    /// * a pool already known keeps its index (also one an earlier instance published in
+    ///   adopted maps: found by the name its answer set carries, or by its name's place in
+    ///   the index), and its answer is republished there (one release store);
+    /// * a new pool gets an index nothing points at, and its answer is published there
+    ///   before its name enters the index;
+    /// * names no longer configured leave the index with the same rebuild, after which their
+    ///   answers are unpublished; their indexes are reused only after a grace period. When
+    ///   the new pools need those indexes, the removal comes first.
     pub fn sync(&mut self, pools: &[PoolAnswer]) -> Result<(), DatapathError> {
-        let too_many = || DatapathError::TooManyPools {
+        let too_many = |capacity: u32| DatapathError::TooManyPools {
             count: pools.len(),
-            capacity: self.capacity.pools,
+            capacity,
         };
         if pools.len() > self.capacity.pools as usize {
-            return Err(too_many());
+            return Err(too_many(self.capacity.pools));
         }
         let wanted: BTreeMap<Name, &PoolAnswer> =
             pools.iter().map(|p| (p.name.to_lowercase(), p)).collect();
+        self.claim_orphans(wanted.keys())?;
         let gone: Vec<Name> = self
             .pools
             .keys()
             .filter(|n| !wanted.contains_key(*n))
             .cloned()
             .collect();
-        for name in gone {
-            if let Some(p) = self.pools.remove(&name) {
-                self.store.unpublish(p.index, p.published);
-            }
+        let added: Vec<Name> = wanted
+            .keys()
+            .filter(|n| !self.pools.contains_key(*n))
+            .cloned()
+            .collect();
+        if self.store.pools_available() < added.len() {
+            // The removed pools hold the indexes the new ones need: their names leave the
+            // index first (the daemon, which already answers the new configuration, gets
+            // their queries).
+            self.remove(&gone)?;
         }
-        let used: HashSet<u32> = self.pools.values().map(|p| p.index).collect();
-        let mut free = (0..self.capacity.pools).filter(|i| !used.contains(i));
-        let mut added = Vec::new();
-        for name in wanted.keys() {
-            if !self.pools.contains_key(name) {
-                let index = free.next().ok_or_else(too_many)?;
-                added.push((name.clone(), index));
-            }
-        }
-        for (name, index) in added {
+        for name in added {
+            let index = self
+                .store
+                .take_pool()?
+                .ok_or_else(|| too_many(self.capacity.pools))?;
             let pool = HotPool {
                 index,
                 name: folded_name(&name)?,
@@ -270,7 +404,66 @@ impl HotMaps {
         for answer in wanted.values() {
             self.publish(answer)?;
         }
-        self.build_index()
+        self.remove(&gone)
+    }
+
+    /// Gives the pools named `names` that are not known yet the indexes an earlier instance
+    /// published them at (by the name of the answer set, else by the name's index entry).
+    fn claim_orphans<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a Name>,
+    ) -> Result<(), DatapathError> {
+        if self.orphans.is_empty() {
+            return Ok(());
+        }
+        let by_name: StdHashMap<NameKey, u32> = self
+            .orphans
+            .iter()
+            .filter_map(|(&i, o)| Some((name_key(o.name.as_ref()?), i)))
+            .collect();
+        for name in names {
+            if self.pools.contains_key(name) {
+                continue;
+            }
+            let folded = folded_name(name)?;
+            let found = by_name.get(&name_key(&folded)).copied().or_else(|| {
+                self.index
+                    .lookup(&folded)
+                    .filter(|i| self.orphans.get(i).is_some_and(|o| o.name.is_none()))
+            });
+            if let Some(orphan) = found.and_then(|i| self.orphans.remove_entry(&i)) {
+                let (index, Orphan { published, .. }) = orphan;
+                let pool = HotPool {
+                    index,
+                    name: folded,
+                    published,
+                };
+                self.pools.insert(name.clone(), pool);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the pools named `gone` and every unclaimed orphan out of the index, then stops
+    /// answering them; their indexes are reused after a grace period.
+    fn remove(&mut self, gone: &[Name]) -> Result<(), DatapathError> {
+        let removed: Vec<(Name, HotPool)> = gone
+            .iter()
+            .filter_map(|n| self.pools.remove_entry(n))
+            .collect();
+        if let Err(e) = self.build_index() {
+            self.pools.extend(removed);
+            return Err(e);
+        }
+        let orphans = std::mem::take(&mut self.orphans)
+            .into_iter()
+            .map(|(i, o)| (i, o.published));
+        let removed = removed.into_iter().map(|(_, p)| (p.index, p.published));
+        for (index, published) in removed.chain(orphans) {
+            self.store.unpublish(index, published);
+            self.store.retire_pool(index);
+        }
+        Ok(())
     }
 
     /// Publishes a new answer for an already synced pool (the steering path). On failure

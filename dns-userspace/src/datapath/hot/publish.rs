@@ -4,13 +4,14 @@
 //! may still read is reused only after a grace period ([`GracePeriod`]).
 
 use std::{
+    collections::{BTreeMap, HashSet},
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
     ptr::NonNull,
     sync::atomic::{AtomicU64, Ordering},
 };
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
-use dns_common::{Answer, AnswerSet, MAX_VARIANTS, NO_SLOT};
+use dns_common::{Answer, AnswerSet, MAX_VARIANTS, NO_SLOT, name::FoldedName};
 
 use crate::datapath::{DatapathError, hot::encode::EncodedSet};
 
@@ -220,10 +221,19 @@ impl FreeList {
     /// Everything retired: whatever a previous instance left is reused only after a grace
     /// period.
     fn all_retired(n: u32) -> Self {
+        Self::retired(0..n)
+    }
+
+    /// `entries` retired (lowest reused first).
+    fn retired(entries: impl DoubleEndedIterator<Item = u32>) -> Self {
         Self {
             free: Vec::new(),
-            retired: (0..n).rev().collect(),
+            retired: entries.rev().collect(),
         }
+    }
+
+    fn available(&self) -> usize {
+        self.free.len() + self.retired.len()
     }
 }
 
@@ -234,12 +244,22 @@ pub struct Published {
     answers: Vec<u32>,
 }
 
-/// `HOT_CUR`, `HOT_SLOTS` and `HOT_ANSWERS` mapped into the daemon, with their free lists.
+/// A pool index an earlier instance published, read back from adopted maps: what it points
+/// at and the name that answer set was published for.
+#[derive(Clone, Debug)]
+pub struct Adopted {
+    pub published: Published,
+    pub name: FoldedName,
+}
+
+/// `HOT_CUR`, `HOT_SLOTS` and `HOT_ANSWERS` mapped into the daemon, with their free lists
+/// and the free pool indexes (entries of `HOT_CUR`).
 pub struct Store {
     cur: MappedArray<u64>,
     slots: MappedArray<AnswerSet>,
     answers: MappedArray<Answer>,
     grace: GracePeriod,
+    free_pools: FreeList,
     free_slots: FreeList,
     free_answers: FreeList,
     /// Grace periods waited for (diagnostics and tests).
@@ -247,15 +267,19 @@ pub struct Store {
 }
 
 impl Store {
-    /// Takes the mapped arrays and makes nothing a previous instance published reachable;
-    /// its entries are reused after the first grace period.
-    pub fn new(
+    /// Takes freshly created arrays: nothing is reachable, every pool index is free, slots
+    /// and answers are reused after the first grace period.
+    pub fn fresh(
         cur: MappedArray<u64>,
         slots: MappedArray<AnswerSet>,
         answers: MappedArray<Answer>,
     ) -> Result<Self, DatapathError> {
         let store = Self {
             grace: GracePeriod::new()?,
+            free_pools: FreeList {
+                free: (0..cur.entries()).rev().collect(),
+                retired: Vec::new(),
+            },
             free_slots: FreeList::all_retired(slots.entries()),
             free_answers: FreeList::all_retired(answers.entries()),
             cur,
@@ -267,6 +291,78 @@ impl Store {
             store.cur.store(pool, NO_SLOT);
         }
         Ok(store)
+    }
+
+    /// Takes arrays an earlier instance published in (and a running program may be
+    /// reading): every pool index that points at a well-formed answer set stays published
+    /// and is returned; one that points at anything else is pointed at nothing (the daemon
+    /// answers it). Pool indexes neither published nor in `indexed` (pointed at by the name
+    /// index), and slots and answers no published set refers to, are reused after a grace
+    /// period.
+    pub fn adopt(
+        cur: MappedArray<u64>,
+        slots: MappedArray<AnswerSet>,
+        answers: MappedArray<Answer>,
+        indexed: &HashSet<u32>,
+    ) -> Result<(Self, BTreeMap<u32, Adopted>), DatapathError> {
+        let mut used_slots = HashSet::new();
+        let mut used_answers = HashSet::new();
+        let mut adopted = BTreeMap::new();
+        for pool in 0..cur.entries() {
+            let slot = cur.load(pool);
+            if slot == NO_SLOT {
+                continue;
+            }
+            let set = u32::try_from(slot)
+                .ok()
+                .filter(|&s| s < slots.entries() && !used_slots.contains(&s))
+                .map(|s| (s, slots.read(s)));
+            let valid = set.as_ref().and_then(|(s, set)| {
+                let n = set.n_variants as usize;
+                let ids = set.answers.get(..n)?;
+                let name = FoldedName {
+                    len: usize::from(set.name_len),
+                    words: set.name,
+                };
+                let fits = (1..=MAX_VARIANTS).contains(&n)
+                    && set.pool == pool
+                    && FoldedName::new(&name.octets().0) == Ok(name)
+                    && ids
+                        .iter()
+                        .all(|&a| a < answers.entries() && !used_answers.contains(&a))
+                    && ids.iter().collect::<HashSet<_>>().len() == n;
+                fits.then(|| Adopted {
+                    published: Published {
+                        slot: *s,
+                        answers: ids.to_vec(),
+                    },
+                    name,
+                })
+            });
+            match valid {
+                Some(a) => {
+                    used_slots.insert(a.published.slot);
+                    used_answers.extend(a.published.answers.iter().copied());
+                    adopted.insert(pool, a);
+                }
+                None => cur.store(pool, NO_SLOT),
+            }
+        }
+        let store = Self {
+            grace: GracePeriod::new()?,
+            free_pools: FreeList::retired(
+                (0..cur.entries()).filter(|p| !adopted.contains_key(p) && !indexed.contains(p)),
+            ),
+            free_slots: FreeList::retired((0..slots.entries()).filter(|s| !used_slots.contains(s))),
+            free_answers: FreeList::retired(
+                (0..answers.entries()).filter(|a| !used_answers.contains(a)),
+            ),
+            cur,
+            slots,
+            answers,
+            grace_periods: 0,
+        };
+        Ok((store, adopted))
     }
 
     /// Pool indexes, answer sets and answers the arrays hold.
@@ -337,21 +433,44 @@ impl Store {
         }
     }
 
+    /// Pool indexes free now or after a grace period.
+    pub fn pools_available(&self) -> usize {
+        self.free_pools.available()
+    }
+
+    /// A pool index nothing points at (waiting for a grace period if only retired ones are
+    /// left); `None` when there is none.
+    pub fn take_pool(&mut self) -> Result<Option<u32>, DatapathError> {
+        if self.free_pools.free.is_empty() {
+            self.reclaim()?;
+        }
+        Ok(self.free_pools.free.pop())
+    }
+
+    /// Gives back a pool index no name points at any more (and that points at nothing):
+    /// reused after the next grace period, since a reader may have found it in the index
+    /// just before.
+    pub fn retire_pool(&mut self, index: u32) {
+        self.free_pools.retired.push(index);
+    }
+
     /// Waits for a grace period, then frees everything retired before it.
     fn reclaim(&mut self) -> Result<(), DatapathError> {
-        if self.free_slots.retired.is_empty() && self.free_answers.retired.is_empty() {
+        let lists = [&self.free_pools, &self.free_slots, &self.free_answers];
+        if lists.iter().all(|l| l.retired.is_empty()) {
             return Ok(());
         }
-        let slots = std::mem::take(&mut self.free_slots.retired);
-        let answers = std::mem::take(&mut self.free_answers.retired);
-        if let Err(e) = self.grace.wait() {
-            self.free_slots.retired = slots;
-            self.free_answers.retired = answers;
-            return Err(e);
-        }
+        self.grace.wait()?;
         self.grace_periods += 1;
-        self.free_slots.free.extend(slots);
-        self.free_answers.free.extend(answers);
+        for list in [
+            &mut self.free_pools,
+            &mut self.free_slots,
+            &mut self.free_answers,
+        ] {
+            let retired = std::mem::take(&mut list.retired);
+            // Lowest first: `retired` is kept highest first.
+            list.free.extend(retired);
+        }
         Ok(())
     }
 

@@ -118,6 +118,10 @@ pub const DEFAULT_HYSTERESIS_PCT: u32 = 10;
 /// Largest `deviation` and `hysteresis`, in percent.
 pub const MAX_PERCENT: u32 = 1000;
 
+/// The default policy as the README and the example config state it (a test keeps them in
+/// step with [`Policy::from_keys`]).
+pub const DEFAULT_POLICY_DOC: &str = "\"fastest\" for a pool with a probe (or a CNAME pool, or one with count, deviation or hysteresis), else \"all-healthy\"";
+
 /// The policies as the config names them (`policy = "..."`), in [`Policy`]'s order.
 pub const POLICY_NAMES: &[&str] = &["fastest", "weighted", "failover", "all-healthy"];
 /// The all-down behaviours as the config names them (`all_down = "..."`), in [`AllDown`]'s
