@@ -5,7 +5,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use dns_common::Outcome;
 use hotpool::datapath::{
     ebpf::Datapath,
@@ -53,6 +53,11 @@ impl TestDatapath {
         Self { dp, dir }
     }
 
+    /// The pin directory (another [`Datapath`] loaded there takes over the pinned maps).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Runs one frame through BPF_PROG_TEST_RUN: (action, output frame).
     pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
         self.test_run(frame, None)
@@ -72,23 +77,8 @@ impl TestDatapath {
         (action, out.split_off(metalen as usize))
     }
 
-    /// One BPF_PROG_TEST_RUN of `data` (with an `xdp_md` context when given): (action,
-    /// output data).
     fn test_run(&mut self, data: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; 4096];
-        let r = self
-            .dp
-            .xdp()
-            .expect("program")
-            .test_run(TestRunOptions {
-                data_in: Some(data),
-                data_out: Some(&mut out),
-                ctx_in: ctx,
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        test_run(self.dp.xdp().expect("program"), data, ctx)
     }
 
     /// Counter totals per outcome.
@@ -103,6 +93,22 @@ impl Drop for TestDatapath {
         let _ = hotpool::datapath::link::detach_pinned(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// One BPF_PROG_TEST_RUN of `data` through `prog` (with an `xdp_md` context when given):
+/// (action, output data).
+pub fn test_run(prog: &Xdp, data: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; 4096];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(data),
+            data_out: Some(&mut out),
+            ctx_in: ctx,
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
 }
 
 /// The one outcome whose counter moved between two snapshots, asserting exactly one moved

@@ -18,7 +18,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{TestRun, TestRunOptions};
 use dns_common::Outcome;
 use hickory_proto::{
     op::{Message, Query},
@@ -30,7 +29,7 @@ use hotpool::datapath::{
     pools::PoolAnswer,
 };
 use hotpool_tests::{
-    datapath::{TestDatapath, XDP_PASS, XDP_TX},
+    datapath::{TestDatapath, XDP_PASS, XDP_TX, test_run},
     frames::{self, Path},
 };
 
@@ -94,18 +93,11 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
                 s.spawn(|| {
                     let mut seen = Vec::new();
                     let mut passed = 0u64;
-                    let mut out = vec![0u8; 4096];
                     while !stop.load(Ordering::Relaxed) {
-                        let r = prog
-                            .test_run(TestRunOptions {
-                                data_in: Some(&frame),
-                                data_out: Some(&mut out),
-                                ..Default::default()
-                            })
-                            .expect("test run");
-                        match r.return_value {
+                        let (action, out) = test_run(prog, &frame, None);
+                        match action {
                             XDP_TX => {
-                                let payload = frames::udp_payload(&out[..r.data_size_out as usize]);
+                                let payload = frames::udp_payload(&out);
                                 let m = Message::from_bytes(&payload)
                                     .expect("every XDP reply must decode");
                                 assert_eq!(
