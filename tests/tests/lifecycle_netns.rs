@@ -2,7 +2,8 @@
 //! the client namespace sending hot queries at [`RATE`] per second and checking every
 //! answer, while the daemon is killed, stopped, restarted (also with a broken config, a new
 //! program and new maps), reloaded (with a changed pool set, and with broken configs) and
-//! finally detached. Every phase must lose no hot query and answer no wrong one. Also: the
+//! finally detached, and reloaded with more pools than its maps hold. Every phase must lose
+//! no hot query and answer no wrong one. Also: the
 //! state file across a restart (no known-dead or pinned-down endpoint answered; the same
 //! restart without it does answer one, so the check can fail), and the failover start-up
 //! rule (the primary alone, never primary and standby together).
@@ -15,8 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::MapInfo;
 use hickory_proto::op::ResponseCode;
-use hotpool::datapath::link;
+use hotpool::datapath::{hot::read_pinned_stats, link};
 use hotpool_tests::{
     endpoint::{Behaviour, TestEndpoint},
     netns::Link,
@@ -492,4 +494,87 @@ fn the_state_file_keeps_known_dead_and_pinned_endpoints_out_across_a_restart() {
         "measured: the same restart without the state file: {forgot} www answers with the dead endpoint"
     );
     assert_eq!(report.lost(0) + report.lost(1), 0);
+}
+
+/// Kernel answers counted in the pinned maps.
+fn kernel_answers(pin: &Path) -> u64 {
+    read_pinned_stats(pin)
+        .expect("reading the pinned counters")
+        .iter()
+        .filter(|(o, _)| o.answered())
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn pinned_pools(pin: &Path) -> u32 {
+    MapInfo::from_pin(pin.join(dns_common::MAP_HOT_CUR))
+        .expect("reading the pinned HOT_CUR")
+        .max_entries()
+}
+
+#[test]
+fn a_reload_beyond_the_maps_size_grows_them_without_losing_a_query() {
+    require_root();
+    let link = Link::new();
+    let pins = Pins(pin_dir("grow"));
+    let www = static_pool("www", "192.0.2.10");
+    let v1 = config(&link, &pins.0, "lc-grow", &www);
+    // 40 more pools: more than the maps sized for one pool hold with room to grow (64).
+    let more: String = (0..40)
+        .map(|i| static_pool(&format!("p{i}"), &format!("192.0.2.{}", 100 + i)))
+        .collect();
+    let v2 = config(&link, &pins.0, "lc-grow", &(www + &more));
+    let files = Files::new("lc-grow", &v1);
+    let mut d = Running::start(&link, &files, &[], "run.log");
+    let small = pinned_pools(&pins.0);
+    let (link_id, old_program) = pinned_link(&pins.0);
+    let names = ["www.example.test.", "p39.example.test."];
+    let steady = Steady::start(&link.client, server(&link), &names, RATE);
+    steady.wait_queries(SETTLE);
+    let start = steady.mark();
+
+    files.write_config(&v2);
+    d.signal(libc::SIGHUP);
+    wait_log(&d, "reloaded", 1);
+    assert!(d.log().contains("replaced by larger ones"), "{}", d.log());
+    let grown = pinned_pools(&pins.0);
+    assert!(
+        grown > small,
+        "HOT_CUR pinned with {grown} entries, was {small}"
+    );
+    let (same_link, new_program) = pinned_link(&pins.0);
+    assert_eq!(same_link, link_id, "the same link, updated");
+    assert_ne!(new_program, old_program, "the program with the larger maps");
+    steady.wait_queries(SETTLE);
+    // The kernel answers the new pools from the larger maps.
+    let (sent, hits) = (steady.mark(), kernel_answers(&pins.0));
+    steady.wait_queries(SETTLE);
+    let (sent, hits) = (steady.mark() - sent, kernel_answers(&pins.0) - hits);
+    assert!(
+        hits * 10 >= sent as u64 * 9,
+        "{hits} of {sent} queries answered by the kernel after the reload"
+    );
+    let after_reload = steady.mark();
+
+    // A restart takes the larger maps over as they are.
+    d.stop(libc::SIGTERM);
+    d = Running::start(&link, &files, &[], "restart.log");
+    assert!(d.log().contains("adopted the XDP program"), "{}", d.log());
+    assert_eq!(pinned_pools(&pins.0), grown);
+    steady.wait_queries(SETTLE);
+    let end = steady.mark();
+    let report = steady.finish();
+    d.stop(libc::SIGTERM);
+
+    report.assert_only(0, start..end, &[&[ip("192.0.2.10")]]);
+    report.assert_switch(1, start..after_reload, &nxdomain(), &a("192.0.2.139"));
+    report.assert_only(1, after_reload..end, &[&[ip("192.0.2.139")]]);
+    for (i, name) in names.iter().enumerate() {
+        let lost = report.lost(i);
+        println!(
+            "measured: a reload that grows the maps, and a restart: {lost} of {} queries for {name} lost",
+            report.of(i, 0..usize::MAX).count(),
+        );
+        assert_eq!(lost, 0, "{name}");
+    }
 }

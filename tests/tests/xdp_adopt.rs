@@ -1,7 +1,8 @@
 //! A daemon that starts while the program answers from the pinned maps takes them over: it
 //! reads the hash key, the name index and what is published back from them, so every pool
 //! keeps its index and goes on being answered by the kernel through the takeover and the
-//! first sync.
+//! first sync. The maps are sized once; pinned maps large enough are kept, smaller ones
+//! replaced (with the maps they are linked to) through a staging directory.
 //!
 //! Each "instance" is a second `Datapath` loaded on the first one's pin directory, run
 //! through `BPF_PROG_TEST_RUN` (no interface needed).
@@ -13,7 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::Xdp;
+use aya::{maps::MapInfo, programs::Xdp};
+use dns_common::{MAP_CONFIG, MAP_HOT_CUR, MAP_HOT_INDEX, MAP_STATS};
 use hickory_proto::{
     op::{Message, Query},
     rr::{Name, RData, RecordType, rdata::A},
@@ -301,4 +303,51 @@ fn new_pools_take_the_indexes_of_removed_ones_when_nothing_else_is_free() {
         }
         other => panic!("five pools in maps for four: {other:?}"),
     }
+}
+
+fn pin_id(t: &TestDatapath, map: &str) -> u32 {
+    MapInfo::from_pin(t.dir().join(map)).unwrap().id()
+}
+
+fn pinned_entries(t: &TestDatapath, map: &str) -> u32 {
+    MapInfo::from_pin(t.dir().join(map)).unwrap().max_entries()
+}
+
+#[test]
+fn pinned_maps_are_kept_when_large_enough_and_replaced_together_when_not() {
+    let pools = [pool("a", &[1]), pool("b", &[2])];
+    let large = capacity_for(100);
+    let mut t = TestDatapath::with_capacity(&settings(), &pools, &large);
+
+    // A configuration that needs less keeps the larger pinned maps and their answers.
+    t.dp = load(&t, &capacity_for(2));
+    assert_eq!(t.dp.maps.capacity(), large);
+    assert_eq!(answered(&mut t.dp, "a"), [addr(1)]);
+
+    // One that needs more gets fresh maps, staged until they are committed: the pins (and
+    // the running program's answers) stay as they are until then.
+    let larger = capacity_for(300);
+    assert!(!large.covers(&larger));
+    let (config, stats) = (pin_id(&t, MAP_CONFIG), pin_id(&t, MAP_STATS));
+    let mut grown = load(&t, &larger);
+    assert_eq!(grown.maps.capacity(), larger);
+    assert!(passed(&mut grown, "a"), "fresh maps: nothing published yet");
+    assert_eq!(answered(&mut t.dp, "a"), [addr(1)]);
+    assert_eq!(pinned_entries(&t, MAP_HOT_CUR), large.pools);
+    grown.maps.configure(&settings(), true).unwrap();
+    grown.maps.sync(&pools).unwrap();
+    assert_eq!(answered(&mut grown, "a"), [addr(1)]);
+    grown.commit_pins().unwrap();
+    assert_eq!(pinned_entries(&t, MAP_HOT_CUR), larger.pools);
+    assert_eq!(pinned_entries(&t, MAP_HOT_INDEX), larger.buckets);
+    // The config map holds the index's key and size: replaced with it. The counters are
+    // shared.
+    assert_ne!(pin_id(&t, MAP_CONFIG), config);
+    assert_eq!(pin_id(&t, MAP_STATS), stats);
+    t.dp = grown;
+
+    // The next instance takes the grown maps over.
+    t.dp = load(&t, &capacity_for(2));
+    assert_eq!(t.dp.maps.capacity(), larger);
+    assert_eq!(answered(&mut t.dp, "b"), [addr(2)]);
 }

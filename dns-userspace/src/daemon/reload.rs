@@ -15,6 +15,11 @@
 //!    and a removed or renamed pool's name never leads to another pool's answer;
 //! 4. probe jobs of removed or changed endpoints stop, new ones start; the others run on.
 //!
+//! When the new pools do not fit the kernel maps (their size is fixed when they are
+//! created), larger maps are loaded with the program before anything changes (a failure
+//! refuses the reload), filled in step 3 and swapped in through the pinned links
+//! ([`xdp::grow`]), as a restart with new maps would.
+//!
 //! Settings bound to sockets, maps or files opened at start cannot change this way: a
 //! reload that changes one fails and names it ([`RESTART_ONLY`]).
 
@@ -28,7 +33,7 @@ use crate::{
     api::http::ApiError,
     config::{Config, ConfigError},
     daemon::xdp,
-    datapath::{ebpf::Datapath, pools::PoolTable},
+    datapath::{ebpf::Datapath, hot::Capacity, pools::PoolTable},
     dns::authority::Authority,
     steering::{probe::JobChange, steer::Steering},
 };
@@ -89,6 +94,11 @@ pub enum ReloadError {
     Webhooks(String),
     #[error("reading the config failed: {0}")]
     Task(String),
+    #[error(
+        "the kernel maps are too small for the new pools ({needed} needed) and larger ones \
+         could not be loaded: {why}"
+    )]
+    Grow { needed: Capacity, why: String },
 }
 
 /// The settings among [`RESTART_ONLY`] that differ between `old` and `new`.
@@ -126,6 +136,28 @@ pub struct Live {
 }
 
 impl Live {
+    /// Larger kernel maps, loaded with the program, when `new`'s pools do not fit the
+    /// running ones (`None` when they fit or there is no kernel path).
+    async fn load_grown(&self, new: &Config) -> Result<Option<Datapath>, ReloadError> {
+        let needed = self
+            .datapath
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|dp| xdp::outgrown(dp, new));
+        let Some(needed) = needed else {
+            return Ok(None);
+        };
+        let pin_dir = new.xdp.pin_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || xdp::load_grown(&pin_dir, needed))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))?;
+        loaded.map(Some).map_err(|e| ReloadError::Grow {
+            needed,
+            why: format!("{e:#}"),
+        })
+    }
+
     /// Re-reads the config file and its zones and applies them; what changed, or why
     /// nothing did (both logged).
     pub async fn reload(&mut self) -> Result<String, ReloadError> {
@@ -146,6 +178,7 @@ impl Live {
         if !restart.is_empty() {
             return Err(ReloadError::NeedsRestart(restart));
         }
+        let grown = self.load_grown(&new).await?;
         let table = Arc::new(PoolTable::default());
         let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
         let hooks = new
@@ -166,10 +199,15 @@ impl Live {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
-            let synced = dp
-                .maps
-                .configure(&xdp::settings(&new), true)
-                .and_then(|()| dp.maps.sync(&steering.answers()));
+            let answers = steering.answers();
+            let synced = match grown {
+                Some(grown) => xdp::grow(grown, &new, &answers).map(|grown| *dp = grown),
+                None => dp
+                    .maps
+                    .configure(&xdp::settings(&new), true)
+                    .and_then(|()| dp.maps.sync(&answers))
+                    .map_err(anyhow::Error::from),
+            };
             if let Err(e) = synced {
                 // The kernel map may be half written: let the daemon, which has the new
                 // configuration, answer everything.

@@ -1,5 +1,8 @@
 //! Setting up the kernel path at start: load (sharing the pinned maps that fit), publish the
 //! answers, take over or attach on every interface, then move fresh maps onto their pins.
+//! A reload whose pools outgrow the maps replaces them the same way ([`grow`]).
+
+use std::path::Path;
 
 use tracing::{info, warn};
 
@@ -7,7 +10,7 @@ use crate::{
     config::Config,
     daemon::RunOptions,
     datapath::{
-        ebpf::Datapath,
+        ebpf::{Datapath, Replace},
         hot::{Capacity, DatapathSettings},
         pools::PoolAnswer,
     },
@@ -59,20 +62,62 @@ pub fn setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> Option<
 }
 
 fn try_setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load_with(&cfg.xdp.pin_path, &capacity(cfg), opts.replace)?;
+    let dp = Datapath::load_with(&cfg.xdp.pin_path, &capacity(cfg), opts.replace)?;
+    let dp = fill_and_attach(dp, cfg, answers)?;
+    info!(
+        pools = answers.len(),
+        interfaces = %List(&cfg.xdp.interfaces),
+        "XDP fast path answering hot pools"
+    );
+    Ok(dp)
+}
+
+/// Writes the settings and `answers` into `dp`'s maps, makes it answer on every configured
+/// interface and moves its fresh maps onto their pins.
+fn fill_and_attach(
+    mut dp: Datapath,
+    cfg: &Config,
+    answers: &[PoolAnswer],
+) -> anyhow::Result<Datapath> {
     // The maps may be the ones a running program reads (shared pins): `sync` rewrites them
     // without a moment in which a name leads to another pool's answer, so the path stays
     // enabled throughout.
     dp.maps.configure(&settings(cfg), true)?;
     dp.maps.sync(answers)?;
     for iface in &cfg.xdp.interfaces {
-        dp.attach(iface, cfg.xdp.mode)?;
+        if let Err(e) = dp.attach(iface, cfg.xdp.mode) {
+            // Interfaces attached so far would keep answering from maps nobody updates:
+            // they pass every query to the daemon instead.
+            let _ = dp.maps.configure(&settings(cfg), false);
+            return Err(e.into());
+        }
     }
     dp.commit_pins()?;
+    Ok(dp)
+}
+
+/// Whether the maps of `dp` are too small for `cfg` (a reload that adds pools).
+pub fn outgrown(dp: &Datapath, cfg: &Config) -> Option<Capacity> {
+    let needed = capacity(cfg);
+    (!dp.maps.capacity().covers(&needed)).then_some(needed)
+}
+
+/// Loads the program again with maps of `capacity` (in a staging directory: the running
+/// program keeps its own). Slow (the verifier), so done before a reload changes anything.
+pub fn load_grown(pin_dir: &Path, capacity: Capacity) -> anyhow::Result<Datapath> {
+    Ok(Datapath::load_with(pin_dir, &capacity, Replace::IfChanged)?)
+}
+
+/// Fills `grown` ([`load_grown`]) with `answers` and swaps it in through the pinned links
+/// (one `bpf_link_update` per interface: the old program answers from the old maps until
+/// then, the new one from the new maps after), then pins its maps in place of the old ones.
+pub fn grow(grown: Datapath, cfg: &Config, answers: &[PoolAnswer]) -> anyhow::Result<Datapath> {
+    let capacity = grown.maps.capacity();
+    let dp = fill_and_attach(grown, cfg, answers)?;
     info!(
         pools = answers.len(),
-        interfaces = %List(&cfg.xdp.interfaces),
-        "XDP fast path answering hot pools"
+        capacity = %capacity,
+        "the kernel maps were too small for the reloaded pools: replaced by larger ones"
     );
     Ok(dp)
 }

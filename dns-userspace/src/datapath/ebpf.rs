@@ -1,6 +1,7 @@
 //! Loading the XDP program, pinning its maps and attaching it to interfaces.
 
 use std::{
+    collections::BTreeMap,
     fmt, fs,
     path::{Path, PathBuf},
 };
@@ -19,7 +20,7 @@ use crate::datapath::{
     DatapathError,
     hot::{Capacity, HotMaps},
     link::{self, LinkPin, PinStatus},
-    pins::{self, PinPlan},
+    pins::{self, MapLayout, PinPlan},
     sys,
 };
 
@@ -204,8 +205,9 @@ fn bump_memlock() {
 
 impl Datapath {
     /// Loads the program with its maps pinned in `pin_dir` (created if missing), sized for
-    /// `capacity`. A running or earlier instance's pinned maps are shared when their layout
-    /// and size fit, so a restarted daemon keeps the counters and the published answers.
+    /// at least `capacity`. A running or earlier instance's pinned maps are shared when their
+    /// layout fits and they are large enough, so a restarted daemon keeps the counters and
+    /// the published answers.
     pub fn load(pin_dir: &Path, capacity: &Capacity) -> Result<Self, DatapathError> {
         Self::load_with(pin_dir, capacity, Replace::IfChanged)
     }
@@ -229,6 +231,12 @@ impl Datapath {
         pins::remove_stale_staging(pin_dir);
         pins::remove_obsolete(pin_dir, &OBSOLETE_PINS)?;
         let fresh = replace == Replace::Maps;
+        // Pinned maps larger than needed are kept (a reload may have grown them).
+        let defaults = pins::pinned_map_layouts(PROGRAM, &[])?;
+        let capacity = match pinned_capacity(pin_dir, &defaults) {
+            Some(pinned) if !fresh && pinned.covers(capacity) => pinned,
+            _ => *capacity,
+        };
         let layouts = pins::pinned_map_layouts(PROGRAM, &capacity.max_entries())?;
         let mut plan = PinPlan::new(pin_dir, &layouts, fresh);
         plan.replace_together(&crate::datapath::hot::LINKED_MAPS);
@@ -611,6 +619,26 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<(), DatapathError> {
         }
     }
     Ok(())
+}
+
+/// The sizes of the answer maps pinned in `dir`, when each is pinned with the layout the
+/// program defines for it (`defaults`, sizes aside) and the index has a power-of-two size.
+fn pinned_capacity(dir: &Path, defaults: &BTreeMap<String, MapLayout>) -> Option<Capacity> {
+    let entries = |name: &str| -> Option<u32> {
+        let (have, _) = MapLayout::of_pin(&dir.join(name)).ok()?;
+        let want = MapLayout {
+            max_entries: have.max_entries,
+            ..*defaults.get(name)?
+        };
+        (have == want).then_some(have.max_entries)
+    };
+    let capacity = Capacity {
+        pools: entries(dns_common::MAP_HOT_CUR)?,
+        slots: entries(dns_common::MAP_HOT_SLOTS)?,
+        answers: entries(dns_common::MAP_HOT_ANSWERS)?,
+        buckets: entries(dns_common::MAP_HOT_INDEX)?,
+    };
+    capacity.buckets.is_power_of_two().then_some(capacity)
 }
 
 /// Maps older versions pinned that this one no longer uses.

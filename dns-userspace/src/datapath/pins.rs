@@ -188,6 +188,23 @@ impl PinPlan {
                 );
                 continue;
             }
+            let resized = have.is_some_and(|h| {
+                MapLayout {
+                    max_entries: want.max_entries,
+                    ..*h
+                } == *want
+            });
+            if resized {
+                info!(
+                    map = name,
+                    pin = %dir.join(name).display(),
+                    found = have.map_or(0, |h| h.max_entries),
+                    entries = want.max_entries,
+                    "pinned map sized for another configuration; a fresh one replaces it once \
+                     the new program runs"
+                );
+                continue;
+            }
             warn!(
                 map = name,
                 pin = %dir.join(name).display(),

@@ -77,6 +77,8 @@ impl Capacity {
     /// of a weighted pool, 1 otherwise): twice the configured numbers (a republish writes
     /// new entries before it retires the old ones; the rest is room for reloads), rounded up
     /// to powers of two so a slightly changed configuration still fits the pinned maps.
+    /// Pinned maps larger than this are kept; a reload that needs more than the loaded maps
+    /// hold loads larger ones and swaps them in through the pinned links.
     pub fn for_pools(variants: impl IntoIterator<Item = usize>) -> Self {
         let (mut n, mut total) = (0usize, 0usize);
         for v in variants {
