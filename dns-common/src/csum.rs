@@ -3,10 +3,12 @@
 //! the folded, complemented result back in native order yields the correct on-the-wire
 //! checksum on either endianness (RFC 1071 §2(B)).
 //!
-//! The XDP path updates checksums incrementally (RFC 1624): the reply's UDP sum is the
-//! query's sum minus the words that change plus their new values, plus the precomputed sum
-//! of the answer records. A query whose checksum was wrong therefore gets a reply whose
-//! checksum is wrong too, and the client drops it.
+//! The XDP path sums the query as it parses it (the name's words are summed while they are
+//! hashed), checks the query's UDP checksum against that sum ([`udp_query_ok`]), and derives
+//! the reply's checksum from it: minus the words that change, plus their new values and the
+//! precomputed sum of the answer records (RFC 1624 style, [`udp_reply`]). The query's own
+//! checksum field is not trusted: a local sender on a veth leaves it to offload
+//! (`CHECKSUM_PARTIAL`: the field holds only the pseudo-header sum), and XDP cannot see that.
 
 /// Adds two partial sums with end-around carry.
 #[inline(always)]
@@ -76,6 +78,36 @@ pub const fn udp_field(sum: u32) -> [u8; 2] {
         0 => [0xff, 0xff],
         c => c.to_ne_bytes(),
     }
+}
+
+/// Folded partial sum of a small fixed array (an odd trailing octet padded with zero), 8
+/// octets at a time: what the XDP program sums its fixed-size fields with.
+#[inline(always)]
+pub fn sum_octets<const N: usize>(b: &[u8; N]) -> u16 {
+    let mut wide = 0u64;
+    let mut i = 0;
+    while i + 8 <= N {
+        let w = [
+            b[i],
+            b[i + 1],
+            b[i + 2],
+            b[i + 3],
+            b[i + 4],
+            b[i + 5],
+            b[i + 6],
+            b[i + 7],
+        ];
+        wide = add_wide(wide, u64::from_ne_bytes(w));
+        i += 8;
+    }
+    while i + 2 <= N {
+        wide = add_wide(wide, u16::from_ne_bytes([b[i], b[i + 1]]) as u64);
+        i += 2;
+    }
+    if i < N {
+        wide = add_wide(wide, u16::from_ne_bytes([b[i], 0]) as u64);
+    }
+    fold_wide(wide)
 }
 
 /// Partial sum of `data` (an odd trailing octet is padded with zero), added to `seed`.
@@ -160,21 +192,32 @@ pub struct UdpDelta {
     pub new_opt: u16,
 }
 
-/// The reply's UDP checksum field from the query's partial sum (without its checksum
-/// field: `!checksum` of a query that carried one).
+/// Whether a query's UDP checksum field is acceptable, given the sum of everything it
+/// covers except the field (`data_sum`) and of its pseudo-header alone: it completes the
+/// sum; or it is zero over IPv4 (no checksum, RFC 768; IPv6 requires one, RFC 8200 §8.1);
+/// or it holds the pseudo-header sum, as a local sender leaves it for checksum offload (the
+/// packet never crossed a wire).
+pub fn udp_query_ok(data_sum: u32, pseudo: u32, field: [u8; 2], v6: bool) -> bool {
+    let f = word(field);
+    if f == 0 {
+        return !v6;
+    }
+    finish(add(data_sum, f as u32)) == 0 || f == fold(pseudo)
+}
+
+/// The reply's UDP checksum field from the query's sum (everything the checksum covers
+/// except the checksum field). Subtracting a word adds its complement; the terms are
+/// accumulated wide and folded once.
 pub fn udp_reply(query_sum: u32, d: &UdpDelta) -> [u8; 2] {
-    let mut s = query_sum;
-    s = sub(s, word(d.old_len));
-    s = sub(s, word(d.old_len));
-    s = add(s, word(d.new_len) as u32);
-    s = add(s, word(d.new_len) as u32);
-    s = sub(s, word(d.old_flags));
-    s = add(s, word(d.new_flags) as u32);
-    s = add(s, word(d.ancount) as u32);
-    s = sub(s, at_offset(d.old_opt, d.tail_offset));
-    s = add(s, at_offset(d.answer, d.tail_offset) as u32);
-    s = add(s, at_offset(d.new_opt, d.tail_offset + d.answer_len) as u32);
-    udp_field(s)
+    let neg = |w: u16| (!w) as u64;
+    let mut s = query_sum as u64;
+    s += 2 * (neg(word(d.old_len)) + word(d.new_len) as u64);
+    s += neg(word(d.old_flags)) + word(d.new_flags) as u64;
+    s += word(d.ancount) as u64;
+    s += neg(at_offset(d.old_opt, d.tail_offset));
+    s += at_offset(d.answer, d.tail_offset) as u64;
+    s += at_offset(d.new_opt, d.tail_offset + d.answer_len) as u64;
+    udp_field(fold_wide(s) as u32)
 }
 
 /// RFC 1624 eq. 3 for one 16-bit field: `HC' = ~(~HC + ~m + m')`, as a partial sum to
@@ -238,6 +281,16 @@ mod tests {
     }
 
     #[test]
+    fn fixed_arrays_sum_like_slices() {
+        let b: [u8; 11] = [0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0];
+        assert_eq!(sum_octets(&b), fold(partial(&b, 0)));
+        let c: [u8; 12] = [0xff; 12];
+        assert_eq!(sum_octets(&c), fold(partial(&c, 0)));
+        let d: [u8; 5] = [1, 2, 3, 4, 5];
+        assert_eq!(sum_octets(&d), fold(partial(&d, 0)));
+    }
+
+    #[test]
     fn wide_accumulation_equals_16_bit_words() {
         let data: Vec<u8> = (0..256u32).map(|i| (i * 37 + 11) as u8).collect();
         let mut acc = 0u64;
@@ -290,6 +343,31 @@ mod tests {
         seg[6..8].copy_from_slice(&c);
         assert!(udp_verifies(p6, &seg));
         assert!(!udp_verifies(p4, &seg) || p4 == p6);
+    }
+
+    #[test]
+    fn query_checksums_that_are_accepted() {
+        let src = [10, 0, 0, 1];
+        let dst = [10, 0, 0, 2];
+        let mut seg = std::vec![
+            0x30, 0x39, 0x00, 0x35, 0x00, 0x0d, 0x00, 0x00, 1, 2, 3, 4, 5
+        ];
+        let pseudo = pseudo_v4(src, dst, seg.len() as u16);
+        let data_sum = partial(&seg, pseudo);
+        let c = udp(pseudo, &seg);
+        assert!(udp_query_ok(data_sum, pseudo, c, false));
+        assert!(udp_query_ok(data_sum, pseudo, c, true));
+        // No checksum: fine over IPv4 only.
+        assert!(udp_query_ok(data_sum, pseudo, [0, 0], false));
+        assert!(!udp_query_ok(data_sum, pseudo, [0, 0], true));
+        // Left for offload: the field holds the folded pseudo-header sum.
+        let partial_field = fold(pseudo).to_ne_bytes();
+        assert!(udp_query_ok(data_sum, pseudo, partial_field, false));
+        // Anything else is a corrupted packet.
+        let wrong = [c[0] ^ 0x10, c[1]];
+        assert!(!udp_query_ok(data_sum, pseudo, wrong, false));
+        seg[9] ^= 1;
+        assert!(!udp_query_ok(partial(&seg, pseudo), pseudo, c, false));
     }
 
     #[test]
@@ -354,6 +432,10 @@ mod tests {
                         new_opt: if edns { fold(partial(&new_opt, 0)) } else { 0 },
                     };
                     let got = udp_reply(!word(qcheck) as u32, &d);
+                    let mut zeroed = query.clone();
+                    zeroed[6..8].copy_from_slice(&[0, 0]);
+                    let data_sum = partial(&zeroed, pseudo_v4(src, dst, query.len() as u16));
+                    assert_eq!(udp_reply(data_sum, &d), full);
                     assert_eq!(
                         got, full,
                         "name {name_len}, answer {answer_len}, edns {edns}"

@@ -198,63 +198,6 @@ impl core::fmt::Debug for FoldedName {
     }
 }
 
-/// Most labels a 255-octet name can have (127 one-octet labels and the root).
-const MAX_LABELS: usize = 128;
-
-/// Walks the labels of the name that starts at `buf[start]`, with `avail` octets of the
-/// message available from there, and returns its wire length including the root octet.
-#[inline(always)]
-pub fn name_len_at<const N: usize>(
-    buf: &[u8; N],
-    start: usize,
-    avail: usize,
-) -> Result<usize, NameError> {
-    let mut pos = 0usize;
-    let mut labels = 0;
-    while labels < MAX_LABELS {
-        if pos >= MAX_NAME_LEN {
-            return Err(NameError::TooLong);
-        }
-        if pos >= avail {
-            return Err(NameError::Truncated);
-        }
-        let idx = start + pos;
-        if idx >= N {
-            return Err(NameError::Truncated);
-        }
-        let len = buf[idx];
-        if len == 0 {
-            return Ok(pos + 1);
-        }
-        if len > MAX_LABEL_LEN {
-            return Err(NameError::BadLabel);
-        }
-        pos += len as usize + 1;
-        labels += 1;
-    }
-    Err(NameError::TooLong)
-}
-
-/// Folds a zero-padded key in place. Runs a fixed number of iterations whatever the name's
-/// length (zero octets fold to zero), which keeps the verifier's work independent of it.
-#[inline(always)]
-pub fn fold_in_place(key: &mut [u8; MAX_NAME_LEN + 1]) {
-    let mut i = 0;
-    while i < MAX_NAME_LEN + 1 {
-        key[i] = fold(key[i]);
-        i += 1;
-    }
-}
-
-/// Folds the uncompressed wire name at the start of `wire` into `key` (zero-padded).
-pub fn fold_wire_name(wire: &[u8], key: &mut [u8; MAX_NAME_LEN + 1]) -> Result<usize, NameError> {
-    let len = wire_name_len(wire)?;
-    key.fill(0);
-    key[..len].copy_from_slice(&wire[..len]);
-    fold_in_place(key);
-    Ok(len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,10 +115,10 @@ pub fn check_question(last_name_octet: u8, qtype_qclass: [u8; 4]) -> Result<u8, 
         // A truncated or compressed name, or octets after the question.
         return Err(Outcome::BadName);
     }
-    if u16::from_be_bytes([qtype_qclass[2], qtype_qclass[3]]) != CLASS_IN {
+    if crate::be16([qtype_qclass[2], qtype_qclass[3]]) != CLASS_IN {
         return Err(Outcome::Qclass);
     }
-    match qtype_bit(u16::from_be_bytes([qtype_qclass[0], qtype_qclass[1]])) {
+    match qtype_bit(crate::be16([qtype_qclass[0], qtype_qclass[1]])) {
         0 => Err(Outcome::Qtype),
         bit => Ok(bit),
     }
@@ -148,16 +148,12 @@ impl Opt {
 /// no options (extended RCODE and the flags other than DO are ignored, as the daemon does).
 #[inline(always)]
 pub fn parse_opt(r: &[u8; OPT_LEN]) -> Result<Opt, Outcome> {
-    if r[0] != 0
-        || u16::from_be_bytes([r[1], r[2]]) != qtype::OPT
-        || r[6] != 0
-        || r[9] != 0
-        || r[10] != 0
+    if r[0] != 0 || crate::be16([r[1], r[2]]) != qtype::OPT || r[6] != 0 || r[9] != 0 || r[10] != 0
     {
         return Err(Outcome::Edns);
     }
     Ok(Opt {
-        udp_size: u16::from_be_bytes([r[3], r[4]]),
+        udp_size: crate::be16([r[3], r[4]]),
         dnssec_ok: r[7] & 0x80 != 0,
     })
 }

@@ -36,9 +36,18 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) probes: Option<RawProbes>,
     #[serde(default)]
+    pub(super) state: Option<RawState>,
+    #[serde(default)]
     pub(super) api: Option<RawApi>,
     #[serde(default)]
     pub(super) rrl: Option<RawRrl>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -134,6 +134,11 @@ impl Config {
             "probes: at most {} in flight",
             self.probes.max_concurrent
         ));
+        lines.push(format!(
+            "state file: {} (trusted for {} after it was written)",
+            self.state.path.display(),
+            humantime::format_duration(self.state.max_age)
+        ));
         lines.push(String::new());
         lines.join("\n")
     }

@@ -42,8 +42,15 @@
 //! them by: the RCODE, the query type, the pool that answered, the [`ResponseKind`], and
 //! whether the answer [varies](Response::varies) from query to query.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
+use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode, emit_message_parts},
     rr::{DNSClass, LowerName, Name, RData, Record, RecordType},
@@ -68,12 +75,40 @@ const HEADER_LEN: usize = 12;
 const MAILB: u16 = 253;
 const MAILA: u16 = 254;
 
-/// All zones and pools, answering queries.
+/// All zones and pools, answering queries. A reload replaces them as a whole
+/// ([`Authority::replace`]): each query is answered entirely from one generation.
 #[derive(Debug)]
 pub struct Authority {
+    current: ArcSwap<Served>,
+    /// How many times [`Authority::replace`] ran (numbers each [`Served`]).
+    reloads: AtomicU64,
+}
+
+/// When the answers of an [`Authority`] last changed: the reload that made what it serves
+/// and that pool table's [generation](PoolTable::generation). Equal generations give equal
+/// answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerGeneration {
+    reload: u64,
+    pools: u64,
+    edns_udp_size: u16,
+}
+
+impl AnswerGeneration {
+    /// The EDNS UDP size served in this generation.
+    pub fn edns_udp_size(&self) -> u16 {
+        self.edns_udp_size
+    }
+}
+
+/// One generation of what the authority serves.
+#[derive(Debug)]
+struct Served {
     zones: BTreeMap<LowerName, Zone>,
     pools: Arc<PoolTable>,
     edns_udp_size: u16,
+    /// Which [`Authority::replace`] made it (0: none).
+    reload: u64,
 }
 
 /// The sections of a response, before encoding.
@@ -172,6 +207,55 @@ impl Authority {
     /// Serves `zones` (at most one per origin; later duplicates are ignored) and the pools in
     /// `pools`, advertising `edns_udp_size` (at least 512) in OPT records.
     pub fn new(zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Served::new(zones, pools, edns_udp_size, 0)),
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// Serves these instead, from the next query on (a reload).
+    pub fn replace(&self, zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16) {
+        let reload = self.reloads.fetch_add(1, Ordering::Relaxed) + 1;
+        self.current
+            .store(Arc::new(Served::new(zones, pools, edns_udp_size, reload)));
+    }
+
+    /// The pool table this authority answers pool names from.
+    pub fn pools(&self) -> Arc<PoolTable> {
+        self.current.load().pools.clone()
+    }
+
+    /// Changes whenever an answer of this authority may change: a reload (new zones, a new
+    /// pool table, another EDNS size) or a change of a pool's answer. A saved response is
+    /// valid for as long as the generation read *before* computing it is current.
+    pub fn answer_generation(&self) -> AnswerGeneration {
+        let served = self.current.load();
+        AnswerGeneration {
+            reload: served.reload,
+            pools: served.pools.generation(),
+            edns_udp_size: served.edns_udp_size,
+        }
+    }
+
+    /// Our EDNS UDP payload size (what OPT records advertise and UDP responses are capped at).
+    pub fn edns_udp_size(&self) -> u16 {
+        self.current.load().edns_udp_size
+    }
+
+    /// Response bytes for one query message, or None when nothing must be sent (the message
+    /// is a response, or shorter than a DNS header).
+    pub fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
+        self.response(request).map(|r| r.bytes)
+    }
+
+    /// [`respond`](Self::respond), with what the server counts and caches the response by.
+    pub fn response(&self, request: &Request<'_>) -> Option<Response> {
+        self.current.load().response(request)
+    }
+}
+
+impl Served {
+    fn new(zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16, reload: u64) -> Self {
         let mut by_origin = BTreeMap::new();
         for zone in zones {
             let key = zone.apex().clone();
@@ -185,34 +269,11 @@ impl Authority {
             zones: by_origin,
             pools,
             edns_udp_size: edns_udp_size.max(PLAIN_UDP_LIMIT),
+            reload,
         }
     }
 
-    /// The pool table this authority answers pool names from.
-    pub fn pools(&self) -> &Arc<PoolTable> {
-        &self.pools
-    }
-
-    /// Changes whenever an answer of this authority may change: its zones are fixed, so
-    /// this is the pool table's generation. A saved response is valid for as long as the
-    /// generation read *before* computing it is current.
-    pub fn answer_generation(&self) -> u64 {
-        self.pools.generation()
-    }
-
-    /// Our EDNS UDP payload size (what OPT records advertise and UDP responses are capped at).
-    pub fn edns_udp_size(&self) -> u16 {
-        self.edns_udp_size
-    }
-
-    /// Response bytes for one query message, or None when nothing must be sent (the message
-    /// is a response, or shorter than a DNS header).
-    pub fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
-        self.response(request).map(|r| r.bytes)
-    }
-
-    /// [`respond`](Self::respond), with what the server counts and caches the response by.
-    pub fn response(&self, request: &Request<'_>) -> Option<Response> {
+    fn response(&self, request: &Request<'_>) -> Option<Response> {
         let header = hickory_proto::op::Header::read(&mut BinDecoder::new(request.message)).ok()?;
         let query = header.metadata;
         if query.message_type == MessageType::Response {

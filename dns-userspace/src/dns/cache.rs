@@ -17,8 +17,8 @@
 //! A response is saved only if it answers this exact question (the full path read the
 //! question where the layout says it is) and does not [vary](crate::dns::authority::Response::varies)
 //! per query. Saved responses are dropped as a whole when the authority's
-//! [answer generation](Authority::answer_generation) moves (a pool's answer changed) or the
-//! worker is given another authority (a reload).
+//! [answer generation](Authority::answer_generation) moves (a pool's answer changed, or a
+//! reload replaced the zones and pools) or the worker is given another authority.
 //!
 //! Bounded: a fixed number of entries in 4-way sets (the hash picks the set; a full set
 //! replaces its least used entry and halves the others' use counts), each at most one UDP
@@ -37,7 +37,7 @@ use dns_common::{
     },
 };
 
-use crate::dns::authority::{Authority, Response, ResponseKind};
+use crate::dns::authority::{AnswerGeneration, Authority, Response, ResponseKind};
 
 /// Entries per set.
 const WAYS: usize = 4;
@@ -189,7 +189,7 @@ pub struct AnswerCache {
     /// The last missed key hash per doorkeeper slot.
     doorkeeper: Vec<u64>,
     /// The authority the entries came from, and its generation when they did.
-    source: Option<(Arc<Authority>, u64)>,
+    source: Option<(Arc<Authority>, AnswerGeneration)>,
     key: HashKey,
 }
 
@@ -225,8 +225,8 @@ impl AnswerCache {
 
     /// Makes the entries valid for `authority` as it is now: drops them all if they came
     /// from another authority or an older generation. Call before answering anything from
-    /// the cache (once per batch).
-    pub fn validate(&mut self, authority: &Arc<Authority>) {
+    /// the cache (once per batch). Returns the generation the entries are valid for.
+    pub fn validate(&mut self, authority: &Arc<Authority>) -> AnswerGeneration {
         let generation = authority.answer_generation();
         let current = self
             .source
@@ -236,6 +236,7 @@ impl AnswerCache {
             self.clear();
             self.source = Some((authority.clone(), generation));
         }
+        generation
     }
 
     fn clear(&mut self) {

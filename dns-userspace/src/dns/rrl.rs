@@ -9,15 +9,23 @@
 //! the number of sources, at the price that an attacker cycling through more networks than
 //! the table holds resets buckets.
 //!
+//! A reload applies new `[rrl]` settings live ([`Rrl::apply`]): new rates, slip, prefix
+//! lengths or exempt networks keep the buckets (a network keyed by another prefix length
+//! starts with a full one); a new `table_size`, or turning the limiter on, starts a fresh
+//! table; `responses_per_second = 0` turns it off. The UDP workers take the limiter in
+//! force once per batch of datagrams.
+//!
 //! Only UDP answers are limited: a TCP client has proved its address, so a TCP answer is no
 //! reflection.
 
 use std::{
     hash::BuildHasher as _,
     net::IpAddr,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use arc_swap::ArcSwapOption;
 
 use dns_common::rrl::{Bucket, RrlKey, RrlParams, Verdict};
 
@@ -153,11 +161,57 @@ struct Slot {
     bucket: Bucket,
 }
 
-/// The buckets, shared by the UDP workers.
+/// The rate limiter in force: none, or a table of buckets. A reload replaces it
+/// ([`Rrl::apply`]); the UDP workers take it with [`Rrl::current`] once per batch.
+#[derive(Default)]
+pub struct Rrl {
+    table: ArcSwapOption<RrlTable>,
+}
+
+impl std::fmt::Debug for Rrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rrl")
+            .field("settings", &self.current().map(|t| t.settings.clone()))
+            .finish()
+    }
+}
+
+impl Rrl {
+    /// A limiter for `settings` (off unless they are [enabled](RrlSettings::enabled)).
+    pub fn new(settings: &RrlSettings) -> Self {
+        let rrl = Self::default();
+        rrl.apply(settings);
+        rrl
+    }
+
+    /// The table in force, if limiting is on.
+    pub fn current(&self) -> Option<Arc<RrlTable>> {
+        self.table.load_full()
+    }
+
+    /// Puts `settings` in force: off, the running table's buckets under new rules (same
+    /// `table_size`), or a fresh table.
+    pub fn apply(&self, settings: &RrlSettings) {
+        let next = match self.table.load_full() {
+            _ if !settings.enabled() => None,
+            Some(t) if t.settings == *settings => Some(t),
+            Some(t) if t.settings.table_size == settings.table_size => {
+                Some(Arc::new(t.with_rules(settings)))
+            }
+            _ => Some(Arc::new(RrlTable::new(settings))),
+        };
+        self.table.store(next);
+    }
+}
+
+/// The bucket slots, shared by the tables that follow each other through reloads.
+type Shards = Arc<[Mutex<Box<[Slot]>>]>;
+
+/// The buckets and the rules they are used with, shared by the UDP workers.
 pub struct RrlTable {
     settings: RrlSettings,
     params: RrlParams,
-    shards: Box<[Mutex<Box<[Slot]>>]>,
+    shards: Shards,
     hasher: std::collections::hash_map::RandomState,
     start: Instant,
 }
@@ -175,6 +229,22 @@ impl RrlTable {
             hasher: Default::default(),
             start: Instant::now(),
         }
+    }
+
+    /// This table's buckets, hash and clock with the rules of `settings`.
+    fn with_rules(&self, settings: &RrlSettings) -> Self {
+        Self {
+            params: settings.params(),
+            settings: settings.clone(),
+            shards: self.shards.clone(),
+            hasher: self.hasher.clone(),
+            start: self.start,
+        }
+    }
+
+    /// The settings the table limits with.
+    pub fn settings(&self) -> &RrlSettings {
+        &self.settings
     }
 
     /// Nanoseconds on the table's clock (call once per batch of answers).
@@ -307,5 +377,55 @@ mod tests {
         }
         let slots: usize = t.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(slots <= 100 + SHARDS, "{slots}");
+    }
+
+    #[test]
+    fn new_rules_apply_live_and_keep_the_buckets() {
+        let rrl = Rrl::new(&RrlSettings::default());
+        assert!(rrl.current().is_none(), "off by default");
+        // Turned on by a reload.
+        rrl.apply(&settings(2, 0));
+        let t = rrl.current().expect("on after a reload that sets a rate");
+        let now = t.at(Duration::from_secs(5));
+        let client = ip("192.0.2.1");
+        assert_eq!(t.account(client, now), Some(Verdict::Pass));
+        assert_eq!(t.account(client, now), Some(Verdict::Pass));
+        assert_eq!(t.account(client, now), Some(Verdict::Drop));
+        // The same settings again: the same table.
+        rrl.apply(&settings(2, 0));
+        assert!(Arc::ptr_eq(&t, &rrl.current().unwrap()));
+        // Another slip: the empty bucket is kept, the new slip used.
+        rrl.apply(&settings(2, 1));
+        let t = rrl.current().unwrap();
+        assert_eq!(t.settings().slip, 1);
+        assert_eq!(t.account(client, now), Some(Verdict::Slip));
+        // Another rate: a refill over one second at the new rate.
+        rrl.apply(&settings(50, 0));
+        let t = rrl.current().unwrap();
+        let later = t.at(Duration::from_secs(6));
+        let passed = (0..100)
+            .filter(|_| t.account(client, later) == Some(Verdict::Pass))
+            .count();
+        assert_eq!(passed, 50);
+        // Exempt networks apply at once.
+        let mut exempt = settings(50, 0);
+        exempt.exempt_clients = vec![Network::from_str("192.0.2.0/24").unwrap()];
+        rrl.apply(&exempt);
+        assert_eq!(rrl.current().unwrap().account(client, later), None);
+        // Another table size: a fresh table, full buckets.
+        let mut bigger = settings(2, 0);
+        bigger.table_size = 1000;
+        rrl.apply(&bigger);
+        let t = rrl.current().unwrap();
+        assert_eq!(
+            t.account(client, t.at(Duration::from_secs(6))),
+            Some(Verdict::Pass)
+        );
+        // And off.
+        rrl.apply(&settings(0, 2));
+        assert!(
+            rrl.current().is_none(),
+            "off after a reload that sets rate 0"
+        );
     }
 }

@@ -26,6 +26,7 @@ mod policies;
 mod pools;
 mod probes;
 mod server;
+mod state;
 mod zones;
 
 fn testdata() -> PathBuf {

@@ -39,7 +39,7 @@ use crate::{
         authority::Authority,
         local::LocalAddrs,
         request::Transport,
-        rrl::{RrlSettings, RrlTable},
+        rrl::{Rrl, RrlSettings},
         stats::{Counters, ServerStats},
     },
     logs::List,
@@ -177,6 +177,7 @@ pub struct Listeners {
     udp: Vec<Vec<udp::WorkerSocket>>,
     tcp: Vec<TcpListener>,
     stats: Arc<ServerStats>,
+    rrl: Arc<Rrl>,
 }
 
 impl std::fmt::Debug for udp::WorkerSocket {
@@ -226,7 +227,8 @@ impl Listeners {
         let workers = settings.workers().max(1);
         let rcvbuf = settings.udp_receive_buffer;
         if settings.port != 0 {
-            return Self::bind_port(&settings.listen, settings.port, workers, rcvbuf);
+            return Self::bind_port(&settings.listen, settings.port, workers, rcvbuf)
+                .map(|l| l.with_rrl(&settings.rrl));
         }
         // Replaced by the error of every failed attempt (there are several).
         let mut last_error = ServerError::NoListenAddresses;
@@ -238,7 +240,7 @@ impl Listeners {
                 .map_err(bind_error("UDP", first))?
                 .port();
             match Self::bind_port(&settings.listen, port, workers, rcvbuf) {
-                Ok(l) => return Ok(l),
+                Ok(l) => return Ok(l.with_rrl(&settings.rrl)),
                 Err(e) => last_error = e,
             }
         }
@@ -265,7 +267,13 @@ impl Listeners {
             udp,
             tcp,
             stats: Arc::new(ServerStats::default()),
+            rrl: Arc::default(),
         })
+    }
+
+    fn with_rrl(mut self, settings: &RrlSettings) -> Self {
+        self.rrl = Arc::new(Rrl::new(settings));
+        self
     }
 
     /// Local addresses of the UDP sockets, one per listen address, in `listen` order.
@@ -289,6 +297,12 @@ impl Listeners {
         self.stats.clone()
     }
 
+    /// The UDP answers' rate limiter: a reload puts new `[rrl]` settings in force through
+    /// it ([`Rrl::apply`]) while the server runs.
+    pub fn rrl(&self) -> Arc<Rrl> {
+        self.rrl.clone()
+    }
+
     /// Serves until `shutdown` becomes true (or its sender is dropped); then stops
     /// receiving, closes the TCP connections and returns.
     pub async fn serve(
@@ -299,10 +313,7 @@ impl Listeners {
     ) -> Result<(), ServerError> {
         let stop = Arc::new(AtomicBool::new(false));
         let local = Arc::new(ArcSwap::from_pointee(read_local_addrs()));
-        let rrl = settings
-            .rrl
-            .enabled()
-            .then(|| Arc::new(RrlTable::new(&settings.rrl)));
+        let rrl = self.rrl.clone();
         let udp_addrs = self.udp_addrs();
         let mut threads = Vec::new();
         for (index, socket) in self.udp.into_iter().flatten().enumerate() {
@@ -351,7 +362,7 @@ impl Listeners {
             udp = %List(&udp_addrs),
             workers = settings.workers(),
             answer_cache = settings.answer_cache_size,
-            rrl = settings.rrl.enabled(),
+            rrl = rrl.current().is_some(),
             tcp_max_connections = settings.tcp_connections(),
             "dns server listening"
         );

@@ -38,7 +38,7 @@ use crate::dns::{
     cache::{AnswerCache, Key, Plain, Tally},
     local::LocalAddrs,
     request::{Request, Transport},
-    rrl::RrlTable,
+    rrl::{Rrl, RrlTable},
     stats::{Counters, RrlAction, qtype_slot, rcode_slot},
 };
 
@@ -60,9 +60,15 @@ pub struct Answerer {
     authority: Arc<Authority>,
     cache: AnswerCache,
     key: Key,
-    rrl: Option<Arc<RrlTable>>,
+    /// The limiter in force (a reload may replace it) and the table taken from it for
+    /// the batch.
+    rrl: Arc<Rrl>,
+    table: Option<Arc<RrlTable>>,
     counters: Arc<Counters>,
     local: Arc<LocalAddrs>,
+    /// The authority's EDNS UDP size in the generation the cache holds (a reload may change
+    /// it; the cache's keys use it).
+    edns_udp_size: u16,
 }
 
 /// What the counters need of an answer.
@@ -80,14 +86,16 @@ impl Answerer {
     pub fn new(
         authority: Arc<Authority>,
         cache_entries: usize,
-        rrl: Option<Arc<RrlTable>>,
+        rrl: Arc<Rrl>,
         counters: Arc<Counters>,
         local: Arc<LocalAddrs>,
     ) -> Self {
         Self {
+            edns_udp_size: authority.edns_udp_size(),
             authority,
             cache: AnswerCache::new(cache_entries),
             key: Key::new(),
+            table: rrl.current(),
             rrl,
             counters,
             local,
@@ -100,8 +108,9 @@ impl Answerer {
         if let Some(local) = local {
             self.local = local;
         }
-        self.cache.validate(&self.authority);
-        self.rrl.as_ref().map_or(0, |r| r.now_ns())
+        self.edns_udp_size = self.cache.validate(&self.authority).edns_udp_size();
+        self.table = self.rrl.current();
+        self.table.as_ref().map_or(0, |r| r.now_ns())
     }
 
     /// The worker's cache (for tests).
@@ -123,7 +132,7 @@ impl Answerer {
             return None;
         }
         let verdict = self
-            .rrl
+            .table
             .as_ref()
             .and_then(|r| r.account(origin.client.ip(), now_ns))
             .unwrap_or(Verdict::Pass);
@@ -177,7 +186,7 @@ impl Answerer {
         let msg = request.message;
         let cached = plain.is_some() && self.cache.enabled();
         if let Some(plain) = plain.filter(|_| cached) {
-            let ours = self.authority.edns_udp_size();
+            let ours = self.edns_udp_size;
             self.key
                 .build(msg, plain, ours, request.truncated, self.cache.hash_key());
             if let Some((len, tally)) = self.cache.answer(&self.key, msg, out) {

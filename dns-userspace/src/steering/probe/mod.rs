@@ -33,7 +33,7 @@
 //!
 //! # Scheduling
 //!
-//! [`run_probes`] runs each (pool, endpoint) job on its own interval: first at a random
+//! [`run_probes`] runs each job (one endpoint's probe) on its own interval: first at a random
 //! offset within one interval (so a restart does not fire every probe at once), then
 //! every interval ± 10 %, random each time. At most `max_concurrent` probes are in flight
 //! (a [`Semaphore`](tokio::sync::Semaphore)); a probe that waits for a slot runs late
@@ -49,9 +49,12 @@ mod spec;
 mod tests;
 
 pub use run::{BODY_LIMIT, ProbeTarget, USER_AGENT, probe_once};
-pub use schedule::{DEFAULT_MAX_CONCURRENT, JITTER, ProbeJob, ProbeSettings, run_probes};
+pub use schedule::{
+    DEFAULT_MAX_CONCURRENT, JITTER, JobChange, JobId, ProbeJob, ProbeResult, ProbeSettings,
+    run_probe_set, run_probes,
+};
 pub use spec::{
     DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_MAX_TIMEOUT, DEFAULT_RISE, DnsProbe, HttpProbe,
-    KIND_NAMES, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec, ProbeSpecError,
-    ProbeTiming,
+    KIND_NAMES, MAX_INTERVAL, MAX_TIMEOUT, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec,
+    ProbeSpecError, ProbeTiming,
 };

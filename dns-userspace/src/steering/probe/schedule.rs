@@ -1,14 +1,17 @@
-//! The scheduler: every (pool, endpoint) probed forever on its own jittered interval, with
-//! bounded concurrency (see the module docs of [`crate::steering::probe`]).
+//! The scheduler: every probe job (one endpoint's probe) run forever on its own jittered
+//! interval, with bounded concurrency (see the module docs of [`crate::steering::probe`]).
+//! Jobs have stable ids, so a reload adds and removes jobs while the others keep their rhythm
+//! ([`run_probe_set`]).
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use tokio::{
     sync::{Semaphore, mpsc, watch},
-    task::JoinSet,
+    task::{AbortHandle, JoinSet},
 };
 
 use crate::steering::{
@@ -39,42 +42,110 @@ impl Default for ProbeSettings {
     }
 }
 
-/// One (pool, endpoint) probe for [`run_probes`].
+/// A probe job's id, stable while its endpoint and probe stay the same (across reloads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+/// One endpoint's probe for [`run_probes`].
 #[derive(Clone, Debug)]
 pub struct ProbeJob {
-    pub pool: usize,
-    pub endpoint: usize,
+    pub id: JobId,
     pub spec: ProbeSpec,
     pub target: ProbeTarget,
 }
 
+/// A probe result as the scheduler sends it: (job, finished at, outcome).
+pub type ProbeResult = (JobId, Instant, ProbeOutcome);
+
+/// A change of the job set of a running [`run_probe_set`].
+#[derive(Clone, Debug)]
+pub enum JobChange {
+    /// Start probing (replaces a job with the same id).
+    Add(Box<ProbeJob>),
+    /// Stop probing; a probe in flight is abandoned and its result never sent.
+    Remove(JobId),
+}
+
 /// Runs every job forever on its jittered interval with at most `max_concurrent` probes
-/// in flight, sending `(pool, endpoint, finished at, outcome)` on `tx`. Returns when
-/// `shutdown` becomes true (or its sender is dropped) or when `tx`'s receiver is gone,
-/// after every job has stopped.
+/// in flight, sending `(job, finished at, outcome)` on `tx`. Returns when `shutdown`
+/// becomes true (or its sender is dropped) or when `tx`'s receiver is gone, after every job
+/// has stopped.
 pub async fn run_probes(
     jobs: Vec<ProbeJob>,
     max_concurrent: usize,
-    tx: mpsc::Sender<(usize, usize, Instant, ProbeOutcome)>,
+    tx: mpsc::Sender<ProbeResult>,
     shutdown: watch::Receiver<bool>,
+) {
+    let (_changes, rx) = mpsc::unbounded_channel();
+    run_probe_set(jobs, max_concurrent, tx, rx, shutdown).await;
+}
+
+/// [`run_probes`] with a job set that changes while it runs: jobs are added and removed
+/// through `changes`; the others keep running undisturbed.
+pub async fn run_probe_set(
+    jobs: Vec<ProbeJob>,
+    max_concurrent: usize,
+    tx: mpsc::Sender<ProbeResult>,
+    mut changes: mpsc::UnboundedReceiver<JobChange>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let icmp = Arc::new(IcmpClients::default());
     let mut tasks = JoinSet::new();
-    for job in jobs {
-        tasks.spawn(run_job(
+    let mut running: HashMap<JobId, AbortHandle> = HashMap::new();
+    let job_shutdown = shutdown.clone();
+    let job_tx = tx.clone();
+    let spawn = |tasks: &mut JoinSet<()>, running: &mut HashMap<JobId, AbortHandle>, job| {
+        let id = ProbeJob::id(&job);
+        let handle = tasks.spawn(run_job(
             job,
             slots.clone(),
             icmp.clone(),
-            tx.clone(),
-            shutdown.clone(),
+            job_tx.clone(),
+            job_shutdown.clone(),
         ));
+        if let Some(old) = running.insert(id, handle) {
+            old.abort();
+        }
+    };
+    for job in jobs {
+        spawn(&mut tasks, &mut running, job);
     }
-    drop(tx);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            _ = tx.closed() => break,
+            change = changes.recv(), if open => match change {
+                Some(JobChange::Add(job)) => spawn(&mut tasks, &mut running, *job),
+                Some(JobChange::Remove(id)) => {
+                    if let Some(handle) = running.remove(&id) {
+                        handle.abort();
+                    }
+                }
+                None => open = false,
+            },
+            done = tasks.join_next(), if !tasks.is_empty() => {
+                if let Some(Err(e)) = done && !e.is_cancelled() {
+                    tracing::error!("a probe task failed: {e}");
+                }
+            }
+        }
+    }
+    drop((tx, job_tx));
     while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
+        if let Err(e) = done
+            && !e.is_cancelled()
+        {
             tracing::error!("a probe task failed: {e}");
         }
+    }
+}
+
+impl ProbeJob {
+    fn id(&self) -> JobId {
+        self.id
     }
 }
 
@@ -82,15 +153,10 @@ async fn run_job(
     job: ProbeJob,
     slots: Arc<Semaphore>,
     icmp: Arc<IcmpClients>,
-    tx: mpsc::Sender<(usize, usize, Instant, ProbeOutcome)>,
+    tx: mpsc::Sender<ProbeResult>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let ProbeJob {
-        pool,
-        endpoint,
-        spec,
-        target,
-    } = job;
+    let ProbeJob { id, spec, target } = job;
     let mut prober = Prober::new(icmp);
     let mut next = tokio::time::Instant::now() + first_delay(spec.timing.interval, rand::random());
     loop {
@@ -117,7 +183,7 @@ async fn run_job(
         tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => return,
-            sent = tx.send((pool, endpoint, finished, outcome)) => if sent.is_err() {
+            sent = tx.send((id, finished, outcome)) => if sent.is_err() {
                 return;
             },
         }

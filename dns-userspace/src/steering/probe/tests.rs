@@ -606,26 +606,21 @@ async fn run_probes_sends_jittered_results_and_stops_on_shutdown() {
     tokio::spawn(async move { while listener.accept().await.is_ok() {} });
     let closed = closed_port().await;
     let interval = Duration::from_millis(250);
-    let job = |pool, endpoint, port| ProbeJob {
-        pool,
-        endpoint,
+    let job = |id, port| ProbeJob {
+        id: JobId(id),
         spec: every(tcp_spec(port), interval),
         target: target(),
     };
-    let jobs = vec![job(0, 0, port), job(0, 1, closed), job(1, 0, port)];
+    let jobs = vec![job(1, port), job(2, closed), job(3, port)];
     let (tx, mut rx) = mpsc::channel(16);
     let (stop, shutdown) = watch::channel(false);
     let start = Instant::now();
     let runner = tokio::spawn(run_probes(jobs, 2, tx, shutdown));
 
-    let mut seen: HashMap<(usize, usize), Vec<(Instant, ProbeOutcome)>> = HashMap::new();
+    let mut seen: HashMap<JobId, Vec<(Instant, ProbeOutcome)>> = HashMap::new();
     let until = start + Duration::from_millis(1600);
-    while let Ok(Some((pool, endpoint, at, outcome))) =
-        tokio::time::timeout_at(until.into(), rx.recv()).await
-    {
-        seen.entry((pool, endpoint))
-            .or_default()
-            .push((at, outcome));
+    while let Ok(Some((id, at, outcome))) = tokio::time::timeout_at(until.into(), rx.recv()).await {
+        seen.entry(id).or_default().push((at, outcome));
     }
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(2), runner)
@@ -638,7 +633,7 @@ async fn run_probes_sends_jittered_results_and_stops_on_shutdown() {
 
     assert_eq!(seen.len(), 3, "{:?}", seen.keys());
     for (key, results) in &seen {
-        let up = *key != (0, 1);
+        let up = *key != JobId(2);
         for (_, o) in results {
             assert_eq!(o.ok, up, "{key:?}: {o:?}");
         }
@@ -679,9 +674,8 @@ async fn run_probes_bounds_concurrency() {
     reply.delay = Duration::from_millis(120);
     let (port, seen) = http_server(reply).await;
     let jobs: Vec<ProbeJob> = (0..4)
-        .map(|endpoint| ProbeJob {
-            pool: 0,
-            endpoint,
+        .map(|id| ProbeJob {
+            id: JobId(id),
             spec: every(http_spec(port), Duration::from_millis(250)),
             target: target(),
         })
@@ -705,8 +699,7 @@ async fn run_probes_stops_when_the_receiver_is_gone() {
     let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let jobs = vec![ProbeJob {
-        pool: 0,
-        endpoint: 0,
+        id: JobId(0),
         spec: every(tcp_spec(port), MIN_INTERVAL),
         target: target(),
     }];
@@ -716,4 +709,47 @@ async fn run_probes_stops_when_the_receiver_is_gone() {
     tokio::time::timeout(Duration::from_secs(2), run_probes(jobs, 4, tx, shutdown))
         .await
         .expect("run_probes returns once nobody listens");
+}
+
+/// The ids of the jobs whose results arrive within `ms`.
+async fn collect(rx: &mut mpsc::Receiver<ProbeResult>, ms: u64) -> std::collections::BTreeSet<u64> {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut ids = std::collections::BTreeSet::new();
+    while let Ok(Some((id, _, _))) = tokio::time::timeout_at(until.into(), rx.recv()).await {
+        ids.insert(id.0);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_added_and_removed_while_the_others_run() {
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let job = |id| ProbeJob {
+        id: JobId(id),
+        spec: every(tcp_spec(port), MIN_INTERVAL),
+        target: target(),
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    let (changes, changes_rx) = mpsc::unbounded_channel();
+    let (stop, shutdown) = watch::channel(false);
+    let runner = tokio::spawn(run_probe_set(
+        vec![job(1), job(2)],
+        4,
+        tx,
+        changes_rx,
+        shutdown,
+    ));
+    assert_eq!(collect(&mut rx, 700).await, [1, 2].into());
+    changes.send(JobChange::Remove(JobId(1))).unwrap();
+    changes.send(JobChange::Add(Box::new(job(3)))).unwrap();
+    // Results of job 1 already queued may still arrive; after a pause none do.
+    let _ = collect(&mut rx, 100).await;
+    assert_eq!(collect(&mut rx, 800).await, [2, 3].into());
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), runner)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
 }

@@ -98,7 +98,7 @@ fn answerer(authority: &Arc<Authority>, entries: usize) -> (Answerer, Arc<Counte
     let a = Answerer::new(
         authority.clone(),
         entries,
-        None,
+        Arc::default(),
         counters.clone(),
         Arc::new(LocalAddrs::default()),
     );
@@ -288,20 +288,88 @@ fn a_pool_change_drops_the_cached_answers() {
         RData::A(A(Ipv4Addr::new(192, 0, 2, 99)))
     );
     assert_eq!(ask(&mut a, &msg), full(&authority, &msg));
+}
 
-    // Another authority (a reload) starts afresh too.
-    let (other, _) = rich_authority();
-    let mut a2 = Answerer::new(
-        other.clone(),
-        64,
-        None,
-        Arc::new(Counters::new(Transport::Udp, false)),
-        Arc::new(LocalAddrs::default()),
-    );
+#[test]
+fn a_reload_drops_the_cached_answers() {
+    let (authority, pools) = rich_authority();
+    let (mut a, _) = answerer(&authority, 64);
+    let zone_q = query(1, "mail.example.test.", RecordType::A);
+    let pool_q = query(2, "www.example.test.", RecordType::A);
+    let edns_q = {
+        let mut m = Message::new(3, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("mx2.example.test.").unwrap(),
+            RecordType::A,
+        ));
+        let mut e = Edns::new();
+        e.set_max_payload(4096);
+        m.set_edns(e);
+        m.to_vec().unwrap()
+    };
     for _ in 0..3 {
-        ask(&mut a2, &msg);
+        for q in [&zone_q, &pool_q, &edns_q] {
+            ask(&mut a, q);
+        }
     }
-    assert_eq!(ask(&mut a2, &msg), full(&other, &msg));
+    assert_eq!(a.cache().len(), 3, "all three answers cached");
+
+    // A reload: a zone record changed, a new pool table whose generation is the old one's
+    // (so only the reload tells the answers apart), the same EDNS size.
+    let text = RICH_ZONE.replace("mail     A     192.0.2.25", "mail     A     192.0.2.77");
+    let zone = || {
+        let settings = ZoneSettings {
+            origin: Name::from_str("example.test.").unwrap(),
+            file: PathBuf::from("/nonexistent/test.zone"),
+            soa: None,
+            ns: vec![],
+            ns_ttl: 3600,
+        };
+        Zone::parse(&settings, &text).unwrap()
+    };
+    let mut www = (*pools
+        .get(&LowerName::from_str("www.example.test.").unwrap())
+        .unwrap())
+    .clone();
+    www.rdata = vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 88)))];
+    let new_pools = Arc::new(PoolTable::new([www]));
+    assert_eq!(new_pools.generation(), pools.generation());
+    authority.replace(vec![zone()], new_pools.clone(), 1232);
+
+    let mut answer = |q: &[u8]| Message::from_vec(&ask(&mut a, q).unwrap()).unwrap();
+    let mail = answer(&zone_q);
+    assert_eq!(
+        mail.answers
+            .iter()
+            .map(|r| r.data.clone())
+            .collect::<Vec<_>>(),
+        [RData::A(A(Ipv4Addr::new(192, 0, 2, 77)))],
+        "the zone record as reloaded"
+    );
+    let www = answer(&pool_q);
+    assert_eq!(
+        www.answers
+            .iter()
+            .map(|r| r.data.clone())
+            .collect::<Vec<_>>(),
+        [RData::A(A(Ipv4Addr::new(192, 0, 2, 88)))],
+        "the pool answer as reloaded"
+    );
+    assert_eq!(answer(&edns_q).edns.unwrap().max_payload(), 1232);
+    for q in [&zone_q, &pool_q, &edns_q] {
+        assert_eq!(ask(&mut a, q), full(&authority, q));
+    }
+    // Another reload: the same data, another EDNS size.
+    authority.replace(vec![zone()], new_pools, 1400);
+    let r = Message::from_vec(&ask(&mut a, &edns_q).unwrap()).unwrap();
+    assert_eq!(r.edns.unwrap().max_payload(), 1400);
+    // And cached again, as the full path answers now.
+    for _ in 0..3 {
+        for q in [&zone_q, &pool_q, &edns_q] {
+            assert_eq!(ask(&mut a, q), full(&authority, q));
+        }
+    }
+    assert_eq!(a.cache().len(), 3);
 }
 
 #[test]

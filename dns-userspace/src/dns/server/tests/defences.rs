@@ -128,7 +128,7 @@ fn sources_on_the_reject_list_get_no_answer_and_move_their_counter() {
     let mut a = Answerer::new(
         authority(),
         64,
-        None,
+        Arc::default(),
         counters.clone(),
         Arc::new(local.clone()),
     );

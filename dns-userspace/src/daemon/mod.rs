@@ -1,4 +1,18 @@
-//! The daemon's life: serve, attach XDP, publish pools, wait for a signal, shut down cleanly.
+//! The daemon's life: start (state restored, answers published, the kernel path adopted or
+//! attached), serve, reload on SIGHUP or request, and stop, leaving the kernel path
+//! answering.
+//!
+//! * [`xdp`]: setting up the kernel path at start;
+//! * [`reload`]: live reload;
+//! * [`persist`]: reading and writing the state file;
+//! * [`detach`]: `hotpool detach`, and when the systemd unit may run it;
+//! * [`preflight`]: what `hotpool check` verifies beyond the config file.
+
+pub mod detach;
+pub mod persist;
+pub mod preflight;
+pub mod reload;
+pub mod xdp;
 
 use std::sync::{Arc, Mutex};
 
@@ -6,24 +20,18 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use axum::Router;
-
 use crate::{
     api::{
         self,
         state::{ApiState, DaemonInfo},
     },
     config::Config,
-    datapath::{
-        ebpf::Datapath,
-        hot::DatapathSettings,
-        pools::{PoolAnswer, PoolTable},
-    },
+    daemon::reload::ReloadRequest,
+    datapath::{ebpf::Replace, pools::PoolTable},
     dns::{limits, server},
     logs::List,
     steering::{
         events::EventSink,
-        pool::PoolSettings,
         probe,
         steer::{self, Steering},
     },
@@ -34,64 +42,37 @@ use crate::{
 pub struct RunOptions {
     /// Do not load or attach the XDP program: serve everything from userspace.
     pub no_xdp: bool,
+    /// How a program already attached through a pinned link is taken over.
+    pub replace: Replace,
 }
 
-/// What the XDP side ended up as, for logs and metrics.
-pub struct XdpState {
-    pub datapath: Option<Datapath>,
-}
-
-/// Loads the program, writes the config and pools into its maps and attaches it to every
-/// configured interface. Returns `None` (after a warning) when XDP is disabled or impossible
-/// here, so the daemon keeps serving from userspace.
-pub fn setup_xdp(cfg: &Config, pools: &PoolTable, opts: &RunOptions) -> Option<Datapath> {
-    if opts.no_xdp {
-        info!("XDP disabled by --no-xdp; answering every query from userspace");
-        return None;
-    }
-    if cfg.xdp.interfaces.is_empty() {
-        info!("no [xdp] interfaces configured; answering every query from userspace");
-        return None;
-    }
-    match try_setup_xdp(cfg, pools) {
-        Ok(dp) => Some(dp),
-        Err(e) => {
-            warn!(
-                error = format!("{e:#}"),
-                "XDP fast path unavailable; answering every query from userspace"
-            );
-            None
-        }
+/// Makes SIGHUP harmless from now until [`run`] handles it (reloading): a SIGHUP that
+/// arrives while the config is being read must not kill the daemon.
+pub fn ignore_hangups() {
+    // SAFETY: setting the disposition of a signal to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
 }
 
-fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(&cfg.xdp.pin_path)?;
-    let settings = DatapathSettings {
-        port: cfg.server.port,
-        edns_udp_size: cfg.server.edns_udp_size,
-        listen: cfg.server.listen.clone(),
-    };
-    // Disabled while the name → pool mapping is rewritten (a pinned map from a previous
-    // run may map names to other indexes); the daemon answers meanwhile.
-    dp.maps.configure(&settings, false)?;
-    let answers: Vec<PoolAnswer> = pools.all().iter().map(|a| (**a).clone()).collect();
-    dp.maps.sync(&answers)?;
-    dp.maps.configure(&settings, true)?;
-    for iface in &cfg.xdp.interfaces {
-        dp.attach(iface, cfg.xdp.mode)?;
-    }
-    info!(
-        pools = answers.len(),
-        interfaces = %List(&cfg.xdp.interfaces),
-        "XDP fast path answering hot pools"
-    );
-    Ok(dp)
-}
-
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads.
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
-    run_until(cfg, opts, wait_for_signal()).await
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (reloads, requests) = mpsc::channel::<ReloadRequest>(8);
+    let forward = reloads.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received: reloading the configuration");
+            let (reply, done) = tokio::sync::oneshot::channel();
+            if forward.send(reply).await.is_err() {
+                return;
+            }
+            // The outcome is logged by the reload itself.
+            let _ = done.await;
+        }
+    });
+    run_with(cfg, opts, wait_for_signal(), reloads, requests).await
 }
 
 /// Runs the daemon until `stop` completes (tests use this to stop it in-process).
@@ -100,27 +81,22 @@ pub async fn run_until(
     opts: RunOptions,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    let (reloads, requests) = mpsc::channel::<ReloadRequest>(8);
+    run_with(cfg, opts, stop, reloads, requests).await
+}
+
+async fn run_with(
+    cfg: Config,
+    opts: RunOptions,
+    stop: impl std::future::Future<Output = anyhow::Result<()>>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
-    let pools = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let authority = Arc::new(cfg.authority(pools.clone()));
-    let server_settings = with_fd_budget(&cfg);
-
-    // Serve first: everything the XDP program passes up must find the daemon listening.
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let servers = server::bind(&server_settings).await?;
-    let server_stats = servers.stats();
-    let server_task = tokio::spawn(server::run(
-        servers,
-        authority.clone(),
-        server_settings,
-        shutdown_rx.clone(),
-    ));
-
-    let datapath = Arc::new(Mutex::new(setup_xdp(&cfg, &pools, &opts)));
-
-    // Steering: events, probes, decisions.
+    // What the last run knew, and the answers that follow from it.
+    let saved = persist::read(&cfg);
+    let table = Arc::new(PoolTable::default());
+    let datapath = Arc::new(Mutex::new(None));
     let mut events = EventSink::new(cfg.events.log.as_deref()).context("opening the event log")?;
     for pool in &cfg.pools {
         if let Some(url) = &pool.webhook {
@@ -128,14 +104,37 @@ pub async fn run_until(
         }
     }
     let events_task = events.start();
-    let steering = Arc::new(Mutex::new(Steering::new(
+    let steering = Steering::new(
         &cfg.pools,
-        pools.clone(),
+        table.clone(),
         datapath.clone(),
         events,
-    )));
-    let jobs = steering.lock().unwrap_or_else(|e| e.into_inner()).jobs();
+        saved.as_ref(),
+    );
+    let authority = Arc::new(cfg.authority(table));
+    let server_settings = with_fd_budget(&cfg);
+
+    // Serve: everything the XDP program passes up must find the daemon listening.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let servers = server::bind(&server_settings).await?;
+    let server_stats = servers.stats();
+    let server_rrl = servers.rrl();
+    let server_task = tokio::spawn(server::run(
+        servers,
+        authority.clone(),
+        server_settings,
+        shutdown_rx.clone(),
+    ));
+
+    // The kernel path: adopt the running program, replace it, or attach.
+    *datapath.lock().unwrap_or_else(|p| p.into_inner()) =
+        xdp::setup(&cfg, &steering.answers(), &opts);
+
+    // Steering: probes, decisions, the state file.
+    let jobs = steering.jobs();
+    let steering = Arc::new(Mutex::new(steering));
     let (probe_tx, probe_rx) = mpsc::channel(1024);
+    let (job_changes, job_changes_rx) = mpsc::unbounded_channel();
     if !jobs.is_empty() {
         info!(
             endpoints = jobs.len(),
@@ -143,26 +142,36 @@ pub async fn run_until(
             "probing pool endpoints"
         );
     }
-    let probes_task = tokio::spawn(probe::run_probes(
+    let probes_task = tokio::spawn(probe::run_probe_set(
         jobs,
         cfg.probes.max_concurrent,
         probe_tx,
+        job_changes_rx,
         shutdown_rx.clone(),
     ));
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
+    let persist_task = tokio::spawn(persist::run(
+        steering.clone(),
+        cfg.state.path.clone(),
+        persist::identity(&cfg),
+        shutdown_rx.clone(),
+    ));
 
     let api_state = ApiState {
         datapath: datapath.clone(),
         steering: steering.clone(),
         daemon: Arc::new(DaemonInfo::new(started)),
-        server: Some(server_stats.clone()),
+        server: Some(server_stats),
     };
-    // Routes other parts serve through the API (e.g. `POST /api/reload`) go in this Router;
-    // they get the API's Host/Origin/token checks and limits.
-    let extra_routes = Router::new();
-    let api_task = api::start(&cfg.api, api_state, extra_routes, shutdown_rx.clone())
-        .await
-        .context("starting the API")?;
+    // `POST /api/reload` goes through the API's Host/Origin/token checks and limits.
+    let api_task = api::start(
+        &cfg.api,
+        api_state,
+        reload::route(reloads),
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("starting the API")?;
 
     info!(
         listen = %List(&cfg.server.listen),
@@ -171,13 +180,32 @@ pub async fn run_until(
         pools = cfg.pools.len(),
         "hotpool running"
     );
-    stop.await?;
+    let mut live = reload::Live {
+        cfg,
+        authority,
+        steering: steering.clone(),
+        datapath: datapath.clone(),
+        probes: job_changes,
+        rrl: server_rrl,
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            done = &mut stop => {
+                done?;
+                break;
+            }
+            Some(reply) = requests.recv() => {
+                let result = live.reload().await.map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+        }
+    }
     info!("shutting down");
 
-    // Detach first so the kernel stops answering before the daemon stops listening.
-    if let Some(mut dp) = datapath.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        dp.detach_all();
-    }
+    // The XDP program stays attached through its pinned link and keeps answering from the
+    // maps as last published; `hotpool detach` (or `systemctl stop`) removes it.
+    drop(datapath.lock().unwrap_or_else(|p| p.into_inner()).take());
     let _ = shutdown_tx.send(true);
     match server_task.await {
         Ok(Ok(())) => {}
@@ -189,6 +217,9 @@ pub async fn run_until(
     }
     let _ = probes_task.await;
     let _ = steer_task.await;
+    // The last state, for the next start.
+    let _ = persist_task.await;
+    drop(live);
     // The last reference to the event sink: dropping it lets the webhook task deliver what
     // is queued and end.
     drop(steering);
