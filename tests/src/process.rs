@@ -3,6 +3,7 @@
 //! drop), and one-shot commands (`check`, `reload`, `detach`).
 
 use std::{
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -105,18 +106,58 @@ impl Running {
         r
     }
 
+    /// Starts it with an open-file limit of `nofile` (soft and hard) and waits until it
+    /// answers.
+    pub fn start_with_nofile(
+        link: &Link,
+        files: &Files,
+        extra: &[&str],
+        log_name: &str,
+        nofile: u64,
+    ) -> Self {
+        let mut r = Self::spawn_with(link, files, extra, log_name, Some(nofile));
+        r.wait_answering(link);
+        r
+    }
+
     /// Starts it without waiting.
     pub fn spawn(link: &Link, files: &Files, extra: &[&str], log_name: &str) -> Self {
+        Self::spawn_with(link, files, extra, log_name, None)
+    }
+
+    fn spawn_with(
+        link: &Link,
+        files: &Files,
+        extra: &[&str],
+        log_name: &str,
+        nofile: Option<u64>,
+    ) -> Self {
         let log = files.dir.join(log_name);
         let stderr = std::fs::File::create(&log).unwrap();
-        let child = in_namespace(link)
+        let mut command = in_namespace(link);
+        command
             .args(["run", "--config"])
             .arg(files.config())
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning hotpool");
+            .stderr(stderr);
+        if let Some(nofile) = nofile {
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command.spawn().expect("spawning hotpool");
         Self { child, log }
     }
 

@@ -7,36 +7,21 @@
 use std::{
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::unix::process::CommandExt as _,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use hickory_proto::{op::ResponseCode, rr::RecordType, serialize::binary::BinEncodable as _};
 use hotpool_tests::{
     client,
-    daemon::{Daemon, answers_tcp},
+    daemon::Daemon,
     netns::Link,
+    process::{self, Files, Running},
     require_root,
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// The metrics port inside the server namespace.
 const METRICS_PORT: u16 = 9153;
-
-fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/hotpool");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask test` (or `cargo build -p dns-userspace --bin hotpool`)",
-        bin.display()
-    );
-    bin
-}
 
 /// `GET /metrics` from inside the server namespace.
 fn metrics(link: &Link) -> String {
@@ -61,95 +46,9 @@ fn metric(page: &str, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The daemon binary in the server namespace with an open-file limit of `nofile` (soft and
-/// hard), its stderr kept; killed on drop.
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn start(link: &Link, config: &Path, nofile: u64) -> Self {
-        let log = config.with_file_name("hotpool.log");
-        let stderr = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net=/var/run/netns/{}", link.server.name))
-            .arg(binary())
-            .args(["run", "--no-xdp", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            command.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: nofile,
-                    rlim_max: nofile,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let mut p = Self {
-            child: command.spawn().expect("spawning hotpool"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !(answers_tcp(link) && p.log().contains("hotpool running")) {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                panic!("hotpool exited with {status}:\n{}", p.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hotpool did not come up:\n{}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const ZONE: &str = "\
-$ORIGIN example.test.
-$TTL 3600
-@    IN SOA ns1 hostmaster 1 3600 600 604800 60
-@    IN NS  ns1
-ns1  IN A   192.0.2.53
-mail IN A   192.0.2.25
-";
-
-/// A scratch directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("hotpool-hostile-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("example.test.zone"), ZONE).unwrap();
-        Self(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The process tests' zone and a record to ask for.
+fn zone() -> String {
+    format!("{}mail IN A   192.0.2.25\n", process::ZONE)
 }
 
 /// Adds `addr`/24 to the client end of `link`.
@@ -174,7 +73,6 @@ fn a_tcp_flood_locks_out_no_client_and_starves_no_probe() {
         limit.hard
     );
     let link = Link::new();
-    let dir = Dir::new("flood");
     // A probed endpoint inside the server namespace: accepts and closes.
     let (probe_port, _endpoint) = link.server.run(|| {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -186,10 +84,9 @@ fn a_tcp_flood_locks_out_no_client_and_starves_no_probe() {
         });
         (port, handle)
     });
-    let config = dir.0.join("hotpool.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let files = Files::new(
+        "hostile-flood",
+        &format!(
             r#"[server]
 listen = ["{v4}"]
 metrics_listen = "127.0.0.1:{METRICS_PORT}"
@@ -211,10 +108,10 @@ log = "events.jsonl"
             v4 = link.server_v4,
             pid = std::process::id(),
         ),
-    )
-    .unwrap();
+    );
+    std::fs::write(files.file("example.test.zone"), zone()).unwrap();
     // The common default limit, which 1100 connections exhausted in issue 10.
-    let daemon = Process::start(&link, &config, 1024);
+    let daemon = Running::start_with_nofile(&link, &files, &["--no-xdp"], "hotpool.log", 1024);
 
     // 5000 connections from 50 addresses, opened without waiting, then held idle.
     let n = link.server_v4.octets()[2];
@@ -296,7 +193,7 @@ log = "events.jsonl"
         1,
         "{page}"
     );
-    let events = std::fs::read_to_string(dir.0.join("events.jsonl")).unwrap_or_default();
+    let events = std::fs::read_to_string(files.file("events.jsonl")).unwrap_or_default();
     assert!(!events.contains("\"new\":\"down\""), "{events}");
 }
 

@@ -254,15 +254,7 @@ fn with_fd_budget(cfg: &Config) -> server::ServerSettings {
             1024
         }
     };
-    let udp_sockets = settings.workers() * settings.listen.len();
-    let api_listeners =
-        usize::from(cfg.api.listen.is_some()) + usize::from(cfg.api.unix_socket.is_some());
-    let budget = limits::FdBudget::new(
-        limit,
-        udp_sockets,
-        cfg.probes.max_concurrent,
-        api_listeners * cfg.api.max_connections,
-    );
+    let budget = fd_budget(cfg, limit);
     match settings.tcp_max_connections {
         None => settings.tcp_max_connections = Some(budget.tcp_connections),
         Some(n) if !budget.fits(n) => warn!(
@@ -281,6 +273,20 @@ fn with_fd_budget(cfg: &Config) -> server::ServerSettings {
         "file descriptors: TCP connections limited below the open-file limit"
     );
     settings
+}
+
+/// How `cfg` shares an open-file limit of `limit` descriptors: the UDP workers' sockets,
+/// probes and API connections reserved, TCP connections from the rest.
+pub fn fd_budget(cfg: &Config, limit: u64) -> limits::FdBudget {
+    let udp_sockets = cfg.server.workers() * cfg.server.listen.len();
+    let api_listeners =
+        usize::from(cfg.api.listen.is_some()) + usize::from(cfg.api.unix_socket.is_some());
+    limits::FdBudget::new(
+        limit,
+        udp_sockets,
+        cfg.probes.max_concurrent,
+        api_listeners * cfg.api.max_connections,
+    )
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

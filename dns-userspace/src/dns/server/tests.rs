@@ -24,7 +24,8 @@ mod defences;
 
 const ZONE: &str = "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 h 1 2 3 4 60\n@ NS ns1\nns1 A 192.0.2.53\nmail A 192.0.2.25\n";
 
-fn authority() -> Arc<Authority> {
+/// `text` as the zone example.test.
+fn parse_zone(text: &str) -> Zone {
     let settings = ZoneSettings {
         origin: Name::from_str("example.test.").unwrap(),
         file: PathBuf::from("/nonexistent/test.zone"),
@@ -32,7 +33,11 @@ fn authority() -> Arc<Authority> {
         ns: vec![],
         ns_ttl: 3600,
     };
-    let zone = Zone::parse(&settings, ZONE).unwrap();
+    Zone::parse(&settings, text).unwrap()
+}
+
+fn authority() -> Arc<Authority> {
+    let zone = parse_zone(ZONE);
     let pools = Arc::new(PoolTable::new([PoolAnswer {
         name: Name::from_str("www.example.test.").unwrap(),
         rtype: RecordType::A,

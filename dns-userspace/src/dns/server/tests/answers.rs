@@ -44,14 +44,7 @@ fn rich_authority() -> (Arc<Authority>, Arc<PoolTable>) {
     for i in 0..20 {
         text.push_str(&format!("big TXT \"{i:02}{}\"\n", "x".repeat(90)));
     }
-    let settings = ZoneSettings {
-        origin: Name::from_str("example.test.").unwrap(),
-        file: PathBuf::from("/nonexistent/test.zone"),
-        soa: None,
-        ns: vec![],
-        ns_ttl: 3600,
-    };
-    let zone = Zone::parse(&settings, &text).unwrap();
+    let zone = parse_zone(&text);
     let name = |s: &str| Name::from_str(s).unwrap();
     let pools = Arc::new(PoolTable::new([
         PoolAnswer {
@@ -117,6 +110,16 @@ fn ask(a: &mut Answerer, msg: &[u8]) -> Option<Vec<u8>> {
     let mut out = vec![0u8; 4096];
     a.answer(msg, &FROM, now, &mut out)
         .map(|n| out[..n].to_vec())
+}
+
+/// Asks each of `msgs` three times: each is cached (saved on its second miss) and
+/// answered from the cache once.
+fn warm(a: &mut Answerer, msgs: &[&[u8]]) {
+    for _ in 0..3 {
+        for msg in msgs {
+            ask(a, msg);
+        }
+    }
 }
 
 /// The full path's reply to `msg`.
@@ -249,9 +252,7 @@ fn cached_answers_are_byte_for_byte_the_full_path() {
     // Names that differ only in case share one entry, and each gets its own case back.
     let (mut a, _) = answerer(&authority, 4096);
     let q = |name: &str, id| query(id, name, RecordType::MX);
-    for _ in 0..3 {
-        ask(&mut a, &q("example.test.", 1));
-    }
+    warm(&mut a, &[&q("example.test.", 1)]);
     let before = a.cache().len();
     for (id, name) in ["EXAMPLE.test.", "eXaMpLe.TeSt.", "Example.Test."]
         .iter()
@@ -268,9 +269,7 @@ fn a_pool_change_drops_the_cached_answers() {
     let (authority, pools) = rich_authority();
     let (mut a, _) = answerer(&authority, 64);
     let msg = query(1, "www.example.test.", RecordType::A);
-    for _ in 0..3 {
-        ask(&mut a, &msg);
-    }
+    warm(&mut a, &[&msg]);
     assert_eq!(a.cache().len(), 1);
     let old = Message::from_vec(&ask(&mut a, &msg).unwrap()).unwrap();
     assert_eq!(old.answers.len(), 2);
@@ -307,26 +306,13 @@ fn a_reload_drops_the_cached_answers() {
         m.set_edns(e);
         m.to_vec().unwrap()
     };
-    for _ in 0..3 {
-        for q in [&zone_q, &pool_q, &edns_q] {
-            ask(&mut a, q);
-        }
-    }
+    warm(&mut a, &[&zone_q, &pool_q, &edns_q]);
     assert_eq!(a.cache().len(), 3, "all three answers cached");
 
     // A reload: a zone record changed, a new pool table whose generation is the old one's
     // (so only the reload tells the answers apart), the same EDNS size.
     let text = RICH_ZONE.replace("mail     A     192.0.2.25", "mail     A     192.0.2.77");
-    let zone = || {
-        let settings = ZoneSettings {
-            origin: Name::from_str("example.test.").unwrap(),
-            file: PathBuf::from("/nonexistent/test.zone"),
-            soa: None,
-            ns: vec![],
-            ns_ttl: 3600,
-        };
-        Zone::parse(&settings, &text).unwrap()
-    };
+    let zone = || parse_zone(&text);
     let mut www = (*pools
         .get(&LowerName::from_str("www.example.test.").unwrap())
         .unwrap())
@@ -396,9 +382,7 @@ fn a_flood_of_new_names_keeps_the_cache_bounded_and_the_hot_names() {
     let (authority, _) = rich_authority();
     let (mut a, _) = answerer(&authority, 256);
     let hot = query(7, "www.example.test.", RecordType::A);
-    for _ in 0..3 {
-        ask(&mut a, &hot);
-    }
+    warm(&mut a, &[&hot]);
     assert_eq!(a.cache().len(), 1);
     for i in 0..20_000 {
         let msg = query(i as u16, &format!("r{i}.example.test."), RecordType::A);
@@ -424,9 +408,7 @@ fn responses_are_counted_by_rcode_type_and_pool() {
     for _ in 0..5 {
         ask(&mut a, &query(1, "www.example.test.", RecordType::A));
     }
-    for _ in 0..3 {
-        ask(&mut a, &query(2, "nx.example.test.", RecordType::AAAA));
-    }
+    warm(&mut a, &[&query(2, "nx.example.test.", RecordType::AAAA)]);
     ask(&mut a, &query(3, "example.org.", RecordType::TXT));
     ask(&mut a, &query(4, "topool.example.test.", RecordType::A));
     let stats = ServerStats::default();
