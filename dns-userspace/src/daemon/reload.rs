@@ -72,8 +72,8 @@ async fn reload_request(
 }
 
 /// The settings a reload cannot change (the daemon must be restarted for them). Every
-/// other setting applies on reload: zones, pools, `server.edns_udp_size`, `[rrl]`,
-/// `[probes]` but `max_concurrent`.
+/// other setting applies on reload: zones, pools and their webhooks,
+/// `server.edns_udp_size`, `[rrl]`.
 pub const RESTART_ONLY: &[&str] = &[
     "server.listen",
     "server.port",
