@@ -680,6 +680,7 @@ fn a_daemon_stopped_past_stale_is_served_or_passed_as_configured() {
         "{served:?}"
     );
     assert!(served.replies > 0, "answered while stale: {served:?}");
+    println!("measured: stopped past stale = 2s, on_stale = serve, 1 s: {served:?}");
     // Beating again: plain hits.
     beating(&pins.0);
     let again = window(&pins.0, &steady);
@@ -726,6 +727,7 @@ fn a_daemon_stopped_past_stale_is_served_or_passed_as_configured() {
         passed.replies, 0,
         "nothing answered while stale: {passed:?}"
     );
+    println!("measured: stopped past stale = 2s, on_stale = pass, 1 s: {passed:?}");
     beating(&pins.0);
     let again = window(&pins.0, &steady);
     assert!(again.hits > 0 && again.stale == 0, "{again:?}");
