@@ -68,6 +68,7 @@ fn snapshot(pools: Vec<PoolStatus>) -> Snapshot {
             log_write_errors: 2,
         },
         refused: vec![("no_token", 3), ("foreign_origin", 1)],
+        kernel: KernelSnapshot::default(),
     }
 }
 
@@ -220,4 +221,34 @@ fn every_outcome_has_a_distinct_label() {
     let names: std::collections::HashSet<_> =
         dns_common::Outcome::ALL.iter().map(|o| o.name()).collect();
     assert_eq!(names.len(), dns_common::Outcome::ALL.len());
+}
+
+#[test]
+fn kernel_answers_per_pool_and_the_heartbeat() {
+    let page = snapshot(pools()).render();
+    assert!(
+        !page.contains("hotpool_xdp_heartbeat_age_seconds"),
+        "{page}"
+    );
+    assert!(!page.contains("hotpool_xdp_pool_answers"), "{page}");
+    let mut snap = snapshot(pools());
+    snap.kernel = KernelSnapshot {
+        heartbeat_age: Some(Duration::from_millis(1_250)),
+        pool_answers: vec![
+            ("www.example.test.".into(), 12_345),
+            ("fixed.example.test.".into(), 0),
+        ],
+    };
+    let page = snap.render();
+    has(&page, "# TYPE hotpool_xdp_heartbeat_age_seconds gauge");
+    has(&page, "hotpool_xdp_heartbeat_age_seconds 1.25");
+    has(&page, "# TYPE hotpool_xdp_pool_answers_total counter");
+    has(
+        &page,
+        "hotpool_xdp_pool_answers_total{pool=\"www.example.test.\"} 12345",
+    );
+    has(
+        &page,
+        "hotpool_xdp_pool_answers_total{pool=\"fixed.example.test.\"} 0",
+    );
 }
