@@ -62,8 +62,15 @@ pub const MAP_CONFIG: &str = "CONFIG";
 /// `HashMap<[u8; 16], u8>` (IPv4 as IPv4-mapped IPv6).
 pub const MAP_LISTEN_ADDRS: &str = "LISTEN_ADDRS";
 
+/// The daemon's heartbeat, `Array<u64>` of one entry: `CLOCK_MONOTONIC` nanoseconds (the
+/// clock of `bpf_ktime_get_ns`) of its last beat. See [`XdpConfig::stale_ns`].
+pub const MAP_HEARTBEAT: &str = "HEARTBEAT";
+/// Per-CPU kernel answers per pool, `PerCpuArray<u64>` indexed by the pool's index (as
+/// [`MAP_HOT_CUR`], and sized like it). Zeroed when an index is given to a new pool.
+pub const MAP_POOL_ANSWERS: &str = "POOL_ANSWERS";
+
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 7] = [
+pub const PINNED_MAPS: [&str; 9] = [
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
@@ -71,6 +78,8 @@ pub const PINNED_MAPS: [&str; 7] = [
     MAP_STATS,
     MAP_CONFIG,
     MAP_LISTEN_ADDRS,
+    MAP_HEARTBEAT,
+    MAP_POOL_ANSWERS,
 ];
 
 /// `BPF_F_MMAPABLE`: the map can be memory-mapped (kernel 5.5).
@@ -281,6 +290,10 @@ pub struct XdpConfig {
     /// Local addresses answered for, unless a wildcard or a map flag says otherwise.
     pub listen_v4: [[u8; 4]; INLINE_LISTEN_ADDRS],
     pub listen_v6: [[u8; 16]; INLINE_LISTEN_ADDRS],
+    /// Nanoseconds after the daemon's last heartbeat ([`MAP_HEARTBEAT`]) from which a hit
+    /// is stale: answered and counted as `stale_hit`, or passed (`stale`) with
+    /// [`CFG_STALE_PASS`]. 0: never stale (no clock read).
+    pub stale_ns: u64,
 }
 
 impl XdpConfig {
@@ -296,6 +309,7 @@ impl XdpConfig {
             key: HashKey { k0: 0, k1: 0 },
             listen_v4: [[0; 4]; INLINE_LISTEN_ADDRS],
             listen_v6: [[0; 16]; INLINE_LISTEN_ADDRS],
+            stale_ns: 0,
         }
     }
 }
@@ -313,6 +327,16 @@ pub const CFG_LISTEN_MAP_V6: u32 = 1 << 4;
 /// Grow replies into the headroom even when the tail could grow (tests use it to run every
 /// packet through that path).
 pub const CFG_PREFER_HEADROOM: u32 = 1 << 5;
+/// Pass stale hits to the daemon instead of answering them (`on_stale = "pass"`).
+pub const CFG_STALE_PASS: u32 = 1 << 6;
+
+/// Whether a hit at `now` (ns) is stale, given the last heartbeat `beat` and the limit
+/// `stale_ns` (0: never). A beat later than `now` (written after the clock was read) is
+/// fresh.
+#[inline(always)]
+pub const fn is_stale(now: u64, beat: u64, stale_ns: u64) -> bool {
+    stale_ns != 0 && now > beat && now - beat > stale_ns
+}
 
 /// Key of [`MAP_LISTEN_ADDRS`] for an IPv4 address (IPv4-mapped IPv6).
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
@@ -335,7 +359,7 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<Bucket>() == 8 * BUCKET_ENTRIES);
 const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS + 8 * NAME_WORDS);
 const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
-const _: () = assert!(core::mem::size_of::<XdpConfig>() == 32 + 20 * INLINE_LISTEN_ADDRS);
+const _: () = assert!(core::mem::size_of::<XdpConfig>() == 40 + 20 * INLINE_LISTEN_ADDRS);
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 
 #[cfg(test)]
@@ -372,6 +396,23 @@ mod tests {
         assert_eq!(a.last_word.to_ne_bytes(), [0, 30, 0, 4, 192, 0, 2, 10]);
         assert!(Answer::new(1, &rrs[..11]).is_none());
         assert!(Answer::new(1, &[0; MAX_ANSWER_LEN + 1]).is_none());
+    }
+
+    #[test]
+    fn staleness() {
+        const S: u64 = 1_000_000_000;
+        assert!(!is_stale(100 * S, 90 * S, 0), "0 disables");
+        assert!(!is_stale(100 * S, 90 * S, 30 * S));
+        assert!(
+            !is_stale(100 * S, 70 * S, 30 * S),
+            "exactly the limit is fresh"
+        );
+        assert!(is_stale(100 * S, 70 * S - 1, 30 * S));
+        assert!(is_stale(100 * S, 0, 30 * S), "never beaten");
+        assert!(
+            !is_stale(100 * S, 101 * S, 30 * S),
+            "a beat after the clock read"
+        );
     }
 
     #[test]

@@ -71,6 +71,12 @@ outcomes! {
     GrowFailed = "grow_failed",
     /// The XDP path is disabled in the config map.
     Disabled = "disabled",
+    /// Answered with `XDP_TX` although the daemon's heartbeat is older than the configured
+    /// staleness (`on_stale = "serve"`): the last published answer, however the frame grew.
+    StaleHit = "stale_hit",
+    /// A hot query passed because the daemon's heartbeat is older than the configured
+    /// staleness (`on_stale = "pass"`).
+    Stale = "stale",
     /// Internal error after the frame was modified (a bug): `XDP_ABORTED`.
     Aborted = "aborted",
 }
@@ -79,9 +85,12 @@ impl Outcome {
     /// Number of outcomes (size of the stats map).
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
-    /// The packet was answered by the kernel (whichever way the frame grew).
+    /// The packet was answered by the kernel (whichever way the frame grew, stale or not).
     pub const fn answered(self) -> bool {
-        matches!(self, Outcome::Hit | Outcome::HitHeadroom)
+        matches!(
+            self,
+            Outcome::Hit | Outcome::HitHeadroom | Outcome::StaleHit
+        )
     }
 }
 
@@ -101,9 +110,11 @@ mod tests {
     }
 
     #[test]
-    fn both_hits_are_hits() {
+    fn every_hit_is_an_answer() {
         assert!(Outcome::Hit.answered());
         assert!(Outcome::HitHeadroom.answered());
+        assert!(Outcome::StaleHit.answered());
+        assert!(!Outcome::Stale.answered());
         assert!(!Outcome::Miss.answered());
         assert!(!Outcome::GrowFailed.answered());
     }

@@ -23,6 +23,8 @@ pub struct Found<'a> {
     pub answer: &'a Answer,
     /// `answer.len`, read once and checked (12..=272).
     pub len: usize,
+    /// The pool's index (its `POOL_ANSWERS` entry).
+    pub pool: u32,
 }
 
 /// Reads a map value field exactly once. The verifier treats every load from a map as a
@@ -63,7 +65,7 @@ pub fn answer<'a>(pkt: &Packet, cfg: &XdpConfig, q: &Query) -> Result<Found<'a>,
     if !(MIN_ANSWER_LEN..=MAX_ANSWER_LEN).contains(&len) {
         return Err(Outcome::NoAnswer);
     }
-    Ok(Found { answer, len })
+    Ok(Found { answer, len, pool })
 }
 
 /// The pool of the first bucket entry whose tag matches (userspace keeps tags unique per

@@ -4,13 +4,15 @@
 //! frame ──► parse   (eth, one 802.1Q tag, IPv4/IPv6, UDP to our port and address)
 //!       ──► dns     (header, layout → question, plain OPT; name hashed 8 octets at a time)
 //!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed, variant picked)
+//!       ──► stale?  (only with `stale` set: the daemon's HEARTBEAT against the clock)
 //!       ──► reply   (grow at the tail or into the headroom, write answer and OPT, header,
 //!                    incremental checksums, swap addresses)
 //!       ──► XDP_TX
 //! ```
 //! Everything else is `XDP_PASS`ed unchanged to the kernel stack and the daemon; every
-//! outcome is counted in `STATS`. Until the frame is grown, nothing in it has been written,
-//! so every earlier failure passes it up untouched.
+//! outcome is counted in `STATS`, and every answer in its pool's `POOL_ANSWERS` entry.
+//! Until the frame is grown, nothing in it has been written, so every earlier failure
+//! passes it up untouched.
 #![no_std]
 #![no_main]
 
@@ -22,11 +24,14 @@ mod reply;
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::generated::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use dns_common::{Answer, AnswerSet, Bucket, HOT_MAP_FLAGS, MAX_LISTEN_ADDRS, Outcome, XdpConfig};
+use dns_common::{
+    Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, MAX_LISTEN_ADDRS, Outcome, XdpConfig,
+};
 
 use crate::packet::Packet;
 
@@ -46,6 +51,10 @@ static STATS: PerCpuArray<u64> = PerCpuArray::pinned(Outcome::COUNT, 0);
 static CONFIG: Array<XdpConfig> = Array::pinned(1, 0);
 #[map]
 static LISTEN_ADDRS: HashMap<[u8; 16], u8> = HashMap::pinned(MAX_LISTEN_ADDRS, 0);
+#[map]
+static HEARTBEAT: Array<u64> = Array::pinned(1, 0);
+#[map]
+static POOL_ANSWERS: PerCpuArray<u64> = PerCpuArray::pinned(256, 0);
 
 #[xdp]
 pub fn hotpool(ctx: XdpContext) -> u32 {
@@ -60,9 +69,40 @@ pub fn hotpool(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn count(outcome: Outcome) {
-    if let Some(c) = STATS.get_ptr_mut(outcome as u32) {
+    bump(&STATS, outcome as u32);
+}
+
+#[inline(always)]
+fn bump(counters: &PerCpuArray<u64>, i: u32) {
+    if let Some(c) = counters.get_ptr_mut(i) {
         // SAFETY: per-CPU slot, no other writer; the pointer is valid for the program's run.
         unsafe { *c += 1 };
+    }
+}
+
+/// Whether the daemon's heartbeat is older than the configured staleness: `Ok(true)` to
+/// answer anyway (`stale_hit`), `Err(Stale)` to pass. Only hits get here, and only with a
+/// staleness set do they read the clock (`bpf_ktime_get_ns`, the daemon's
+/// `CLOCK_MONOTONIC`; the coarse clock would need kernel 5.11).
+#[inline(always)]
+fn stale(cfg: &XdpConfig) -> Result<bool, Outcome> {
+    let limit = lookup::once(&cfg.stale_ns);
+    if limit == 0 {
+        return Ok(false);
+    }
+    let beat = match HEARTBEAT.get_ptr(0) {
+        // SAFETY: a valid map value pointer; the daemon rewrites the whole word.
+        Some(b) => unsafe { core::ptr::read_volatile(b) },
+        None => return Ok(false),
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !dns_common::is_stale(now, beat, limit) {
+        Ok(false)
+    } else if cfg.flags & CFG_STALE_PASS != 0 {
+        Err(Outcome::Stale)
+    } else {
+        Ok(true)
     }
 }
 
@@ -77,7 +117,10 @@ fn try_hotpool(ctx: &XdpContext) -> Result<Outcome, Outcome> {
     let frame = parse::frame(&pkt, cfg)?;
     let query = dns::query(&pkt, &frame, &cfg.key)?;
     let found = lookup::answer(&pkt, cfg, &query)?;
-    reply::respond(&mut pkt, cfg, &frame, &query, &found)
+    let stale = stale(cfg)?;
+    let outcome = reply::respond(&mut pkt, cfg, &frame, &query, &found)?;
+    bump(&POOL_ANSWERS, found.pool);
+    Ok(if stale { Outcome::StaleHit } else { outcome })
 }
 
 #[cfg(not(test))]

@@ -48,6 +48,8 @@ impl TestDatapath {
         ));
         let mut dp =
             Datapath::load(&dir, capacity).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
+        // As the daemon does: a heartbeat before the settings with their staleness.
+        dp.maps.beat().expect("writing the heartbeat");
         dp.maps.configure(settings, true).expect("configuring");
         dp.maps.sync(pools).expect("publishing pools");
         Self { dp, dir }

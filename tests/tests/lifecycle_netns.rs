@@ -6,7 +6,9 @@
 //! no hot query and answer no wrong one. Also: the
 //! state file across a restart (no known-dead or pinned-down endpoint answered; the same
 //! restart without it does answer one, so the check can fail), and the failover start-up
-//! rule (the primary alone, never primary and standby together).
+//! rule (the primary alone, never primary and standby together). And the configured
+//! staleness: a daemon stopped past `stale` has its hot queries served (`serve`) or passed
+//! (`pass`) by the kernel.
 //!
 //! The loss figures are printed (`cargo xtask test -- --nocapture lifecycle`).
 
@@ -17,8 +19,12 @@ use std::{
 };
 
 use aya::maps::MapInfo;
+use dns_common::Outcome;
 use hickory_proto::op::ResponseCode;
-use hotpool::datapath::{hot::read_pinned_stats, link};
+use hotpool::datapath::{
+    hot::{read_pinned_heartbeat_age, read_pinned_stats},
+    link,
+};
 use hotpool_tests::{
     endpoint::{Behaviour, TestEndpoint},
     netns::Link,
@@ -577,4 +583,154 @@ fn a_reload_beyond_the_maps_size_grows_them_without_losing_a_query() {
         );
         assert_eq!(lost, 0, "{name}");
     }
+}
+
+/// Counter totals pinned in `pin` for `outcomes`.
+fn counted(pin: &Path, outcomes: &[Outcome]) -> u64 {
+    read_pinned_stats(pin)
+        .expect("reading the pinned counters")
+        .iter()
+        .filter(|(o, _)| outcomes.contains(o))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// What one second of a stopped daemon looked like: kernel hits, stale hits, stale passes,
+/// and replies the client got.
+#[derive(Debug)]
+struct Window {
+    hits: u64,
+    stale_hits: u64,
+    stale: u64,
+    replies: usize,
+}
+
+/// Waits until the daemon (continued) has beaten again.
+fn beating(pin: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let age = read_pinned_heartbeat_age(pin).expect("reading the pinned heartbeat");
+        if age.is_some_and(|a| a < Duration::from_millis(500)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat: {age:?} old");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Counts over one second from now.
+fn window(pin: &Path, steady: &Steady) -> Window {
+    let snap = || {
+        (
+            counted(pin, &[Outcome::Hit, Outcome::HitHeadroom]),
+            counted(pin, &[Outcome::StaleHit]),
+            counted(pin, &[Outcome::Stale]),
+            steady.answered(0).len(),
+        )
+    };
+    let a = snap();
+    std::thread::sleep(Duration::from_secs(1));
+    let b = snap();
+    Window {
+        hits: b.0 - a.0,
+        stale_hits: b.1 - a.1,
+        stale: b.2 - a.2,
+        replies: b.3 - a.3,
+    }
+}
+
+#[test]
+fn a_daemon_stopped_past_stale_is_served_or_passed_as_configured() {
+    require_root();
+    let link = Link::new();
+    let pins = Pins(pin_dir("stale"));
+    let with = |on_stale: &str| {
+        config(
+            &link,
+            &pins.0,
+            "lc-stale",
+            &static_pool("www", "192.0.2.10"),
+        )
+        .replace(
+            "mode = \"generic\"\n",
+            &format!("mode = \"generic\"\nstale = \"2s\"\non_stale = \"{on_stale}\"\n"),
+        )
+    };
+    let files = Files::new("lc-stale", &with("serve"));
+    let d = Running::start(&link, &files, &[], "run.log");
+    let steady = Steady::start(&link.client, server(&link), &["www.example.test."], 500);
+    steady.wait_queries(100);
+    let fresh = window(&pins.0, &steady);
+    assert!(
+        fresh.hits > 0 && fresh.stale_hits == 0 && fresh.stale == 0,
+        "{fresh:?}"
+    );
+
+    // serve: stopped for longer than `stale`, the kernel answers on, counted as stale_hit.
+    d.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    let age = read_pinned_heartbeat_age(&pins.0)
+        .expect("reading the pinned heartbeat")
+        .expect("a heartbeat");
+    assert!(age > Duration::from_secs(2), "heartbeat {age:?} old");
+    let served = window(&pins.0, &steady);
+    d.signal(libc::SIGCONT);
+    assert!(
+        served.stale_hits > 0 && served.hits == 0 && served.stale == 0,
+        "{served:?}"
+    );
+    assert!(served.replies > 0, "answered while stale: {served:?}");
+    println!("measured: stopped past stale = 2s, on_stale = serve, 1 s: {served:?}");
+    // Beating again: plain hits.
+    beating(&pins.0);
+    let again = window(&pins.0, &steady);
+    assert!(again.hits > 0 && again.stale_hits == 0, "{again:?}");
+
+    // The operator's view: the heartbeat's age and the pool's kernel answers.
+    let out = hotpool(
+        &link,
+        &[
+            "status",
+            "--json",
+            "--config",
+            &files.config().display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let beat = doc["daemon"]["heartbeat_age_s"].as_f64().expect("an age");
+    assert!(beat < 2.0, "heartbeat {beat} s old while beating: {doc}");
+    assert_eq!(doc["daemon"]["stale_after_s"].as_f64(), Some(2.0), "{doc}");
+    assert_eq!(doc["daemon"]["on_stale"], "serve", "{doc}");
+    let kernel = doc["pools"][0]["kernel_answers"]
+        .as_u64()
+        .expect("kernel answers");
+    assert!(
+        kernel >= fresh.hits + served.stale_hits,
+        "{kernel} kernel answers: {doc}"
+    );
+
+    // pass (a reload switches it): stopped past `stale`, hot queries go to the stopped
+    // daemon, and nobody answers them.
+    files.write_config(&with("pass"));
+    d.signal(libc::SIGHUP);
+    wait_log(&d, "reloaded", 1);
+    d.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    let passed = window(&pins.0, &steady);
+    d.signal(libc::SIGCONT);
+    assert!(
+        passed.stale > 0 && passed.hits == 0 && passed.stale_hits == 0,
+        "{passed:?}"
+    );
+    assert_eq!(
+        passed.replies, 0,
+        "nothing answered while stale: {passed:?}"
+    );
+    println!("measured: stopped past stale = 2s, on_stale = pass, 1 s: {passed:?}");
+    beating(&pins.0);
+    let again = window(&pins.0, &steady);
+    assert!(again.hits > 0 && again.stale == 0, "{again:?}");
+    drop(steady.finish());
+    d.stop(libc::SIGTERM);
 }

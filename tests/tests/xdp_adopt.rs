@@ -38,6 +38,7 @@ fn settings() -> DatapathSettings {
         edns_udp_size: 1232,
         listen: vec!["10.0.0.2".parse().unwrap()],
         prefer_headroom: false,
+        staleness: hotpool::datapath::heartbeat::Staleness::default(),
     }
 }
 

@@ -53,6 +53,7 @@ fn settings() -> DatapathSettings {
         edns_udp_size: EDNS_SIZE,
         listen: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
         prefer_headroom: false,
+        staleness: hotpool::datapath::heartbeat::Staleness::default(),
     }
 }
 

@@ -63,6 +63,7 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
         edns_udp_size: 1232,
         listen: vec!["0.0.0.0".parse().unwrap()],
         prefer_headroom: false,
+        staleness: hotpool::datapath::heartbeat::Staleness::default(),
     };
     let capacity = Capacity {
         pools: 1,

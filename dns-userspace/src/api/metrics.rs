@@ -7,6 +7,8 @@
 //!   `hotpool_start_time_seconds`;
 //! * [`xdp`] writes `hotpool_xdp_attached{interface,mode}` and
 //!   `hotpool_xdp_packets_total{outcome}`;
+//! * [`kernel`] writes `hotpool_xdp_heartbeat_age_seconds` and
+//!   `hotpool_xdp_pool_answers_total{pool}`;
 //! * [`steering`] writes `hotpool_endpoint_up`, `hotpool_endpoint_latency_seconds`,
 //!   `hotpool_pool_all_down`, `hotpool_pool_answer_changes_total`;
 //! * [`probes`] writes `hotpool_probes_total`, `hotpool_probe_failures_total` and the
@@ -19,7 +21,14 @@
 //!   `hotpool_rrl_total{action,reason}`, `hotpool_rejected_total{reason}`,
 //!   `hotpool_daemon_tcp_connections_total{event}`.
 
-use std::{fmt, time::SystemTime};
+use std::{
+    collections::HashMap,
+    fmt,
+    str::FromStr as _,
+    time::{Duration, SystemTime},
+};
+
+use hickory_proto::rr::Name;
 
 use prometheus_client::{
     collector::Collector,
@@ -33,7 +42,7 @@ use prometheus_client::{
 
 use crate::{
     api::{state::ApiState, version},
-    datapath::ebpf::mode_name,
+    datapath::ebpf::{Datapath, mode_name},
     dns::stats::StatsSnapshot,
     steering::{
         events::EventStats,
@@ -60,11 +69,46 @@ pub struct Snapshot {
     pub refused: Vec<(&'static str, u64)>,
     /// The DNS server's counters, when there is a server.
     pub server: Option<StatsSnapshot>,
+    /// The heartbeat and the per-pool answers in the kernel.
+    pub kernel: KernelSnapshot,
+}
+
+/// What the kernel maps say beyond the outcome counters.
+#[derive(Debug, Default)]
+pub struct KernelSnapshot {
+    /// Age of the daemon's heartbeat in the pinned map; `None` without a loaded program
+    /// (or before the first beat).
+    pub heartbeat_age: Option<Duration>,
+    /// Kernel answers per pool, by the pool's name as the steering status gives it.
+    pub pool_answers: Vec<(String, u64)>,
+}
+
+impl KernelSnapshot {
+    /// Read under the datapath's lock; the pools are named after `pools`, the steering's
+    /// status (the names the other pool metrics carry).
+    fn collect(dp: &Datapath, pools: &[PoolStatus]) -> Self {
+        let by_name: HashMap<Name, u64> = dp.maps.pool_answers_all().into_iter().collect();
+        let pool_answers = pools
+            .iter()
+            .filter_map(|p| {
+                let name = Name::from_str(&p.pool).ok()?.to_lowercase();
+                Some((p.pool.clone(), *by_name.get(&name)?))
+            })
+            .collect();
+        Self {
+            heartbeat_age: dp.maps.heartbeat_age().ok().flatten(),
+            pool_answers,
+        }
+    }
 }
 
 impl Snapshot {
     pub fn collect(state: &ApiState) -> Self {
-        let (attached, packets) = {
+        let (pools, events) = {
+            let s = state.steering.lock().unwrap_or_else(|p| p.into_inner());
+            (s.status(), s.event_stats())
+        };
+        let (attached, packets, kernel) = {
             let dp = state.datapath.lock().unwrap_or_else(|p| p.into_inner());
             match dp.as_ref() {
                 Some(dp) => (
@@ -75,13 +119,10 @@ impl Snapshot {
                         .stats()
                         .ok()
                         .map(|s| s.into_iter().map(|(o, n)| (o.name(), n)).collect()),
+                    KernelSnapshot::collect(dp, &pools),
                 ),
-                None => (Vec::new(), None),
+                None => (Vec::new(), None, KernelSnapshot::default()),
             }
-        };
-        let (pools, events) = {
-            let s = state.steering.lock().unwrap_or_else(|p| p.into_inner());
-            (s.status(), s.event_stats())
         };
         Self {
             started: state.daemon.started,
@@ -91,6 +132,7 @@ impl Snapshot {
             events,
             refused: state.daemon.refused().collect(),
             server: state.server.as_ref().map(|s| s.snapshot()),
+            kernel,
         }
     }
 }
@@ -112,6 +154,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         build_info(&mut encoder, self.started)?;
         xdp(&mut encoder, &self.attached, self.packets.as_deref())?;
+        kernel(&mut encoder, &self.kernel)?;
         steering(&mut encoder, &self.pools)?;
         probes(&mut encoder, &self.pools)?;
         events(&mut encoder, &self.events)?;
@@ -208,6 +251,31 @@ pub fn xdp(
         )?;
     }
     Ok(())
+}
+
+/// The heartbeat's age and the kernel's answers per pool (none without a loaded program).
+pub fn kernel(encoder: &mut DescriptorEncoder, k: &KernelSnapshot) -> fmt::Result {
+    if let Some(age) = k.heartbeat_age {
+        let family = encoder.encode_descriptor(
+            "hotpool_xdp_heartbeat_age_seconds",
+            "Age of the daemon's heartbeat in the kernel: past [xdp] stale, hits are stale \
+             (answered as stale_hit, or passed as stale).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new((age.as_secs_f64() * 1e3).round() / 1e3).encode(family)?;
+    }
+    if k.pool_answers.is_empty() {
+        return Ok(());
+    }
+    counters(
+        encoder,
+        "hotpool_xdp_pool_answers",
+        "Queries answered by the XDP program, per pool (since the pool got its kernel index).",
+        k.pool_answers
+            .iter()
+            .map(|(pool, n)| ([("pool", pool.as_str())], *n)),
+    )
 }
 
 fn pool_endpoint<'a>(p: &'a PoolStatus, endpoint: &'a str) -> [(&'static str, &'a str); 2] {

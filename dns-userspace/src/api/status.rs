@@ -7,15 +7,19 @@
 //! relative to the daemon's `now`, so it reads the same whatever the client's clock says.
 
 use std::{
+    collections::HashMap,
     fmt::Write as _,
+    str::FromStr as _,
     time::{Duration, SystemTime},
 };
+
+use hickory_proto::rr::Name;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     api::{state::ApiState, version},
-    datapath::ebpf::mode_name,
+    datapath::{ebpf::mode_name, heartbeat::Staleness, hot::HotMaps},
     steering::{
         events::timestamp,
         steer::{EndpointStatus, PoolStatus},
@@ -43,6 +47,12 @@ pub struct DaemonDoc {
     /// Age of the daemon's heartbeat in the kernel, seconds: how stale the kernel's
     /// answers could be. `null` while the daemon writes no heartbeat.
     pub heartbeat_age_s: Option<f64>,
+    /// `[xdp] stale` in force, seconds (`null`: never stale, or no kernel path).
+    #[serde(default)]
+    pub stale_after_s: Option<f64>,
+    /// `[xdp] on_stale` in force: serve or pass (`null` without a kernel path).
+    #[serde(default)]
+    pub on_stale: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +78,10 @@ pub struct PoolDoc {
     /// Times the answer changed since start.
     pub changes: u64,
     pub endpoints: Vec<EndpointDoc>,
+    /// Queries the kernel answered for the pool since it got its kernel index (`null`:
+    /// not in the kernel).
+    #[serde(default)]
+    pub kernel_answers: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,20 +124,23 @@ impl StatusDoc {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .status();
-        let xdp = state
+        let (xdp, kernel) = state
             .datapath
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|dp| {
-                dp.attached()
+                let xdp = dp
+                    .attached()
                     .map(|(interface, mode)| XdpDoc {
                         interface: interface.to_string(),
                         mode: mode_name(mode).to_string(),
                     })
-                    .collect()
+                    .collect();
+                (xdp, Some(KernelView::collect(&dp.maps)))
             })
             .unwrap_or_default();
+        let kernel = kernel.unwrap_or_default();
         let started = state.daemon.started;
         Self {
             daemon: DaemonDoc {
@@ -133,10 +150,45 @@ impl StatusDoc {
                 started: timestamp(started),
                 uptime_s: now.duration_since(started).unwrap_or_default().as_secs(),
                 xdp,
-                heartbeat_age_s: None,
+                heartbeat_age_s: kernel.heartbeat_age.map(|a| round3(a.as_secs_f64())),
+                stale_after_s: kernel
+                    .staleness
+                    .and_then(|s| s.after)
+                    .map(|d| d.as_secs_f64()),
+                on_stale: kernel.staleness.map(|s| s.on_stale.to_string()),
             },
-            pools: pools.iter().map(PoolDoc::from).collect(),
+            pools: pools
+                .iter()
+                .map(|p| PoolDoc {
+                    kernel_answers: kernel.pool_answers(&p.pool),
+                    ..PoolDoc::from(p)
+                })
+                .collect(),
         }
+    }
+}
+
+/// The kernel's side of the status, read under the datapath's lock.
+#[derive(Default)]
+struct KernelView {
+    heartbeat_age: Option<Duration>,
+    staleness: Option<Staleness>,
+    /// Answers per pool, by lower-case name.
+    answers: HashMap<Name, u64>,
+}
+
+impl KernelView {
+    fn collect(maps: &HotMaps) -> Self {
+        Self {
+            heartbeat_age: maps.heartbeat_age().ok().flatten(),
+            staleness: Some(maps.staleness()),
+            answers: maps.pool_answers_all().into_iter().collect(),
+        }
+    }
+
+    fn pool_answers(&self, pool: &str) -> Option<u64> {
+        let name = Name::from_str(pool).ok()?.to_lowercase();
+        self.answers.get(&name).copied()
     }
 }
 
@@ -152,6 +204,7 @@ impl From<&PoolStatus> for PoolDoc {
             all_down: p.all_down,
             changes: p.changes,
             endpoints: p.endpoints.iter().map(EndpointDoc::from).collect(),
+            kernel_answers: None,
         }
     }
 }
@@ -238,13 +291,7 @@ impl StatusDoc {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let heartbeat = match d.heartbeat_age_s {
-            Some(s) => format!(
-                "{} old",
-                short_duration(Duration::from_secs_f64(s.max(0.0)))
-            ),
-            None => "n/a".to_string(),
-        };
+        let heartbeat = staleness(d);
         let _ = writeln!(
             out,
             "hotpool {} (git {}), up {}; XDP: {xdp}; staleness: {heartbeat}",
@@ -270,6 +317,9 @@ impl StatusDoc {
                 n => format!("{n} changes since start"),
             };
             let _ = writeln!(out, "  since   {}, {changes}", when(&p.since));
+            if let Some(n) = p.kernel_answers {
+                let _ = writeln!(out, "  kernel  {n} answered");
+            }
             let mut rows = vec![
                 [
                     "endpoint",
@@ -314,6 +364,27 @@ impl StatusDoc {
             out.push_str(&columns(&rows, "  "));
         }
         out
+    }
+}
+
+/// `2s old (stale after 30s: serve)`, `2s old (never stale)`, `n/a`.
+fn staleness(d: &DaemonDoc) -> String {
+    let Some(age) = d.heartbeat_age_s else {
+        return "n/a".to_string();
+    };
+    let age = short_duration(Duration::from_secs_f64(age.max(0.0)));
+    match (d.stale_after_s, &d.on_stale) {
+        (Some(after), Some(on_stale)) => {
+            let after = short_duration(Duration::from_secs_f64(after.max(0.0)));
+            let past = if d.heartbeat_age_s > d.stale_after_s {
+                "STALE, "
+            } else {
+                ""
+            };
+            format!("{age} old ({past}stale after {after}: {on_stale})")
+        }
+        (None, Some(_)) => format!("{age} old (never stale)"),
+        _ => format!("{age} old"),
     }
 }
 

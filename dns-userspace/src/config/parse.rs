@@ -7,6 +7,7 @@ use std::{
     ops::Range,
     path::{Path, PathBuf},
     str::FromStr,
+    time::Duration,
 };
 
 use dns_common::MAX_ANSWER_RRS;
@@ -15,7 +16,10 @@ use toml::Spanned;
 
 use crate::{
     config::{Config, ConfigError, raw::*},
-    datapath::ebpf::{XdpSettings, check_interface_name},
+    datapath::{
+        ebpf::{XdpSettings, check_interface_name},
+        heartbeat::{MAX_STALE, MIN_STALE},
+    },
     dns::{
         MAX_TTL, parse_name,
         rrl::{MAX_SLIP, MAX_WINDOW_S, Network, RrlSettings},
@@ -381,7 +385,42 @@ impl Parser<'_> {
         if let Some(mode) = raw.mode {
             x.mode = mode.into_inner();
         }
+        if let Some(stale) = raw.stale {
+            x.staleness.after = self.stale(&stale)?;
+        }
+        if let Some(on_stale) = raw.on_stale {
+            x.staleness.on_stale = on_stale.into_inner();
+        }
         Ok(x)
+    }
+
+    /// `[xdp] stale`: a duration within [`MIN_STALE`]..=[`MAX_STALE`], or "0"/"off".
+    fn stale(&self, raw: &Spanned<String>) -> Result<Option<Duration>, ConfigError> {
+        let text = raw.get_ref().trim();
+        if text == "off" || text == "0" {
+            return Ok(None);
+        }
+        let d = humantime::parse_duration(text).map_err(|e| {
+            self.err_at(
+                raw.span(),
+                format!(
+                    "invalid stale {:?}: {e} (write e.g. \"30s\", or \"off\")",
+                    raw.get_ref()
+                ),
+            )
+        })?;
+        if !(MIN_STALE..=MAX_STALE).contains(&d) {
+            return Err(self.err_at(
+                raw.span(),
+                format!(
+                    "stale {} must be between {} and {} (or \"off\")",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MIN_STALE),
+                    humantime::format_duration(MAX_STALE)
+                ),
+            ));
+        }
+        Ok(Some(d))
     }
 
     fn events(&self, raw: RawEvents) -> Result<EventSettings, ConfigError> {

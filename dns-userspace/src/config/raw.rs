@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::{
     api::settings::Reads,
-    datapath::ebpf::AttachMode,
+    datapath::{ebpf::AttachMode, heartbeat::OnStale},
     steering::{
         health::AdminState,
         policy::{ALL_DOWN_NAMES, POLICY_NAMES},
@@ -113,6 +113,8 @@ pub(super) struct RawServer {
 pub(super) struct RawXdp {
     pub(super) interfaces: Option<Vec<Spanned<String>>>,
     pub(super) mode: Option<Spanned<AttachMode>>,
+    pub(super) stale: Option<Spanned<String>>,
+    pub(super) on_stale: Option<Spanned<OnStale>>,
 }
 
 #[derive(Deserialize)]

@@ -3,12 +3,14 @@
 //! answering.
 //!
 //! * [`xdp`]: setting up the kernel path at start;
+//! * [`heartbeat`]: the heartbeat the kernel judges staleness by;
 //! * [`reload`]: live reload;
 //! * [`persist`]: reading and writing the state file;
 //! * [`detach`]: `hotpool detach`, and when the systemd unit may run it;
 //! * [`preflight`]: what `hotpool check` verifies beyond the config file.
 
 pub mod detach;
+pub mod heartbeat;
 pub mod persist;
 pub mod preflight;
 pub mod reload;
@@ -150,6 +152,7 @@ async fn run_with(
         shutdown_rx.clone(),
     ));
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
+    let heartbeat_task = tokio::spawn(heartbeat::run(datapath.clone(), shutdown_rx.clone()));
     let persist_task = tokio::spawn(persist::run(
         steering.clone(),
         cfg.state.path.clone(),
@@ -217,6 +220,7 @@ async fn run_with(
     }
     let _ = probes_task.await;
     let _ = steer_task.await;
+    let _ = heartbeat_task.await;
     // The last state, for the next start.
     let _ = persist_task.await;
     drop(live);

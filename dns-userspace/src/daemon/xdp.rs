@@ -34,6 +34,7 @@ pub fn settings(cfg: &Config) -> DatapathSettings {
         edns_udp_size: cfg.server.edns_udp_size,
         listen: cfg.server.listen.clone(),
         prefer_headroom: false,
+        staleness: cfg.xdp.staleness,
     }
 }
 
@@ -79,6 +80,9 @@ fn fill_and_attach(
     cfg: &Config,
     answers: &[PoolAnswer],
 ) -> anyhow::Result<Datapath> {
+    // A beat first: adopted maps may hold an old one, after which nothing is published
+    // before the kernel knows this daemon is alive.
+    dp.maps.beat()?;
     // The maps may be the ones a running program reads (shared pins): `sync` rewrites them
     // without a moment in which a name leads to another pool's answer, so the path stays
     // enabled throughout.

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::datapath::{
     DatapathError,
+    heartbeat::Staleness,
     hot::{Capacity, HotMaps},
     link::{self, LinkPin, PinStatus},
     pins::{self, MapLayout, PinPlan},
@@ -98,6 +99,8 @@ pub struct XdpSettings {
     pub mode: AttachMode,
     /// bpffs directory for pinned maps. Default [`dns_common::DEFAULT_PIN_PATH`].
     pub pin_path: PathBuf,
+    /// `stale` and `on_stale`: what a hit does once the daemon's heartbeat is old.
+    pub staleness: Staleness,
 }
 
 impl Default for XdpSettings {
@@ -106,6 +109,7 @@ impl Default for XdpSettings {
             interfaces: Vec::new(),
             mode: AttachMode::default(),
             pin_path: PathBuf::from(dns_common::DEFAULT_PIN_PATH),
+            staleness: Staleness::default(),
         }
     }
 }

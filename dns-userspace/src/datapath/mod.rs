@@ -3,6 +3,7 @@
 //!
 //! * [`ebpf`]: loading the program, pinning its maps under bpffs and attaching it to
 //!   interfaces (`[xdp]` settings);
+//! * [`heartbeat`]: the daemon's heartbeat and what the kernel does when it is stale;
 //! * [`link`]: the pinned XDP links that keep the program attached when the daemon is gone,
 //!   and `hotpool detach`;
 //! * [`pins`]: which pinned maps a new program can share, and the fresh maps that replace
@@ -20,6 +21,7 @@ use std::{io, path::PathBuf};
 use dns_common::{BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_VARIANTS};
 
 pub mod ebpf;
+pub mod heartbeat;
 pub mod hot;
 pub mod link;
 pub mod pins;

@@ -69,6 +69,7 @@ fn snapshot(pools: Vec<PoolStatus>) -> Snapshot {
         },
         refused: vec![("no_token", 3), ("foreign_origin", 1)],
         server: None,
+        kernel: KernelSnapshot::default(),
     }
 }
 
@@ -275,4 +276,34 @@ fn the_server_counters_are_rendered_with_their_labels() {
     // Without a server, none of these families.
     let page = snapshot(pools()).render();
     assert!(!page.contains("hotpool_daemon_responses"), "{page}");
+}
+
+#[test]
+fn kernel_answers_per_pool_and_the_heartbeat() {
+    let page = snapshot(pools()).render();
+    assert!(
+        !page.contains("hotpool_xdp_heartbeat_age_seconds"),
+        "{page}"
+    );
+    assert!(!page.contains("hotpool_xdp_pool_answers"), "{page}");
+    let mut snap = snapshot(pools());
+    snap.kernel = KernelSnapshot {
+        heartbeat_age: Some(Duration::from_millis(1_250)),
+        pool_answers: vec![
+            ("www.example.test.".into(), 12_345),
+            ("fixed.example.test.".into(), 0),
+        ],
+    };
+    let page = snap.render();
+    has(&page, "# TYPE hotpool_xdp_heartbeat_age_seconds gauge");
+    has(&page, "hotpool_xdp_heartbeat_age_seconds 1.25");
+    has(&page, "# TYPE hotpool_xdp_pool_answers_total counter");
+    has(
+        &page,
+        "hotpool_xdp_pool_answers_total{pool=\"www.example.test.\"} 12345",
+    );
+    has(
+        &page,
+        "hotpool_xdp_pool_answers_total{pool=\"fixed.example.test.\"} 0",
+    );
 }

@@ -56,6 +56,8 @@ fn fixture() -> StatusDoc {
                 mode: "generic".into(),
             }],
             heartbeat_age_s: None,
+            stale_after_s: None,
+            on_stale: None,
         },
         pools: vec![
             PoolDoc {
@@ -68,6 +70,7 @@ fn fixture() -> StatusDoc {
                 all_down: false,
                 changes: 1,
                 endpoints: vec![endpoint("127.0.0.1"), down],
+                kernel_answers: Some(48_210),
             },
             PoolDoc {
                 pool: "fo.example.test.".into(),
@@ -85,6 +88,7 @@ fn fixture() -> StatusDoc {
                     },
                     pinned,
                 ],
+                kernel_answers: None,
             },
         ],
     }
@@ -99,6 +103,7 @@ www.example.test. A (fastest)
   answer  127.0.0.1
   reason  fastest: 127.0.0.1 at 1.6 ms
   since   2026-11-22T04:09:02Z (3m 12s ago), 1 change since start
+  kernel  48210 answered
   endpoint   answered  state  pin     probe  latency  probes            since       last error
   127.0.0.1  yes       up     follow  up     1.62 ms  193               3m 12s ago  -
   127.0.0.2  no        down   follow  down   -        193 (193 failed)  3m 12s ago  connection refused (0s ago)
@@ -164,4 +169,38 @@ fn an_empty_daemon_and_a_heartbeat() {
     let table = doc.table();
     assert!(table.starts_with("hotpool 0.1.0 (git f71cc9812345), up 3m 14s; XDP: off (the daemon answers everything); staleness: 2s old\n"), "{table}");
     assert!(table.ends_with("\nno pools configured\n"), "{table}");
+}
+
+#[test]
+fn staleness_with_its_limit() {
+    let mut doc = fixture();
+    doc.pools.clear();
+    doc.daemon.heartbeat_age_s = Some(1.2);
+    doc.daemon.stale_after_s = Some(30.0);
+    doc.daemon.on_stale = Some("serve".into());
+    assert!(
+        doc.table()
+            .contains("; staleness: 1s old (stale after 30s: serve)\n"),
+        "{}",
+        doc.table()
+    );
+    doc.daemon.heartbeat_age_s = Some(42.0);
+    doc.daemon.on_stale = Some("pass".into());
+    assert!(
+        doc.table()
+            .contains("; staleness: 42s old (STALE, stale after 30s: pass)\n"),
+        "{}",
+        doc.table()
+    );
+    doc.daemon.stale_after_s = None;
+    assert!(
+        doc.table().contains("; staleness: 42s old (never stale)\n"),
+        "{}",
+        doc.table()
+    );
+    let json = serde_json::to_string(&doc).unwrap();
+    assert!(
+        json.contains("\"heartbeat_age_s\":42.0,\"stale_after_s\":null,\"on_stale\":\"pass\""),
+        "{json}"
+    );
 }

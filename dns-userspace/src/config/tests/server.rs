@@ -133,6 +133,38 @@ fn interface_names_are_checked() {
 }
 
 #[test]
+fn staleness_defaults_values_and_errors() {
+    use crate::datapath::heartbeat::{OnStale, Staleness};
+    let cfg = parse("").unwrap();
+    assert_eq!(
+        cfg.xdp.staleness,
+        Staleness {
+            after: Some(Duration::from_secs(30)),
+            on_stale: OnStale::Serve
+        }
+    );
+    let cfg = parse("[xdp]\nstale = \"2m 30s\"\non_stale = \"pass\"\n").unwrap();
+    assert_eq!(cfg.xdp.staleness.after, Some(Duration::from_secs(150)));
+    assert_eq!(cfg.xdp.staleness.on_stale, OnStale::Pass);
+    for off in ["off", "0"] {
+        let cfg = parse(&format!("[xdp]\nstale = \"{off}\"\n")).unwrap();
+        assert_eq!(cfg.xdp.staleness.after, None, "{off}");
+    }
+    assert_fails_at("[xdp]\nstale = \"soon\"\n", 2, "invalid stale \"soon\"");
+    assert_fails_at("[xdp]\nstale = \"1s\"\n", 2, "must be between 2s and 1day");
+    assert_fails_at(
+        "[xdp]\nstale = \"2days\"\n",
+        2,
+        "must be between 2s and 1day",
+    );
+    assert_fails_at(
+        "[xdp]\non_stale = \"drop\"\n",
+        2,
+        "unknown variant `drop`, expected `serve` or `pass`",
+    );
+}
+
+#[test]
 fn load_names_a_missing_config_file() {
     let e = Config::load(&testdata().join("nonexistent.toml")).unwrap_err();
     assert!(

@@ -9,6 +9,8 @@
 //!   bucket would overflow.
 //! * `publish`: answer sets and answers live in memory-mapped arrays with free lists; an
 //!   entry the kernel may still read is reused only after a grace period (`GracePeriod`).
+//! * `counters`: the daemon's heartbeat and the kernel's answers per pool (an index given
+//!   to a new pool starts from zero).
 //! * [`HotMaps::sync`] makes the kernel answer exactly a set of pools (stable pool indexes,
 //!   the index rebuilt); [`HotMaps::publish`] replaces one pool's answer (the steering
 //!   path).
@@ -24,21 +26,27 @@ use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use dns_common::{
     Answer, AnswerSet, Bucket, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, CFG_LISTEN_MAP_V4,
-    CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, INLINE_LISTEN_ADDRS, MAP_CONFIG, MAP_HOT_ANSWERS,
-    MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS, MAP_STATS, MAX_VARIANTS, Outcome,
-    XdpConfig,
+    CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, CFG_STALE_PASS, INLINE_LISTEN_ADDRS, MAP_CONFIG,
+    MAP_HEARTBEAT, MAP_HOT_ANSWERS, MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS,
+    MAP_POOL_ANSWERS, MAP_STATS, MAX_VARIANTS, Outcome, XdpConfig,
     name::{FoldedName, HashKey, NAME_WORDS},
     v4_mapped,
 };
 use hickory_proto::rr::Name;
 use tracing::{info, warn};
 
-use crate::datapath::{DatapathError, pools::PoolAnswer};
+use crate::datapath::{
+    DatapathError,
+    heartbeat::{OnStale, Staleness},
+    pools::PoolAnswer,
+};
 
+mod counters;
 mod encode;
 mod index;
 mod publish;
 
+pub use counters::read_pinned_heartbeat_age;
 pub use encode::{EncodedSet, encode_set, encode_variant};
 
 use self::{
@@ -49,20 +57,22 @@ use self::{
 
 /// The maps that refer to each other by index (the config map holds the index's hash key
 /// and size, the index points at `HOT_CUR` entries, those at `HOT_SLOTS` entries, those at
-/// `HOT_ANSWERS` entries): a new program shares all of them with the running one or none.
-pub const LINKED_MAPS: [&str; 5] = [
+/// `HOT_ANSWERS` entries; `POOL_ANSWERS` counts per `HOT_CUR` index): a new program shares
+/// all of them with the running one or none.
+pub const LINKED_MAPS: [&str; 6] = [
     MAP_CONFIG,
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
     MAP_HOT_ANSWERS,
+    MAP_POOL_ANSWERS,
 ];
 
 /// How many pools, answer sets, answers and index buckets the kernel maps hold. Sized from
 /// the configuration when the program is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
-    /// Pool indexes (`HOT_CUR`).
+    /// Pool indexes (`HOT_CUR`, `POOL_ANSWERS`).
     pub pools: u32,
     /// Answer sets (`HOT_SLOTS`): two per pool, one published and one being written.
     pub slots: u32,
@@ -104,9 +114,10 @@ impl Capacity {
     }
 
     /// The `max_entries` of each sized map.
-    pub fn max_entries(&self) -> [(&'static str, u32); 4] {
+    pub fn max_entries(&self) -> [(&'static str, u32); 5] {
         [
             (MAP_HOT_CUR, self.pools),
+            (MAP_POOL_ANSWERS, self.pools),
             (MAP_HOT_SLOTS, self.slots),
             (MAP_HOT_ANSWERS, self.answers),
             (MAP_HOT_INDEX, self.buckets),
@@ -134,6 +145,8 @@ pub struct DatapathSettings {
     pub listen: Vec<std::net::IpAddr>,
     /// Grow every reply into the headroom (tests use it to exercise that path).
     pub prefer_headroom: bool,
+    /// What a hit does once the daemon's heartbeat is older than `staleness.after`.
+    pub staleness: Staleness,
 }
 
 /// A pool the kernel knows.
@@ -167,6 +180,8 @@ pub struct HotMaps {
     config: Array<MapData, XdpConfig>,
     listen: HashMap<MapData, [u8; 16], u8>,
     stats: PerCpuArray<MapData, u64>,
+    heartbeat: Array<MapData, u64>,
+    pool_answers: PerCpuArray<MapData, u64>,
     capacity: Capacity,
     /// The config map as last written.
     written: XdpConfig,
@@ -264,6 +279,8 @@ impl HotMaps {
             config,
             listen: typed(ebpf, MAP_LISTEN_ADDRS)?,
             stats: typed(ebpf, MAP_STATS)?,
+            heartbeat: typed(ebpf, MAP_HEARTBEAT)?,
+            pool_answers: typed(ebpf, MAP_POOL_ANSWERS)?,
             written,
             pools: BTreeMap::new(),
             orphans,
@@ -317,6 +334,10 @@ impl HotMaps {
         }
         if s.prefer_headroom {
             cfg.flags |= CFG_PREFER_HEADROOM;
+        }
+        cfg.stale_ns = s.staleness.stale_ns();
+        if s.staleness.on_stale == OnStale::Pass {
+            cfg.flags |= CFG_STALE_PASS;
         }
         // Disable first, so no packet sees a half-written address set.
         if !enabled {
@@ -396,6 +417,10 @@ impl HotMaps {
                 .store
                 .take_pool()?
                 .ok_or_else(|| too_many(self.capacity.pools))?;
+            if let Err(e) = self.zero_pool_answers(index) {
+                self.store.retire_pool(index);
+                return Err(e);
+            }
             let pool = HotPool {
                 index,
                 name: folded_name(&name)?,
