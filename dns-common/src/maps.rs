@@ -52,6 +52,10 @@ pub const PINNED_MAPS: [&str; 6] = [
 
 /// Most pools one daemon serves from the kernel.
 pub const MAX_POOLS: u32 = 1024;
+/// Most pools one configuration may ask for: the one place the config's limit is set.
+/// With more than [`MAX_POOLS`] the kernel maps cannot hold them (until they are sized from
+/// the configuration at load time) and the daemon answers every pool itself.
+pub const MAX_CONFIG_POOLS: u32 = 1 << 16;
 /// Most (name, qtype) keys in [`MAP_HOT_NAMES`] (a CNAME pool takes three).
 pub const MAX_HOT_NAMES: u32 = 3 * MAX_POOLS;
 /// Most local addresses in [`MAP_LISTEN_ADDRS`].

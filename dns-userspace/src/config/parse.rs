@@ -117,13 +117,13 @@ impl Parser<'_> {
             self.check_pool_in_zones(&pool, name_span, &zones, &zone_data)?;
             pools.push(pool);
         }
-        if pools.len() > dns_common::MAX_POOLS as usize {
+        if pools.len() > dns_common::MAX_CONFIG_POOLS as usize {
             return Err(ConfigError::new(
                 self.source,
                 format!(
                     "{} pools configured, at most {} are supported",
                     pools.len(),
-                    dns_common::MAX_POOLS
+                    dns_common::MAX_CONFIG_POOLS
                 ),
             ));
         }
@@ -289,7 +289,7 @@ impl Parser<'_> {
             if *n.get_ref() == 0 {
                 return Err(self.err_at(n.span(), "max_concurrent must be at least 1"));
             }
-            p.max_concurrent = n.into_inner();
+            p.max_concurrent = Some(n.into_inner());
         }
         Ok(p)
     }
