@@ -10,11 +10,14 @@
 //!   publishing the hot map, and the answer table both answer paths read;
 //! * [`config`]: the file format, parsed into the types above;
 //! * [`api`]: the HTTP endpoint (metrics and control);
-//! * [`daemon`]: start-up, signals, shutdown.
+//! * [`daemon`]: start-up, signals, shutdown;
+//! * [`limits`]: the open-file limit and how its descriptors are shared (TCP connections,
+//!   probes, the HTTP API).
 
 pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod limits;
 pub mod steering;

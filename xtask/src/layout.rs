@@ -23,12 +23,16 @@ pub const MAX_LINES: usize = 1000;
 
 /// Which top-level modules each may use (any other dependency between them is an error).
 pub const ALLOWED: &[(&str, &[&str])] = &[
+    ("limits", &[]),
     ("datapath", &[]),
     ("dns", &["datapath"]),
     ("steering", &["datapath", "dns"]),
     ("api", &["steering", "datapath"]),
     ("config", &["dns", "steering", "datapath"]),
-    ("daemon", &["api", "config", "datapath", "dns", "steering"]),
+    (
+        "daemon",
+        &["api", "config", "datapath", "dns", "limits", "steering"],
+    ),
     (
         "main",
         &["api", "config", "daemon", "datapath", "dns", "steering"],
