@@ -15,10 +15,11 @@ use crate::{
         pools::{PoolAnswer, PoolTable},
     },
     dns::server,
+    limits::{self, FdBudget},
     steering::{
         events::EventSink,
         pool::PoolSettings,
-        probe,
+        probe::{ProbeSet, ProbeSetOptions},
         steer::{self, Steering},
     },
 };
@@ -94,6 +95,7 @@ pub async fn run_until(
     opts: RunOptions,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    let fds = descriptor_budget(&cfg);
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
     ));
@@ -126,20 +128,25 @@ pub async fn run_until(
         events,
     )));
     let jobs = steering.lock().unwrap_or_else(|e| e.into_inner()).jobs();
-    let (probe_tx, probe_rx) = mpsc::channel(1024);
-    if !jobs.is_empty() {
+    let (probe_tx, probe_rx) = mpsc::channel(4096);
+    let options = ProbeSetOptions {
+        max_concurrent: cfg.probes.max_concurrent,
+        descriptors: usize::try_from(fds.probes).unwrap_or(usize::MAX),
+    };
+    let (probe_set, probes_task) = ProbeSet::start(options, jobs, probe_tx, shutdown_rx.clone());
+    let stats = probe_set.stats();
+    if stats.jobs > 0 {
         info!(
-            endpoints = jobs.len(),
-            max_concurrent = cfg.probes.max_concurrent,
+            endpoints = stats.jobs,
+            in_flight_limit = stats.limit,
+            needed = stats.wanted,
             "probing pool endpoints"
         );
     }
-    let probes_task = tokio::spawn(probe::run_probes(
-        jobs,
-        cfg.probes.max_concurrent,
-        probe_tx,
-        shutdown_rx.clone(),
-    ));
+    steering
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .attach_probes(probe_set);
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
 
     let metrics_task = match cfg.metrics_listen {
@@ -194,6 +201,32 @@ pub async fn run_until(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Raises the open-file limit and shares it out ([`limits`]).
+fn descriptor_budget(cfg: &Config) -> FdBudget {
+    let limit = match limits::raise_nofile() {
+        Ok(n) => {
+            if n.soft > n.was {
+                info!(from = n.was, to = n.soft, "raised the open-file limit");
+            }
+            n.soft
+        }
+        Err(e) => {
+            let soft = limits::nofile().unwrap_or(1024);
+            warn!(error = %e, limit = soft, "cannot raise the open-file limit");
+            soft
+        }
+    };
+    let budget = FdBudget::split(limit, cfg.server.tcp_max_connections as u64);
+    info!(
+        limit,
+        tcp = budget.tcp,
+        probes = budget.probes,
+        api = budget.api,
+        "descriptors: open-file limit shared out"
+    );
+    budget
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -219,10 +219,15 @@ fn policy_probe_and_global_defaults() {
         vec![(0, AdminState::Follow, None), (1, AdminState::Follow, None)]
     );
     assert_eq!(cfg.events, EventSettings { log: None });
-    assert_eq!(cfg.probes, ProbeSettings { max_concurrent: 64 });
+    assert_eq!(
+        cfg.probes,
+        ProbeSettings {
+            max_concurrent: None
+        }
+    );
     let empty = parse("").unwrap();
     assert_eq!(empty.events, EventSettings::default());
-    assert_eq!(empty.probes.max_concurrent, 64);
+    assert_eq!(empty.probes.max_concurrent, None);
 }
 
 #[test]
