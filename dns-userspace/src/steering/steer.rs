@@ -2,7 +2,8 @@
 //! daemon's table *and* the kernel's hot map, plus an event for every change.
 //!
 //! One [`Steering`] owns every pool's runtime state. Probe results arrive on a channel from
-//! [`crate::steering::probe::run_probes`]; operator pins arrive through
+//! the scheduler ([`crate::steering::probe::ProbeSet`]) as [`ProbeReport`]s keyed by the
+//! endpoint's [`JobId`]; operator pins arrive through
 //! [`Steering::set_admin`] (the HTTP API). A pool's answer is rewritten only when the
 //! policy's decision changes, and
 //! then atomically in both answer paths (see [`crate::datapath::hot`] for the kernel side).
@@ -11,15 +12,26 @@
 //! failures, or an operator pin), the pool keeps answering its configured endpoints, as a
 //! pool without probes does. Deciding earlier would answer SERVFAIL or a lone endpoint just
 //! because the others had not been probed yet.
+//!
+//! Probe ids: every probed endpoint gets a [`JobId`] when steering first sees it
+//! ([`Steering::allocate_id`]); the scheduler's jobs ([`Steering::jobs`]) and reports carry
+//! it, so a report always finds its endpoint, whatever the pool's index. A reload that keeps
+//! an endpoint (same pool name and address) keeps its id, its health and its counters, and
+//! [`Steering::sync_probes`] hands the scheduler the new job set.
+//!
+//! Local probe failures ([`LocalFailure`]) are counted and logged (at most every
+//! [`LOCAL_FAILURE_LOG_EVERY`], with how many were not logged) and never reach
+//! [`EndpointHealth`]: they are not verdicts.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
     datapath::{
@@ -33,9 +45,15 @@ use crate::{
         health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState, StateReason},
         policy::{AllDown, Answer, Candidate, Decision, Selector},
         pool::PoolSettings,
-        probe::{ProbeJob, ProbeTarget},
+        probe::{
+            JobId, LocalFailure, ProbeCounters, ProbeJob, ProbeReport, ProbeSet, ProbeTarget,
+            ProbeTotals, SchedulerStats,
+        },
     },
 };
+
+/// Local probe failures are logged at most this often (the count of the others with it).
+pub const LOCAL_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why an operator's pin was not applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,14 +76,15 @@ impl SetAdminError {
     }
 }
 
-/// A probe result as the scheduler sends it: (pool, endpoint, finished at, outcome).
-pub type ProbeResult = (usize, usize, Instant, ProbeOutcome);
-
 struct PoolRuntime {
     settings: PoolSettings,
     /// Endpoint names for logs and events (address or host name).
     names: Vec<String>,
     health: Vec<EndpointHealth>,
+    /// The probe job of each endpoint (`None`: not probed).
+    ids: Vec<Option<JobId>>,
+    /// What each endpoint's probes did.
+    counters: Vec<ProbeCounters>,
     selector: Selector,
     /// The pool has probes (otherwise every endpoint counts as up unless pinned down).
     probed: bool,
@@ -76,7 +95,7 @@ struct PoolRuntime {
 }
 
 impl PoolRuntime {
-    fn new(settings: &PoolSettings, now: Instant) -> Self {
+    fn new(settings: &PoolSettings, now: Instant, ids: &mut impl FnMut() -> JobId) -> Self {
         let names: Vec<String> = settings
             .endpoints
             .iter()
@@ -100,6 +119,12 @@ impl PoolRuntime {
             answer: Answer::Endpoints(configured).render(&names),
             names,
             health,
+            ids: settings
+                .endpoints
+                .iter()
+                .map(|e| e.probe.as_ref().map(|_| ids()))
+                .collect(),
+            counters: vec![ProbeCounters::default(); settings.endpoints.len()],
             selector: Selector::new(settings.policy.clone(), settings.all_down.clone()),
             probed: settings.probe.is_some(),
             all_down: false,
@@ -177,6 +202,19 @@ pub struct Steering {
     table: Arc<PoolTable>,
     datapath: Arc<Mutex<Option<Datapath>>>,
     events: EventSink,
+    /// Probe job → (pool, endpoint) index.
+    by_id: HashMap<JobId, (usize, usize)>,
+    next_id: u64,
+    totals: ProbeTotals,
+    local_log: LocalFailureLog,
+    probes: Option<ProbeSet>,
+}
+
+/// Rate limit of the local-failure log line.
+#[derive(Default)]
+struct LocalFailureLog {
+    last: Option<Instant>,
+    unlogged: u64,
 }
 
 impl Steering {
@@ -189,27 +227,62 @@ impl Steering {
         events: EventSink,
     ) -> Self {
         let now = Instant::now();
+        let mut next_id = 0;
+        let mut ids = || {
+            next_id += 1;
+            JobId(next_id)
+        };
+        let pools: Vec<PoolRuntime> = pools
+            .iter()
+            .map(|p| PoolRuntime::new(p, now, &mut ids))
+            .collect();
         let mut s = Self {
-            pools: pools.iter().map(|p| PoolRuntime::new(p, now)).collect(),
+            pools,
             table,
             datapath,
             events,
+            by_id: HashMap::new(),
+            next_id,
+            totals: ProbeTotals::default(),
+            local_log: LocalFailureLog::default(),
+            probes: None,
         };
+        s.index_ids();
         for i in 0..s.pools.len() {
             s.reselect(i, "start-up");
         }
         s
     }
 
+    /// A probe job id no endpoint has had (for an endpoint a reload adds).
+    pub fn allocate_id(&mut self) -> JobId {
+        self.next_id += 1;
+        JobId(self.next_id)
+    }
+
+    /// Rebuilds the job id → (pool, endpoint) index (after the pools changed).
+    fn index_ids(&mut self) {
+        self.by_id = self
+            .pools
+            .iter()
+            .enumerate()
+            .flat_map(|(p, pool)| {
+                pool.ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(e, id)| id.map(|id| (id, (p, e))))
+            })
+            .collect();
+    }
+
     /// The probe jobs for every probed endpoint.
     pub fn jobs(&self) -> Vec<ProbeJob> {
         let mut jobs = Vec::new();
-        for (p, pool) in self.pools.iter().enumerate() {
-            for (e, ep) in pool.settings.endpoints.iter().enumerate() {
-                if let Some(spec) = &ep.probe {
+        for pool in &self.pools {
+            for (ep, id) in pool.settings.endpoints.iter().zip(&pool.ids) {
+                if let (Some(spec), Some(id)) = (&ep.probe, id) {
                     jobs.push(ProbeJob {
-                        pool: p,
-                        endpoint: e,
+                        id: *id,
                         spec: spec.clone(),
                         target: ProbeTarget::from_endpoint(&ep.address),
                     });
@@ -217,6 +290,69 @@ impl Steering {
             }
         }
         jobs
+    }
+
+    /// Hands steering the scheduler running its jobs (for [`Steering::sync_probes`] and
+    /// the scheduler's figures in [`Steering::probe_stats`]).
+    pub fn attach_probes(&mut self, probes: ProbeSet) {
+        self.probes = Some(probes);
+    }
+
+    /// Gives the scheduler the current job set (after the pools changed): unchanged
+    /// endpoints keep their schedule.
+    pub fn sync_probes(&self) {
+        if let Some(p) = &self.probes {
+            p.update(self.jobs());
+        }
+    }
+
+    /// The scheduler's figures, when one is attached.
+    pub fn probe_stats(&self) -> Option<SchedulerStats> {
+        self.probes.as_ref().map(ProbeSet::stats)
+    }
+
+    /// Every endpoint's probes together since start-up.
+    pub fn probe_totals(&self) -> &ProbeTotals {
+        &self.totals
+    }
+
+    /// Feeds one probe report in: counted, then a verdict goes to the endpoint's health and
+    /// a local failure is logged (rate-limited) and goes nowhere else. Reports of jobs
+    /// steering no longer has are dropped.
+    pub fn on_report(&mut self, report: &ProbeReport) {
+        let Some(&(p, e)) = self.by_id.get(&report.id) else {
+            return;
+        };
+        self.totals.record(report);
+        if let Some(c) = self.pools[p].counters.get_mut(e) {
+            c.record(report);
+        }
+        match &report.attempt {
+            Ok(outcome) => self.on_probe(p, e, report.finished, outcome),
+            Err(local) => self.local_failure(p, e, report.finished, local),
+        }
+    }
+
+    fn local_failure(&mut self, pool: usize, endpoint: usize, at: Instant, f: &LocalFailure) {
+        let log = &mut self.local_log;
+        if log
+            .last
+            .is_some_and(|last| at.saturating_duration_since(last) < LOCAL_FAILURE_LOG_EVERY)
+        {
+            log.unlogged += 1;
+            return;
+        }
+        let p = &self.pools[pool];
+        warn!(
+            pool = %p.settings.name,
+            endpoint = %p.names[endpoint],
+            reason = %f.reason,
+            unlogged_since_last = log.unlogged,
+            "a probe failed on this host, not counted against the endpoint: {}",
+            f.detail
+        );
+        log.last = Some(at);
+        log.unlogged = 0;
     }
 
     /// Feeds one probe result in.
@@ -395,6 +531,7 @@ impl Steering {
                             .map(|d| d.as_secs_f64() * 1e3)
                             .collect(),
                         last_detail: h.last_detail().to_string(),
+                        probes: p.ids[i].map(|_| p.counters[i].clone()),
                     })
                     .collect(),
             })
@@ -421,23 +558,31 @@ pub struct EndpointStatus {
     pub latency_ms: Option<f64>,
     pub samples_ms: Vec<f64>,
     pub last_detail: String,
+    /// What the endpoint's probes did (`None`: not probed).
+    pub probes: Option<ProbeCounters>,
 }
 
-/// Applies probe results until shutdown.
+/// Most reports applied under one lock of steering.
+pub const REPORT_BATCH: usize = 256;
+
+/// Applies probe reports until shutdown, a batch at a time.
 pub async fn run(
     steering: Arc<Mutex<Steering>>,
-    mut results: mpsc::Receiver<ProbeResult>,
+    mut reports: mpsc::Receiver<ProbeReport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut batch = Vec::with_capacity(REPORT_BATCH);
     loop {
         tokio::select! {
-            r = results.recv() => match r {
-                Some((pool, endpoint, at, outcome)) => steering
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .on_probe(pool, endpoint, at, &outcome),
-                None => return,
-            },
+            n = reports.recv_many(&mut batch, REPORT_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                let mut s = steering.lock().unwrap_or_else(|e| e.into_inner());
+                for report in batch.drain(..) {
+                    s.on_report(&report);
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }
