@@ -43,7 +43,7 @@ use crate::{
         endpoint::EndpointAddress,
         events::{Event, EventSink},
         health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState, StateReason},
-        policy::{AllDown, Answer, Candidate, Decision, Selector},
+        policy::{AllDown, Answer, Candidate, Decision, Policy, Selector},
         pool::PoolSettings,
         probe::{
             JobId, LocalFailure, ProbeCounters, ProbeJob, ProbeReport, ProbeSet, ProbeTarget,
@@ -372,7 +372,7 @@ impl Steering {
             _ if up => "up",
             _ => "down",
         };
-        if let Some(t) = transition {
+        if let Some(t) = &transition {
             self.endpoint_event(pool, endpoint, old(!t.up), t.up, &t.reason);
         } else if first_down && !pinned {
             // Down from the start is no change of the effective state (unknown counts as
@@ -382,7 +382,14 @@ impl Steering {
             };
             self.endpoint_event(pool, endpoint, "unknown", false, &reason);
         }
-        self.reselect(pool, "probe");
+        // Only a changed verdict, or a new latency where the policy compares latencies,
+        // can change the decision: a blackholed endpoint failing again changes nothing.
+        let p = &self.pools[pool];
+        let latency_counts = matches!(p.settings.policy, Policy::Fastest { .. });
+        let verdict_changed = p.health[endpoint].probe_state() != was;
+        if transition.is_some() || verdict_changed || (outcome.ok && latency_counts) {
+            self.reselect(pool, "probe");
+        }
     }
 
     /// Pins an endpoint up or down, or makes it follow its probes again.
