@@ -147,6 +147,7 @@ pub async fn run_until(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .attach_probes(probe_set);
+    limits::release_free_memory();
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
 
     let metrics_task = match cfg.metrics_listen {

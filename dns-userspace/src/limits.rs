@@ -4,6 +4,8 @@
 //!
 //! * [`raise_nofile`] raises the soft `RLIMIT_NOFILE` to the hard limit at start (what
 //!   systemd's `LimitNOFILE` or `ulimit -Hn` allow).
+//! * [`release_free_memory`] hands the heap freed after start-up back to the system
+//!   (parsing a 10 000-pool config peaks at about 100 MB that the allocator would keep).
 //! * [`FdBudget::split`] divides the limit: [`BASE_FDS`] for the process itself (standard
 //!   streams, listening sockets, epoll, BPF maps and programs, the event log, name
 //!   lookups), [`API_FDS`] for HTTP API connections, then TCP connections get what they are
@@ -73,6 +75,17 @@ pub fn nofile() -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(lim.rlim_cur)
+}
+
+/// Returns the heap memory freed so far to the system (glibc's `malloc_trim`): call once
+/// start-up (config parsing, building the tables) is done, so the resident figure is what
+/// the daemon uses rather than its start-up peak.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn nr_open() -> Option<u64> {

@@ -276,7 +276,7 @@ fn every_pool_key() {
             rise: 4,
             fall: 5,
         },
-        kind: ProbeKind::Http(http.clone()),
+        kind: ProbeKind::Http(Box::new(http.clone())),
     };
     assert_eq!(p.probe.as_ref(), Some(&pool_spec));
     let e0 = &p.endpoints[0];
@@ -284,7 +284,7 @@ fn every_pool_key() {
     assert_eq!(
         e0.probe,
         Some(ProbeSpec {
-            kind: ProbeKind::Http(HttpProbe { port: 8080, ..http }),
+            kind: ProbeKind::Http(Box::new(HttpProbe { port: 8080, ..http })),
             ..pool_spec.clone()
         })
     );

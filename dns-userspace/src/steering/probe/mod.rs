@@ -24,7 +24,8 @@
 //!   unless `tls_verify = false` (then any certificate is accepted, but the handshake must
 //!   still be signed with its key). No proxy is used. HTTP/1.1 only (ALPN `http/1.1`).
 //! * `tcp`: the TCP three-way handshake (connect() until established); the connection is
-//!   closed at once.
+//!   closed at once, with a reset (as HAProxy closes its checks), so no TIME-WAIT socket is
+//!   left behind for every probe.
 //! * `icmp`: one ICMP (or ICMPv6) echo request until its reply (the round-trip time the
 //!   `surge-ping` crate measures). Needs a raw socket (root or `CAP_NET_RAW`) or an
 //!   unprivileged ping socket (`net.ipv4.ping_group_range`).

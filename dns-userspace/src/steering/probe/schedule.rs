@@ -359,7 +359,7 @@ impl<R: Runner> Scheduler<R> {
             self.publish_stats();
             self.late
                 .maybe_warn(now, self.entries.len(), self.limit, self.limit_source);
-            self.summary.maybe_log(now, &self.stats);
+            self.summary.maybe_log(now, &self.stats, self.backlog.len());
             let next_due = self.timers.peek().map(|Reverse((due, ..))| *due);
             if let Some(due) = next_due
                 && sleep.deadline() != due
@@ -637,7 +637,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn maybe_log(&mut self, now: Instant, stats: &SharedStats) {
+    fn maybe_log(&mut self, now: Instant, stats: &SharedStats, backlog: usize) {
         let s = stats.snapshot();
         let Some((at, started, late)) = self.last else {
             self.last = Some((now, s.started, s.late));
@@ -656,6 +656,7 @@ impl Summary {
             in_flight = s.in_flight,
             limit = s.limit,
             waiting = s.waiting,
+            unreported = backlog,
             "probe scheduler"
         );
         self.last = Some((now, s.started, s.late));

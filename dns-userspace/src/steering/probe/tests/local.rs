@@ -119,7 +119,7 @@ fn probes_out_of_descriptors_child() {
         .build()
         .expect("a runtime");
     let mut http = tcp_spec(port);
-    http.kind = ProbeKind::Http(HttpProbe::new(port));
+    http.kind = ProbeKind::Http(Box::new(HttpProbe::new(port)));
     let mut dns = tcp_spec(port);
     dns.kind = ProbeKind::default_dns(hickory_proto::rr::Name::from_ascii("x.test.").unwrap());
     // Every descriptor number below the limit taken: nothing more can be opened.

@@ -56,12 +56,12 @@ pub(super) fn tcp_spec(port: u16) -> ProbeSpec {
 }
 
 pub(super) fn http_spec(port: u16) -> ProbeSpec {
-    spec(ProbeKind::Http(HttpProbe::new(port)))
+    spec(ProbeKind::Http(Box::new(HttpProbe::new(port))))
 }
 
 fn https_spec(port: u16) -> ProbeSpec {
     spec(ProbeKind::Https {
-        http: HttpProbe::new(port),
+        http: Box::new(HttpProbe::new(port)),
         tls_verify: true,
     })
 }
@@ -493,11 +493,11 @@ async fn dns_server(rcode: ResponseCode, answers: usize) -> u16 {
 }
 
 fn dns_spec(port: u16) -> ProbeSpec {
-    spec(ProbeKind::Dns(DnsProbe {
+    spec(ProbeKind::Dns(Box::new(DnsProbe {
         qname: Name::from_str("www.example.test.").unwrap(),
         qtype: RecordType::A,
         port,
-    }))
+    })))
 }
 
 #[tokio::test]
