@@ -304,49 +304,46 @@ fn enter(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// The accepting endpoints: one listener on 0.0.0.0:80 in the server namespace that
-/// accepts and closes every connection, counting them.
+/// The accepting endpoints: one listener on 0.0.0.0:80 in the server namespace, accepting
+/// and closing every connection on [`ACCEPTORS`] threads, counting them.
 struct Acceptor {
+    listener: Arc<std::net::TcpListener>,
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
-    thread: Option<thread::JoinHandle<()>>,
+    threads: Vec<thread::JoinHandle<()>>,
 }
+
+/// Threads accepting connections (blocked in accept(2) when there is nothing to do).
+const ACCEPTORS: usize = 2;
 
 impl Acceptor {
     fn start(ns: &str) -> Result<Self> {
+        let ns = ns.to_string();
+        let listener = Arc::new(
+            thread::spawn(move || enter(&ns).and_then(|()| listen()))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the listening thread panicked"))??,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns, stop2, accepted2) = (ns.to_string(), stop.clone(), accepted.clone());
-        let thread = thread::spawn(move || {
-            let listener = enter(&ns).and_then(|()| listen());
-            let listener = match listener {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    l
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        accepted2.fetch_add(1, Ordering::Relaxed);
-                        drop(conn);
+        let threads = (0..ACCEPTORS)
+            .map(|_| {
+                let (listener, stop, accepted) = (listener.clone(), stop.clone(), accepted.clone());
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok((conn, _)) = listener.accept() {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            drop(conn);
+                        }
                     }
-                    Err(_) => thread::sleep(Duration::from_millis(1)),
-                }
-            }
-        });
-        ready_rx
-            .recv()
-            .context("the acceptor thread ended before listening")??;
+                })
+            })
+            .collect();
         Ok(Self {
+            listener,
             stop,
             accepted,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -354,15 +351,18 @@ impl Acceptor {
         self.accepted.load(Ordering::Relaxed)
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        // Wakes every thread blocked in accept(2), which then fails with EINVAL.
+        // SAFETY: shutdown(2) on the listener's own descriptor.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-/// A non-blocking listener on 0.0.0.0:80 with a 65535-long accept queue.
+/// A listener on 0.0.0.0:80 with a 65535-long accept queue.
 fn listen() -> Result<std::net::TcpListener> {
     // SAFETY: plain socket(2); the descriptor is owned by the listener at once.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
@@ -401,7 +401,6 @@ fn listen() -> Result<std::net::TcpListener> {
             std::io::Error::last_os_error()
         );
     }
-    listener.set_nonblocking(true)?;
     Ok(listener)
 }
 
