@@ -6,8 +6,13 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use axum::Router;
+
 use crate::{
-    api::http,
+    api::{
+        self,
+        state::{ApiState, DaemonInfo},
+    },
     config::Config,
     datapath::{
         ebpf::Datapath,
@@ -16,6 +21,7 @@ use crate::{
     },
     dns::server,
     limits::{self, FdBudget},
+    logs::List,
     steering::{
         events::EventSink,
         pool::PoolSettings,
@@ -78,7 +84,7 @@ fn try_setup_xdp(cfg: &Config, pools: &PoolTable) -> anyhow::Result<Datapath> {
     }
     info!(
         pools = answers.len(),
-        interfaces = ?cfg.xdp.interfaces,
+        interfaces = %List(&cfg.xdp.interfaces),
         "XDP fast path answering hot pools"
     );
     Ok(dp)
@@ -95,6 +101,7 @@ pub async fn run_until(
     opts: RunOptions,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
     let fds = descriptor_budget(&cfg);
     let pools = Arc::new(PoolTable::new(
         cfg.pools.iter().map(PoolSettings::initial_answer),
@@ -150,24 +157,20 @@ pub async fn run_until(
     limits::release_free_memory();
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
 
-    let metrics_task = match cfg.metrics_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-            info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Some(tokio::spawn(http::serve(
-                listener,
-                datapath.clone(),
-                Some(steering.clone()),
-                shutdown_rx.clone(),
-            )))
-        }
-        None => None,
+    let api_state = ApiState {
+        datapath: datapath.clone(),
+        steering: steering.clone(),
+        daemon: Arc::new(DaemonInfo::new(started)),
     };
+    // Routes other parts serve through the API (e.g. `POST /api/reload`) go in this Router;
+    // they get the API's Host/Origin/token checks and limits.
+    let extra_routes = Router::new();
+    let api_task = api::start(&cfg.api, api_state, extra_routes, shutdown_rx.clone())
+        .await
+        .context("starting the API")?;
 
     info!(
-        listen = ?cfg.server.listen,
+        listen = %List(&cfg.server.listen),
         port = cfg.server.port,
         zones = cfg.zones.len(),
         pools = cfg.pools.len(),
@@ -186,7 +189,7 @@ pub async fn run_until(
         Ok(Err(e)) => error!(error = format!("{e:#}"), "DNS server failed"),
         Err(e) => error!(error = %e, "DNS server task panicked"),
     }
-    if let Some(t) = metrics_task {
+    if let Some(t) = api_task {
         let _ = t.await;
     }
     let _ = probes_task.await;
@@ -219,7 +222,11 @@ fn descriptor_budget(cfg: &Config) -> FdBudget {
             soft
         }
     };
-    let budget = FdBudget::split(limit, cfg.server.tcp_max_connections as u64);
+    let budget = FdBudget::split(
+        limit,
+        cfg.server.tcp_max_connections as u64,
+        cfg.api.max_connections as u64,
+    );
     info!(
         limit,
         tcp = budget.tcp,

@@ -12,7 +12,8 @@
 //! * [`api`]: the HTTP endpoint (metrics and control);
 //! * [`daemon`]: start-up, signals, shutdown;
 //! * [`limits`]: the open-file limit and how its descriptors are shared (TCP connections,
-//!   probes, the HTTP API).
+//!   probes, the HTTP API);
+//! * [`logs`]: log output and how values read in it (used by all of the above).
 
 pub mod api;
 pub mod config;
@@ -20,4 +21,5 @@ pub mod daemon;
 pub mod datapath;
 pub mod dns;
 pub mod limits;
+pub mod logs;
 pub mod steering;

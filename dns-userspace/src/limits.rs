@@ -8,16 +8,14 @@
 //!   (parsing a 10 000-pool config peaks at about 100 MB that the allocator would keep).
 //! * [`FdBudget::split`] divides the limit: [`BASE_FDS`] for the process itself (standard
 //!   streams, listening sockets, epoll, BPF maps and programs, the event log, name
-//!   lookups), [`API_FDS`] for HTTP API connections, then TCP connections get what they are
-//!   configured for but at most half of the rest, and probes get everything left (one
-//!   descriptor per probe in flight; ICMP probes share two sockets).
+//!   lookups), the HTTP API's connections (`[api] max_connections`), then TCP connections
+//!   get what they are configured for but at most half of the rest, and probes get
+//!   everything left (one descriptor per probe in flight; ICMP probes share two sockets).
 
 use std::io;
 
 /// Descriptors kept for the process itself.
 pub const BASE_FDS: u64 = 64;
-/// Descriptors kept for HTTP API connections.
-pub const API_FDS: u64 = 64;
 
 /// The open-file limit before and after [`raise_nofile`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +101,7 @@ pub struct FdBudget {
     pub limit: u64,
     /// Kept for the process itself ([`BASE_FDS`]).
     pub base: u64,
-    /// For HTTP API connections ([`API_FDS`]).
+    /// For HTTP API connections.
     pub api: u64,
     /// Most TCP connections of the DNS server.
     pub tcp: u64,
@@ -112,12 +110,12 @@ pub struct FdBudget {
 }
 
 impl FdBudget {
-    /// Shares `limit` descriptors: the base and API reserves first (as much of them as
-    /// fits), then `tcp_wanted` TCP connections but at most half of the rest, then the
-    /// probes everything left.
-    pub fn split(limit: u64, tcp_wanted: u64) -> Self {
+    /// Shares `limit` descriptors: the base reserve and `api_wanted` API connections first
+    /// (as much of them as fits), then `tcp_wanted` TCP connections but at most half of the
+    /// rest, then the probes everything left.
+    pub fn split(limit: u64, tcp_wanted: u64, api_wanted: u64) -> Self {
         let base = BASE_FDS.min(limit);
-        let api = API_FDS.min(limit - base);
+        let api = api_wanted.min(limit - base);
         let rest = limit - base - api;
         let tcp = tcp_wanted.min(rest / 2);
         Self {
@@ -134,30 +132,32 @@ impl FdBudget {
 mod tests {
     use super::*;
 
+    const API: u64 = 64;
+
     #[test]
     fn a_large_limit_satisfies_everyone() {
-        let b = FdBudget::split(1 << 20, 1024);
-        assert_eq!((b.base, b.api, b.tcp), (BASE_FDS, API_FDS, 1024));
-        assert_eq!(b.probes, (1 << 20) - BASE_FDS - API_FDS - 1024);
+        let b = FdBudget::split(1 << 20, 1024, API);
+        assert_eq!((b.base, b.api, b.tcp), (BASE_FDS, API, 1024));
+        assert_eq!(b.probes, (1 << 20) - BASE_FDS - API - 1024);
         assert_eq!(b.base + b.api + b.tcp + b.probes, b.limit);
     }
 
     #[test]
     fn a_small_limit_keeps_half_of_the_rest_for_probes() {
         // The classic default soft limit with the default TCP connection limit.
-        let b = FdBudget::split(1024, 1024);
-        assert_eq!(b.tcp, (1024 - BASE_FDS - API_FDS) / 2);
-        assert_eq!(b.probes, 1024 - BASE_FDS - API_FDS - b.tcp);
+        let b = FdBudget::split(1024, 1024, API);
+        assert_eq!(b.tcp, (1024 - BASE_FDS - API) / 2);
+        assert_eq!(b.probes, 1024 - BASE_FDS - API - b.tcp);
         assert!(b.tcp + b.probes + b.base + b.api <= 1024);
         // TCP asks for little: probes get the rest.
-        let b = FdBudget::split(1024, 100);
-        assert_eq!((b.tcp, b.probes), (100, 1024 - BASE_FDS - API_FDS - 100));
+        let b = FdBudget::split(1024, 100, API);
+        assert_eq!((b.tcp, b.probes), (100, 1024 - BASE_FDS - API - 100));
     }
 
     #[test]
     fn a_tiny_limit_never_underflows() {
         for limit in [0, 1, 63, 64, 65, 127, 128, 129] {
-            let b = FdBudget::split(limit, 1024);
+            let b = FdBudget::split(limit, 1024, API);
             assert_eq!(b.base + b.api + b.tcp + b.probes, limit, "{b:?}");
         }
     }

@@ -17,6 +17,10 @@ use hotpool::{
 
 use crate::{client, netns::Link};
 
+/// The API token in every test daemon's `api.token` (configs refer to it as
+/// `token_file = "{dir}/api.token"`).
+pub const API_TOKEN: &str = "hotpool-test-token-0123456789";
+
 /// A zone for the tests: example.test. with an SOA, NS and one A record.
 pub const ZONE: &str = "\
 $ORIGIN example.test.
@@ -45,6 +49,7 @@ impl Daemon {
         let dir = std::env::temp_dir().join(format!("hotpool-e2e-{tag}"));
         std::fs::create_dir_all(dir.join("zones")).unwrap();
         std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
+        write_private(&dir.join("api.token"), API_TOKEN);
         let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
         let text = config
             .replace("{pin}", &pin.display().to_string())
@@ -121,6 +126,13 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.pin);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Writes `text` to `path`, readable by its owner only (as a token file must be).
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Whether a daemon on the server end of `link` answers a zone query over TCP from the

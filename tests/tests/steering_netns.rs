@@ -15,7 +15,7 @@ use hickory_proto::{
 };
 use hotpool_tests::{
     client,
-    daemon::{Daemon, delta},
+    daemon::{API_TOKEN, Daemon, delta},
     endpoint::{Behaviour, TestEndpoint, WebhookReceiver},
     netns::Link,
 };
@@ -43,7 +43,10 @@ fn config(link: &Link, hook: &str) -> String {
         r#"[server]
 listen = ["{v4}"]
 pin_path = "{{pin}}"
-metrics_listen = "{v4}:9153"
+
+[api]
+listen = "{v4}:9153"
+token_file = "{{dir}}/api.token"
 
 [xdp]
 interfaces = ["{iface}"]
@@ -159,8 +162,8 @@ impl World {
         }
     }
 
-    /// One request to the daemon's HTTP endpoint (from inside the server namespace):
-    /// (status code, body).
+    /// One request to the daemon's HTTP endpoint (from inside the server namespace), with
+    /// the API token: (status code, body).
     fn api(&self, method: &'static str, path: String) -> (u16, String) {
         use std::io::{Read as _, Write as _};
         let addr = SocketAddr::new(IpAddr::V4(self.link.server_v4), 9153);
@@ -169,7 +172,8 @@ impl World {
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             write!(
                 c,
-                "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
             .unwrap();
             let mut resp = String::new();
@@ -230,7 +234,10 @@ fn fastest_follows_latency_fails_over_and_back_and_fails_open() {
     let (code, body) = w.api("GET", "/api/status".into());
     assert_eq!(code, 200);
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(status[0]["endpoints"][0]["admin"], "down", "{status}");
+    assert_eq!(
+        status["pools"][0]["endpoints"][0]["admin"], "down",
+        "{status}"
+    );
     let (code, _) = w.api(
         "POST",
         "/api/pools/fast.example.test./endpoints/10.99.0.1/follow".into(),

@@ -24,18 +24,23 @@ pub const MAX_LINES: usize = 1000;
 /// Which top-level modules each may use (any other dependency between them is an error).
 pub const ALLOWED: &[(&str, &[&str])] = &[
     ("limits", &[]),
-    ("datapath", &[]),
-    ("dns", &["datapath"]),
-    ("steering", &["datapath", "dns"]),
-    ("api", &["steering", "datapath"]),
-    ("config", &["dns", "steering", "datapath"]),
+    ("logs", &[]),
+    ("datapath", &["logs"]),
+    ("dns", &["datapath", "logs"]),
+    ("steering", &["datapath", "dns", "logs"]),
+    ("api", &["steering", "datapath", "logs"]),
+    ("config", &["dns", "steering", "datapath", "api", "logs"]),
     (
         "daemon",
-        &["api", "config", "datapath", "dns", "limits", "steering"],
+        &[
+            "api", "config", "datapath", "dns", "limits", "steering", "logs",
+        ],
     ),
     (
         "main",
-        &["api", "config", "daemon", "datapath", "dns", "steering"],
+        &[
+            "api", "config", "daemon", "datapath", "dns", "steering", "logs",
+        ],
     ),
 ];
 

@@ -1,5 +1,6 @@
 //! hotpool's developer tasks, run as `cargo xtask <task>` from anywhere in the workspace.
 
+mod bench;
 mod bpffs;
 mod cmd;
 mod layout;
@@ -65,11 +66,33 @@ enum Task {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Run the benchmarks
+    /// Run the benchmarks, the current tree side by side with a baseline revision
     ///
-    /// Runs the criterion benchmarks, then the kernel XDP benchmark (tests/tests/bench_xdp.rs,
-    /// as root) when there is one.
-    Bench,
+    /// Parts: host (criterion), kernel (ns per packet in the XDP program), system (dnsperf,
+    /// kxdpgun and latency against hotpool, Knot, NSD and gdnsd), xdp-cost (the mixed load
+    /// with and without XDP on the server veth). Each prints markdown tables and writes them to
+    /// target/bench/<part>.md. Installs the Debian packages it needs. Needs root.
+    Bench {
+        /// Which part to run.
+        #[arg(value_enum, default_value_t = bench::Part::All)]
+        part: bench::Part,
+        /// The revision to compare with (built in a worktree under target/bench/).
+        #[arg(long, default_value = bench::PREVIOUS_RELEASE)]
+        baseline: String,
+        /// Seconds per dnsperf and kxdpgun run.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
+        seconds: u32,
+        /// Queries per second of the fixed-rate latency client.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(100..=80_000))]
+        latency_rate: u32,
+        /// Rounds of system and xdp-cost (every server in turn each round; medians reported).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+        rounds: u32,
+        /// xdp-cost: record a whole-box perf profile of each dnsperf run under
+        /// target/bench/perf/ (needs perf, Debian package linux-perf).
+        #[arg(long)]
+        perf: bool,
+    },
     /// Benchmark the probe scheduler at scale, as root
     ///
     /// Generates a config of --pools pools (4 endpoints each, TCP probes every second; half
@@ -125,7 +148,25 @@ fn run(task: Task) -> Result<()> {
         }
         Task::Run { release, args } => run::run(release, args),
         Task::Test { skip_lint, args } => test::test(skip_lint, &args),
-        Task::Bench => test::bench(),
+        Task::Bench {
+            part,
+            baseline,
+            seconds,
+            latency_rate,
+            rounds,
+            perf,
+        } => bench::bench(
+            part,
+            &baseline,
+            perf,
+            bench::Settings {
+                seconds,
+                latency_rate,
+                latency_seconds: 3,
+                rounds,
+                perf: None,
+            },
+        ),
         Task::ProbesBench {
             pools,
             seconds,

@@ -19,12 +19,11 @@ use crate::{cmd, run::is_root};
 /// The toolchain that builds dns-ebpf (aya-build runs it through `rustup run nightly`).
 const NIGHTLY: &str = "nightly";
 
-/// Debian packages the root tests, benchmarks and operators use.
+/// Debian packages the root tests and operators use (`cargo xtask bench` installs its own:
+/// the load generators and reference servers).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "dnsutils",
-    "knot-dnsutils",
-    "dnsperf",
     "bpftool",
     "tcpdump",
     "ethtool",
@@ -335,7 +334,7 @@ fn has_component(list: &str, component: &str) -> bool {
 
 /// `DEBIAN_PACKAGES` that `dpkg-query -W -f='${Package}\t${Status}\n'` does not report as
 /// installed (absent from its output, removed, or only config files left).
-fn missing_packages<'a>(wanted: &[&'a str], dpkg_output: &str) -> Vec<&'a str> {
+pub fn missing_packages<'a>(wanted: &[&'a str], dpkg_output: &str) -> Vec<&'a str> {
     let installed: HashSet<&str> = dpkg_output
         .lines()
         .filter_map(|line| {

@@ -1,4 +1,4 @@
-//! `cargo xtask test` (the whole suite; CI runs exactly this) and `cargo xtask bench`.
+//! `cargo xtask test`: the whole suite; CI runs exactly this.
 
 use std::{
     ffi::OsString,
@@ -128,47 +128,6 @@ pub fn test(skip_lint: bool, args: &[OsString]) -> Result<()> {
         "hotpool-tests creates network namespaces and attaches XDP programs",
     )?;
     run_stages("test", test_stages(skip_lint, args))
-}
-
-/// `cargo xtask bench`: the criterion benchmarks, then the kernel benchmark when there is one.
-pub fn bench() -> Result<()> {
-    // Root benchmarks in hotpool-tests: the kernel per-packet cost, and dnsperf end to end.
-    let root_benches: Vec<&str> = ["bench_xdp", "bench_dnsperf"]
-        .into_iter()
-        .filter(|name| {
-            cmd::workspace_root()
-                .join(format!("tests/tests/{name}.rs"))
-                .is_file()
-        })
-        .collect();
-    if !root_benches.is_empty() {
-        become_root(
-            "bench",
-            "the kernel and end-to-end benchmarks attach XDP programs",
-        )?;
-    }
-    setup::ensure(false)?;
-    let mut stages = vec![Stage::cargo(
-        "criterion",
-        &["bench", "--package", "hotpool-benches"],
-    )];
-    for name in root_benches {
-        stages.push(Stage::cargo(
-            name,
-            &[
-                "test",
-                "--package",
-                "hotpool-tests",
-                "--release",
-                "--test",
-                name,
-                "--",
-                "--ignored",
-                "--nocapture",
-            ],
-        ));
-    }
-    run_stages("bench", stages)
 }
 
 #[cfg(test)]

@@ -1,585 +1,244 @@
-//! The daemon's HTTP endpoint (bind it to loopback: it is unauthenticated):
+//! The API's routes, on axum:
 //!
-//! * `GET /metrics`: Prometheus text exposition of the XDP counters, whether XDP is
-//!   attached, and every pool's and endpoint's steering state;
-//! * `GET /api/status`: the same steering state as JSON;
-//! * `POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>`: pin an endpoint up or
+//! * `GET /metrics` (and `GET /`): Prometheus text exposition ([`crate::api::metrics`]);
+//! * `GET /api/status`: every pool's answer, its reason and its endpoints as JSON
+//!   ([`crate::api::status`]);
+//! * `POST /api/pools/{pool}/endpoints/{endpoint}/{up|down|follow}`: pin an endpoint up or
 //!   down at runtime, or make it follow its probes again (Constellix `always_on`,
 //!   `always_off`, `follow_sonar`). Pins last until the daemon restarts; put lasting ones
 //!   in the config (`state = ...`).
+//!
+//! Every request first passes [`crate::api::guard`] (Host, Origin, token). Errors are JSON
+//! (`{"error": "..."}`) with the fitting status: 404 for an unknown path, pool or endpoint
+//! (with the names that do exist), 405 with `Allow` for a wrong method, 400 for bad input,
+//! 401/403 from the guard, 413 for a body over `max_body_bytes`, 503 when a request takes
+//! longer than `request_timeout`.
+//!
+//! Other parts of the daemon add routes through [`router`]'s `extra` argument (a plain
+//! `Router` with its own state, e.g. `POST /api/reload`); they get the same checks, limits
+//! and error bodies, and a write method there needs the token like the pins do.
 
-use std::{
-    fmt::Write as _,
-    sync::{Arc, Mutex},
-};
+use std::{sync::Arc, time::SystemTime};
 
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-    sync::watch,
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Path, Request, State, rejection::PathRejection},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
 };
+use serde_json::json;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 use tracing::debug;
 
 use crate::{
-    datapath::ebpf::Datapath,
-    steering::{
-        health::parse_admin,
-        probe::{LocalReason, ProbeTotals, SchedulerStats},
-        steer::{PoolStatus, Steering},
+    api::{
+        guard::{Guard, Via},
+        metrics,
+        settings::ApiSettings,
+        state::{ApiState, DaemonInfo},
+        status,
     },
+    steering::{health::parse_admin, steer::SetAdminError},
 };
 
-/// Renders the steering part of the metrics page.
-pub fn render_steering(status: &[PoolStatus]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP hotpool_endpoint_up Whether an endpoint is up (probes and operator pins).\n\
-         # TYPE hotpool_endpoint_up gauge\n",
-    );
-    for p in status {
-        for e in &p.endpoints {
-            let _ = writeln!(
-                out,
-                "hotpool_endpoint_up{{pool=\"{}\",endpoint=\"{}\"}} {}",
-                p.pool, e.endpoint, e.up as u8
-            );
-        }
-    }
-    out.push_str(
-        "# HELP hotpool_endpoint_latency_seconds Smoothed probe latency (median of the last 5 \
-         successful probes).\n# TYPE hotpool_endpoint_latency_seconds gauge\n",
-    );
-    for p in status {
-        for e in &p.endpoints {
-            if let Some(ms) = e.latency_ms {
-                let _ = writeln!(
-                    out,
-                    "hotpool_endpoint_latency_seconds{{pool=\"{}\",endpoint=\"{}\"}} {}",
-                    p.pool,
-                    e.endpoint,
-                    ms / 1e3
-                );
-            }
-        }
-    }
-    out.push_str(
-        "# HELP hotpool_pool_all_down Whether no endpoint of the pool is up (the all_down \
-         setting answers).\n# TYPE hotpool_pool_all_down gauge\n",
-    );
-    for p in status {
-        let _ = writeln!(
-            out,
-            "hotpool_pool_all_down{{pool=\"{}\"}} {}",
-            p.pool, p.all_down as u8
-        );
-    }
-    out.push_str(
-        "# HELP hotpool_pool_answer_changes_total Times the pool's answer was rewritten.\n\
-         # TYPE hotpool_pool_answer_changes_total counter\n",
-    );
-    for p in status {
-        let _ = writeln!(
-            out,
-            "hotpool_pool_answer_changes_total{{pool=\"{}\"}} {}",
-            p.pool, p.changes
-        );
-    }
-    out
+/// At most this many names are listed in a 404 for an unknown pool or endpoint.
+const MAX_LISTED: usize = 20;
+
+/// An error answer: `{"error": message, ...}` with `status`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Further fields of the body (e.g. the names that do exist).
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Renders the probe accounting: per endpoint, runs by result and late runs; in total
-/// (removed endpoints included) the same, local failures by reason and the latency
-/// histogram (per endpoint it would be 14 series each: 560 000 at 40 000 endpoints; each
-/// endpoint's histogram is in `/api/status`); and the scheduler's figures.
-pub fn render_probes(
-    status: &[PoolStatus],
-    totals: &ProbeTotals,
-    scheduler: Option<&SchedulerStats>,
-) -> String {
-    let mut out = String::new();
-    let probed = || {
-        status.iter().flat_map(|p| {
-            p.endpoints
-                .iter()
-                .filter_map(move |e| e.probes.as_ref().map(|c| (p.pool.as_str(), e, c)))
-        })
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl ToString) -> Self {
+        Self {
+            status,
+            message: message.to_string(),
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl ToString) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl ToString) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// Adds a field to the body.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.fields.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.message.into());
+        body.extend(self.fields);
+        (self.status, Json(serde_json::Value::Object(body))).into_response()
+    }
+}
+
+/// The API: the routes above plus `extra`, behind the guard, the limits and the JSON error
+/// bodies.
+pub fn router(state: ApiState, settings: &ApiSettings, extra: Router) -> Router {
+    let guard = Arc::new(Guard::new(settings));
+    let daemon = state.daemon.clone();
+    Router::new()
+        .route("/", get(get_metrics))
+        .route("/metrics", get(get_metrics))
+        .route("/api/status", get(get_status))
+        .route(
+            "/api/pools/{pool}/endpoints/{endpoint}/{state}",
+            post(set_endpoint),
+        )
+        .with_state(state)
+        .merge(extra)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state((guard, daemon), check))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(middleware::from_fn(json_errors))
+}
+
+/// The guard as middleware.
+async fn check(
+    State((guard, daemon)): State<(Arc<Guard>, Arc<DaemonInfo>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(via) = request.extensions().get::<Via>().copied() else {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection details")
+            .into_response();
     };
-    family(
-        &mut out,
-        "hotpool_probe_attempts_total",
-        "counter",
-        "Probe runs that finished, per endpoint.",
-    );
-    for (pool, e, c) in probed() {
-        let _ = writeln!(
-            out,
-            "hotpool_probe_attempts_total{{pool=\"{pool}\",endpoint=\"{}\"}} {}",
-            e.endpoint, c.attempts
-        );
-    }
-    family(
-        &mut out,
-        "hotpool_probe_successes_total",
-        "counter",
-        "Successful probes, per endpoint.",
-    );
-    for (pool, e, c) in probed() {
-        let _ = writeln!(
-            out,
-            "hotpool_probe_successes_total{{pool=\"{pool}\",endpoint=\"{}\"}} {}",
-            e.endpoint, c.successes
-        );
-    }
-    family(
-        &mut out,
-        "hotpool_probe_failures_total",
-        "counter",
-        "Failed probes, per endpoint, by kind: endpoint (a verdict, counted against it) or \
-         local (a failure on this host, not a verdict).",
-    );
-    for (pool, e, c) in probed() {
-        for (kind, n) in [("endpoint", c.failures), ("local", c.local_failures)] {
-            let _ = writeln!(
-                out,
-                "hotpool_probe_failures_total{{pool=\"{pool}\",endpoint=\"{}\",kind=\"{kind}\"}} {n}",
-                e.endpoint
+    match guard.check(via, request.method(), request.uri(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            debug!(
+                method = %request.method(),
+                path = %request.uri().path(),
+                reason = %refusal,
+                "API request refused"
             );
-        }
-    }
-    family(
-        &mut out,
-        "hotpool_probe_late_total",
-        "counter",
-        "Probe runs that started late (more than a tenth of the interval, at least 50 ms, \
-         after they were due), per endpoint.",
-    );
-    for (pool, e, c) in probed() {
-        let _ = writeln!(
-            out,
-            "hotpool_probe_late_total{{pool=\"{pool}\",endpoint=\"{}\"}} {}",
-            e.endpoint, c.late
-        );
-    }
-    family(
-        &mut out,
-        "hotpool_probes_latency_seconds",
-        "histogram",
-        "Latency of successful probes of every endpoint (each endpoint's own histogram is in \
-         /api/status).",
-    );
-    for (bound, n) in totals.latency.cumulative() {
-        let le = if bound.is_infinite() {
-            "+Inf".to_string()
-        } else {
-            bound.to_string()
-        };
-        let _ = writeln!(
-            out,
-            "hotpool_probes_latency_seconds_bucket{{le=\"{le}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "hotpool_probes_latency_seconds_sum {}\nhotpool_probes_latency_seconds_count {}",
-        totals.latency.sum_seconds,
-        totals.latency.count()
-    );
-    family(
-        &mut out,
-        "hotpool_probes_total",
-        "counter",
-        "Probe runs of every endpoint since start-up (removed endpoints included), by result.",
-    );
-    let _ = writeln!(
-        out,
-        "hotpool_probes_total{{result=\"success\"}} {}\n\
-         hotpool_probes_total{{result=\"failure\"}} {}\n\
-         hotpool_probes_total{{result=\"local-failure\"}} {}",
-        totals.successes,
-        totals.failures,
-        totals.local_failures_total()
-    );
-    family(
-        &mut out,
-        "hotpool_probes_late_total",
-        "counter",
-        "Probe runs of every endpoint that started late.",
-    );
-    let _ = writeln!(out, "hotpool_probes_late_total {}", totals.late);
-    family(
-        &mut out,
-        "hotpool_probes_local_failures_total",
-        "counter",
-        "Probes that failed on this host (not verdicts), by reason.",
-    );
-    for (reason, n) in LocalReason::ALL.iter().zip(totals.local_failures) {
-        let _ = writeln!(
-            out,
-            "hotpool_probes_local_failures_total{{reason=\"{}\"}} {n}",
-            reason.label()
-        );
-    }
-    if let Some(s) = scheduler {
-        for (name, help, value) in [
-            ("hotpool_probe_jobs", "Probed endpoints.", s.jobs),
-            (
-                "hotpool_probes_in_flight",
-                "Probes running now.",
-                s.in_flight,
-            ),
-            (
-                "hotpool_probes_in_flight_limit",
-                "Most probes in flight at once (the load's need, under [probes] \
-                 max_concurrent and the descriptors set aside for probes).",
-                s.limit,
-            ),
-            (
-                "hotpool_probes_needed",
-                "Probes in flight the load needs when every probe runs to its timeout, \
-                 with headroom.",
-                s.wanted,
-            ),
-            (
-                "hotpool_probes_waiting",
-                "Probes due but waiting for a slot.",
-                s.waiting,
-            ),
-        ] {
-            family(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-    }
-    out
-}
-
-/// A metric family's HELP and TYPE lines.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-}
-
-/// Renders the XDP part of the metrics page.
-pub fn render(datapath: Option<&Datapath>) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP hotpool_xdp_attached Whether the XDP fast path is attached to an interface.\n\
-         # TYPE hotpool_xdp_attached gauge\n",
-    );
-    let mut attached = 0;
-    if let Some(dp) = datapath {
-        for (iface, mode) in dp.attached() {
-            attached += 1;
-            let mode = match mode {
-                aya::programs::XdpMode::Driver => "native",
-                aya::programs::XdpMode::Skb => "generic",
-                aya::programs::XdpMode::Hardware => "offload",
-                aya::programs::XdpMode::Default => "default",
-            };
-            let _ = writeln!(
-                out,
-                "hotpool_xdp_attached{{interface=\"{iface}\",mode=\"{mode}\"}} 1"
-            );
-        }
-    }
-    if attached == 0 {
-        out.push_str("hotpool_xdp_attached 0\n");
-    }
-    if let Some(Ok(stats)) = datapath.map(|dp| dp.maps.stats()) {
-        out.push_str(
-            "# HELP hotpool_xdp_packets_total Packets seen by the XDP program, by outcome \
-             (hit = answered in the kernel; the others were passed to the daemon).\n\
-             # TYPE hotpool_xdp_packets_total counter\n",
-        );
-        for (o, n) in stats {
-            let _ = writeln!(
-                out,
-                "hotpool_xdp_packets_total{{outcome=\"{}\"}} {n}",
-                o.name()
-            );
-        }
-    }
-    out
-}
-
-/// Answers one request: (status line, content type, body).
-pub fn handle(
-    method: &str,
-    path: &str,
-    datapath: &Mutex<Option<Datapath>>,
-    steering: Option<&Mutex<Steering>>,
-) -> (&'static str, &'static str, String) {
-    const TEXT: &str = "text/plain; version=0.0.4";
-    const JSON: &str = "application/json";
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method, segments.as_slice()) {
-        ("GET", ["metrics"] | [""]) => {
-            let mut body = {
-                let dp = datapath.lock().unwrap_or_else(|p| p.into_inner());
-                render(dp.as_ref())
-            };
-            if let Some(s) = steering {
-                let (status, totals, scheduler) = {
-                    let s = s.lock().unwrap_or_else(|p| p.into_inner());
-                    (s.status(), s.probe_totals().clone(), s.probe_stats())
-                };
-                body.push_str(&render_steering(&status));
-                body.push_str(&render_probes(&status, &totals, scheduler.as_ref()));
-            }
-            ("200 OK", TEXT, body)
-        }
-        ("GET", ["api", "status"]) => match steering {
-            Some(s) => {
-                let status = s.lock().unwrap_or_else(|p| p.into_inner()).status();
-                let body = serde_json::to_string_pretty(&status).unwrap_or_default();
-                ("200 OK", JSON, body + "\n")
-            }
-            None => (
-                "404 Not Found",
-                JSON,
-                "{\"error\":\"no steering\"}\n".into(),
-            ),
-        },
-        ("POST", ["api", "pools", pool, "endpoints", endpoint, state]) => {
-            let Some(s) = steering else {
-                return (
-                    "404 Not Found",
-                    JSON,
-                    "{\"error\":\"no steering\"}\n".into(),
+            daemon.count_refusal(&refusal);
+            let mut response = ApiError::new(refusal.status(), &refusal).into_response();
+            if let Some(challenge) = refusal.challenge() {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
                 );
-            };
-            let error = |status, e: &dyn std::error::Error| {
-                let body = serde_json::json!({ "error": e.to_string() });
-                (status, JSON, format!("{body}\n"))
-            };
-            let state = match parse_admin(state) {
-                Ok(state) => state,
-                Err(e) => return error("400 Bad Request", &e),
-            };
-            let result = s
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .set_admin(pool, endpoint, state);
-            match result {
-                Ok(msg) => (
-                    "200 OK",
-                    JSON,
-                    format!("{}\n", serde_json::json!({ "ok": msg })),
-                ),
-                Err(e) if e.is_not_found() => error("404 Not Found", &e),
-                Err(e) => error("400 Bad Request", &e),
             }
+            response
         }
-        _ => (
-            "404 Not Found",
-            TEXT,
-            "not found; try GET /metrics, GET /api/status or \
-             POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>\n"
-                .into(),
-        ),
     }
 }
 
-/// Serves the endpoints above until `shutdown` flips.
-pub async fn serve(
-    listener: TcpListener,
-    datapath: Arc<Mutex<Option<Datapath>>>,
-    steering: Option<Arc<Mutex<Steering>>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let (mut conn, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    debug!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let datapath = datapath.clone();
-        let steering = steering.clone();
-        tokio::spawn(async move {
-            // The request head, however it is split into segments (at most 8 KiB, 5 s).
-            let mut buf = Vec::with_capacity(1024);
-            let read_head = async {
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                true
-            };
-            match tokio::time::timeout(std::time::Duration::from_secs(5), read_head).await {
-                Ok(true) => {}
-                _ => return,
-            }
-            let req = String::from_utf8_lossy(&buf);
-            let mut words = req.lines().next().unwrap_or_default().split_whitespace();
-            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            let path = path.split('?').next().unwrap_or("");
-            let (status, content_type, body) = handle(method, path, &datapath, steering.as_deref());
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = conn.write_all(resp.as_bytes()).await {
-                debug!(%peer, error = %e, "metrics write failed");
-            }
-        });
+/// Gives the errors produced outside the handlers (405 from the router, 413 from the body
+/// limit, 503 from the timeout, 400 from extractors) a JSON body like the handlers' own.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        // The router adds `Allow` after the layers have run.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on {path}; see the Allow header")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large".to_string(),
+        StatusCode::SERVICE_UNAVAILABLE if text.is_empty() => {
+            "the request took too long (api.request_timeout)".to_string()
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        _ => text,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = format!("{}\n", json!({ "error": message }));
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no such path; try GET /metrics, GET /api/status or \
+         POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>",
+    )
+}
+
+async fn get_metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        metrics::render(&state),
+    )
+}
+
+async fn get_status(State(state): State<ApiState>) -> Json<status::StatusDoc> {
+    Json(status::StatusDoc::collect(&state, SystemTime::now()))
+}
+
+async fn set_endpoint(
+    State(state): State<ApiState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path((pool, endpoint, admin)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let admin = parse_admin(&admin).map_err(ApiError::bad_request)?;
+    let mut steering = state.steering.lock().unwrap_or_else(|p| p.into_inner());
+    match steering.set_admin(&pool, &endpoint, admin) {
+        Ok(message) => Ok(Json(json!({ "ok": message }))),
+        Err(e @ SetAdminError::NoSuchPool(_)) => {
+            let pools: Vec<String> = steering.status().into_iter().map(|p| p.pool).collect();
+            Err(listing(ApiError::not_found(&e), "pools", pools))
+        }
+        Err(e @ SetAdminError::NoSuchEndpoint { .. }) => {
+            let want = pool.trim_end_matches('.');
+            let endpoints: Vec<String> = steering
+                .status()
+                .into_iter()
+                .find(|p| p.pool.trim_end_matches('.').eq_ignore_ascii_case(want))
+                .map(|p| p.endpoints.into_iter().map(|e| e.endpoint).collect())
+                .unwrap_or_default();
+            Err(listing(ApiError::not_found(&e), "endpoints", endpoints))
+        }
+        Err(e) => Err(ApiError::bad_request(e)),
+    }
+}
+
+/// Adds `key`: the first [`MAX_LISTED`] of `names`, and `key_total`: how many there are.
+fn listing(error: ApiError, key: &str, names: Vec<String>) -> ApiError {
+    let total = names.len();
+    let listed: Vec<String> = names.into_iter().take(MAX_LISTED).collect();
+    error.with(key, listed).with(&format!("{key}_total"), total)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use dns_common::Outcome;
-
-    use super::*;
-    use crate::{
-        config::Config,
-        datapath::pools::PoolTable,
-        steering::{events::EventSink, pool::PoolSettings},
-    };
-
-    #[test]
-    fn pins_of_unknown_pools_and_endpoints_are_404_and_bad_requests_400() {
-        let source = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/hotpool.toml"
-        ));
-        let cfg = Config::parse(
-            "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
-             [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
-             endpoints = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }]\n",
-            source,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let table = Arc::new(PoolTable::new(
-            cfg.pools.iter().map(PoolSettings::initial_answer),
-        ));
-        let events = EventSink::new(None).unwrap();
-        let steering = Mutex::new(Steering::new(
-            &cfg.pools,
-            table,
-            Arc::new(Mutex::new(None)),
-            events,
-        ));
-        let datapath = Mutex::new(None);
-        let post = |path: &str| {
-            let (status, _, body) = handle("POST", path, &datapath, Some(&steering));
-            (status, body)
-        };
-        let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.1/down");
-        assert_eq!(status, "200 OK", "{body}");
-        let (status, body) = post("/api/pools/nope.example.test/endpoints/192.0.2.1/down");
-        assert_eq!(status, "404 Not Found", "{body}");
-        assert!(body.contains("no pool nope.example.test"), "{body}");
-        let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.9/down");
-        assert_eq!(status, "404 Not Found", "{body}");
-        assert!(body.contains("has no endpoint 192.0.2.9"), "{body}");
-        let (status, body) = post("/api/pools/www.example.test/endpoints/192.0.2.1/sideways");
-        assert_eq!(status, "400 Bad Request", "{body}");
-        assert!(body.contains("unknown endpoint state"), "{body}");
-        let (status, body) = post("/api/pools/a..b/endpoints/192.0.2.1/up");
-        assert_eq!(status, "400 Bad Request", "{body}");
-        assert!(body.contains("empty label"), "{body}");
-    }
-
-    #[test]
-    fn without_xdp_only_the_attached_gauge_is_rendered() {
-        let page = render(None);
-        assert!(page.contains("# TYPE hotpool_xdp_attached gauge"));
-        assert!(page.contains("\nhotpool_xdp_attached 0\n"));
-        assert!(!page.contains("hotpool_xdp_packets_total"));
-    }
-
-    #[test]
-    fn probe_counters_are_rendered_per_endpoint_and_in_total() {
-        use std::time::Duration;
-
-        use crate::steering::{
-            probe::{ProbeCounters, ProbeTotals, SchedulerStats},
-            steer::EndpointStatus,
-        };
-        let mut counters = ProbeCounters {
-            attempts: 7,
-            successes: 4,
-            failures: 2,
-            local_failures: 1,
-            late: 3,
-            ..ProbeCounters::default()
-        };
-        counters.latency.record(Duration::from_millis(3));
-        let endpoint = |name: &str, probes| EndpointStatus {
-            endpoint: name.into(),
-            up: true,
-            admin: "follow".into(),
-            probe: "up".into(),
-            latency_ms: None,
-            samples_ms: Vec::new(),
-            last_detail: String::new(),
-            probes,
-        };
-        let status = vec![PoolStatus {
-            pool: "www.example.test.".into(),
-            policy: "fastest".into(),
-            answer: "192.0.2.1".into(),
-            all_down: false,
-            changes: 0,
-            endpoints: vec![
-                endpoint("192.0.2.1", Some(counters.clone())),
-                endpoint("192.0.2.2", None),
-            ],
-        }];
-        let mut totals = ProbeTotals {
-            attempts: 7,
-            successes: 4,
-            failures: 2,
-            late: 3,
-            ..ProbeTotals::default()
-        };
-        totals.local_failures[0] = 1;
-        totals.latency = counters.latency.clone();
-        let scheduler = SchedulerStats {
-            jobs: 1,
-            in_flight: 1,
-            limit: 17,
-            wanted: 17,
-            ..SchedulerStats::default()
-        };
-        let page = render_probes(&status, &totals, Some(&scheduler));
-        let labels = "pool=\"www.example.test.\",endpoint=\"192.0.2.1\"";
-        for line in [
-            format!("hotpool_probe_attempts_total{{{labels}}} 7"),
-            format!("hotpool_probe_successes_total{{{labels}}} 4"),
-            format!("hotpool_probe_failures_total{{{labels},kind=\"endpoint\"}} 2"),
-            format!("hotpool_probe_failures_total{{{labels},kind=\"local\"}} 1"),
-            format!("hotpool_probe_late_total{{{labels}}} 3"),
-            "hotpool_probes_total{result=\"local-failure\"} 1".into(),
-            "hotpool_probes_late_total 3".into(),
-            "hotpool_probes_local_failures_total{reason=\"descriptors\"} 1".into(),
-            "hotpool_probes_latency_seconds_bucket{le=\"0.0025\"} 0".into(),
-            "hotpool_probes_latency_seconds_bucket{le=\"0.005\"} 1".into(),
-            "hotpool_probes_latency_seconds_bucket{le=\"+Inf\"} 1".into(),
-            "hotpool_probes_latency_seconds_count 1".into(),
-            "hotpool_probes_in_flight_limit 17".into(),
-        ] {
-            assert!(
-                page.contains(&format!("\n{line}\n")),
-                "{line} missing:\n{page}"
-            );
-        }
-        // An endpoint without probes has no probe series.
-        assert!(!page.contains("192.0.2.2"), "{page}");
-    }
-
-    #[test]
-    fn every_outcome_has_a_distinct_label() {
-        let names: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.name()).collect();
-        assert_eq!(names.len(), Outcome::ALL.len());
-    }
-}
+mod tests;

@@ -12,16 +12,17 @@
 //!
 //! * `raw`: the file format (serde structs with spans);
 //! * `parse`: raw values to domain types, domain errors to `file:line:col`;
+//! * `api`: the `[api]` table (and the old `server.metrics_listen`);
 //! * `summary`: the `hotpool check` text;
 //! * `error`: [`ConfigError`].
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use crate::{
+    api::settings::ApiSettings,
     datapath::{ebpf::XdpSettings, pools::PoolTable},
     dns::{
         authority::Authority,
@@ -31,6 +32,7 @@ use crate::{
     steering::{events::EventSettings, pool::PoolSettings, probe::ProbeSettings},
 };
 
+mod api;
 mod error;
 mod parse;
 mod raw;
@@ -47,8 +49,8 @@ pub struct Config {
     /// The file this was read from (zone files are relative to its directory).
     pub source: PathBuf,
     pub server: ServerSettings,
-    /// `server.metrics_listen`: the HTTP endpoint (metrics and control), off by default.
-    pub metrics_listen: Option<SocketAddr>,
+    /// `[api]`: the HTTP API (metrics, status, control), off by default.
+    pub api: ApiSettings,
     pub xdp: XdpSettings,
     pub zones: Vec<ZoneSettings>,
     pub pools: Vec<PoolSettings>,
@@ -70,6 +72,20 @@ impl Config {
     /// `source`'s directory.
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
         parse::Parser { text, source }.parse()
+    }
+
+    /// Only the `[api]` settings of the config at `path` (and the old
+    /// `server.metrics_listen`), for commands that talk to a running daemon: the rest of
+    /// the file is checked for syntax only, zone files are not read, and neither is the
+    /// token file (the client reads it if it may).
+    pub fn load_api(path: &Path) -> Result<ApiSettings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+        parse::Parser {
+            text: &text,
+            source: path,
+        }
+        .api_only()
     }
 
     /// The zones as loaded when the config was validated, in the order of [`Config::zones`].

@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     ops::Range,
     path::{Path, PathBuf},
     str::FromStr,
@@ -38,7 +38,7 @@ pub(super) struct Parser<'a> {
 
 impl Parser<'_> {
     /// An error at byte `span` of the config text.
-    fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         let start = span.start.min(self.text.len());
         let before = self.text.get(..start).unwrap_or(self.text);
         let line = before.matches('\n').count() + 1;
@@ -48,17 +48,12 @@ impl Parser<'_> {
     }
 
     pub(super) fn parse(&self) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(self.text).map_err(|e| match e.span() {
-            Some(span) => self.err_at(span, e.message().trim_end()),
-            None => ConfigError::new(self.source, e.message().trim_end()),
-        })?;
-        let (server, pin_path, metrics_listen) = match raw.server {
+        let mut raw = self.raw()?;
+        let metrics_listen = raw.server.as_mut().and_then(|s| s.metrics_listen.take());
+        let api = self.api(raw.api.take(), metrics_listen, true)?;
+        let (server, pin_path) = match raw.server {
             Some(s) => self.server(s)?,
-            None => (
-                ServerSettings::default(),
-                XdpSettings::default().pin_path,
-                None,
-            ),
+            None => (ServerSettings::default(), XdpSettings::default().pin_path),
         };
         let xdp = match raw.xdp {
             Some(x) => self.xdp(x, pin_path)?,
@@ -140,7 +135,7 @@ impl Parser<'_> {
         Ok(Config {
             source: self.source.to_path_buf(),
             server,
-            metrics_listen,
+            api,
             xdp,
             zones,
             pools,
@@ -150,20 +145,23 @@ impl Parser<'_> {
         })
     }
 
+    /// The file as written (TOML syntax and key names checked).
+    pub(super) fn raw(&self) -> Result<RawConfig, ConfigError> {
+        toml::from_str(self.text).map_err(|e| match e.span() {
+            Some(span) => self.err_at(span, e.message().trim_end()),
+            None => ConfigError::new(self.source, e.message().trim_end()),
+        })
+    }
+
     fn line_col(&self, span: Range<usize>) -> (usize, usize) {
         let e = self.err_at(span, "");
         (e.line().unwrap_or(1), e.column().unwrap_or(1))
     }
 
-    /// `[server]`: the server's settings, the pin path and the metrics address.
-    #[allow(clippy::type_complexity)]
-    fn server(
-        &self,
-        raw: RawServer,
-    ) -> Result<(ServerSettings, PathBuf, Option<SocketAddr>), ConfigError> {
+    /// `[server]`: the server's settings and the pin path (`metrics_listen` is the API's).
+    fn server(&self, raw: RawServer) -> Result<(ServerSettings, PathBuf), ConfigError> {
         let mut s = ServerSettings::default();
         let mut pin_path = XdpSettings::default().pin_path;
-        let mut metrics_listen = None;
         if let Some(listen) = raw.listen {
             if listen.get_ref().is_empty() {
                 return Err(self.err_at(listen.span(), "listen must name at least one address"));
@@ -237,19 +235,7 @@ impl Parser<'_> {
             }
             pin_path = path;
         }
-        if let Some(m) = raw.metrics_listen {
-            let addr = SocketAddr::from_str(m.get_ref().trim()).map_err(|_| {
-                self.err_at(
-                    m.span(),
-                    format!(
-                        "invalid metrics_listen {:?}: expected address:port, e.g. \"127.0.0.1:9153\" or \"[::1]:9153\"",
-                        m.get_ref()
-                    ),
-                )
-            })?;
-            metrics_listen = Some(addr);
-        }
-        Ok((s, pin_path, metrics_listen))
+        Ok((s, pin_path))
     }
 
     fn xdp(&self, raw: RawXdp, pin_path: PathBuf) -> Result<XdpSettings, ConfigError> {

@@ -11,6 +11,7 @@ use serde::{
 use toml::Spanned;
 
 use crate::{
+    api::settings::Reads,
     datapath::ebpf::AttachMode,
     steering::{
         health::AdminState,
@@ -34,6 +35,24 @@ pub(super) struct RawConfig {
     pub(super) events: Option<RawEvents>,
     #[serde(default)]
     pub(super) probes: Option<RawProbes>,
+    #[serde(default)]
+    pub(super) api: Option<RawApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
+    pub(super) unix_socket: Option<Spanned<String>>,
+    pub(super) unix_socket_mode: Option<Spanned<u32>>,
+    pub(super) unix_socket_group: Option<Spanned<String>>,
+    pub(super) reads: Option<Spanned<Reads>>,
+    pub(super) allowed_hosts: Option<Vec<Spanned<String>>>,
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) header_timeout: Option<Spanned<String>>,
+    pub(super) request_timeout: Option<Spanned<String>>,
+    pub(super) max_body_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use crate::{
+    api::settings::Reads,
     config::Config,
     steering::{
         health::AdminState,
@@ -28,10 +29,7 @@ impl Config {
                 server.tcp_max_connections
             ),
             format!("bpf pin path: {}", self.xdp.pin_path.display()),
-            match self.metrics_listen {
-                Some(addr) => format!("metrics: http://{addr}/metrics"),
-                None => "metrics: off".to_string(),
-            },
+            self.api_summary(),
             if self.xdp.interfaces.is_empty() {
                 "xdp: off (no interfaces)".to_string()
             } else {
@@ -120,6 +118,48 @@ fn probes_line(pools: &[PoolSettings], max_concurrent: Option<usize>) -> String 
         "probes: {} endpoints; up to {wanted} in flight (what the load needs), {ceiling}",
         specs.len()
     )
+}
+
+impl Config {
+    /// `api: http://127.0.0.1:9153/ (metrics at /metrics; reads open, writes with the token
+    /// in /etc/hotpool/api.token), unix socket /run/hotpool/api.sock (mode 0660)`.
+    fn api_summary(&self) -> String {
+        let api = &self.api;
+        let mut parts = Vec::new();
+        if let Some(addr) = api.listen {
+            let writes = match &api.token_file {
+                Some(file) => format!("changes with the token in {}", file.display()),
+                None => "no changes over TCP (no token_file)".to_string(),
+            };
+            parts.push(format!(
+                "http://{addr}/ (metrics at /metrics; reads {}, {writes})",
+                match api.reads {
+                    Reads::Open => "open",
+                    Reads::Token => "with the token",
+                }
+            ));
+        }
+        if let Some(s) = &api.unix_socket {
+            let group = s
+                .group
+                .as_ref()
+                .map_or(String::new(), |g| format!(", group {}", g.name));
+            parts.push(format!(
+                "unix socket {} (mode {:04o}{group})",
+                s.path.display(),
+                s.mode
+            ));
+        }
+        if parts.is_empty() {
+            "api: off".to_string()
+        } else {
+            format!(
+                "api: {}; at most {} connections each",
+                parts.join(", "),
+                api.max_connections
+            )
+        }
+    }
 }
 
 fn describe_probe(p: &ProbeSpec) -> String {

@@ -71,6 +71,17 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// How the config and the metrics name an attach mode: `native`, `generic`, `offload`
+/// (aya's `Driver`, `Skb`, `Hardware`).
+pub fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Driver => "native",
+        XdpMode::Skb => "generic",
+        XdpMode::Hardware => "offload",
+        XdpMode::Default => "default",
+    }
+}
+
 /// Longest interface name (`IFNAMSIZ` is 16 including the terminating NUL).
 pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
 
@@ -213,7 +224,7 @@ impl Datapath {
                 Ok(id) => (XdpMode::Driver, id),
                 Err(e) => {
                     warn!(
-                        interface = iface,
+                        interface = %iface,
                         error = %e,
                         "native XDP not available, falling back to generic (SKB) mode"
                     );
@@ -226,7 +237,11 @@ impl Datapath {
                 }
             },
         };
-        info!(interface = iface, mode = ?used.0, "XDP program attached");
+        info!(
+            interface = %iface,
+            mode = %mode_name(used.0),
+            "XDP program attached"
+        );
         self.links.push((iface.to_string(), used.0, used.1));
         Ok(used.0)
     }
@@ -362,11 +377,14 @@ fn drop_incompatible_pins(dir: &Path) -> Result<(), DatapathError> {
             .map(|i| (i.key_size(), i.value_size(), i.max_entries()))
             .ok();
         if have != Some(want) {
+            let layout = |(key, value, entries): (u32, u32, u32)| {
+                format!("{key}-byte keys, {value}-byte values, {entries} entries")
+            };
             warn!(
-                map = name,
+                map = %name,
                 path = %path.display(),
-                found = ?have,
-                expected = ?want,
+                found = have.map_or("unreadable".to_string(), layout),
+                expected = layout(want),
                 "pinned map has another layout (left by another hotpool version); replacing it"
             );
             fs::remove_file(&path).map_err(DatapathError::io(format!(

@@ -185,7 +185,7 @@ impl Authority {
     /// The answer to `qtype` at `qname` for the query in `ctx` (the place where the
     /// client's address or subnet can select an answer).
     fn lookup(&self, ctx: &Context<'_>, qname: &Name, qtype: RecordType) -> Reply {
-        tracing::trace!(client = %ctx.client(), transport = ?ctx.transport(), %qname, %qtype, "lookup");
+        tracing::trace!(client = %ctx.client(), transport = %ctx.transport(), %qname, %qtype, "lookup");
         let key = LowerName::new(qname);
         // Records owned by the query name get the lower-case name, which `encode` compresses
         // to a pointer at the question: on the wire they carry the client's case.

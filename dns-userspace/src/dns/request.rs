@@ -19,6 +19,15 @@ pub enum Transport {
     Tcp,
 }
 
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        })
+    }
+}
+
 /// A query as a server received it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {

@@ -28,9 +28,12 @@ use tokio::{
     time::timeout,
 };
 
-use crate::dns::{
-    authority::Authority,
-    request::{Request, Transport},
+use crate::{
+    dns::{
+        authority::Authority,
+        request::{Request, Transport},
+    },
+    logs::List,
 };
 
 /// Default UDP/TCP port.
@@ -227,7 +230,7 @@ impl Listeners {
             ));
         }
         tracing::info!(
-            udp = ?self.udp.iter().filter_map(|s| s.local_addr().ok()).collect::<Vec<_>>(),
+            udp = %List(&self.udp.iter().filter_map(|s| s.local_addr().ok()).collect::<Vec<_>>()),
             "dns server listening"
         );
         stopped(&mut shutdown).await;

@@ -58,6 +58,8 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
+use crate::logs::List;
+
 /// Events waiting for webhook delivery, all pools together.
 pub const WEBHOOK_QUEUE: usize = 1024;
 /// Events waiting for one webhook URL.
@@ -220,10 +222,11 @@ impl Event {
         }
     }
 
-    /// The same event with latency figures.
+    /// The same event with latency figures, rounded to the microsecond.
     pub fn with_latency(mut self, latency_ms: Option<f64>, samples_ms: Vec<f64>) -> Self {
-        self.latency_ms = latency_ms;
-        self.samples_ms = samples_ms;
+        let round = |ms: f64| (ms * 1e3).round() / 1e3;
+        self.latency_ms = latency_ms.map(round);
+        self.samples_ms = samples_ms.into_iter().map(round).collect();
         self
     }
 
@@ -443,28 +446,39 @@ impl EventSink {
 }
 
 fn log_event(e: &Event) {
-    let endpoint = e.endpoint.as_deref().unwrap_or("-");
-    let samples = format!("{:?}", e.samples_ms);
-    macro_rules! line {
+    macro_rules! endpoint_line {
         ($level:ident, $msg:literal) => {
             tracing::$level!(
                 pool = %e.pool,
-                endpoint,
+                endpoint = %e.endpoint.as_deref().unwrap_or("-"),
+                old = %e.old,
+                new = %e.new,
+                reason = %e.reason,
+                latency_ms = e.latency_ms,
+                samples_ms = %List(&e.samples_ms),
+                $msg
+            )
+        };
+    }
+    macro_rules! pool_line {
+        ($level:ident, $msg:literal) => {
+            tracing::$level!(
+                pool = %e.pool,
                 old = %e.old,
                 new = %e.new,
                 reason = %e.reason,
                 all_down = e.all_down,
-                latency_ms = ?e.latency_ms,
-                samples_ms = %samples,
                 $msg
             )
         };
     }
     match (e.kind, e.is_trouble()) {
-        (EventKind::EndpointState, true) => line!(warn, "endpoint down"),
-        (EventKind::EndpointState, false) => line!(info, "endpoint state changed"),
-        (EventKind::PoolAnswer, true) => line!(warn, "pool answer changed: all endpoints down"),
-        (EventKind::PoolAnswer, false) => line!(info, "pool answer changed"),
+        (EventKind::EndpointState, true) => endpoint_line!(warn, "endpoint down"),
+        (EventKind::EndpointState, false) => endpoint_line!(info, "endpoint state changed"),
+        (EventKind::PoolAnswer, true) => {
+            pool_line!(warn, "pool answer changed: all endpoints down")
+        }
+        (EventKind::PoolAnswer, false) => pool_line!(info, "pool answer changed"),
     }
 }
 
@@ -576,7 +590,8 @@ async fn deliver(
                     webhook = %redact(&d.url),
                     attempts,
                     error = %error,
-                    "webhook attempt failed; retrying in {wait:?}"
+                    "webhook attempt failed; retrying in {}",
+                    humantime::format_duration(*wait)
                 );
                 tokio::time::sleep(*wait).await;
             }

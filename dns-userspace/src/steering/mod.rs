@@ -14,7 +14,8 @@
 //! * [`policy`]: the policies and all-down behaviours (validated from the config), the
 //!   selector, and the reasons for its decisions;
 //! * [`steer`]: applying results and pins, publishing answers;
-//! * [`events`]: the event record (log, JSON lines, webhooks).
+//! * [`events`]: the event record (log, JSON lines, webhooks);
+//! * [`tally`]: each endpoint's probe counts, latency histogram and last failure.
 
 pub mod endpoint;
 pub mod events;
@@ -23,3 +24,4 @@ pub mod policy;
 pub mod pool;
 pub mod probe;
 pub mod steer;
+pub mod tally;

@@ -2,8 +2,7 @@
 //! daemon's table *and* the kernel's hot map, plus an event for every change.
 //!
 //! One [`Steering`] owns every pool's runtime state. Probe results arrive on a channel from
-//! the scheduler ([`crate::steering::probe::ProbeSet`]) as [`ProbeReport`]s keyed by the
-//! endpoint's [`JobId`]; operator pins arrive through
+//! [`crate::steering::probe::run_probes`]; operator pins arrive through
 //! [`Steering::set_admin`] (the HTTP API). A pool's answer is rewritten only when the
 //! policy's decision changes, and
 //! then atomically in both answer paths (see [`crate::datapath::hot`] for the kernel side).
@@ -16,7 +15,7 @@
 //! Probe ids: every probed endpoint gets a [`JobId`] when steering first sees it
 //! ([`Steering::allocate_id`]); the scheduler's jobs ([`Steering::jobs`]) and reports carry
 //! it, so a report always finds its endpoint, whatever the pool's index. A reload that keeps
-//! an endpoint (same pool name and address) keeps its id, its health and its counters, and
+//! an endpoint (same pool name and address) keeps its id, its health and its tally, and
 //! [`Steering::sync_probes`] hands the scheduler the new job set.
 //!
 //! Local probe failures ([`LocalFailure`]) are counted and logged (at most every
@@ -26,10 +25,9 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -41,14 +39,14 @@ use crate::{
     dns::{NameError, parse_name},
     steering::{
         endpoint::EndpointAddress,
-        events::{Event, EventSink},
+        events::{Event, EventSink, EventStats},
         health::{AdminState, EndpointHealth, ProbeOutcome, ProbeState, StateReason},
         policy::{AllDown, Answer, Candidate, Decision, Policy, Selector},
         pool::PoolSettings,
         probe::{
-            JobId, LocalFailure, ProbeCounters, ProbeJob, ProbeReport, ProbeSet, ProbeTarget,
-            ProbeTotals, SchedulerStats,
+            JobId, LocalFailure, ProbeJob, ProbeReport, ProbeSet, ProbeTarget, SchedulerStats,
         },
+        tally::{ProbeTally, ProbeTotals},
     },
 };
 
@@ -83,15 +81,17 @@ struct PoolRuntime {
     health: Vec<EndpointHealth>,
     /// The probe job of each endpoint (`None`: not probed).
     ids: Vec<Option<JobId>>,
-    /// What each endpoint's probes did.
-    counters: Vec<ProbeCounters>,
     selector: Selector,
     /// The pool has probes (otherwise every endpoint counts as up unless pinned down).
     probed: bool,
     /// Rendering of the answer in force, for the `old` side of events.
     answer: String,
+    /// When the answer in force was published (start-up for the configured set).
+    answer_since: SystemTime,
     all_down: bool,
     changes: u64,
+    /// Each endpoint's probe record.
+    tallies: Vec<ProbeTally>,
 }
 
 impl PoolRuntime {
@@ -117,6 +117,8 @@ impl PoolRuntime {
         let configured: Vec<usize> = (0..settings.endpoints.len()).collect();
         Self {
             answer: Answer::Endpoints(configured).render(&names),
+            answer_since: SystemTime::now(),
+            tallies: vec![ProbeTally::default(); names.len()],
             names,
             health,
             ids: settings
@@ -124,7 +126,6 @@ impl PoolRuntime {
                 .iter()
                 .map(|e| e.probe.as_ref().map(|_| ids()))
                 .collect(),
-            counters: vec![ProbeCounters::default(); settings.endpoints.len()],
             selector: Selector::new(settings.policy.clone(), settings.all_down.clone()),
             probed: settings.probe.is_some(),
             all_down: false,
@@ -324,12 +325,20 @@ impl Steering {
             return;
         };
         self.totals.record(report);
-        if let Some(c) = self.pools[p].counters.get_mut(e) {
-            c.record(report);
+        if report.late
+            && let Some(t) = self.pools[p].tallies.get_mut(e)
+        {
+            t.count_late();
         }
         match &report.attempt {
+            // The tally counts a verdict where every verdict is applied.
             Ok(outcome) => self.on_probe(p, e, report.finished, outcome),
-            Err(local) => self.local_failure(p, e, report.finished, local),
+            Err(local) => {
+                if let Some(t) = self.pools[p].tallies.get_mut(e) {
+                    t.record_local(report.finished, local);
+                }
+                self.local_failure(p, e, report.finished, local);
+            }
         }
     }
 
@@ -363,6 +372,9 @@ impl Steering {
         let Some(h) = p.health.get_mut(endpoint) else {
             return;
         };
+        if let Some(t) = p.tallies.get_mut(endpoint) {
+            t.record(at, outcome);
+        }
         let was = h.probe_state();
         let pinned = h.admin() != AdminState::Follow;
         let transition = h.record(at, outcome);
@@ -424,7 +436,7 @@ impl Steering {
             return Ok(format!("{endpoint} in {pool} already {state}"));
         }
         let transition = h.set_admin(Instant::now(), state);
-        info!(pool, endpoint, %state, "operator set endpoint state");
+        info!(%pool, %endpoint, %state, "operator set endpoint state");
         let state_name = |up: bool| if up { "up" } else { "down" };
         match transition {
             Some(t) => self.endpoint_event(i, e, state_name(!t.up), t.up, &t.reason),
@@ -483,6 +495,7 @@ impl Steering {
             return;
         }
         let old = std::mem::replace(&mut p.answer, new.clone());
+        p.answer_since = SystemTime::now();
         p.all_down = decision.all_down;
         p.changes += 1;
         let pool_name = p.settings.name.to_string();
@@ -497,7 +510,7 @@ impl Steering {
             error!(pool = %pool_name, error = format!("{e:#}"), "rewriting the kernel answer failed; the daemon answers this pool");
         }
         // The event sink logs it (warn when all endpoints are down) and records it.
-        tracing::debug!(pool = %pool_name, trigger = why, "rewrote the pool answer");
+        tracing::debug!(pool = %pool_name, trigger = %why, "rewrote the pool answer");
         self.events.emit(Event::pool_answer(
             pool_name,
             old,
@@ -509,64 +522,117 @@ impl Steering {
 
     /// State of every pool and endpoint, for the HTTP API and metrics.
     pub fn status(&self) -> Vec<PoolStatus> {
+        // Health keeps monotonic instants; the API shows wall-clock times.
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let wall_time = |t: Instant| wall - now.saturating_duration_since(t);
         self.pools
             .iter()
-            .map(|p| PoolStatus {
-                pool: p.settings.name.to_string(),
-                policy: p.settings.policy.name().to_string(),
-                answer: p.answer.clone(),
-                all_down: p.all_down,
-                changes: p.changes,
-                endpoints: p
-                    .names
-                    .iter()
-                    .zip(&p.health)
-                    .enumerate()
-                    .map(|(i, (n, h))| EndpointStatus {
-                        endpoint: n.clone(),
-                        up: p.is_up(i),
-                        admin: h.admin().to_string(),
-                        probe: if p.probed {
-                            h.probe_state().to_string()
-                        } else {
-                            "none".into()
-                        },
-                        latency_ms: h.latency().map(|d| d.as_secs_f64() * 1e3),
-                        samples_ms: h
-                            .last_samples()
-                            .iter()
-                            .map(|d| d.as_secs_f64() * 1e3)
-                            .collect(),
-                        last_detail: h.last_detail().to_string(),
-                        probes: p.ids[i].map(|_| p.counters[i].clone()),
-                    })
-                    .collect(),
+            .map(|p| {
+                let warmed_up = p.warmed_up();
+                let current = p.selector.current().filter(|_| warmed_up);
+                let answered = |i: usize| match current.map(|d| &d.answer) {
+                    None => true,
+                    Some(Answer::Endpoints(v)) => v.contains(&i),
+                    Some(Answer::Weighted(v)) => v.iter().any(|&(e, _)| e == i),
+                    Some(Answer::Fallback | Answer::Servfail) => false,
+                };
+                PoolStatus {
+                    pool: p.settings.name.to_string(),
+                    rtype: p.settings.rtype.to_string(),
+                    policy: p.settings.policy.name().to_string(),
+                    answer: p.answer.clone(),
+                    reason: match current {
+                        Some(d) => d.reason.named(&p.names).to_string(),
+                        None if p.probed => {
+                            "start-up: the configured endpoints until every endpoint has a first verdict"
+                                .to_string()
+                        }
+                        None => "no probes: every endpoint not pinned down".to_string(),
+                    },
+                    answer_since: p.answer_since,
+                    all_down: p.all_down,
+                    changes: p.changes,
+                    endpoints: p
+                        .names
+                        .iter()
+                        .zip(&p.health)
+                        .zip(&p.tallies)
+                        .enumerate()
+                        .map(|(i, ((n, h), t))| EndpointStatus {
+                            endpoint: n.clone(),
+                            up: p.is_up(i),
+                            answered: answered(i),
+                            admin: h.admin().to_string(),
+                            probe: if p.probed {
+                                h.probe_state().to_string()
+                            } else {
+                                "none".into()
+                            },
+                            since: h.last_change().map(wall_time),
+                            latency_ms: h.latency().map(|d| d.as_secs_f64() * 1e3),
+                            samples_ms: h
+                                .last_samples()
+                                .iter()
+                                .map(|d| d.as_secs_f64() * 1e3)
+                                .collect(),
+                            last_detail: h.last_detail().to_string(),
+                            last_failure: t
+                                .last_failure
+                                .as_ref()
+                                .map(|(at, what)| (wall_time(*at), what.clone())),
+                            probes: t.clone(),
+                        })
+                        .collect(),
+                }
             })
             .collect()
     }
+
+    /// The event record's counters (webhook deliveries, log write errors).
+    pub fn event_stats(&self) -> EventStats {
+        self.events.stats()
+    }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One pool as [`Steering::status`] sees it.
+#[derive(Clone, Debug)]
 pub struct PoolStatus {
     pub pool: String,
+    /// A, AAAA or CNAME.
+    pub rtype: String,
     pub policy: String,
+    /// The answer in force, rendered (`192.0.2.1, 192.0.2.2`, `SERVFAIL`, ...).
     pub answer: String,
+    /// Why it is the answer: the policy's reason with endpoint names.
+    pub reason: String,
+    /// When the answer was published.
+    pub answer_since: SystemTime,
     pub all_down: bool,
     pub changes: u64,
     pub endpoints: Vec<EndpointStatus>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One endpoint as [`Steering::status`] sees it.
+#[derive(Clone, Debug)]
 pub struct EndpointStatus {
     pub endpoint: String,
+    /// Effective state (probes and pins).
     pub up: bool,
+    /// Part of the answer in force.
+    pub answered: bool,
+    /// The operator's pin: follow, up or down.
     pub admin: String,
+    /// What the probes say: unknown, up, down; none without probes.
     pub probe: String,
+    /// When the effective state last changed (`None`: not since start).
+    pub since: Option<SystemTime>,
     pub latency_ms: Option<f64>,
     pub samples_ms: Vec<f64>,
+    /// What the last probe said.
     pub last_detail: String,
-    /// What the endpoint's probes did (`None`: not probed).
-    pub probes: Option<ProbeCounters>,
+    /// When the last failed probe arrived and what it said.
+    pub last_failure: Option<(SystemTime, String)>,
+    pub probes: ProbeTally,
 }
 
 /// Most reports applied under one lock of steering.

@@ -18,9 +18,17 @@ fn the_example_config_loads() {
     );
     assert_eq!(cfg.server.port, 53);
     assert_eq!(
-        cfg.metrics_listen,
+        cfg.api.listen,
         Some(SocketAddr::from_str("127.0.0.1:9153").unwrap())
     );
+    assert_eq!(
+        cfg.api
+            .unix_socket
+            .as_ref()
+            .map(|s| (s.path.as_path(), s.mode)),
+        Some((Path::new("/run/hotpool/api.sock"), 0o660))
+    );
+    assert!(cfg.api.token.is_none());
     assert_eq!(cfg.xdp.interfaces, vec!["lo".to_string()]);
     assert_eq!(cfg.xdp.mode, AttachMode::Auto);
     assert_eq!(cfg.zones.len(), 1);

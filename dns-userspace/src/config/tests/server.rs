@@ -18,7 +18,7 @@ fn defaults() {
     assert_eq!(cfg.server.tcp_idle_timeout, Duration::from_secs(10));
     assert_eq!(cfg.server.tcp_max_connections, 1024);
     assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/hotpool"));
-    assert_eq!(cfg.metrics_listen, None);
+    assert_eq!(cfg.api.listen, None);
     assert_eq!(cfg.xdp, XdpSettings::default());
     assert!(cfg.zones.is_empty() && cfg.pools.is_empty());
 
@@ -43,7 +43,7 @@ fn server_values() {
     assert_eq!(cfg.server.tcp_max_connections, 7);
     assert_eq!(cfg.xdp.pin_path, PathBuf::from("/sys/fs/bpf/x"));
     assert_eq!(
-        cfg.metrics_listen,
+        cfg.api.listen,
         Some(SocketAddr::from_str("[::1]:9153").unwrap())
     );
     assert_eq!(
@@ -85,11 +85,6 @@ fn bad_types_are_rejected() {
         "[server]\ntcp_idle_timeout = \"10 parsecs\"\n",
         2,
         "invalid tcp_idle_timeout",
-    );
-    assert_fails_at(
-        "[server]\nmetrics_listen = \"127.0.0.1\"\n",
-        2,
-        "invalid metrics_listen",
     );
     assert_fails_at("[server]\npin_path = \"bpf/hotpool\"\n", 2, "absolute");
 }

@@ -71,7 +71,6 @@ mod local;
 mod run;
 mod schedule;
 mod spec;
-mod stats;
 
 #[cfg(test)]
 mod tests;
@@ -89,4 +88,3 @@ pub use spec::{
     KIND_NAMES, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec, ProbeSpecError,
     ProbeTiming,
 };
-pub use stats::{LATENCY_BUCKETS, LatencyHistogram, ProbeCounters, ProbeTotals};

@@ -1,0 +1,263 @@
+//! `cargo xtask bench kernel`: nanoseconds per packet in the XDP program, for each hotpool
+//! build, attached in native mode (a pass program on the peer) and in generic mode on a veth.
+//!
+//! * Frames the program passes unchanged: `BPF_PROG_TEST_RUN` in repeat mode (1M runs) on the
+//!   attached program, by id. Repeating is only sound for frames that come out as they went
+//!   in: a hit rewrites the frame into its reply, which the second run would see.
+//! * Hits (and a miss for comparison): the kernel's own run-time statistics
+//!   (`kernel.bpf_stats_enabled`, `run_time_ns / run_cnt`) while kxdpgun sends that one query
+//!   at a fixed rate over the veth; hotpool's own counters confirm the queries were hits.
+
+use std::{net::Ipv4Addr, path::Path};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{
+    bpf::{BpfStatsEnabled, PassProgram, Program, XDP_PASS, XdpMode},
+    dns, interrupt, load,
+    net::Link,
+    report::{self, Report, Table},
+    servers::{self, Binary, Server},
+};
+
+/// Runs per `BPF_PROG_TEST_RUN` figure.
+pub const REPEAT: u32 = 1_000_000;
+/// kxdpgun's rate and duration per hit/miss figure.
+const KXDPGUN_QPS: u32 = 50_000;
+const KXDPGUN_SECONDS: u32 = 3;
+
+/// One figure: a case, measured for one build in one mode.
+struct Figure {
+    case: String,
+    column: String,
+    value: Result<f64>,
+    detail: String,
+    /// Set when the queries were not what the case is about (hits that were not hits).
+    warning: Option<String>,
+}
+
+/// A warning when the share of kernel hits among the queries sent is not what the case
+/// expects (all hits, or none for a miss); `None` when it is, or when hotpool's counters could
+/// not be read.
+fn hit_warning(expect_hits: bool, hits: Option<u64>, sent: u64) -> Option<String> {
+    let hits = hits?;
+    if sent == 0 {
+        return Some("nothing sent".to_owned());
+    }
+    let share = hits as f64 / sent as f64;
+    let ok = if expect_hits {
+        share >= 0.99
+    } else {
+        share <= 0.01
+    };
+    (!ok).then(|| format!("{} hits", report::percent(hits, sent)))
+}
+
+pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
+    load::require(&["kxdpgun"])?;
+    let mut figures = Vec::new();
+    let mut columns = Vec::new();
+    for binary in binaries {
+        for mode in [XdpMode::Native, XdpMode::Generic] {
+            interrupt::check()?;
+            let column = format!("{} {}", binary.label, mode.name());
+            println!("kernel: {column}");
+            columns.push(column.clone());
+            measure(binary, mode, &column, work, &mut figures)
+                .with_context(|| format!("kernel benchmark of {column}"))?;
+        }
+    }
+    let mut table = Table::new(
+        &[
+            &["packet", "method"][..],
+            &columns.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    );
+    let mut cases: Vec<(String, &'static str)> = Vec::new();
+    for (case, _) in test_run_cases((Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST)) {
+        cases.push((case.to_owned(), "test run ×1M"));
+    }
+    for (case, _) in dns::kernel_cases() {
+        cases.push((case.to_owned(), "bpf_stats, kxdpgun"));
+    }
+    for (case, method) in &cases {
+        let mut row = vec![case.clone(), (*method).to_owned()];
+        for column in &columns {
+            let cell = figures
+                .iter()
+                .find(|f| &f.case == case && &f.column == column)
+                .map_or_else(
+                    || "–".to_owned(),
+                    |f| match (&f.value, &f.warning) {
+                        (Ok(ns), None) => report::ns(*ns),
+                        (Ok(ns), Some(warning)) => format!("{} (⚠ {warning})", report::ns(*ns)),
+                        (Err(err), _) => format!("error: {err:#}"),
+                    },
+                );
+            row.push(cell);
+        }
+        table.row(row);
+    }
+    let mut rep = Report::new(
+        "Kernel: nanoseconds per packet in the XDP program",
+        &format!(
+            "Test runs: `BPF_PROG_TEST_RUN` with repeat = {} on the attached program (frames \
+             it passes unchanged; checked). bpf_stats: `run_time_ns / run_cnt` deltas with \
+             `kernel.bpf_stats_enabled=1` while kxdpgun sends that query at {} qps for {} s \
+             from the client namespace over the veth. Targets: hit ≤ 100 ns, miss ≤ 50 ns, \
+             other packets no slower than the baseline.",
+            report::count(u64::from(REPEAT)),
+            report::count(u64::from(KXDPGUN_QPS)),
+            KXDPGUN_SECONDS
+        ),
+    );
+    rep.table("", &table);
+    let details: Vec<String> = figures
+        .iter()
+        .filter(|f| !f.detail.is_empty())
+        .map(|f| format!("- {} / {}: {}", f.column, f.case, f.detail))
+        .collect();
+    rep.note(&format!("Per run:\n\n{}", details.join("\n")));
+    Ok(rep)
+}
+
+/// The frames the program must pass unchanged, from the client to the server's address.
+fn test_run_cases((client, server): (Ipv4Addr, Ipv4Addr)) -> Vec<(&'static str, Result<Vec<u8>>)> {
+    let query = |name: &str| dns::query_wire(name, hickory_proto::rr::RecordType::A, false);
+    vec![
+        ("not IP (ARP)", Ok(dns::arp_frame(client, server))),
+        (
+            "QR=1 (a response to port 53)",
+            dns::response_wire(dns::POOL_A).map(|p| dns::udp_frame(client, server, 53, &p)),
+        ),
+        (
+            "other port (pool query to 5353)",
+            query(dns::POOL_A).map(|p| dns::udp_frame(client, server, 5353, &p)),
+        ),
+        (
+            "miss (zone name, passed)",
+            query("h001.example.test.").map(|p| dns::udp_frame(client, server, 53, &p)),
+        ),
+    ]
+}
+
+fn measure(
+    binary: &Binary,
+    mode: XdpMode,
+    column: &str,
+    work: &Path,
+    figures: &mut Vec<Figure>,
+) -> Result<()> {
+    let link = Link::new()?;
+    // Native XDP on a veth delivers XDP_TX frames only when the peer runs XDP too; kxdpgun
+    // brings its own program, so the pass program is only there for the readiness probe.
+    let peer = match mode {
+        XdpMode::Native => Some(PassProgram::attach(
+            &link.client,
+            &link.client_if,
+            XdpMode::Native,
+        )?),
+        XdpMode::Generic => None,
+    };
+    let server = Server::Hotpool {
+        binary: binary.clone(),
+        xdp: Some(mode),
+    };
+    let running = servers::start(&server, &link, work)?;
+    drop(peer);
+    let prog = servers::hotpool_prog(&link)?;
+    let program = Program::from_id(prog.id)?;
+
+    let mut out = Vec::new();
+    for (case, frame) in test_run_cases((link.client_v4, link.server_v4)) {
+        let value = frame.and_then(|frame| {
+            let result = program.test_run(&frame, REPEAT, &mut out)?;
+            if result.retval != XDP_PASS {
+                bail!("returned {} instead of XDP_PASS", result.retval);
+            }
+            if out != frame {
+                bail!("the frame came out changed");
+            }
+            Ok(f64::from(result.ns_per_run))
+        });
+        figures.push(Figure {
+            case: case.to_owned(),
+            column: column.to_owned(),
+            value,
+            detail: String::new(),
+            warning: None,
+        });
+    }
+
+    let stats = BpfStatsEnabled::enable()?;
+    for (case, line) in dns::kernel_cases() {
+        interrupt::check()?;
+        let file = load::query_file(
+            work,
+            &format!("kernel-{}.txt", std::process::id()),
+            std::slice::from_ref(&line),
+        )?;
+        let hits_before = running.hotpool_stats();
+        let before = program.run_stats()?;
+        let gun = load::kxdpgun(&link, &file, KXDPGUN_SECONDS, KXDPGUN_QPS);
+        let after = program.run_stats()?;
+        let hits_after = running.hotpool_stats();
+        let gun = gun?;
+        let runs = after.since(&before);
+        let moved = hits_before
+            .zip(hits_after)
+            .map(|(b, a)| servers::stats_moved(&b, &a));
+        let hits = moved
+            .as_ref()
+            .map(|m| m.iter().find(|(n, _)| n == "hit").map_or(0, |(_, c)| *c));
+        let warning = hit_warning(line.kind == dns::Kind::Hot, hits, gun.sent);
+        let value = runs
+            .ns_per_run()
+            .ok_or_else(|| anyhow::anyhow!("the program did not run"));
+        let detail = format!(
+            "{} runs, kxdpgun sent {} and got {} replies ({}); hotpool's counters: {}",
+            report::count(runs.run_cnt),
+            report::count(gun.sent),
+            report::count(gun.received),
+            report::percent(gun.received, gun.sent),
+            moved.map_or_else(
+                || "unreadable (`hotpool stats` failed)".to_owned(),
+                |moved| moved
+                    .iter()
+                    .map(|(name, n)| format!("{name} {}", report::count(*n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        figures.push(Figure {
+            case: case.to_owned(),
+            column: column.to_owned(),
+            value,
+            detail,
+            warning,
+        });
+        let _ = std::fs::remove_file(&file);
+    }
+    drop(stats);
+    running.stop();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_hits_were_not_hits() {
+        assert_eq!(hit_warning(true, Some(150_000), 150_010), None);
+        assert_eq!(
+            hit_warning(true, Some(30_002), 150_010).as_deref(),
+            Some("20.0 % hits")
+        );
+        assert_eq!(hit_warning(false, Some(0), 150_010), None);
+        assert!(hit_warning(false, Some(150_010), 150_010).is_some());
+        assert_eq!(hit_warning(true, None, 150_010), None);
+        assert!(hit_warning(true, Some(0), 0).is_some());
+    }
+}
