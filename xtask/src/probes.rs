@@ -662,7 +662,13 @@ fn measure(
     let status: serde_json::Value =
         serde_json::from_str(&get(net, "/api/status")?).context("parsing /api/status")?;
     let (mut total, mut right, mut wrong, mut unknown) = (0usize, 0usize, 0usize, 0usize);
-    for pool in status.as_array().context("status is a list")? {
+    // The status document: `{ "pools": [...] }` (a bare list from older daemons).
+    let pools = status
+        .get("pools")
+        .unwrap_or(&status)
+        .as_array()
+        .context("no pools in /api/status")?;
+    for pool in pools {
         for e in pool["endpoints"].as_array().context("endpoints")? {
             total += 1;
             let accepting = e["endpoint"]
