@@ -1,10 +1,13 @@
-//! Host-side hot paths: key building, answer encoding, checksums and the daemon's answer
+//! Host-side hot paths: name folding and hashing, answer encoding, checksums and the daemon's answer
 //! path for a pool name and a zone name.
 
 use std::{hint::black_box, str::FromStr, sync::Arc};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dns_common::{HotKey, csum};
+use dns_common::{
+    csum,
+    name::{FoldedName, HashKey},
+};
 use hickory_proto::{
     op::{Message, Query},
     rr::{Name, RData, RecordType, rdata::A},
@@ -41,8 +44,9 @@ fn query(name: &str) -> Vec<u8> {
 
 fn benches(c: &mut Criterion) {
     let wire = b"\x03WwW\x07ExAmPlE\x04TeSt\x00";
-    c.bench_function("hot_key/fold+build", |b| {
-        b.iter(|| HotKey::new(black_box(wire), 1))
+    let key = HashKey { k0: 1, k1: 2 };
+    c.bench_function("name/fold+hash", |b| {
+        b.iter(|| FoldedName::new(black_box(wire)).map(|n| n.hash(&key)))
     });
 
     let p = pool();

@@ -1,6 +1,6 @@
 //! Types shared by the hotpool XDP program (`dns-ebpf`) and its daemon (`dns-userspace`),
-//! plus the pure helpers both sides use: question-name folding, key building and the
-//! Internet checksum.
+//! plus the pure logic both sides use: name folding and hashing, the query checks and reply
+//! header and OPT writes, the weighted pick, and the Internet checksum.
 //!
 //! Everything here is `#![no_std]` and allocation-free so the eBPF program can use it; the
 //! same code is unit-tested on the host with plain `cargo test`.
@@ -12,9 +12,12 @@ extern crate std;
 pub mod csum;
 pub mod maps;
 pub mod name;
+pub mod pick;
+pub mod query;
 pub mod stats;
 
 pub use maps::*;
+pub use pick::pick;
 pub use stats::Outcome;
 
 /// Name of the XDP program inside the object file.

@@ -1,223 +1,303 @@
 //! Map names and the `#[repr(C)]` layouts of their keys and values.
 //!
-//! Wire-format fields (names, record types, answer bytes) are byte arrays in network order,
-//! so neither side has endianness surprises; bookkeeping fields that only the host and the
-//! kernel on the same machine read (generation counters, indexes, lengths) are native
-//! integers. Every type is plain old data without implicit padding, which is what makes the
-//! `aya::Pod` implementations below sound.
+//! Wire-format fields (record types, answer bytes, ports) are byte arrays in network order;
+//! bookkeeping fields that only the host and the kernel on the same machine read (indexes,
+//! lengths, sums, hashes) are native integers. Every type is plain old data without implicit
+//! padding, which is what makes the `aya::Pod` implementations below sound.
 //!
-//! # How an answer is published without torn reads
+//! # Finding a name's answer
 //!
-//! A hash-map update is not atomic for a concurrent reader in BPF: the kernel may reuse the
-//! old element's memory for the next update while an XDP program still reads it. So answers
-//! are double-buffered in an array ([`MAP_HOT_SLOTS`], two slots per pool) and published by
-//! a per-pool generation counter ([`MAP_HOT_GEN`]):
+//! ```text
+//! hash = keyed hash of the folded name              (crate::name, key in CONFIG)
+//! HOT_INDEX[hash & index_mask]  → bucket of 4 (tag, pool)  — tag = hash >> 32 | 1
+//! HOT_CUR[pool]                 → slot, or NO_SLOT
+//! HOT_SLOTS[slot]               → AnswerSet: folded name, qtypes, thresholds, answer indexes
+//! HOT_ANSWERS[set.answers[i]]   → Answer: ANCOUNT, length, checksum sum, the RRs
+//! ```
 //!
-//! 1. the writer fills slot `pool * 2 + ((generation + 1) & 1)` (the one readers are not told to
-//!    use) with `slot.generation = generation + 1`;
-//! 2. then it stores `generation + 1` into `HOT_GEN[pool]` (a single aligned 8-byte store).
+//! The kernel takes the first entry of the bucket whose tag matches and confirms the query's
+//! folded name against the one stored in the answer set; a tag that matches another name (a
+//! collision) is passed to the daemon, never answered with that name's records. Userspace
+//! builds the index so that no two names of one bucket share a tag.
 //!
-//! The reader loads `g = HOT_GEN[pool]`, reads slot `pool * 2 + (g & 1)`, requires
-//! `slot.generation == g`, copies the answer out and loads `HOT_GEN[pool]` again; if it changed the
-//! copy may be torn and the packet is passed to the daemon instead. A slot is rewritten only
-//! two generations after it was published, so a reader that saw the same generation before
-//! and after its copy read a slot nobody wrote meanwhile.
+//! # Publishing without torn reads
+//!
+//! An answer set and its answers are never written while the kernel may read them. XDP
+//! programs run inside an RCU read-side critical section (NAPI poll, `netif_receive_skb` and
+//! `BPF_PROG_TEST_RUN` all hold `rcu_read_lock` or run with bottom halves disabled), so a
+//! program that read `HOT_CUR[pool]` before it changed has finished one RCU grace period
+//! later. The writer:
+//!
+//! 1. fills a free slot and free answer entries (the arrays are memory-mapped into the
+//!    daemon: plain stores);
+//! 2. publishes the slot with one release store of its index into `HOT_CUR[pool]` (also
+//!    memory-mapped, so a real single-copy-atomic store, not a `memcpy` inside a syscall);
+//! 3. retires the slot and answers it replaced;
+//! 4. reuses retired entries only after a grace period that started after they were retired
+//!    (one wait frees every entry retired before it, so most publishes never wait).
+//!
+//! A reader loads `HOT_CUR[pool]` once and reaches the slot and the answers through the
+//! loaded index: every load depends on the address computed from the one before, which
+//! orders them on weakly ordered CPUs (arm64) as it does on x86, and the entries it reaches
+//! stay unchanged until it has finished.
 
-/// The hot-name map: [`HotKey`] → [`HotRef`]. Entries change only when the set of pool
-/// names changes (config load), never per probe round.
-pub const MAP_HOT_NAMES: &str = "HOT_NAMES";
-/// Per-pool published generation, `Array<u64>` of [`MAX_POOLS`].
-pub const MAP_HOT_GEN: &str = "HOT_GEN";
-/// Double-buffered answers, `Array<AnswerSlot>` of `2 * MAX_POOLS`.
+use crate::{
+    name::{HashKey, NAME_WORDS},
+    query::qtype_bit,
+};
+
+/// The name index, `Array<Bucket>`; its used size is `index_mask + 1` from [`XdpConfig`].
+pub const MAP_HOT_INDEX: &str = "HOT_INDEX";
+/// Per-pool current answer set, `Array<u64>`.
+pub const MAP_HOT_CUR: &str = "HOT_CUR";
+/// Answer sets, `Array<AnswerSet>`.
 pub const MAP_HOT_SLOTS: &str = "HOT_SLOTS";
+/// Answer variants, `Array<Answer>`.
+pub const MAP_HOT_ANSWERS: &str = "HOT_ANSWERS";
 /// Per-CPU outcome counters, `PerCpuArray<u64>` indexed by [`crate::Outcome`].
 pub const MAP_STATS: &str = "STATS";
 /// Runtime settings, `Array<XdpConfig>` of one entry.
 pub const MAP_CONFIG: &str = "CONFIG";
-/// Local addresses the XDP path answers for, `HashMap<[u8; 16], u8>` (IPv4 as
-/// IPv4-mapped IPv6). Ignored for a family whose wildcard flag is set in [`XdpConfig`].
+/// Local addresses when there are more than [`INLINE_LISTEN_ADDRS`] of a family,
+/// `HashMap<[u8; 16], u8>` (IPv4 as IPv4-mapped IPv6).
 pub const MAP_LISTEN_ADDRS: &str = "LISTEN_ADDRS";
-/// Per-CPU scratch space of the XDP program (not used by userspace).
-pub const MAP_SCRATCH: &str = "SCRATCH";
 
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 6] = [
-    MAP_HOT_NAMES,
-    MAP_HOT_GEN,
+pub const PINNED_MAPS: [&str; 7] = [
+    MAP_HOT_INDEX,
+    MAP_HOT_CUR,
     MAP_HOT_SLOTS,
+    MAP_HOT_ANSWERS,
     MAP_STATS,
     MAP_CONFIG,
     MAP_LISTEN_ADDRS,
 ];
 
-/// Most pools one daemon serves from the kernel.
-pub const MAX_POOLS: u32 = 1024;
-/// Most pools one configuration may ask for: the one place the config's limit is set.
-/// With more than [`MAX_POOLS`] the kernel maps cannot hold them (until they are sized from
-/// the configuration at load time) and the daemon answers every pool itself.
-pub const MAX_CONFIG_POOLS: u32 = 1 << 16;
-/// Most (name, qtype) keys in [`MAP_HOT_NAMES`] (a CNAME pool takes three).
-pub const MAX_HOT_NAMES: u32 = 3 * MAX_POOLS;
+/// `BPF_F_MMAPABLE`: the map can be memory-mapped (kernel 5.5).
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// Flags of [`MAP_HOT_CUR`], [`MAP_HOT_SLOTS`] and [`MAP_HOT_ANSWERS`]: the daemon maps them
+/// into its memory and publishes with plain stores, no syscall per entry.
+pub const HOT_MAP_FLAGS: u32 = BPF_F_MMAPABLE;
+
+/// Most pools one daemon configures (the maps are sized from the configuration at load
+/// time; this only bounds what a configuration may ask for).
+pub const MAX_POOLS: u32 = 1 << 16;
 /// Most local addresses in [`MAP_LISTEN_ADDRS`].
 pub const MAX_LISTEN_ADDRS: u32 = 64;
+/// Addresses per family the config map holds inline (compared without a map lookup).
+pub const INLINE_LISTEN_ADDRS: usize = 4;
 /// Longest name on the wire, root label included (RFC 1035 §3.1).
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest label (RFC 1035 §2.3.4).
 pub const MAX_LABEL_LEN: u8 = 63;
-/// Most answer variants per slot (the kernel picks one per query): one per endpoint of a
-/// weighted pool, so as many as an answer has records. A power of two (the kernel masks
-/// with `MAX_VARIANTS - 1`).
+/// Most answer variants per answer set (the kernel picks one per query): one per endpoint of
+/// a weighted pool, so as many as an answer has records.
 pub const MAX_VARIANTS: usize = MAX_ANSWER_RRS;
 /// Room for the encoded answer RRs of one variant: eight AAAA records (8 × 28 = 224) or one
 /// CNAME with a maximal target (12 + 255 = 267).
 pub const MAX_ANSWER_LEN: usize = 272;
+/// Shortest answer: one record's fixed part (owner pointer, type, class, TTL, RDLENGTH).
+pub const MIN_ANSWER_LEN: usize = 12;
 /// Most records in one answer, and so most endpoints in one pool: the one definition of
 /// hotpool's "up to 8" (pool endpoints, fallback records, `count`, weighted variants).
 pub const MAX_ANSWER_RRS: usize = 8;
+/// Entries per index bucket.
+pub const BUCKET_ENTRIES: usize = 4;
+/// [`MAP_HOT_CUR`] value of a pool with no answer in the kernel (the daemon answers).
+pub const NO_SLOT: u64 = u64::MAX;
 
-/// Key of [`MAP_HOT_NAMES`]: the question name in wire format with ASCII letters folded to
-/// lower case, zero-padded to 256 bytes, and the query type in network order.
+/// Value of [`MAP_HOT_INDEX`]: up to four names whose hash falls here.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HotKey {
-    pub name: [u8; MAX_NAME_LEN + 1],
-    pub qtype: [u8; 2],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// [`tag`] of each entry's name hash; 0 marks an empty entry.
+    pub tags: [u32; BUCKET_ENTRIES],
+    /// Pool index of each entry.
+    pub pools: [u32; BUCKET_ENTRIES],
 }
 
-impl HotKey {
-    pub const fn zeroed() -> Self {
+/// The tag of a name hash: its high half, never 0 (0 marks an empty bucket entry).
+#[inline(always)]
+pub const fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32 | 1
+}
+
+/// The bucket of a name hash.
+#[inline(always)]
+pub const fn bucket(hash: u64, index_mask: u32) -> u32 {
+    hash as u32 & index_mask
+}
+
+/// Value of [`MAP_HOT_SLOTS`]: one published answer of a pool and what the kernel needs to
+/// confirm the query's name against. Laid out for the common case: lengths, answer indexes
+/// and a name of up to 24 octets share the first cache line; the thresholds, read only for
+/// weighted pools, come last.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AnswerSet {
+    /// Wire length of `name`, root octet included.
+    pub name_len: u8,
+    /// [`qtype_bit`]s of the query types answered with these records (A, AAAA or, for a
+    /// CNAME pool, all three).
+    pub qtypes: u8,
+    /// Number of entries of `thresholds` and `answers` in use (1..=8).
+    pub n_variants: u8,
+    pub _reserved: u8,
+    /// The pool this was published for (diagnostics).
+    pub pool: u32,
+    /// Indexes into [`MAP_HOT_ANSWERS`].
+    pub answers: [u32; MAX_VARIANTS],
+    /// The folded wire name as little-endian words, zero-padded ([`crate::name`]).
+    pub name: [u64; NAME_WORDS],
+    /// Cumulative thresholds of the weighted pick ([`crate::pick()`]).
+    pub thresholds: [u32; MAX_VARIANTS],
+}
+
+impl AnswerSet {
+    pub const fn empty() -> Self {
         Self {
-            name: [0; MAX_NAME_LEN + 1],
-            qtype: [0; 2],
+            name_len: 0,
+            qtypes: 0,
+            n_variants: 0,
+            _reserved: 0,
+            pool: 0,
+            answers: [0; MAX_VARIANTS],
+            name: [0; NAME_WORDS],
+            thresholds: [0; MAX_VARIANTS],
         }
     }
 
-    /// Builds the key for a wire-format name (any case) and a query type. Returns `None`
-    /// when `wire` is not a valid uncompressed name.
-    pub fn new(wire: &[u8], qtype: u16) -> Option<Self> {
-        let mut key = Self::zeroed();
-        crate::name::fold_wire_name(wire, &mut key.name).ok()?;
-        key.qtype = qtype.to_be_bytes();
-        Some(key)
+    /// The thresholds in use.
+    pub fn thresholds(&self) -> &[u32] {
+        &self.thresholds[..(self.n_variants as usize).min(MAX_VARIANTS)]
     }
 }
 
-impl core::fmt::Debug for HotKey {
+impl core::fmt::Debug for AnswerSet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let len = crate::name::wire_name_len(&self.name).unwrap_or(self.name.len());
-        f.debug_struct("HotKey")
-            .field("name", &&self.name[..len])
-            .field("qtype", &crate::be16(self.qtype))
+        let n = (self.n_variants as usize).min(MAX_VARIANTS);
+        f.debug_struct("AnswerSet")
+            .field("pool", &self.pool)
+            .field("name_len", &self.name_len)
+            .field("qtypes", &self.qtypes)
+            .field("thresholds", &&self.thresholds[..n])
+            .field("answers", &&self.answers[..n])
             .finish()
     }
 }
 
-/// Value of [`MAP_HOT_NAMES`]: which pool answers.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HotRef {
-    /// Index into [`MAP_HOT_GEN`] (and `2 * pool` into [`MAP_HOT_SLOTS`]).
-    pub pool: u32,
-    /// Reserved, zero.
-    pub flags: u32,
+/// The [`qtype_bit`]s a pool of record type `rtype` answers in the kernel: its own type, or
+/// A, AAAA and CNAME for a CNAME pool (RFC 1034 §3.6.2).
+pub const fn pool_qtypes(rtype: u16) -> u8 {
+    match rtype {
+        crate::qtype::CNAME => qtype_bit::A | qtype_bit::AAAA | qtype_bit::CNAME,
+        t => qtype_bit(t),
+    }
 }
 
-/// One precomputed answer: the answer-section RRs exactly as they go on the wire after the
-/// echoed question. Owner names are the compression pointer `0xC00C` (the question name),
-/// so the bytes do not depend on the case the client used.
+/// Value of [`MAP_HOT_ANSWERS`]: the answer-section RRs exactly as they go on the wire after
+/// the echoed question. Owner names are the compression pointer `0xC00C` (the question
+/// name), so the bytes do not depend on the case the client used.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Variant {
+pub struct Answer {
     /// Number of RRs in `bytes`, network order (copied into ANCOUNT).
     pub ancount: [u8; 2],
-    /// Used length of `bytes`.
+    /// Used length of `bytes` (12..=272).
     pub len: u16,
-    pub _reserved: [u8; 4],
+    /// Folded one's-complement sum of `bytes[..len]` as if at an even offset
+    /// ([`crate::csum`]), for the incremental UDP checksum.
+    pub sum: u16,
+    pub _reserved: u16,
+    /// `bytes[len - 8..len]` as a native word: the kernel copies whole words and then this
+    /// one, ending at the answer's end (it cannot read the map at an offset the length
+    /// decides: the verifier proves map reads from the loop counter).
+    pub last_word: u64,
     pub bytes: [u8; MAX_ANSWER_LEN],
 }
 
-impl Variant {
+impl Answer {
     pub const fn empty() -> Self {
         Self {
             ancount: [0; 2],
             len: 0,
-            _reserved: [0; 4],
+            sum: 0,
+            _reserved: 0,
+            last_word: 0,
             bytes: [0; MAX_ANSWER_LEN],
         }
     }
 
+    /// An answer of `ancount` records encoded as `rrs` (at most [`MAX_ANSWER_LEN`] octets),
+    /// with its checksum sum.
+    pub fn new(ancount: u16, rrs: &[u8]) -> Option<Self> {
+        if !(MIN_ANSWER_LEN..=MAX_ANSWER_LEN).contains(&rrs.len()) {
+            return None;
+        }
+        let mut a = Self::empty();
+        a.ancount = ancount.to_be_bytes();
+        a.len = rrs.len() as u16;
+        a.sum = crate::csum::fold(crate::csum::partial(rrs, 0));
+        a.bytes[..rrs.len()].copy_from_slice(rrs);
+        let mut last = [0u8; 8];
+        last.copy_from_slice(&rrs[rrs.len() - 8..]);
+        a.last_word = u64::from_ne_bytes(last);
+        Some(a)
+    }
+
     /// The encoded RRs.
-    pub fn answer(&self) -> &[u8] {
+    pub fn rrs(&self) -> &[u8] {
         &self.bytes[..(self.len as usize).min(MAX_ANSWER_LEN)]
     }
 }
 
-impl core::fmt::Debug for Variant {
+impl core::fmt::Debug for Answer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Variant")
+        f.debug_struct("Answer")
             .field("ancount", &crate::be16(self.ancount))
-            .field("answer", &self.answer())
+            .field("rrs", &self.rrs())
             .finish()
     }
-}
-
-/// Value of [`MAP_HOT_SLOTS`].
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct AnswerSlot {
-    /// Generation this slot was written for; must equal `HOT_GEN[pool]` when read.
-    pub generation: u64,
-    /// Number of valid entries in `variants`; 0 means "no answer here, pass to the daemon".
-    pub n_variants: u32,
-    pub _reserved: u32,
-    /// Cumulative selection thresholds over the 32-bit random range: the kernel answers
-    /// with the first variant `i` (of `n_variants`) with `rand < thresholds[i]`, the last
-    /// one if none. With one variant it is always chosen.
-    pub thresholds: [u32; MAX_VARIANTS],
-    pub variants: [Variant; MAX_VARIANTS],
-}
-
-impl AnswerSlot {
-    pub const fn empty() -> Self {
-        Self {
-            generation: 0,
-            n_variants: 0,
-            _reserved: 0,
-            thresholds: [0; MAX_VARIANTS],
-            variants: [Variant::empty(); MAX_VARIANTS],
-        }
-    }
-
-    /// Index of the variant a query with random number `rand` gets: the same rule the
-    /// kernel applies.
-    pub fn pick(&self, rand: u32) -> usize {
-        let n = (self.n_variants as usize).min(MAX_VARIANTS);
-        let mut i = 0;
-        while i + 1 < n {
-            if rand < self.thresholds[i] {
-                return i;
-            }
-            i += 1;
-        }
-        i
-    }
-}
-
-/// Index of a pool's slot for generation `generation` in [`MAP_HOT_SLOTS`].
-pub const fn slot_index(pool: u32, generation: u64) -> u32 {
-    pool * 2 + (generation & 1) as u32
 }
 
 /// Value of [`MAP_CONFIG`] (index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpConfig {
+    /// `CFG_*` flags.
+    pub flags: u32,
+    /// Buckets of [`MAP_HOT_INDEX`] in use, minus one (a power of two minus one).
+    pub index_mask: u32,
     /// UDP port the XDP path answers on, network order.
     pub port: [u8; 2],
     /// UDP payload size we advertise in OPT records, network order.
     pub edns_udp_size: [u8; 2],
-    /// `CFG_*` flags.
-    pub flags: u32,
+    /// Entries of `listen_v4` and `listen_v6` in use.
+    pub n_listen_v4: u8,
+    pub n_listen_v6: u8,
+    pub _reserved: [u8; 2],
+    /// Key of the name hash.
+    pub key: HashKey,
+    /// Local addresses answered for, unless a wildcard or a map flag says otherwise.
+    pub listen_v4: [[u8; 4]; INLINE_LISTEN_ADDRS],
+    pub listen_v6: [[u8; 16]; INLINE_LISTEN_ADDRS],
+}
+
+impl XdpConfig {
+    pub const fn disabled() -> Self {
+        Self {
+            flags: 0,
+            index_mask: 0,
+            port: [0; 2],
+            edns_udp_size: [0; 2],
+            n_listen_v4: 0,
+            n_listen_v6: 0,
+            _reserved: [0; 2],
+            key: HashKey { k0: 0, k1: 0 },
+            listen_v4: [[0; 4]; INLINE_LISTEN_ADDRS],
+            listen_v6: [[0; 16]; INLINE_LISTEN_ADDRS],
+        }
+    }
 }
 
 /// Answer IPv4 queries to any (unicast) local address.
@@ -226,6 +306,13 @@ pub const CFG_ANY_V4: u32 = 1 << 0;
 pub const CFG_ANY_V6: u32 = 1 << 1;
 /// The XDP path is enabled; when clear every packet is passed (used while reloading).
 pub const CFG_ENABLED: u32 = 1 << 2;
+/// More IPv4 addresses than fit inline: look them up in [`MAP_LISTEN_ADDRS`].
+pub const CFG_LISTEN_MAP_V4: u32 = 1 << 3;
+/// More IPv6 addresses than fit inline: look them up in [`MAP_LISTEN_ADDRS`].
+pub const CFG_LISTEN_MAP_V6: u32 = 1 << 4;
+/// Grow replies into the headroom even when the tail could grow (tests use it to run every
+/// packet through that path).
+pub const CFG_PREFER_HEADROOM: u32 = 1 << 5;
 
 /// Key of [`MAP_LISTEN_ADDRS`] for an IPv4 address (IPv4-mapped IPv6).
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
@@ -238,22 +325,18 @@ pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
 mod pod {
     // SAFETY: all of these are #[repr(C)], made only of integers and byte arrays, with no
     // implicit padding (asserted below), so every byte pattern is a valid value.
-    unsafe impl aya::Pod for super::HotKey {}
-    unsafe impl aya::Pod for super::HotRef {}
-    unsafe impl aya::Pod for super::AnswerSlot {}
+    unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::AnswerSet {}
+    unsafe impl aya::Pod for super::Answer {}
     unsafe impl aya::Pod for super::XdpConfig {}
 }
 
 // No implicit padding anywhere (the Pod impls rely on it).
-const _: () = assert!(core::mem::size_of::<HotKey>() == 258);
-const _: () = assert!(core::mem::size_of::<HotRef>() == 8);
-const _: () = assert!(core::mem::size_of::<Variant>() == 8 + MAX_ANSWER_LEN);
-const _: () = assert!(
-    core::mem::size_of::<AnswerSlot>()
-        == 16 + 4 * MAX_VARIANTS + MAX_VARIANTS * core::mem::size_of::<Variant>()
-);
-const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
-const _: () = assert!(MAX_VARIANTS.is_power_of_two());
+const _: () = assert!(core::mem::size_of::<Bucket>() == 8 * BUCKET_ENTRIES);
+const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS + 8 * NAME_WORDS);
+const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
+const _: () = assert!(core::mem::size_of::<XdpConfig>() == 32 + 20 * INLINE_LISTEN_ADDRS);
+const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 
 #[cfg(test)]
 mod tests {
@@ -261,47 +344,34 @@ mod tests {
     use crate::qtype;
 
     #[test]
-    fn key_folds_case_and_zero_pads() {
-        let a = HotKey::new(b"\x03WwW\x07Example\x04TEST\x00", qtype::A).unwrap();
-        let b = HotKey::new(b"\x03www\x07example\x04test\x00", qtype::A).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(&a.name[..18], b"\x03www\x07example\x04test\x00");
-        assert!(a.name[18..].iter().all(|&b| b == 0));
-        assert_eq!(a.qtype, [0, 1]);
-        assert_ne!(
-            a,
-            HotKey::new(b"\x03www\x07example\x04test\x00", qtype::AAAA).unwrap()
+    fn tags_are_never_zero() {
+        assert_eq!(tag(0), 1);
+        assert_eq!(tag(0xdead_beef_0000_0000), 0xdead_beef);
+        assert_eq!(tag(0xdead_beee_ffff_ffff), 0xdead_beef);
+        assert_eq!(bucket(0x1234_5678_9abc_def0, 0xff), 0xf0);
+    }
+
+    #[test]
+    fn pool_qtypes_per_record_type() {
+        assert_eq!(pool_qtypes(qtype::A), qtype_bit::A);
+        assert_eq!(pool_qtypes(qtype::AAAA), qtype_bit::AAAA);
+        assert_eq!(
+            pool_qtypes(qtype::CNAME),
+            qtype_bit::A | qtype_bit::AAAA | qtype_bit::CNAME
         );
+        assert_eq!(pool_qtypes(15), 0);
     }
 
     #[test]
-    fn key_rejects_invalid_names() {
-        assert!(HotKey::new(b"\x03www\xc0\x0c", qtype::A).is_none());
-        assert!(HotKey::new(b"\x03ww", qtype::A).is_none());
-    }
-
-    #[test]
-    fn pick_follows_thresholds() {
-        let mut slot = AnswerSlot::empty();
-        slot.n_variants = 3;
-        slot.thresholds = [100, 200, u32::MAX, 0, 0, 0, 0, 0];
-        assert_eq!(slot.pick(0), 0);
-        assert_eq!(slot.pick(99), 0);
-        assert_eq!(slot.pick(100), 1);
-        assert_eq!(slot.pick(199), 1);
-        assert_eq!(slot.pick(200), 2);
-        assert_eq!(slot.pick(u32::MAX), 2);
-        slot.n_variants = 1;
-        assert_eq!(slot.pick(u32::MAX), 0);
-        assert_eq!(slot.pick(0), 0);
-    }
-
-    #[test]
-    fn slots_alternate_by_generation() {
-        assert_eq!(slot_index(0, 0), 0);
-        assert_eq!(slot_index(0, 1), 1);
-        assert_eq!(slot_index(5, 2), 10);
-        assert_eq!(slot_index(5, 7), 11);
+    fn answers_carry_their_sum() {
+        let rrs = [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 10];
+        let a = Answer::new(1, &rrs).unwrap();
+        assert_eq!(a.rrs(), &rrs);
+        assert_eq!(a.ancount, [0, 1]);
+        assert_eq!(a.sum, crate::csum::fold(crate::csum::partial(&rrs, 0)));
+        assert_eq!(a.last_word.to_ne_bytes(), [0, 30, 0, 4, 192, 0, 2, 10]);
+        assert!(Answer::new(1, &rrs[..11]).is_none());
+        assert!(Answer::new(1, &[0; MAX_ANSWER_LEN + 1]).is_none());
     }
 
     #[test]

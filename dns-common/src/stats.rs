@@ -24,8 +24,11 @@ macro_rules! outcomes {
 }
 
 outcomes! {
-    /// Answered from the hot map with `XDP_TX`.
+    /// Answered with `XDP_TX`; the frame's tail grew (or shrank) to fit the reply.
     Hit = "hit",
+    /// Answered with `XDP_TX`; the reply grew into the frame's headroom because the driver
+    /// left no room at its tail (the headers were moved forward).
+    HitHeadroom = "hit_headroom",
     /// Not IPv4/IPv6 (ARP, LLDP, ...), or a frame too short for its headers.
     NotIp = "not_ip",
     /// IPv4 with options or IPv6 with extension headers.
@@ -43,7 +46,8 @@ outcomes! {
     /// Not a plain standard query: QR set, opcode other than QUERY, TC set, or section
     /// counts other than QD=1 AN=0 NS=0 AR<=1.
     NotQuery = "not_query",
-    /// The question name is truncated, too long or compressed.
+    /// The question does not end where the message layout puts it: a truncated or
+    /// compressed name, a name over 255 octets, or octets after the question.
     BadName = "bad_name",
     /// Query class other than IN.
     Qclass = "qclass",
@@ -52,19 +56,19 @@ outcomes! {
     /// The additional record is not a plain OPT: EDNS version other than 0, options
     /// (cookies, ECS, ...), a non-root owner, or anything that is not OPT.
     Edns = "edns",
-    /// The message carries more than the question and OPT record.
-    Trailing = "trailing",
-    /// No hot entry for (name, qtype).
+    /// Not a hot name (or a hot name of another query type).
     Miss = "miss",
+    /// The name's hash tag matched a hot name but the name itself did not.
+    Collision = "collision",
     /// The pool has no answer published in the kernel (the daemon answers).
     NoAnswer = "no_answer",
     /// The response would not fit the client's UDP payload size.
     TooBig = "too_big",
-    /// The answer was being republished while this packet read it (detected before or
-    /// after the copy).
-    Torn = "torn",
-    /// The frame could not be grown for the response.
-    TailGrow = "tail_grow",
+    /// A hot query whose UDP checksum is wrong, or missing over IPv6 (the stack drops it
+    /// too).
+    BadChecksum = "bad_checksum",
+    /// The frame could grow neither at its tail nor into its headroom.
+    GrowFailed = "grow_failed",
     /// The XDP path is disabled in the config map.
     Disabled = "disabled",
     /// Internal error after the frame was modified (a bug): `XDP_ABORTED`.
@@ -74,6 +78,11 @@ outcomes! {
 impl Outcome {
     /// Number of outcomes (size of the stats map).
     pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The packet was answered by the kernel (whichever way the frame grew).
+    pub const fn answered(self) -> bool {
+        matches!(self, Outcome::Hit | Outcome::HitHeadroom)
+    }
 }
 
 #[cfg(test)]
@@ -89,5 +98,13 @@ mod tests {
             }
         }
         assert_eq!(Outcome::COUNT as usize, Outcome::ALL.len());
+    }
+
+    #[test]
+    fn both_hits_are_hits() {
+        assert!(Outcome::Hit.answered());
+        assert!(Outcome::HitHeadroom.answered());
+        assert!(!Outcome::Miss.answered());
+        assert!(!Outcome::GrowFailed.answered());
     }
 }

@@ -1,20 +1,24 @@
 //! hotpool's XDP program: answers DNS queries for hot-pool names straight from BPF maps.
 //!
 //! ```text
-//! frame ──► parse::frame (eth, one 802.1Q tag, IPv4/IPv6, UDP to our port and address)
-//!       ──► dns::query   (header, question, optional plain OPT; key = folded name + qtype)
-//!       ──► HOT_NAMES ──► HOT_GEN/HOT_SLOTS (double-buffered answer, torn-read check)
-//!       ──► respond      (build UDP segment in scratch, checksum, grow tail, swap headers)
+//! frame ──► parse   (eth, one 802.1Q tag, IPv4/IPv6, UDP to our port and address)
+//!       ──► dns     (header, layout → question, plain OPT; name hashed 8 octets at a time)
+//!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed, variant picked)
+//!       ──► reply   (grow at the tail or into the headroom, write answer and OPT, header,
+//!                    incremental checksums, swap addresses)
 //!       ──► XDP_TX
 //! ```
 //! Everything else is `XDP_PASS`ed unchanged to the kernel stack and the daemon; every
-//! outcome is counted in `STATS`.
+//! outcome is counted in `STATS`. Until the frame is grown, nothing in it has been written,
+//! so every earlier failure passes it up untouched.
 #![no_std]
 #![no_main]
 
 mod dns;
+mod lookup;
+mod packet;
 mod parse;
-mod respond;
+mod reply;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -22,46 +26,31 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use dns_common::{
-    AnswerSlot, HotKey, HotRef, MAX_HOT_NAMES, MAX_LISTEN_ADDRS, MAX_POOLS, Outcome, XdpConfig,
-};
+use dns_common::{Answer, AnswerSet, Bucket, HOT_MAP_FLAGS, MAX_LISTEN_ADDRS, Outcome, XdpConfig};
 
+use crate::packet::Packet;
+
+// The answer maps are sized by the daemon at load time (`EbpfLoader::set_max_entries`); the
+// sizes here only matter for loaders that do not.
 #[map]
-static HOT_NAMES: HashMap<HotKey, HotRef> = HashMap::pinned(MAX_HOT_NAMES, 0);
+static HOT_INDEX: Array<Bucket> = Array::pinned(1024, 0);
 #[map]
-static HOT_GEN: Array<u64> = Array::pinned(MAX_POOLS, 0);
+static HOT_CUR: Array<u64> = Array::pinned(256, HOT_MAP_FLAGS);
 #[map]
-static HOT_SLOTS: Array<AnswerSlot> = Array::pinned(2 * MAX_POOLS, 0);
+static HOT_SLOTS: Array<AnswerSet> = Array::pinned(512, HOT_MAP_FLAGS);
+#[map]
+static HOT_ANSWERS: Array<Answer> = Array::pinned(1024, HOT_MAP_FLAGS);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(Outcome::COUNT, 0);
 #[map]
 static CONFIG: Array<XdpConfig> = Array::pinned(1, 0);
 #[map]
 static LISTEN_ADDRS: HashMap<[u8; 16], u8> = HashMap::pinned(MAX_LISTEN_ADDRS, 0);
-#[map]
-static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
-
-/// Size of the scratch buffer the UDP segment of the response is built in. A power of two
-/// so offsets can be masked for the verifier; the largest segment is
-/// 8 + 12 + 255 + 4 + 272 + 11 = 562 octets.
-pub const OUT_LEN: usize = 1024;
-
-/// Per-CPU working memory (the BPF stack is only 512 bytes).
-#[repr(C)]
-pub struct Scratch {
-    pub key: HotKey,
-    pub _pad: [u8; 6],
-    /// See `dns::launder`.
-    pub spill: u64,
-    /// `out[0..8]` UDP header, `out[8..]` the DNS message: loaded from the query, then
-    /// rewritten in place into the response.
-    pub out: [u8; OUT_LEN],
-}
 
 #[xdp]
 pub fn hotpool(ctx: XdpContext) -> u32 {
     let (outcome, action) = match try_hotpool(&ctx) {
-        Ok(()) => (Outcome::Hit, xdp_action::XDP_TX),
+        Ok(answered) => (answered, xdp_action::XDP_TX),
         Err(Outcome::Aborted) => (Outcome::Aborted, xdp_action::XDP_ABORTED),
         Err(reason) => (reason, xdp_action::XDP_PASS),
     };
@@ -72,24 +61,23 @@ pub fn hotpool(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn count(outcome: Outcome) {
     if let Some(c) = STATS.get_ptr_mut(outcome as u32) {
-        // Per-CPU slot: no other writer.
+        // SAFETY: per-CPU slot, no other writer; the pointer is valid for the program's run.
         unsafe { *c += 1 };
     }
 }
 
-/// `Ok` means the frame was rewritten into the response; `Err` says why it was not.
+/// `Ok` is the hit outcome (the frame now holds the reply); `Err` says why it was passed.
 #[inline(always)]
-fn try_hotpool(ctx: &XdpContext) -> Result<(), Outcome> {
+fn try_hotpool(ctx: &XdpContext) -> Result<Outcome, Outcome> {
     let cfg = match CONFIG.get(0) {
-        Some(cfg) if cfg.flags & dns_common::CFG_ENABLED != 0 => *cfg,
+        Some(cfg) if cfg.flags & dns_common::CFG_ENABLED != 0 => cfg,
         _ => return Err(Outcome::Disabled),
     };
-    let frame = parse::frame(ctx, &cfg)?;
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Outcome::Aborted)?;
-    // SAFETY: per-CPU map value, valid for the program's run, not shared.
-    let scratch = unsafe { &mut *scratch };
-    let query = dns::query(ctx, &frame, scratch)?;
-    respond::respond(ctx, &cfg, &frame, &query, scratch)
+    let mut pkt = Packet::new(ctx);
+    let frame = parse::frame(&pkt, cfg)?;
+    let query = dns::query(&pkt, &frame, &cfg.key)?;
+    let found = lookup::answer(&pkt, cfg, &query)?;
+    reply::respond(&mut pkt, cfg, &frame, &query, &found)
 }
 
 #[cfg(not(test))]

@@ -11,12 +11,13 @@ use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use hotpool::{
     api::{
-        client::{Client, Target},
+        client::{Client, ClientError, Target},
         status::StatusDoc,
         version::LONG_VERSION,
     },
     config::Config,
     daemon::{self, RunOptions},
+    datapath::ebpf::Replace,
     logs::{self, LogFormat},
 };
 
@@ -54,11 +55,42 @@ enum Command {
         /// Serve everything from userspace; do not load the XDP program.
         #[arg(long)]
         no_xdp: bool,
+        /// Swap this program in through the pinned link even when the attached one is the
+        /// same (`program`), also with fresh maps (`maps`): tests of the upgrade path.
+        #[arg(long, value_enum, hide = true)]
+        replace_program: Option<ReplaceProgram>,
     },
-    /// Validate a configuration file (and its zone files) and print a summary.
+    /// Validate a configuration file (and its zone files), print a summary, and check what
+    /// `run` needs of this host as this user: its addresses can be bound, its event log and
+    /// state file written.
     Check {
         /// The configuration file.
         config: PathBuf,
+    },
+    /// Make the running daemon re-read its config file and zone files and apply them, as
+    /// SIGHUP does. Exits non-zero with the reason when the daemon keeps its running
+    /// configuration.
+    Reload {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Remove the XDP program from its interfaces: detach its pinned links and remove their
+    /// pins (the maps stay pinned). The daemon leaves the program attached when it exits, so
+    /// queries keep being answered through restarts and crashes; this is how it goes away.
+    Detach {
+        /// Read `server.pin_path` from this configuration file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The pin directory (default: from --config, else /sys/fs/bpf/hotpool).
+        #[arg(long, conflicts_with = "config")]
+        pin_path: Option<PathBuf>,
+        /// Only when systemd is stopping the unit (`ExecStopPost=`): not when it restarts it,
+        /// after a crash or after a failed start.
+        #[arg(long)]
+        if_stopping: bool,
+        /// The unit `--if-stopping` asks systemd about (`%n` in the unit file).
+        #[arg(long, default_value = "hotpool.service")]
+        unit: String,
     },
     /// Pin an endpoint of a running daemon up or down, or make it follow its probes again.
     Endpoint {
@@ -97,6 +129,12 @@ enum Command {
         /// bash, elvish, fish, powershell or zsh.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplaceProgram {
+    Program,
+    Maps,
 }
 
 /// How to find a running daemon.
@@ -161,17 +199,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logs::init(cli.log_format);
     let result = match cli.command {
-        Command::Check { config } => Config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|cfg| out(&cfg.summary())),
-        Command::Run { config, no_xdp } => match Config::load(&config) {
-            Ok(cfg) => tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(daemon::run(cfg, RunOptions { no_xdp }))),
-            Err(e) => Err(e.into()),
-        },
+        Command::Check { config } => check(&config),
+        Command::Run {
+            config,
+            no_xdp,
+            replace_program,
+        } => {
+            let replace = match replace_program {
+                None => Replace::IfChanged,
+                Some(ReplaceProgram::Program) => Replace::Program,
+                Some(ReplaceProgram::Maps) => Replace::Maps,
+            };
+            run(&config, RunOptions { no_xdp, replace })
+        }
+        Command::Reload { daemon } => reload(&daemon),
+        Command::Detach {
+            config,
+            pin_path,
+            if_stopping,
+            unit,
+        } => detach(config, pin_path, if_stopping.then_some(unit.as_str())),
         Command::Stats { pin_path } => print_stats(&pin_path),
         Command::Endpoint {
             pool,
@@ -203,6 +250,67 @@ fn ask<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
         .build()
         .context("starting the runtime")?
         .block_on(f)
+}
+
+/// `hotpool check`: the config and its zones, then what `run` needs of this host.
+fn check(config: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    out(&cfg.summary())?;
+    let (text, fails) = daemon::preflight::report(&daemon::preflight::check(&cfg));
+    out(&text)?;
+    if fails {
+        anyhow::bail!(
+            "{}: `hotpool run` would fail here (see the checks above)",
+            config.display()
+        );
+    }
+    Ok(())
+}
+
+/// `hotpool run`: SIGHUP is harmless from the first moment (a reload once running).
+fn run(config: &Path, opts: RunOptions) -> anyhow::Result<()> {
+    daemon::ignore_hangups();
+    let cfg = Config::load(config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(daemon::run(cfg, opts))
+}
+
+/// `hotpool reload`: the daemon's answer, or why it kept its configuration.
+fn reload(daemon: &DaemonArgs) -> anyhow::Result<()> {
+    let client = daemon.client()?;
+    match ask(async { Ok(client.post(&["api", "reload"]).await?) }) {
+        Ok(body) => out(&format!("{}\n", body["ok"].as_str().unwrap_or("reloaded"))),
+        Err(e) => match e.downcast_ref::<ClientError>() {
+            // The daemon read the new config and kept the running one: say why.
+            Some(ClientError::Failed {
+                status: 422,
+                message,
+                ..
+            }) => anyhow::bail!("reload failed: {message}"),
+            _ => Err(e),
+        },
+    }
+}
+
+/// `hotpool detach`: the pin directory from the arguments or the config (a config broken
+/// beyond reading must not keep `systemctl stop` from detaching: the default then).
+fn detach(
+    config: Option<PathBuf>,
+    pin_path: Option<PathBuf>,
+    if_stopping: Option<&str>,
+) -> anyhow::Result<()> {
+    let default = || PathBuf::from(dns_common::DEFAULT_PIN_PATH);
+    let pin_path = match (pin_path, config) {
+        (Some(p), _) => p,
+        (None, Some(c)) => Config::peek(&c).map(|p| p.pin_path).unwrap_or_else(|e| {
+            eprintln!("hotpool: {e}; using the default pin path");
+            default()
+        }),
+        (None, None) => default(),
+    };
+    out(&daemon::detach::run(&pin_path, if_stopping)?.to_string())
 }
 
 fn set_endpoint(

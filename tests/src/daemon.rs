@@ -51,9 +51,16 @@ impl Daemon {
         std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
         write_private(&dir.join("api.token"), API_TOKEN);
         let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
-        let text = config
+        let mut text = config
             .replace("{pin}", &pin.display().to_string())
             .replace("{dir}", &dir.display().to_string());
+        // Never the default /var/lib/hotpool: each test has its own state file.
+        if !text.contains("[state]") {
+            text.push_str(&format!(
+                "\n[state]\npath = \"{}/state.json\"\n",
+                dir.display()
+            ));
+        }
         let path = dir.join("hotpool.toml");
         std::fs::write(&path, text).unwrap();
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));
@@ -160,4 +167,14 @@ pub fn xdp_attached(link: &Link) -> bool {
 /// Counter difference for one outcome.
 pub fn delta(before: &[(Outcome, u64)], after: &[(Outcome, u64)], o: Outcome) -> u64 {
     after[o as usize].1 - before[o as usize].1
+}
+
+/// Queries answered by the kernel between two snapshots, whichever way the frame grew
+/// (`hit` at the tail, `hit_headroom` into the headroom).
+pub fn answered(before: &[(Outcome, u64)], after: &[(Outcome, u64)]) -> u64 {
+    Outcome::ALL
+        .iter()
+        .filter(|o| o.answered())
+        .map(|&o| delta(before, after, o))
+        .sum()
 }

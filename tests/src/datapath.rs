@@ -5,9 +5,13 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use dns_common::Outcome;
-use hotpool::datapath::{ebpf::Datapath, hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::datapath::{
+    ebpf::Datapath,
+    hot::{Capacity, DatapathSettings},
+    pools::PoolAnswer,
+};
 
 /// XDP return codes.
 pub const XDP_ABORTED: u32 = 0;
@@ -23,35 +27,58 @@ pub struct TestDatapath {
 }
 
 impl TestDatapath {
-    /// Loads the program (pins under a fresh directory), configures it and publishes `pools`.
+    /// Loads the program (pins under a fresh directory), configures it and publishes `pools`
+    /// (room for every pool to become weighted with eight variants).
     pub fn new(settings: &DatapathSettings, pools: &[PoolAnswer]) -> Self {
+        let capacity = Capacity::for_pools(pools.iter().map(|_| dns_common::MAX_VARIANTS));
+        Self::with_capacity(settings, pools, &capacity)
+    }
+
+    /// As [`Self::new`], with maps of the given sizes.
+    pub fn with_capacity(
+        settings: &DatapathSettings,
+        pools: &[PoolAnswer],
+        capacity: &Capacity,
+    ) -> Self {
         crate::require_root();
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/hotpool-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut dp = Datapath::load(&dir).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
+        let mut dp =
+            Datapath::load(&dir, capacity).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
         dp.maps.configure(settings, true).expect("configuring");
         dp.maps.sync(pools).expect("publishing pools");
         Self { dp, dir }
     }
 
+    /// The pin directory (another [`Datapath`] loaded there takes over the pinned maps).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Runs one frame through BPF_PROG_TEST_RUN: (action, output frame).
     pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; 4096];
-        let r = self
-            .dp
-            .xdp()
-            .expect("program")
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        self.test_run(frame, None)
+    }
+
+    /// As [`Self::run`], with `metalen` octets of XDP metadata in front of the frame (they
+    /// come out of the headroom: `BPF_PROG_TEST_RUN` takes them from `xdp_md.data`).
+    pub fn run_with_metadata(&mut self, frame: &[u8], metalen: u32) -> (u32, Vec<u8>) {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[0..4].copy_from_slice(&metalen.to_ne_bytes());
+        ctx[4..8].copy_from_slice(&(metalen + frame.len() as u32).to_ne_bytes());
+        let mut data = vec![0u8; metalen as usize];
+        data.extend_from_slice(frame);
+        let (action, mut out) = self.test_run(&data, Some(&ctx));
+        (action, out.split_off(metalen as usize))
+    }
+
+    fn test_run(&mut self, data: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
+        test_run(self.dp.xdp().expect("program"), data, ctx)
     }
 
     /// Counter totals per outcome.
@@ -62,9 +89,26 @@ impl TestDatapath {
 
 impl Drop for TestDatapath {
     fn drop(&mut self) {
-        self.dp.detach_all();
+        // A pinned link would keep the program attached: take it off first.
+        let _ = hotpool::datapath::link::detach_pinned(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// One BPF_PROG_TEST_RUN of `data` through `prog` (with an `xdp_md` context when given):
+/// (action, output data).
+pub fn test_run(prog: &Xdp, data: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; 4096];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(data),
+            data_out: Some(&mut out),
+            ctx_in: ctx,
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
 }
 
 /// The one outcome whose counter moved between two snapshots, asserting exactly one moved

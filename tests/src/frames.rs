@@ -137,3 +137,13 @@ pub fn udp_payload(frame: &[u8]) -> Vec<u8> {
     assert_eq!(udp.length() as usize, 8 + udp.payload().len(), "UDP length");
     udp.payload().to_vec()
 }
+
+/// The UDP payload of a frame, without checking its checksums (queries built with odd
+/// checksum fields on purpose).
+pub fn udp_payload_unchecked(frame: &[u8]) -> Vec<u8> {
+    let p = SlicedPacket::from_ethernet(frame).expect("frame parses");
+    let Some(TransportSlice::Udp(udp)) = p.transport else {
+        panic!("not UDP: {p:?}")
+    };
+    udp.payload().to_vec()
+}

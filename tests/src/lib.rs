@@ -19,3 +19,5 @@ pub mod daemon;
 pub mod datapath;
 pub mod endpoint;
 pub mod netns;
+pub mod process;
+pub mod steady;

@@ -1,65 +1,25 @@
 //! The `hotpool` binary as an operator runs it: `check` on good and bad files, SIGTERM and
-//! SIGINT shut down cleanly (XDP detached), a restart picks up the pinned maps, `--no-xdp`
-//! and an impossible attach serve from userspace.
+//! SIGINT shut down cleanly and leave the XDP program answering, a restart adopts it and its
+//! pinned maps, `hotpool detach` removes it, `--no-xdp` and an impossible attach serve from
+//! userspace.
 //!
 //! `cargo xtask test` builds the binary before the tests run.
 
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
-use dns_common::Outcome;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use hotpool::datapath::hot::read_pinned_stats;
-use hotpool_tests::{client, daemon::answers_tcp, netns::Link, require_root};
-
-fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/hotpool");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask test` (or `cargo build -p dns-userspace --bin hotpool`)",
-        bin.display()
-    );
-    bin
-}
-
-const ZONE: &str = "\
-$ORIGIN example.test.
-$TTL 3600
-@    IN SOA ns1 hostmaster 1 3600 600 604800 60
-@    IN NS  ns1
-ns1  IN A   192.0.2.53
-";
-
-/// A scratch directory with a config and zone, removed on drop.
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn new(tag: &str, config: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hotpool-proc-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("example.test.zone"), ZONE).unwrap();
-        std::fs::write(dir.join("hotpool.toml"), config).unwrap();
-        Self { dir }
-    }
-    fn config(&self) -> PathBuf {
-        self.dir.join("hotpool.toml")
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use hotpool_tests::{
+    client,
+    netns::Link,
+    process::{Files, Running, binary, xdp_attached},
+    require_root,
+};
 
 fn config(link: &Link, pin: &Path, xdp: &str) -> String {
     format!(
@@ -74,6 +34,9 @@ pin_path = "{pin}"
 origin = "example.test."
 file = "example.test.zone"
 
+[state]
+path = "state.json"
+
 [[pool]]
 name = "www.example.test."
 type = "A"
@@ -84,93 +47,13 @@ endpoints = [{{ address = "192.0.2.10" }}]
     )
 }
 
-/// `hotpool run` inside the server's network namespace, stderr kept in a file. `nsenter
-/// --net` (which execs it, so the child's pid is the daemon's) switches only the network
-/// namespace; `ip netns exec` would also give it a private /sys, and with it a private
-/// bpffs whose pins vanish with the process.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(link: &Link, files: &Files, extra: &[&str], log_name: &str) -> Self {
-        let log = files.dir.join(log_name);
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", link.server.name))
-            .arg(binary())
-            .args(["run", "--config"])
-            .arg(files.config())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning hotpool");
-        let mut r = Self { child, log };
-        r.wait_answering(link);
-        r
-    }
-
-    fn wait_answering(&mut self, link: &Link) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            // "hotpool running" is logged once XDP is set up (or given up on).
-            if answers_tcp(link) && self.log().contains("hotpool running") {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("hotpool exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hotpool did not come up:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` and waits for a clean exit.
-    fn stop(mut self, signal: i32) -> String {
-        // SAFETY: plain kill(2) on our child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "hotpool exited with {status}:\n{}",
-                    self.log()
-                );
-                return self.log();
-            }
-            assert!(Instant::now() < deadline, "hotpool ignored signal {signal}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn xdp_attached(link: &Link) -> bool {
-    let out = link
-        .server
-        .exec_ok(&["ip", "-d", "link", "show", "dev", &link.server_if]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
 fn hit_count(pin: &Path) -> u64 {
-    read_pinned_stats(pin).unwrap()[Outcome::Hit as usize].1
+    read_pinned_stats(pin)
+        .unwrap()
+        .iter()
+        .filter(|(o, _)| o.answered())
+        .map(|(_, n)| n)
+        .sum()
 }
 
 fn query_www(link: &Link) -> hickory_proto::op::Message {
@@ -186,7 +69,7 @@ fn query_www(link: &Link) -> hickory_proto::op::Message {
 }
 
 #[test]
-fn sigterm_detaches_and_a_restart_keeps_the_pinned_maps() {
+fn sigterm_leaves_the_kernel_path_a_restart_adopts_it_and_detach_removes_it() {
     require_root();
     let link = Link::new();
     let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-proc-{}", std::process::id()));
@@ -205,20 +88,43 @@ fn sigterm_detaches_and_a_restart_keeps_the_pinned_maps() {
     assert_eq!(hit_count(&pin), 1, "answered by XDP");
     let log = first.stop(libc::SIGTERM);
     assert!(log.contains("SIGTERM received"), "{log}");
-    assert!(log.contains("XDP program detached"), "{log}");
-    assert!(!xdp_attached(&link), "detached after SIGTERM");
-    assert!(pin.join("STATS").exists(), "maps stay pinned");
+    assert!(log.contains("the link is pinned"), "{log}");
+    assert!(xdp_attached(&link), "the kernel path outlives the daemon");
+    assert_eq!(query_www(&link).answers.len(), 1, "answered with no daemon");
+    assert_eq!(hit_count(&pin), 2, "by the kernel");
 
     let second = Running::start(&link, &files, &[], "second.log");
+    assert!(
+        second.log().contains("adopted the XDP program"),
+        "{}",
+        second.log()
+    );
     assert_eq!(query_www(&link).answers.len(), 1);
     assert_eq!(
         hit_count(&pin),
-        2,
+        3,
         "the restarted daemon counts on in the pinned map"
     );
     let log = second.stop(libc::SIGINT);
     assert!(log.contains("SIGINT received"), "{log}");
-    assert!(!xdp_attached(&link));
+    assert!(xdp_attached(&link));
+
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", link.server.name))
+        .arg(binary())
+        .args(["detach", "--config"])
+        .arg(files.config())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("detached the XDP program"), "{said}");
+    assert!(!xdp_attached(&link), "detach removes the kernel path");
+    assert!(pin.join("STATS").exists(), "the maps stay pinned");
     let _ = std::fs::remove_dir_all(&pin);
 }
 
@@ -310,4 +216,115 @@ fn check_accepts_the_example_and_names_file_and_line_of_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotpool.toml"));
+}
+
+#[test]
+fn check_as_an_unprivileged_user_names_what_run_would_fail_on() {
+    require_root();
+    // The binary and the example where nobody can read them (the checkout may not be).
+    let dir = std::env::temp_dir().join(format!("hotpool-unpriv-{}", std::process::id()));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::copy(binary(), dir.join("hotpool")).unwrap();
+    std::fs::copy(examples.join("hotpool.toml"), dir.join("hotpool.toml")).unwrap();
+    std::fs::copy(
+        examples.join("zones/example.test.zone"),
+        dir.join("zones/example.test.zone"),
+    )
+    .unwrap();
+    // The service user without the unit's capabilities: port 53 and the directories are
+    // out of reach, and check says so and fails, as `run` would.
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(dir.join("hotpool"))
+        .arg("check")
+        .arg(dir.join("hotpool.toml"))
+        .output()
+        .expect("setpriv (util-linux)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}{err}");
+    assert!(said.contains("checks (as uid 65534)"), "{said}");
+    assert!(
+        said.contains("problem listen 127.0.0.1:53") && said.contains("CAP_NET_BIND_SERVICE"),
+        "{said}"
+    );
+    assert!(
+        said.contains("problem event log /run/hotpool/events.jsonl"),
+        "{said}"
+    );
+    assert!(
+        said.contains("problem state file /var/lib/hotpool/state.json"),
+        "{said}"
+    );
+    assert!(err.contains("`hotpool run` would fail here"), "{err}");
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_fits_the_example_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = std::fs::read_to_string(root.join("examples/hotpool.service")).unwrap();
+    let values = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        values("Restart"),
+        ["always"],
+        "abnormal exits are restarted"
+    );
+    assert_eq!(values("RuntimeDirectory"), ["hotpool"]);
+    assert_eq!(values("StateDirectory"), ["hotpool"]);
+    assert_eq!(values("ExecReload").len(), 1);
+    let nofile: usize = values("LimitNOFILE")[0].parse().unwrap();
+    assert!(
+        nofile >= 16 * 1024,
+        "LimitNOFILE {nofile} well above tcp_max_connections"
+    );
+    let stop_post = values("ExecStopPost").join(" ");
+    assert!(
+        stop_post.contains("detach --if-stopping --unit %n"),
+        "{stop_post}"
+    );
+    // The example config's files live where the unit's directories are.
+    let cfg = hotpool::config::Config::load(&root.join("examples/hotpool.toml")).unwrap();
+    assert!(
+        cfg.events
+            .log
+            .as_ref()
+            .unwrap()
+            .starts_with("/run/hotpool/")
+    );
+    assert!(cfg.state.path.starts_with("/var/lib/hotpool/"));
+    assert!(nofile > 4 * cfg.server.tcp_max_connections);
+
+    let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
+        println!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    // Verified as installed: the built binary and the example config in place of
+    // /usr/local/sbin/hotpool and /etc/hotpool/hotpool.toml (it checks that they exist).
+    let dir = std::env::temp_dir().join(format!("hotpool-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = unit
+        .replace("/usr/local/sbin/hotpool", &binary().display().to_string())
+        .replace(
+            "/etc/hotpool/hotpool.toml",
+            &root.join("examples/hotpool.toml").display().to_string(),
+        );
+    let path = dir.join("hotpool.service");
+    std::fs::write(&path, installed).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.trim().is_empty(), "systemd-analyze verify warns: {err}");
 }

@@ -3,7 +3,7 @@
 //! expected output frame (built independently with etherparse and hickory-proto).
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     str::FromStr,
     sync::Arc,
 };
@@ -36,10 +36,8 @@ use hotpool_tests::{
 const EDNS_SIZE: u16 = 1232;
 
 /// The client of the v4 frames, as the daemon's answer path sees it.
-const CLIENT: SocketAddr = SocketAddr::new(
-    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
-    frames::CLIENT_PORT,
-);
+const CLIENT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), frames::CLIENT_PORT);
 
 fn v4() -> Path {
     Path::v4([10, 0, 0, 1], [10, 0, 0, 2])
@@ -54,6 +52,7 @@ fn settings() -> DatapathSettings {
         port: 53,
         edns_udp_size: EDNS_SIZE,
         listen: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+        prefer_headroom: false,
     }
 }
 
@@ -111,6 +110,59 @@ fn pools() -> Vec<PoolAnswer> {
             selection: hotpool::datapath::pools::Selection::All,
         },
     ]
+    .into_iter()
+    .chain(length_pools())
+    .chain(prefix_pools())
+    .collect()
+}
+
+/// A pool answering one A record, 192.0.2.`host`.
+fn a_pool(name: &str, host: u8) -> PoolAnswer {
+    PoolAnswer {
+        name: Name::from_str(name).unwrap(),
+        rtype: RecordType::A,
+        ttl: 30,
+        rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, host)))],
+        selection: hotpool::datapath::pools::Selection::All,
+    }
+}
+
+/// Names of 16 to 23 octets on the wire, one for every position of the root octet in the
+/// last 8-octet word, and names whose first label is 63 octets (79 to 81 octets).
+fn length_names() -> Vec<String> {
+    (1..=8)
+        .map(|n| format!("{}.example.test.", "l".repeat(n)))
+        .chain((0..3).map(|n| format!("{}.{}example.test.", "k".repeat(63), "j.".repeat(n))))
+        .collect()
+}
+
+fn length_pools() -> Vec<PoolAnswer> {
+    length_names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| a_pool(n, 100 + i as u8))
+        .collect()
+}
+
+/// Names that share their first 8 or 16 octets (one or two whole words) and differ only in
+/// the last word, or only in their length.
+fn prefix_names() -> Vec<String> {
+    vec![
+        "sharedprefix.a.example.test.".to_string(),
+        "sharedprefix.b.example.test.".to_string(),
+        "sharedprefixes16.a.example.test.".to_string(),
+        "sharedprefixes16.b.example.test.".to_string(),
+        "sharedprefixes16.ab.example.test.".to_string(),
+        "sharedpr.example.test.".to_string(),
+    ]
+}
+
+fn prefix_pools() -> Vec<PoolAnswer> {
+    prefix_names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| a_pool(n, 150 + i as u8))
+        .collect()
 }
 
 fn pool(name: &str) -> PoolAnswer {
@@ -352,7 +404,121 @@ fn hit_cases() -> Vec<Case> {
             q(&max_name().to_uppercase(), RecordType::A).edns(1232, false),
             &max_name(),
         ),
+        hit(
+            "255-octet name in mixed case, IPv4",
+            v4(),
+            q(&mixed_case(&max_name()), RecordType::CNAME).edns(4096, true),
+            &max_name(),
+        ),
     ]
+    .into_iter()
+    .chain(length_names().iter().flat_map(|n| {
+        [
+            hit(
+                &format!("{}-octet name", wire_len(n)),
+                v4(),
+                q(n, RecordType::A),
+                n,
+            ),
+            hit(
+                &format!("{}-octet name, mixed case, IPv6, EDNS", wire_len(n)),
+                v6(),
+                q(&mixed_case(n), RecordType::A).edns(1232, false),
+                n,
+            ),
+        ]
+    }))
+    .chain(prefix_names().iter().map(|n| {
+        hit(
+            &format!("{n} (shares a word-sized prefix with another pool)"),
+            v4(),
+            q(&mixed_case(n), RecordType::A),
+            n,
+        )
+    }))
+    .chain([
+        with_udp_checksum(
+            hit(
+                "IPv4 query without a UDP checksum",
+                v4(),
+                q(www, RecordType::A),
+                www,
+            ),
+            |_| [0, 0],
+        ),
+        with_udp_checksum(
+            hit(
+                "IPv4 query leaving its checksum to offload (pseudo-header sum only)",
+                v4(),
+                q(www, RecordType::A).edns(1232, false),
+                www,
+            ),
+            offload_field,
+        ),
+        with_udp_checksum(
+            hit(
+                "IPv6 query leaving its checksum to offload (pseudo-header sum only)",
+                v6(),
+                q(v6name, RecordType::AAAA),
+                v6name,
+            ),
+            offload_field,
+        ),
+    ])
+    .collect()
+}
+
+/// Offset of the UDP header of an untagged frame.
+fn udp_offset(frame: &[u8]) -> usize {
+    if frame[12..14] == [0x86, 0xdd] {
+        14 + 40
+    } else {
+        14 + 20
+    }
+}
+
+/// The case with the query's UDP checksum field replaced by `field(query frame)`.
+fn with_udp_checksum(mut case: Case, field: impl FnOnce(&[u8]) -> [u8; 2]) -> Case {
+    let at = udp_offset(&case.frame) + 6;
+    let f = field(&case.frame);
+    case.frame[at..at + 2].copy_from_slice(&f);
+    case
+}
+
+/// What a local sender leaves in the field for checksum offload (`CHECKSUM_PARTIAL`): the
+/// folded, uncomplemented pseudo-header sum.
+fn offload_field(frame: &[u8]) -> [u8; 2] {
+    use dns_common::csum;
+    let l4 = udp_offset(frame);
+    let len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]);
+    let pseudo = if l4 == 54 {
+        let a: [u8; 16] = frame[22..38].try_into().unwrap();
+        let b: [u8; 16] = frame[38..54].try_into().unwrap();
+        csum::pseudo_v6(&a, &b, len)
+    } else {
+        let a: [u8; 4] = frame[26..30].try_into().unwrap();
+        let b: [u8; 4] = frame[30..34].try_into().unwrap();
+        csum::pseudo_v4(a, b, len)
+    };
+    csum::fold(pseudo).to_ne_bytes()
+}
+
+/// Every other letter upper case (0x20 randomisation, RFC draft-vixie-dnsext-dns0x20).
+fn mixed_case(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn wire_len(name: &str) -> usize {
+    Name::from_str(name).unwrap().to_bytes().unwrap().len()
 }
 
 fn pass_cases() -> Vec<Case> {
@@ -457,12 +623,14 @@ fn pass_cases() -> Vec<Case> {
             }),
             Outcome::Malformed,
         ),
+        // The layout puts the name's end where the message ends; its last octet is then
+        // not the root label.
         pass(
             "name truncated (message ends inside it)",
             edited(v4(), &www(), |d| {
                 d.truncate(12 + 9);
             }),
-            Outcome::Malformed,
+            Outcome::BadName,
         ),
         pass(
             "QR set",
@@ -513,10 +681,11 @@ fn pass_cases() -> Vec<Case> {
             }),
             Outcome::BadName,
         ),
+        // Not walked: the name confirmation against the stored names rejects it.
         pass(
             "label longer than 63",
             edited(v4(), &www(), |d| d[12] = 64),
-            Outcome::BadName,
+            Outcome::Miss,
         ),
         pass(
             "name longer than 255 octets",
@@ -567,13 +736,15 @@ fn pass_cases() -> Vec<Case> {
             },
             Outcome::Edns,
         ),
+        // The last 11 octets look like a plain OPT record; the layout then puts the name's
+        // end where its last octet is not the root label.
         pass(
             "OPT with a non-root owner",
             edited(v4(), &www(), |d| {
                 d[11] = 1;
                 d.extend_from_slice(&[1, b'x', 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
             }),
-            Outcome::Edns,
+            Outcome::BadName,
         ),
         pass(
             "additional record that is not OPT",
@@ -587,7 +758,7 @@ fn pass_cases() -> Vec<Case> {
         pass(
             "trailing octets after the question",
             edited(v4(), &www(), |d| d.extend_from_slice(&[0, 0])),
-            Outcome::Trailing,
+            Outcome::BadName,
         ),
         pass(
             "unknown name",
@@ -603,6 +774,39 @@ fn pass_cases() -> Vec<Case> {
             "name is a suffix of a pool name",
             frames::query(&v4(), &q("example.test.", RecordType::A).bytes()),
             Outcome::Miss,
+        ),
+        pass(
+            "a prefix of a pool name",
+            frames::query(
+                &v4(),
+                &q("sharedprefix.example.test.", RecordType::A).bytes(),
+            ),
+            Outcome::Miss,
+        ),
+        pass(
+            "shares two words with pool names, differs in the last",
+            frames::query(
+                &v4(),
+                &q("sharedprefixes16.c.example.test.", RecordType::A).bytes(),
+            ),
+            Outcome::Miss,
+        ),
+        pass(
+            "IPv6 query without a UDP checksum",
+            with_udp_checksum(hit("", v6(), www(), "www.example.test."), |_| [0, 0]).frame,
+            Outcome::BadChecksum,
+        ),
+        pass(
+            "IPv4 query with a wrong UDP checksum",
+            raw(plain(), |f| f[14 + 20 + 6] ^= 0x40),
+            Outcome::BadChecksum,
+        ),
+        pass(
+            "IPv6 query with a wrong UDP checksum",
+            raw(frames::query(&v6(), &www().bytes()), |f| {
+                f[14 + 40 + 7] ^= 1
+            }),
+            Outcome::BadChecksum,
         ),
         pass(
             "response over 512 octets without EDNS",
@@ -638,8 +842,13 @@ fn daemon_authority_with(table: Arc<PoolTable>) -> Authority {
 }
 
 fn run_table(cases: Vec<Case>) {
+    run_table_with(&settings(), cases, Outcome::Hit);
+}
+
+/// Runs `cases` with `settings`; an `XDP_TX` must count as `hit_outcome`.
+fn run_table_with(settings: &DatapathSettings, cases: Vec<Case>, hit_outcome: Outcome) {
     let authority = daemon_authority();
-    let mut t = TestDatapath::new(&settings(), &pools());
+    let mut t = TestDatapath::new(settings, &pools());
     let mut failures = Vec::new();
     for case in cases {
         let before = t.stats();
@@ -648,7 +857,7 @@ fn run_table(cases: Vec<Case>) {
         let outcome = single_outcome(&before, &after);
         match &case.expect {
             Expect::Tx(want) => {
-                if action != XDP_TX || outcome != Outcome::Hit {
+                if action != XDP_TX || outcome != hit_outcome {
                     failures.push(format!(
                         "{}: action {action}, outcome {outcome:?}",
                         case.name
@@ -661,7 +870,7 @@ fn run_table(cases: Vec<Case>) {
                     .unwrap_or_else(|e| panic!("{}: reply does not decode: {e}", case.name));
                 let expected = Message::from_bytes(&frames::udp_payload(want)).unwrap();
                 // The daemon answers the same query with the same bytes.
-                let query = frames::udp_payload(&case.frame);
+                let query = frames::udp_payload_unchecked(&case.frame);
                 let daemon = authority
                     .respond(&Request::new(&query, CLIENT, Transport::Udp))
                     .unwrap_or_else(|| panic!("{}: the daemon does not answer", case.name));
@@ -713,6 +922,100 @@ fn everything_else_is_passed_unchanged_with_its_reason() {
     run_table(pass_cases());
 }
 
+/// Every hit again with the reply grown into the frame's headroom (headers and question
+/// moved forward), as when a driver leaves no tailroom; answers longer than the headroom
+/// growth take the rest from the tail. The frames must be the same.
+#[test]
+fn replies_grown_into_the_headroom_are_the_same_frames() {
+    let mut s = settings();
+    s.prefer_headroom = true;
+    run_table_with(&s, hit_cases(), Outcome::HitHeadroom);
+}
+
+/// A reply the frame can grow for neither at its tail nor into its headroom is passed to
+/// the daemon, counted as `grow_failed`. Metadata shrinks the headroom below what a 224-octet
+/// answer takes from it; the tail is not tried when growing into the headroom is preferred.
+#[test]
+fn a_reply_without_room_is_passed_and_counted() {
+    let query = q("big.example.test.", RecordType::AAAA).edns(1232, false);
+    let frame = frames::query(&v4(), &query.bytes());
+    let mut s = settings();
+    s.prefer_headroom = true;
+    let mut t = TestDatapath::new(&s, &pools());
+    let before = t.stats();
+    let (action, out) = t.run_with_metadata(&frame, 32);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::GrowFailed);
+    assert_eq!((action, &out), (XDP_PASS, &frame), "passed unchanged");
+
+    // With the same metadata a small answer still fits into the headroom, and without the
+    // preference the big one grows at the tail.
+    let small = frames::query(&v4(), &q("www.example.test.", RecordType::A).bytes());
+    let before = t.stats();
+    let (action, _) = t.run_with_metadata(&small, 32);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::HitHeadroom);
+    t.dp.maps.configure(&settings(), true).unwrap();
+    let before = t.stats();
+    let (action, out) = t.run_with_metadata(&frame, 32);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Hit);
+    let expected = query.expected_reply(pool("big.example.test.").records(&query.qname()));
+    assert_eq!(out, frames::response(&v4(), &expected.to_bytes().unwrap()));
+}
+
+/// An index entry whose tag matches the query's hash but points at another pool: the name
+/// confirmation rejects it and the query is passed (counted as a collision), never
+/// answered with the other pool's records. A sync rebuilds the index.
+#[test]
+fn a_colliding_tag_is_passed_never_answered_with_another_pool() {
+    use dns_common::{name::FoldedName, tag};
+
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let name = |s: &str| Name::from_str(s).unwrap();
+    let hash = |key, n: &Name| FoldedName::new(&n.to_bytes().unwrap()).unwrap().hash(key);
+    let (key, _, www_pool) = t.dp.maps.locate(&name("www.example.test.")).unwrap();
+
+    // A name that is no pool, entered under its own tag with www's pool.
+    let stranger = name("collide.example.test.");
+    let (_, at, _) = t.dp.maps.locate(&stranger).unwrap();
+    let mut bucket = t.dp.maps.bucket(at).unwrap();
+    let free = bucket.tags.iter().position(|&t| t == 0).unwrap();
+    bucket.tags[free] = tag(hash(&key, &stranger));
+    bucket.pools[free] = www_pool;
+    t.dp.maps.write_bucket(at, bucket).unwrap();
+    let frame = frames::query(&v4(), &q("collide.example.test.", RecordType::A).bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!((action, &out), (XDP_PASS, &frame), "passed unchanged");
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Collision);
+
+    // A pool's own name, with www's pool entered under the same tag ahead of its entry
+    // (the kernel takes the first matching tag).
+    let v6name = name("v6.example.test.");
+    let (_, at, _) = t.dp.maps.locate(&v6name).unwrap();
+    let mut bucket = t.dp.maps.bucket(at).unwrap();
+    bucket.tags.rotate_right(1);
+    bucket.pools.rotate_right(1);
+    assert_eq!(bucket.tags[0], 0, "room at the front of the bucket");
+    bucket.tags[0] = tag(hash(&key, &v6name));
+    bucket.pools[0] = www_pool;
+    t.dp.maps.write_bucket(at, bucket).unwrap();
+    let frame = frames::query(&v6(), &q("v6.example.test.", RecordType::AAAA).bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!((action, &out), (XDP_PASS, &frame), "passed unchanged");
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Collision);
+
+    // Rebuilt: both answered as before (the stranger is a miss again).
+    t.dp.maps.sync(&pools()).unwrap();
+    let (action, _) = t.run(&frame);
+    assert_eq!(action, XDP_TX);
+    let stranger_frame = frames::query(&v4(), &q("collide.example.test.", RecordType::A).bytes());
+    let before = t.stats();
+    t.run(&stranger_frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Miss);
+}
+
 #[test]
 fn disabled_datapath_passes_everything() {
     let mut t = TestDatapath::new(&settings(), &pools());
@@ -745,6 +1048,47 @@ fn wildcard_listen_answers_any_unicast_address() {
     assert_eq!(action, XDP_PASS);
 }
 
+/// Up to four addresses per family are compared inline; more are looked up in the
+/// LISTEN_ADDRS map. Either way every listed address is answered and no other.
+#[test]
+fn listen_addresses_inline_and_in_the_map() {
+    for n in [1u8, 4, 5, 9] {
+        let mut s = settings();
+        s.listen = (0..n)
+            .map(|i| IpAddr::from([10, 0, 0, 2 + i]))
+            .chain((0..n).map(|i| {
+                IpAddr::from(
+                    format!("fd00::{}", 2 + i)
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap(),
+                )
+            }))
+            .collect();
+        let mut t = TestDatapath::new(&s, &pools());
+        let www = q("www.example.test.", RecordType::A).bytes();
+        for i in [0, n - 1] {
+            let mut p4 = v4();
+            p4.server = IpAddr::from([10, 0, 0, 2 + i]);
+            let mut p6 = v6();
+            p6.server = format!("fd00::{}", 2 + i).parse().unwrap();
+            for p in [p4, p6] {
+                let (action, _) = t.run(&frames::query(&p, &www));
+                assert_eq!(action, XDP_TX, "{n} addresses: {} is answered", p.server);
+            }
+        }
+        let mut other = v4();
+        other.server = IpAddr::from([10, 0, 0, 2 + n]);
+        let mut other6 = v6();
+        other6.server = format!("fd00::{}", 2 + n).parse().unwrap();
+        for p in [other, other6] {
+            let before = t.stats();
+            let (action, _) = t.run(&frames::query(&p, &www));
+            assert_eq!(action, XDP_PASS, "{n} addresses: {} is not ours", p.server);
+            assert_eq!(single_outcome(&before, &t.stats()), Outcome::OtherAddress);
+        }
+    }
+}
+
 #[test]
 fn republished_answer_is_served_and_removed_pools_miss() {
     let mut t = TestDatapath::new(&settings(), &pools());
@@ -753,6 +1097,9 @@ fn republished_answer_is_served_and_removed_pools_miss() {
     let mut p = pool("www.example.test.");
     p.rdata = vec![RData::A(A("198.51.100.1".parse().unwrap()))];
     t.dp.maps.publish(&p).unwrap();
+    let (set, answers) = t.dp.maps.published(&p.name).expect("published");
+    assert_eq!((set.n_variants, answers.len()), (1, 1));
+    assert_eq!(answers[0].ancount, [0, 1]);
     let (action, out) = t.run(&frame);
     assert_eq!(action, XDP_TX);
     let got = Message::from_bytes(&frames::udp_payload(&out)).unwrap();
@@ -761,6 +1108,7 @@ fn republished_answer_is_served_and_removed_pools_miss() {
     // Sync without the pool: its names are removed from the kernel.
     let rest: Vec<PoolAnswer> = pools().into_iter().filter(|x| x.name != p.name).collect();
     t.dp.maps.sync(&rest).unwrap();
+    assert!(t.dp.maps.published(&p.name).is_none());
     let before = t.stats();
     let (action, _) = t.run(&frame);
     assert_eq!(action, XDP_PASS);

@@ -1,6 +1,14 @@
 //! The no-torn-read guarantee: while one thread republishes a pool's answer in a tight loop,
 //! other threads run queries through the program; every reply must decode and carry exactly
-//! one of the answer sets that was ever published.
+//! one of the answer sets that was ever published, and every query is answered.
+//!
+//! The maps hold two answer sets and two answers, so every publish after the first reuses
+//! the entries the one before it replaced: only the grace period between retiring an entry
+//! and rewriting it keeps readers from seeing a half-written answer. With the slot published
+//! before its answer is written (the protocol broken on purpose) this test fails within a
+//! second. Without the wait it fails only if a reader is held up inside the program for a
+//! whole publish, which a test run rarely is: a skipped grace period went unnoticed in three
+//! tries on the 2-core test VM.
 
 use std::{
     collections::HashSet,
@@ -10,16 +18,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{TestRun, TestRunOptions};
 use dns_common::Outcome;
 use hickory_proto::{
     op::{Message, Query},
     rr::{Name, RData, RecordType, rdata::A},
     serialize::binary::{BinDecodable, BinEncodable},
 };
-use hotpool::datapath::{hot::DatapathSettings, pools::PoolAnswer};
+use hotpool::datapath::{
+    hot::{Capacity, DatapathSettings},
+    pools::PoolAnswer,
+};
 use hotpool_tests::{
-    datapath::{TestDatapath, XDP_PASS, XDP_TX},
+    datapath::{TestDatapath, XDP_PASS, XDP_TX, test_run},
     frames::{self, Path},
 };
 
@@ -52,8 +62,15 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
         port: 53,
         edns_udp_size: 1232,
         listen: vec!["0.0.0.0".parse().unwrap()],
+        prefer_headroom: false,
     };
-    let mut t = TestDatapath::new(&settings, &[pool(&sets[0])]);
+    let capacity = Capacity {
+        pools: 1,
+        slots: 2,
+        answers: 2,
+        buckets: 4,
+    };
+    let mut t = TestDatapath::with_capacity(&settings, &[pool(&sets[0])], &capacity);
     let mut query = Message::query();
     query.metadata.id = 99;
     query.add_query(Query::query(
@@ -66,6 +83,7 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
     );
 
     let before = t.stats();
+    let grace_before = t.dp.maps.grace_periods();
     let (prog, maps) = t.dp.split().unwrap();
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(4);
@@ -75,18 +93,11 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
                 s.spawn(|| {
                     let mut seen = Vec::new();
                     let mut passed = 0u64;
-                    let mut out = vec![0u8; 4096];
                     while !stop.load(Ordering::Relaxed) {
-                        let r = prog
-                            .test_run(TestRunOptions {
-                                data_in: Some(&frame),
-                                data_out: Some(&mut out),
-                                ..Default::default()
-                            })
-                            .expect("test run");
-                        match r.return_value {
+                        let (action, out) = test_run(prog, &frame, None);
+                        match action {
                             XDP_TX => {
-                                let payload = frames::udp_payload(&out[..r.data_size_out as usize]);
+                                let payload = frames::udp_payload(&out);
                                 let m = Message::from_bytes(&payload)
                                     .expect("every XDP reply must decode");
                                 assert_eq!(
@@ -123,6 +134,7 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
         let results: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
         (publishes, results)
     });
+    let grace_periods = t.dp.maps.grace_periods() - grace_before;
 
     let mut replies = 0usize;
     let mut distinct = HashSet::new();
@@ -136,14 +148,27 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
         }
     }
     let after = t.stats();
-    let torn = after[Outcome::Torn as usize].1 - before[Outcome::Torn as usize].1;
+    let hits: u64 = Outcome::ALL
+        .iter()
+        .filter(|o| o.answered())
+        .map(|&o| after[o as usize].1 - before[o as usize].1)
+        .sum();
     println!(
-        "{publishes} publishes, {replies} XDP replies ({} distinct sets), {passed} passed ({torn} detected as torn)",
+        "{publishes} publishes ({grace_periods} grace periods), {replies} XDP replies ({} \
+         distinct sets), {passed} passed",
         distinct.len()
     );
-    assert!(publishes > 1000, "the writer must really race the readers");
-    assert!(replies > 1000, "most queries are answered from the kernel");
+    assert!(publishes > 20, "the writer must really race the readers");
+    assert!(
+        grace_periods >= publishes - 1,
+        "every publish reused the entries of the one before"
+    );
+    assert!(replies > 1000, "the readers ran throughout");
     assert!(distinct.len() > 1, "readers saw the answer change");
-    // Every pass is a detected race (counted as torn), never anything else.
-    assert_eq!(passed, torn);
+    // A published answer stays readable until it is replaced: nothing is ever passed.
+    assert_eq!(
+        passed, 0,
+        "every query is answered while the writer republishes"
+    );
+    assert_eq!(hits, replies as u64, "every reply was counted as a hit");
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask clean-bpf`: removes stale pins under hotpool's bpffs directory, which an
-//! incompatible upgrade (a changed map layout) leaves behind.
+//! `cargo xtask clean-bpf`: removes the pinned maps under hotpool's bpffs directory (the
+//! daemon replaces incompatible ones itself; this is for starting from nothing).
 //!
 //! It detaches nothing: a running hotpool keeps its program and maps (it holds their file
 //! descriptors), and a pinned bpf link is kept, since removing the last reference to a link
@@ -89,8 +89,8 @@ fn clean_dir(dir: &Path, tally: &mut Tally) -> Result<()> {
         match pin_kind(&path) {
             Ok(PinKind::Link) => {
                 println!(
-                    "kept     {}: a pinned bpf link, removing it could detach its program \
-                     (`bpftool link detach pinned {0}` first if that is meant)",
+                    "kept     {}: a pinned bpf link, removing it would detach its program \
+                     (`hotpool detach` first if that is meant)",
                     path.display()
                 );
                 tally.kept += 1;

@@ -5,8 +5,10 @@
 //!   ([`crate::api::status`]);
 //! * `POST /api/pools/{pool}/endpoints/{endpoint}/{up|down|follow}`: pin an endpoint up or
 //!   down at runtime, or make it follow its probes again (Constellix `always_on`,
-//!   `always_off`, `follow_sonar`). Pins last until the daemon restarts; put lasting ones
-//!   in the config (`state = ...`).
+//!   `always_off`, `follow_sonar`). Pins are kept across restarts in the state file; put
+//!   lasting ones in the config (`state = ...`);
+//! * `POST /api/reload` (a route the daemon adds, see its `reload` module): re-read the
+//!   config and the zones and apply them, as SIGHUP does.
 //!
 //! Every request first passes [`crate::api::guard`] (Host, Origin, token). Errors are JSON
 //! (`{"error": "..."}`) with the fitting status: 404 for an unknown path, pool or endpoint

@@ -29,7 +29,9 @@ use crate::{
         server::ServerSettings,
         zone::{Zone, ZoneSettings},
     },
-    steering::{events::EventSettings, pool::PoolSettings, probe::ProbeSettings},
+    steering::{
+        events::EventSettings, pool::PoolSettings, probe::ProbeSettings, state::StateSettings,
+    },
 };
 
 mod api;
@@ -42,6 +44,13 @@ mod summary;
 mod tests;
 
 pub use error::ConfigError;
+
+/// What [`Config::peek`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peek {
+    /// `server.pin_path`, or its default.
+    pub pin_path: PathBuf,
+}
 
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
@@ -56,6 +65,8 @@ pub struct Config {
     pub pools: Vec<PoolSettings>,
     pub events: EventSettings,
     pub probes: ProbeSettings,
+    /// `[state]`: the file health, latency and pins are kept in across restarts.
+    pub state: StateSettings,
     /// The zones as loaded and validated, in the order of `zones`.
     pub(super) zone_data: Vec<Zone>,
 }
@@ -91,6 +102,23 @@ impl Config {
     /// The zones as loaded when the config was validated, in the order of [`Config::zones`].
     pub fn zone_data(&self) -> &[Zone] {
         &self.zone_data
+    }
+
+    /// The settings `hotpool detach` needs, read from the file at `path` without
+    /// validating the rest of it, so it works while the file is being fixed.
+    pub fn peek(path: &Path) -> Result<Peek, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(path, e.message().trim_end().to_string()))?;
+        let pin_path = table
+            .get("server")
+            .and_then(toml::Value::as_table)
+            .and_then(|s| s.get("pin_path"))
+            .and_then(toml::Value::as_str);
+        Ok(Peek {
+            pin_path: pin_path.map_or_else(|| XdpSettings::default().pin_path, PathBuf::from),
+        })
     }
 
     /// The authoritative answer path for these zones and the pools in `pools`.

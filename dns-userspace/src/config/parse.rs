@@ -28,6 +28,7 @@ use crate::{
         policy::{AllDown, Policy, PolicyKey, PolicyKeys},
         pool::{DEFAULT_POOL_TTL, EndpointSettings, PoolSettings},
         probe::{ProbeKey, ProbeKeys, ProbeSettings, ProbeSpec},
+        state::{MAX_MAX_AGE, StateSettings},
     },
 };
 
@@ -64,9 +65,11 @@ impl Parser<'_> {
         };
 
         let mut zones = Vec::with_capacity(raw.zone.len());
+        let mut file_spans = Vec::with_capacity(raw.zone.len());
         let mut seen = BTreeMap::new();
         for z in raw.zone {
             let origin_span = z.get_ref().origin.span();
+            file_spans.push(z.get_ref().file.span());
             let settings = self.zone(z.into_inner())?;
             let key = LowerName::new(&settings.origin);
             if let Some(first) = seen.insert(key, origin_span.clone()) {
@@ -89,8 +92,16 @@ impl Parser<'_> {
         }
 
         let mut zone_data = Vec::with_capacity(zones.len());
-        for settings in &zones {
-            zone_data.push(Zone::load(settings)?);
+        for (settings, span) in zones.iter().zip(file_spans) {
+            // A file that cannot be read is the config line's problem; one that can is
+            // reported at its own line.
+            zone_data.push(Zone::load(settings).map_err(|e| {
+                if e.is_unreadable() {
+                    self.err_at(span, e.message())
+                } else {
+                    e.into()
+                }
+            })?);
         }
 
         let mut pools: Vec<PoolSettings> = Vec::with_capacity(raw.pool.len());
@@ -112,13 +123,13 @@ impl Parser<'_> {
             self.check_pool_in_zones(&pool, name_span, &zones, &zone_data)?;
             pools.push(pool);
         }
-        if pools.len() > dns_common::MAX_CONFIG_POOLS as usize {
+        if pools.len() > dns_common::MAX_POOLS as usize {
             return Err(ConfigError::new(
                 self.source,
                 format!(
                     "{} pools configured, at most {} are supported",
                     pools.len(),
-                    dns_common::MAX_CONFIG_POOLS
+                    dns_common::MAX_POOLS
                 ),
             ));
         }
@@ -131,6 +142,10 @@ impl Parser<'_> {
             Some(p) => self.probes(p)?,
             None => ProbeSettings::default(),
         };
+        let state = match raw.state {
+            Some(s) => self.state(s)?,
+            None => StateSettings::default(),
+        };
 
         Ok(Config {
             source: self.source.to_path_buf(),
@@ -141,6 +156,7 @@ impl Parser<'_> {
             pools,
             events,
             probes,
+            state,
             zone_data,
         })
     }
@@ -267,6 +283,45 @@ impl Parser<'_> {
             e.log = Some(self.source.parent().unwrap_or(Path::new("")).join(path));
         }
         Ok(e)
+    }
+
+    /// `[state]`: the state file (relative to the config file's directory) and how old it
+    /// may be to be trusted.
+    fn state(&self, raw: RawState) -> Result<StateSettings, ConfigError> {
+        let mut s = StateSettings::default();
+        if let Some(path) = raw.path {
+            if path.get_ref().trim().is_empty() {
+                return Err(self.err_at(path.span(), "state path is empty"));
+            }
+            s.path = self
+                .source
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(path.get_ref());
+        }
+        if let Some(age) = raw.max_age {
+            let d = humantime::parse_duration(age.get_ref().trim()).map_err(|e| {
+                self.err_at(
+                    age.span(),
+                    format!(
+                        "invalid max_age {:?}: {e} (write e.g. \"10m\" or \"1h\")",
+                        age.get_ref()
+                    ),
+                )
+            })?;
+            if d.is_zero() || d > MAX_MAX_AGE {
+                return Err(self.err_at(
+                    age.span(),
+                    format!(
+                        "max_age {} must be longer than 0s and at most {}",
+                        humantime::format_duration(d),
+                        humantime::format_duration(MAX_MAX_AGE)
+                    ),
+                ));
+            }
+            s.max_age = d;
+        }
+        Ok(s)
     }
 
     fn probes(&self, raw: RawProbes) -> Result<ProbeSettings, ConfigError> {

@@ -36,7 +36,16 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) probes: Option<RawProbes>,
     #[serde(default)]
+    pub(super) state: Option<RawState>,
+    #[serde(default)]
     pub(super) api: Option<RawApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

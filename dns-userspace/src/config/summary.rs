@@ -98,6 +98,11 @@ impl Config {
             None => "event log: off".to_string(),
         });
         lines.push(probes_line(&self.pools, self.probes.max_concurrent));
+        lines.push(format!(
+            "state file: {} (trusted for {} after it was written)",
+            self.state.path.display(),
+            humantime::format_duration(self.state.max_age)
+        ));
         lines.push(String::new());
         lines.join("\n")
     }

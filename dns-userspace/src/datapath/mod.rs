@@ -3,8 +3,12 @@
 //!
 //! * [`ebpf`]: loading the program, pinning its maps under bpffs and attaching it to
 //!   interfaces (`[xdp]` settings);
-//! * [`hot`]: encoding pool answers into hot-map entries and publishing them without torn
-//!   reads; reading the counters;
+//! * [`link`]: the pinned XDP links that keep the program attached when the daemon is gone,
+//!   and `hotpool detach`;
+//! * [`pins`]: which pinned maps a new program can share, and the fresh maps that replace
+//!   the others;
+//! * [`hot`]: encoding pool answers for the kernel, the hashed name index, publishing
+//!   answers without torn reads (grace periods); reading the counters;
 //! * [`pools`]: the answer table both answer paths read (the daemon per query, the kernel
 //!   through `hot`), with the rules every answer follows (at most eight records, one for a
 //!   CNAME; the weighted pick).
@@ -13,11 +17,14 @@
 
 use std::{io, path::PathBuf};
 
-use dns_common::{MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_POOLS, MAX_VARIANTS};
+use dns_common::{BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_VARIANTS};
 
 pub mod ebpf;
 pub mod hot;
+pub mod link;
+pub mod pins;
 pub mod pools;
+mod sys;
 
 /// Something the kernel side could not do: encode an answer, write or read a map, load or
 /// attach the program.
@@ -52,8 +59,24 @@ pub enum DatapathError {
     },
     #[error("invalid pool name {0}")]
     InvalidName(String),
-    #[error("{count} pools configured, the kernel map holds at most {MAX_POOLS}")]
-    TooManyPools { count: usize },
+    #[error("{count} pools configured, the kernel maps were sized for {capacity}")]
+    TooManyPools { count: usize, capacity: u32 },
+    #[error("the kernel answer table is full ({needed} entries needed, {free} free of {capacity})")]
+    AnswersFull {
+        needed: usize,
+        free: usize,
+        capacity: u32,
+    },
+    /// None of the hash keys tried spreads the names over the buckets with at most
+    /// [`BUCKET_ENTRIES`] per bucket and distinct tags.
+    #[error(
+        "could not place {names} names in {buckets} index buckets of {BUCKET_ENTRIES} with {keys} hash keys"
+    )]
+    IndexFull {
+        names: usize,
+        buckets: u32,
+        keys: usize,
+    },
     #[error("pool {pool} is not in the kernel map")]
     NotPublished { pool: String },
     #[error("the XDP program has no map {0}")]
@@ -74,6 +97,16 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    /// Taking over a pinned link.
+    #[error("{what}")]
+    Link {
+        what: String,
+        #[source]
+        source: Box<aya::programs::links::LinkError>,
+    },
+    /// Reading the object's map definitions.
+    #[error("parsing the XDP object: {0}")]
+    Object(String),
     /// Loading the object.
     #[error("{what}")]
     Load {

@@ -49,7 +49,8 @@ pub enum Selection {
     #[default]
     All,
     /// One record per query, record `i` with probability `weights[i] / sum` (the `weighted`
-    /// policy). `thresholds` are `policy::thresholds(weights)`, the kernel's rule too.
+    /// policy). `thresholds` are [`thresholds`]`(weights)`, picked from with
+    /// `dns_common::pick` here and in the kernel.
     WeightedOne {
         weights: Vec<u32>,
         thresholds: Vec<u32>,
@@ -107,7 +108,7 @@ impl PoolAnswer {
         match &self.selection {
             Selection::All => self.rdata.iter().map(|d| self.record(owner, d)).collect(),
             Selection::WeightedOne { thresholds, .. } => {
-                let i = pick(thresholds, rand::random::<u32>());
+                let i = dns_common::pick(thresholds, rand::random::<u32>());
                 self.rdata
                     .get(i)
                     .map(|d| vec![self.record(owner, d)])
@@ -162,15 +163,6 @@ pub fn thresholds(weights: &[u32]) -> Vec<u32> {
         *last = u32::MAX;
     }
     out
-}
-
-/// The index picked for random number `r`: the first `i` with `r < thresholds[i]`, else the
-/// last — the rule the kernel applies (`dns_common::AnswerSlot::pick`). 0 for an empty slice.
-pub fn pick(thresholds: &[u32], r: u32) -> usize {
-    thresholds
-        .iter()
-        .position(|&t| r < t)
-        .unwrap_or(thresholds.len().saturating_sub(1))
 }
 
 /// All pools' current answers, swapped atomically as a whole or per pool.
@@ -299,6 +291,8 @@ mod tests {
 
     use hickory_proto::rr::rdata::{A, CNAME};
 
+    use dns_common::pick;
+
     use super::*;
 
     use super::test_pool as pool;
@@ -400,18 +394,6 @@ mod tests {
         assert!(t.has_at_or_below(&ent));
     }
 
-    /// A small deterministic generator.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) as u32
-        }
-    }
-
     #[test]
     fn thresholds_split_the_range_in_proportion() {
         let t = thresholds(&[1, 3]);
@@ -466,27 +448,5 @@ mod tests {
         assert_eq!(pick(&t, 0), 0);
         assert_eq!(pick(&t, (1 << 29) - 1), 0);
         assert_eq!(pick(&t, 1 << 29), 1);
-    }
-
-    #[test]
-    fn pick_agrees_with_the_kernel_rule() {
-        let mut rng = Lcg(42);
-        for weights in [
-            &[1u32, 3][..],
-            &[5, 1, 1, 9, 2],
-            &[1, 1, 1, 1, 1, 1, 1, 1],
-            &[3],
-        ] {
-            let t = thresholds(weights);
-            let mut slot = dns_common::AnswerSlot::empty();
-            slot.n_variants = t.len() as u32;
-            slot.thresholds[..t.len()].copy_from_slice(&t);
-            for r in [0, 1, u32::MAX - 1, u32::MAX]
-                .into_iter()
-                .chain((0..2000).map(|_| rng.next() << 1 | rng.next() & 1))
-            {
-                assert_eq!(pick(&t, r), slot.pick(r), "{weights:?} r={r}");
-            }
-        }
     }
 }

@@ -38,6 +38,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode, emit_message_parts},
     rr::{DNSClass, LowerName, Name, RData, Record, RecordType},
@@ -62,9 +63,16 @@ const HEADER_LEN: usize = 12;
 const MAILB: u16 = 253;
 const MAILA: u16 = 254;
 
-/// All zones and pools, answering queries.
+/// All zones and pools, answering queries. A reload replaces them as a whole
+/// ([`Authority::replace`]): each query is answered entirely from one generation.
 #[derive(Debug)]
 pub struct Authority {
+    current: ArcSwap<Served>,
+}
+
+/// One generation of what the authority serves.
+#[derive(Debug)]
+struct Served {
     zones: BTreeMap<LowerName, Zone>,
     pools: Arc<PoolTable>,
     edns_udp_size: u16,
@@ -96,6 +104,31 @@ impl Authority {
     /// Serves `zones` (at most one per origin; later duplicates are ignored) and the pools in
     /// `pools`, advertising `edns_udp_size` (at least 512) in OPT records.
     pub fn new(zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Served::new(zones, pools, edns_udp_size)),
+        }
+    }
+
+    /// Serves these instead, from the next query on (a reload).
+    pub fn replace(&self, zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16) {
+        self.current
+            .store(Arc::new(Served::new(zones, pools, edns_udp_size)));
+    }
+
+    /// The pool table this authority answers pool names from.
+    pub fn pools(&self) -> Arc<PoolTable> {
+        self.current.load().pools.clone()
+    }
+
+    /// Response bytes for one query message, or None when nothing must be sent (the message
+    /// is a response, or shorter than a DNS header).
+    pub fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
+        self.current.load().respond(request)
+    }
+}
+
+impl Served {
+    fn new(zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16) -> Self {
         let mut by_origin = BTreeMap::new();
         for zone in zones {
             let key = zone.apex().clone();
@@ -112,14 +145,7 @@ impl Authority {
         }
     }
 
-    /// The pool table this authority answers pool names from.
-    pub fn pools(&self) -> &Arc<PoolTable> {
-        &self.pools
-    }
-
-    /// Response bytes for one query message, or None when nothing must be sent (the message
-    /// is a response, or shorter than a DNS header).
-    pub fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
+    fn respond(&self, request: &Request<'_>) -> Option<Vec<u8>> {
         let header = hickory_proto::op::Header::read(&mut BinDecoder::new(request.message)).ok()?;
         let query = header.metadata;
         if query.message_type == MessageType::Response {

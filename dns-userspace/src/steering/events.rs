@@ -168,8 +168,9 @@ pub struct Event {
     pub old: String,
     pub new: String,
     pub reason: String,
-    /// For a pool answer: no endpoint is up, the answer comes from the all-down setting
-    /// (fail-open, fallback or SERVFAIL). Always false for endpoint events.
+    /// No endpoint of the pool is up: for a pool answer, it comes from the all-down
+    /// setting (fail-open, fallback or SERVFAIL); for an endpoint's change, the pool is all
+    /// down after it (an answer that stays the same, failing open, has no event of its own).
     pub all_down: bool,
     /// Smoothed latency.
     pub latency_ms: Option<f64>,
@@ -227,6 +228,12 @@ impl Event {
         let round = |ms: f64| (ms * 1e3).round() / 1e3;
         self.latency_ms = latency_ms.map(round);
         self.samples_ms = samples_ms.into_iter().map(round).collect();
+        self
+    }
+
+    /// Marks the pool as all down (see [`Event::all_down`]).
+    pub fn with_all_down(mut self, all_down: bool) -> Self {
+        self.all_down = all_down;
         self
     }
 
@@ -360,6 +367,22 @@ impl EventSink {
             });
         }
         self.webhooks.insert(pool.to_string(), parsed);
+        Ok(())
+    }
+
+    /// Replaces every pool's webhook with `hooks` (pool, URL): a reload. Nothing changes
+    /// when one of them is invalid.
+    pub fn replace_webhooks(
+        &mut self,
+        hooks: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), EventsError> {
+        let old = std::mem::take(&mut self.webhooks);
+        for (pool, url) in hooks {
+            if let Err(e) = self.set_webhook(&pool, url) {
+                self.webhooks = old;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 

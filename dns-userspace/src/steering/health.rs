@@ -114,7 +114,7 @@ impl ProbeOutcome {
 }
 
 /// What the probes alone say about an endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeState {
     /// Not yet `rise` consecutive successes nor `fall` consecutive failures since start.
@@ -156,6 +156,9 @@ pub enum StateReason {
     FirstVerdict { detail: String },
     /// The operator set a state that changed nothing: "operator set state follow".
     OperatorSet(AdminState),
+    /// A verdict read back from the state file: "3 consecutive failures: HTTP 503
+    /// (before the restart)".
+    Restored(String),
 }
 
 impl fmt::Display for StateReason {
@@ -175,6 +178,7 @@ impl fmt::Display for StateReason {
             Self::Following { state, why } => write!(f, "following probes again: {state} ({why})"),
             Self::FirstVerdict { detail } => write!(f, "{detail} (first verdict)"),
             Self::OperatorSet(state) => write!(f, "operator set state {state}"),
+            Self::Restored(why) => write!(f, "{why} (before the restart)"),
         }
     }
 }
@@ -349,6 +353,81 @@ impl EndpointHealth {
     /// The thresholds (rise, fall) in use.
     pub fn thresholds(&self) -> (u32, u32) {
         (self.rise, self.fall)
+    }
+}
+
+/// What the state file keeps of an endpoint's health: the probes' verdict and the counts
+/// and latencies behind it (durations in microseconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSnapshot {
+    pub probe: Option<ProbeState>,
+    /// Why the probes gave their verdict ("3 consecutive failures: HTTP 503").
+    pub reason: String,
+    pub successes: u32,
+    pub failures: u32,
+    /// The latency window (median of these), oldest first.
+    pub window_us: Vec<u64>,
+    /// The last raw samples, oldest first.
+    pub samples_us: Vec<u64>,
+    pub last_detail: String,
+}
+
+fn micros(q: &VecDeque<Duration>) -> Vec<u64> {
+    q.iter()
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .collect()
+}
+
+fn durations(v: &[u64], cap: usize) -> VecDeque<Duration> {
+    let skip = v.len().saturating_sub(cap);
+    v.iter()
+        .skip(skip)
+        .map(|&us| Duration::from_micros(us))
+        .collect()
+}
+
+impl EndpointHealth {
+    /// The probes' side of this endpoint's health, for the state file (the operator's pin
+    /// is kept apart).
+    pub fn snapshot(&self) -> HealthSnapshot {
+        HealthSnapshot {
+            probe: Some(self.probe),
+            reason: self.probe_reason.to_string(),
+            successes: self.successes,
+            failures: self.failures,
+            window_us: micros(&self.window),
+            samples_us: micros(&self.samples),
+            last_detail: self.last_detail.clone(),
+        }
+    }
+
+    /// Takes the probes' verdict, counts and latencies from `snap` (an earlier run's),
+    /// keeping this endpoint's thresholds and pin. The window and samples are bounded as
+    /// always; a verdict of `None` leaves the endpoint unknown.
+    pub fn restore(&mut self, snap: &HealthSnapshot) {
+        let Some(probe) = snap.probe else {
+            return;
+        };
+        self.probe = probe;
+        self.probe_reason = match probe {
+            ProbeState::Unknown => StateReason::NotProbedYet,
+            ProbeState::Up | ProbeState::Down => StateReason::Restored(snap.reason.clone()),
+        };
+        self.successes = snap.successes;
+        self.failures = snap.failures;
+        self.window = durations(&snap.window_us, MEDIAN_WINDOW);
+        self.samples = durations(&snap.samples_us, SAMPLES);
+        self.last_detail.clone_from(&snap.last_detail);
+    }
+
+    /// Takes over `other`'s probe state (the same endpoint before a reload) with this one's
+    /// thresholds; the pin stays this one's.
+    pub fn carry_over(&mut self, other: &EndpointHealth) {
+        let (rise, fall, admin) = (self.rise, self.fall, self.admin);
+        *self = other.clone();
+        self.rise = rise;
+        self.fall = fall;
+        self.admin = admin;
     }
 }
 
@@ -671,6 +750,68 @@ mod tests {
         assert_eq!(h.last_samples(), want);
         // The window holds the last five: 11..=15.
         assert_eq!(h.latency(), Some(ms(13)));
+    }
+
+    #[test]
+    fn a_snapshot_restores_verdict_counts_and_latencies() {
+        let mut c = Clock::new();
+        let mut h = EndpointHealth::new(2, 3);
+        for l in [10, 20, 30] {
+            h.record(c.tick(), &ok(l));
+        }
+        h.record(c.tick(), &fail("HTTP 503"));
+        let snap = h.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back: HealthSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snap);
+
+        let mut r = EndpointHealth::new(2, 3);
+        r.set_admin(c.tick(), AdminState::Down);
+        r.restore(&back);
+        assert_eq!(r.probe_state(), ProbeState::Up);
+        assert!(r.probe_up());
+        assert_eq!(
+            r.admin(),
+            AdminState::Down,
+            "the pin is not part of the snapshot"
+        );
+        assert_eq!(r.latency(), Some(ms(20)));
+        assert_eq!(r.last_samples(), vec![ms(10), ms(20), ms(30)]);
+        assert_eq!(r.consecutive(), (0, 1));
+        assert_eq!(r.last_detail(), "HTTP 503");
+        // Two more failures reach fall = 3, counting on from the restored one.
+        assert_eq!(r.record(c.tick(), &fail("HTTP 503")), None);
+        r.set_admin(c.tick(), AdminState::Follow);
+        let t = r.record(c.tick(), &fail("HTTP 503")).expect("down");
+        assert!(!t.up);
+
+        // A restored reason says where it came from.
+        let mut d = EndpointHealth::new(1, 1);
+        d.record(c.tick(), &fail("connection refused"));
+        let mut r = EndpointHealth::new(1, 1);
+        r.restore(&d.snapshot());
+        r.set_admin(c.tick(), AdminState::Up);
+        let t = r.set_admin(c.tick(), AdminState::Follow).unwrap();
+        assert_eq!(
+            t.reason.to_string(),
+            "following probes again: down (1 consecutive failure: connection refused (before the restart))"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_oversized_snapshot_is_safe() {
+        let mut h = EndpointHealth::new(2, 3);
+        h.restore(&HealthSnapshot::default());
+        assert_eq!(h.probe_state(), ProbeState::Unknown);
+        let big = HealthSnapshot {
+            probe: Some(ProbeState::Up),
+            window_us: (1..=100).map(|v| v * 1000).collect(),
+            samples_us: vec![u64::MAX; 50],
+            ..HealthSnapshot::default()
+        };
+        h.restore(&big);
+        assert_eq!(h.latency(), Some(ms(98)), "the last five: 96..=100 ms");
+        assert_eq!(h.last_samples().len(), SAMPLES);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   selector, and the reasons for its decisions;
 //! * [`steer`]: applying results and pins, publishing answers;
 //! * [`events`]: the event record (log, JSON lines, webhooks);
+//! * [`state`]: the state file that carries health, latency and pins across restarts;
 //! * [`tally`]: each endpoint's probe counts, latency histogram and last failure.
 
 pub mod endpoint;
@@ -23,5 +24,6 @@ pub mod health;
 pub mod policy;
 pub mod pool;
 pub mod probe;
+pub mod state;
 pub mod steer;
 pub mod tally;

@@ -208,9 +208,7 @@ fn measure(
         let moved = hits_before
             .zip(hits_after)
             .map(|(b, a)| servers::stats_moved(&b, &a));
-        let hits = moved
-            .as_ref()
-            .map(|m| m.iter().find(|(n, _)| n == "hit").map_or(0, |(_, c)| *c));
+        let hits = moved.as_deref().map(servers::kernel_answered);
         let warning = hit_warning(line.kind == dns::Kind::Hot, hits, gun.sent);
         let value = runs
             .ns_per_run()

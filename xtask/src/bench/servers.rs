@@ -130,6 +130,20 @@ pub fn stats_moved(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(St
     moved
 }
 
+/// The `hotpool stats` outcomes of queries the kernel answered: `hit` in every build, and
+/// `hit_headroom` (the reply grew into the frame's headroom) since the kernel rewrite; the
+/// previous release counted the replies it could not grow as `tail_grow`, passed.
+pub const ANSWERED_OUTCOMES: [&str; 2] = ["hit", "hit_headroom"];
+
+/// Queries the kernel answered, from [`stats_moved`]'s output of any build.
+pub fn kernel_answered(moved: &[(String, u64)]) -> u64 {
+    moved
+        .iter()
+        .filter(|(name, _)| ANSWERED_OUTCOMES.contains(&name.as_str()))
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// The count of `outcome` in `after` minus that in `before`.
 pub fn stats_delta(
     before: &[(String, u64)],
@@ -320,5 +334,18 @@ mod tests {
             stats_moved(&before, &after),
             [("hit".to_owned(), 15), ("miss".to_owned(), 5)]
         );
+    }
+
+    #[test]
+    fn kernel_answers_count_in_old_and_new_builds() {
+        // The previous release: `hit`, and `tail_grow` for replies it passed.
+        let old_before = parse_stats("hit            10\ntail_grow      3\nmiss           4\n");
+        let old_after = parse_stats("hit            30\ntail_grow      83\nmiss           4\n");
+        assert_eq!(kernel_answered(&stats_moved(&old_before, &old_after)), 20);
+        // Since the kernel rewrite: `hit` and `hit_headroom`, `grow_failed` passed.
+        let new_before = parse_stats("hit 10\nhit_headroom 0\ngrow_failed 0\nmiss 4\n");
+        let new_after = parse_stats("hit 30\nhit_headroom 80\ngrow_failed 2\nmiss 4\n");
+        assert_eq!(kernel_answered(&stats_moved(&new_before, &new_after)), 100);
+        assert_eq!(kernel_answered(&[]), 0);
     }
 }

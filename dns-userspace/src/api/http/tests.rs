@@ -68,6 +68,7 @@ fn state() -> ApiState {
         table,
         Arc::new(Mutex::new(None)),
         EventSink::new(None).unwrap(),
+        None,
     );
     ApiState {
         datapath: Arc::new(Mutex::new(None)),

@@ -37,21 +37,21 @@ fn pools() -> Vec<PoolStatus> {
         table,
         Arc::new(Mutex::new(None)),
         EventSink::new(None).unwrap(),
+        None,
     );
     let t = Instant::now();
+    let job = |s: &Steering, e| s.job_id(0, e).expect("a probed endpoint");
     s.on_probe(
-        0,
-        0,
+        job(&s, 0),
         t,
         &ProbeOutcome::success(Duration::from_micros(380_561), "HTTP 200"),
     );
     s.on_probe(
-        0,
-        0,
+        job(&s, 0),
         t,
         &ProbeOutcome::success(Duration::from_millis(3), "HTTP 200"),
     );
-    s.on_probe(0, 1, t, &ProbeOutcome::failure("connection refused"));
+    s.on_probe(job(&s, 1), t, &ProbeOutcome::failure("connection refused"));
     s.status()
 }
 
@@ -247,6 +247,7 @@ fn probe_accounting_per_endpoint_and_in_total() {
         table,
         Arc::new(Mutex::new(None)),
         EventSink::new(None).unwrap(),
+        None,
     );
     let id: JobId = s.jobs()[0].id;
     let report = |late, attempt| ProbeReport {

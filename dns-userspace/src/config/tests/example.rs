@@ -178,3 +178,34 @@ fn the_commented_example_pools_are_valid() {
     assert_eq!(db.probe.as_ref().unwrap().kind.name(), "dns");
     assert!(matches!(db.all_down, AllDown::Fallback(_)));
 }
+
+#[test]
+fn the_readme_and_the_example_state_the_default_policy_as_it_is() {
+    use crate::steering::policy::DEFAULT_POLICY_DOC;
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains(DEFAULT_POLICY_DOC), "README.md");
+    let example = std::fs::read_to_string(root.join("examples/hotpool.toml")).unwrap();
+    let joined: String = example
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.contains(DEFAULT_POLICY_DOC), "examples/hotpool.toml");
+    // And it is what a pool without policy keys gets.
+    let pool = |keys: &str, rtype: &str, endpoint: &str| {
+        let text = format!(
+            "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
+             [[pool]]\nname = \"p.example.test.\"\ntype = \"{rtype}\"\n{keys}\n\
+             endpoints = [{{ address = \"{endpoint}\" }}]\n"
+        );
+        parse(&text).unwrap_or_else(|e| panic!("{e}")).pools[0]
+            .policy
+            .name()
+    };
+    let probe = "probe = { kind = \"tcp\", port = 80 }";
+    assert_eq!(pool(probe, "A", "192.0.2.1"), "fastest");
+    assert_eq!(pool("", "CNAME", "a.example.net."), "fastest");
+    assert_eq!(pool("count = 1", "A", "192.0.2.1"), "fastest");
+    assert_eq!(pool("", "A", "192.0.2.1"), "all-healthy");
+}

@@ -27,6 +27,7 @@ mod pools;
 mod probes;
 mod scale;
 mod server;
+mod state;
 mod zones;
 
 fn testdata() -> PathBuf {

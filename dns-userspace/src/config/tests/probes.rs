@@ -120,6 +120,17 @@ fn probe_timing_errors() {
         7,
         "invalid probe interval \"soon\"",
     );
+    // "1M" is a month, not a minute.
+    assert_fails_at(
+        &probe("kind = \"http\", interval = \"1M\""),
+        7,
+        "probe interval 1month is longer than 1h",
+    );
+    assert_fails_at(
+        &probe("kind = \"http\", interval = \"1h\", timeout = \"5m\""),
+        7,
+        "probe timeout 5m is longer than 1m",
+    );
     assert_fails_at(
         &probe("kind = \"http\", timeout = \"0s\""),
         7,

@@ -13,17 +13,22 @@ fn duplicate_zones_are_rejected() {
 }
 
 #[test]
-fn zone_file_problems_name_the_zone_file() {
+fn a_missing_zone_file_names_the_config_line() {
     let e = parse("[[zone]]\norigin = \"missing.test\"\nfile = \"missing.zone\"\n").unwrap_err();
-    assert_eq!(e.file(), testdata().join("missing.zone"));
-    assert!(e.to_string().contains("cannot read zone file"), "{e}");
+    assert_eq!(e.file(), testdata().join("hotpool.toml"));
+    assert_eq!((e.line(), e.column()), (Some(3), Some(8)), "{e}");
+    assert!(e.message().contains("cannot read zone file"), "{e}");
+    assert!(e.message().contains("missing.zone"), "{e}");
+}
 
+#[test]
+fn zone_file_problems_name_the_zone_file() {
     let e = parse("[[zone]]\norigin = \"broken.test\"\nfile = \"bad-syntax.zone\"\n").unwrap_err();
     assert_eq!(e.file(), testdata().join("bad-syntax.zone"));
     assert_eq!(e.line(), Some(6), "{e}");
     assert!(
         e.to_string().starts_with(&format!(
-            "{}:6: ",
+            "{}:6: A record www: \"192.0.2.300\" is not an IPv4 address",
             testdata().join("bad-syntax.zone").display()
         )),
         "{e}"

@@ -53,7 +53,7 @@
 //! * [`Policy::Weighted`]: every up endpoint with its weight, as [`Answer::Weighted`]; the
 //!   kernel and the daemon pick one endpoint per query in proportion to the weights (see
 //!   [`thresholds`](crate::datapath::pools::thresholds) and
-//!   [`pick`](crate::datapath::pools::pick)). Endpoints with weight 0 are left out while
+//!   [`pick`](dns_common::pick)). Endpoints with weight 0 are left out while
 //!   any up endpoint has a positive weight; when every up endpoint has weight 0 they share
 //!   equally (Route 53's rule for all-zero weights). At most [`MAX_ANSWER_RRS`] endpoints:
 //!   with more up, the heaviest ones (ties: configuration order), listed in configuration
@@ -117,6 +117,10 @@ pub use select::{Answer, Candidate, Decision, Selector};
 pub const DEFAULT_HYSTERESIS_PCT: u32 = 10;
 /// Largest `deviation` and `hysteresis`, in percent.
 pub const MAX_PERCENT: u32 = 1000;
+
+/// The default policy as the README and the example config state it (a test keeps them in
+/// step with [`Policy::from_keys`]).
+pub const DEFAULT_POLICY_DOC: &str = "\"fastest\" for a pool with a probe (or a CNAME pool, or one with count, deviation or hysteresis), else \"all-healthy\"";
 
 /// The policies as the config names them (`policy = "..."`), in [`Policy`]'s order.
 pub const POLICY_NAMES: &[&str] = &["fastest", "weighted", "failover", "all-healthy"];

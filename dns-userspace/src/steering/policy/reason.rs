@@ -43,6 +43,15 @@ pub enum Reason {
     },
     /// No endpoint is up.
     AllDown(AllDownReason),
+    /// Before the first verdicts: every endpoint that may be up (`failover`: the first of
+    /// them by priority); `waiting` have no verdict yet.
+    Provisional {
+        waiting: usize,
+        failover: bool,
+    },
+    /// The answer in force when the daemon stopped (read from the state file) or before a
+    /// reload, not decided again yet.
+    Restored,
 }
 
 /// One change of a `fastest` answer.
@@ -106,8 +115,12 @@ pub enum AllDownReason {
     LastKnownGood {
         n: usize,
     },
-    /// Failing open to every endpoint: none has been up yet.
+    /// Failing open to every endpoint not pinned down: none has been up yet.
     NeverUp {
+        n: usize,
+    },
+    /// Failing open, but every endpoint is pinned down: SERVFAIL.
+    AllPinnedDown {
         n: usize,
     },
 }
@@ -174,6 +187,23 @@ impl Reason {
                 Ok(())
             }
             Self::AllDown(why) => fmt::Display::fmt(why, f),
+            Self::Provisional {
+                waiting,
+                failover: true,
+            } => write!(
+                f,
+                "waiting for the first verdicts of {waiting} endpoint(s); answering the first \
+                 by priority meanwhile, never more than one"
+            ),
+            Self::Provisional {
+                waiting,
+                failover: false,
+            } => write!(
+                f,
+                "waiting for the first verdicts of {waiting} endpoint(s); answering every \
+                 endpoint not known to be down meanwhile"
+            ),
+            Self::Restored => f.write_str("the answer in force before (restored)"),
         }
     }
 }
@@ -326,7 +356,11 @@ impl fmt::Display for AllDownReason {
             ),
             Self::NeverUp { n } => write!(
                 f,
-                "all endpoints down ({n} of {n}) and none has been up yet; failing open to every configured endpoint"
+                "all endpoints down ({n} of {n}) and none has been up yet; failing open to every endpoint not pinned down"
+            ),
+            Self::AllPinnedDown { n } => write!(
+                f,
+                "all endpoints down ({n} of {n}), every one pinned down by the operator; answering SERVFAIL"
             ),
         }
     }

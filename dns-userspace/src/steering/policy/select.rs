@@ -15,6 +15,12 @@ use crate::steering::policy::{
 pub struct Candidate {
     /// The health verdict (after `rise`/`fall` and operator pins).
     pub up: bool,
+    /// Pinned down by the operator: never answered, not even when the pool fails open.
+    pub pinned_down: bool,
+    /// No verdict yet: the probes have not reached `rise` or `fall` since start (and no pin
+    /// decides). Counts as down for [`Selector::update`]; [`Selector::provisional`] answers
+    /// it.
+    pub unknown: bool,
     /// Smoothed latency; `None` if never measured.
     pub latency: Option<Duration>,
     /// Relative weight for [`Policy::Weighted`].
@@ -108,16 +114,88 @@ impl Selector {
         } else {
             self.none_up(candidates)
         };
-        let changed = match &self.current {
-            Some(cur) => cur.answer != decision.answer || cur.all_down != decision.all_down,
-            None => true,
+        self.commit(decision)
+    }
+
+    /// The answer before the probes' first verdicts (at start-up, or for endpoints a reload
+    /// added): every endpoint that may be up — up, or without a verdict yet — but none pinned
+    /// or known down. A `failover` pool answers only the first of them by priority (never
+    /// primary and standby together); a `weighted` one shares among them by weight. When
+    /// none may be up, the pool's all-down behaviour answers. Reported, like
+    /// [`Selector::update`], only when it changes.
+    pub fn provisional(&mut self, candidates: &[Candidate]) -> Option<Decision> {
+        let eligible: Vec<usize> = (0..candidates.len())
+            .filter(|&i| {
+                let c = &candidates[i];
+                !c.pinned_down && (c.up || c.unknown)
+            })
+            .collect();
+        let waiting = candidates.iter().filter(|c| c.unknown).count();
+        let decision = match eligible.first() {
+            None => self.none_up(candidates),
+            Some(_) => {
+                let answer = match &self.policy {
+                    Policy::Failover => Answer::Endpoints(
+                        eligible
+                            .iter()
+                            .copied()
+                            .min_by_key(|&i| (candidates[i].priority, i))
+                            .into_iter()
+                            .collect(),
+                    ),
+                    Policy::Weighted => Answer::Weighted(weighted_set(candidates, &eligible)),
+                    Policy::Fastest { .. } | Policy::AllHealthy => {
+                        Answer::Endpoints(eligible.iter().copied().take(MAX_ANSWER_RRS).collect())
+                    }
+                };
+                Decision {
+                    reason: Reason::Provisional {
+                        waiting,
+                        failover: self.policy == Policy::Failover,
+                    },
+                    answer,
+                    all_down: false,
+                }
+            }
         };
-        if changed {
-            self.current = Some(decision.clone());
-            Some(decision)
-        } else {
-            None
+        self.commit(decision)
+    }
+
+    /// Makes `decision` the current one; returns it if it changed the answer or the
+    /// all-down state. The reason stays the one of the last change, except that a
+    /// provisional or restored answer the policy confirms takes the policy's reason.
+    fn commit(&mut self, decision: Decision) -> Option<Decision> {
+        match &mut self.current {
+            Some(cur) if cur.answer == decision.answer && cur.all_down == decision.all_down => {
+                if matches!(cur.reason, Reason::Provisional { .. } | Reason::Restored)
+                    && !matches!(decision.reason, Reason::Provisional { .. })
+                {
+                    cur.reason = decision.reason;
+                }
+                None
+            }
+            _ => {
+                self.current = Some(decision.clone());
+                Some(decision)
+            }
         }
+    }
+
+    /// Starts from `answer` as if it had been decided (a restart restores the answer in
+    /// force, a reload carries it over), so hysteresis and fail-open continue from it;
+    /// `last_good` is the last answer that had an endpoint up.
+    pub fn seed(&mut self, answer: Answer, all_down: bool, last_good: Option<Answer>) {
+        self.current = Some(Decision {
+            answer,
+            reason: Reason::Restored,
+            all_down,
+        });
+        self.last_good = last_good;
+    }
+
+    /// The last answer chosen while an endpoint was up (what failing open answers).
+    pub fn last_good(&self) -> Option<&Answer> {
+        self.last_good.as_ref()
     }
 
     /// The decision in force, if any update happened yet.
@@ -308,6 +386,9 @@ impl Selector {
         }
     }
 
+    /// No endpoint is up: what the all-down behaviour answers. Failing open never answers an
+    /// endpoint pinned down: the last known good answer without them, else every endpoint
+    /// not pinned down, else (all pinned down) SERVFAIL.
     fn none_up(&self, candidates: &[Candidate]) -> Decision {
         let n = candidates.len();
         if n == 0 {
@@ -317,19 +398,27 @@ impl Selector {
                 all_down: true,
             };
         }
+        let answerable: Vec<usize> = (0..n).filter(|&i| !candidates[i].pinned_down).collect();
         let (answer, why) = match self.all_down {
             AllDown::Servfail => (Answer::Servfail, AllDownReason::Servfail { n }),
             AllDown::Fallback(_) => (Answer::Fallback, AllDownReason::Fallback { n }),
-            AllDown::FailOpen => match self.last_good.as_ref().and_then(|a| in_range(a, n)) {
+            AllDown::FailOpen => match self
+                .last_good
+                .as_ref()
+                .and_then(|a| in_range(a, n))
+                .and_then(|a| without(&a, &answerable))
+            {
                 Some(a) => (a, AllDownReason::LastKnownGood { n }),
+                None if answerable.is_empty() => {
+                    (Answer::Servfail, AllDownReason::AllPinnedDown { n })
+                }
                 None => {
                     let answer = match self.policy {
-                        Policy::Weighted => {
-                            let all: Vec<usize> = (0..n).collect();
-                            Answer::Weighted(weighted_set(candidates, &all))
-                        }
+                        Policy::Weighted => Answer::Weighted(weighted_set(candidates, &answerable)),
                         Policy::Fastest { .. } | Policy::Failover | Policy::AllHealthy => {
-                            Answer::Endpoints((0..n.min(MAX_ANSWER_RRS)).collect())
+                            Answer::Endpoints(
+                                answerable.iter().copied().take(MAX_ANSWER_RRS).collect(),
+                            )
                         }
                     };
                     (answer, AllDownReason::NeverUp { n })
@@ -341,6 +430,28 @@ impl Selector {
             reason: Reason::AllDown(why),
             all_down: true,
         }
+    }
+}
+
+/// `answer` restricted to the endpoints in `keep` (a weighted answer keeps their weights);
+/// `None` if nothing is left.
+fn without(answer: &Answer, keep: &[usize]) -> Option<Answer> {
+    let a = match answer {
+        Answer::Endpoints(v) => {
+            Answer::Endpoints(v.iter().copied().filter(|i| keep.contains(i)).collect())
+        }
+        Answer::Weighted(v) => Answer::Weighted(
+            v.iter()
+                .copied()
+                .filter(|(i, _)| keep.contains(i))
+                .collect(),
+        ),
+        Answer::Fallback | Answer::Servfail => return Some(answer.clone()),
+    };
+    match &a {
+        Answer::Endpoints(v) if v.is_empty() => None,
+        Answer::Weighted(v) if v.is_empty() => None,
+        _ => Some(a),
     }
 }
 

@@ -9,6 +9,8 @@ use super::*;
 fn up(ms: f64) -> Candidate {
     Candidate {
         up: true,
+        pinned_down: false,
+        unknown: false,
         latency: Some(Duration::from_nanos((ms * 1_000_000.0).round() as u64)),
         weight: 1,
         priority: 0,
@@ -597,18 +599,33 @@ fn answers_are_never_empty_and_only_name_up_endpoints() {
             for _ in 0..500 {
                 let n = 1 + (rng.next() % 10) as usize;
                 let cands: Vec<Candidate> = (0..n)
-                    .map(|_| Candidate {
-                        up: !rng.next().is_multiple_of(3),
-                        latency: (!rng.next().is_multiple_of(5))
-                            .then(|| Duration::from_micros(u64::from(rng.next() % 50_000))),
-                        weight: rng.next() % 4,
-                        priority: rng.next() % 3,
+                    .map(|_| {
+                        let up = !rng.next().is_multiple_of(3);
+                        Candidate {
+                            up,
+                            // Pins are absolute: a pinned-down endpoint is down.
+                            pinned_down: !up && rng.next().is_multiple_of(2),
+                            unknown: false,
+                            latency: (!rng.next().is_multiple_of(5))
+                                .then(|| Duration::from_micros(u64::from(rng.next() % 50_000))),
+                            weight: rng.next() % 4,
+                            priority: rng.next() % 3,
+                        }
                     })
                     .collect();
                 s.update(&cands);
                 let d = s.current().unwrap().clone();
                 let any_up = cands.iter().any(|c| c.up);
                 assert_eq!(d.all_down, !any_up, "{d:?}");
+                if let Answer::Endpoints(v) = &d.answer {
+                    assert!(
+                        v.iter().all(|&i| !cands[i].pinned_down),
+                        "a pinned-down endpoint answered: {d:?} for {cands:?}"
+                    );
+                }
+                if let Answer::Weighted(v) = &d.answer {
+                    assert!(v.iter().all(|&(i, _)| !cands[i].pinned_down), "{d:?}");
+                }
                 let idx: Vec<usize> = match &d.answer {
                     Answer::Endpoints(v) => v.clone(),
                     Answer::Weighted(v) => {
@@ -722,6 +739,8 @@ fn named_reasons_are_the_substituted_text() {
                 let cands: Vec<Candidate> = (0..n)
                     .map(|_| Candidate {
                         up: !rng.next().is_multiple_of(3),
+                        pinned_down: false,
+                        unknown: false,
                         latency: (!rng.next().is_multiple_of(5))
                             .then(|| Duration::from_micros(u64::from(rng.next() % 50_000))),
                         weight: rng.next() % 4,
@@ -782,4 +801,108 @@ fn every_policy_and_all_down_name_builds_its_variant() {
         let (_, all_down) = Policy::from_keys(&keys, &pool, RecordType::A, true).unwrap();
         assert!(all_down.to_string().starts_with(name), "{all_down}");
     }
+}
+
+fn unknown_at(priority: u32) -> Candidate {
+    Candidate {
+        up: false,
+        unknown: true,
+        latency: None,
+        priority,
+        ..up(0.0)
+    }
+}
+
+#[test]
+fn provisional_answers_what_may_be_up_and_failover_only_its_first() {
+    let mut s = Selector::new(Policy::Failover, AllDown::FailOpen);
+    // Nothing known: the lowest priority, not the first listed.
+    let d = s
+        .provisional(&[unknown_at(2), unknown_at(0), unknown_at(1)])
+        .unwrap();
+    assert_eq!(d.answer, Answer::Endpoints(vec![1]));
+    assert!(!d.all_down);
+    assert!(
+        d.reason.to_string().contains("never more than one"),
+        "{}",
+        d.reason
+    );
+    // The same again: no change reported.
+    assert_eq!(
+        s.provisional(&[unknown_at(2), unknown_at(0), unknown_at(1)]),
+        None
+    );
+    // The preferred one known down, another pinned down: the next that may be up.
+    let mut known_down = unknown_at(0);
+    known_down.unknown = false;
+    let mut pinned = unknown_at(1);
+    pinned.pinned_down = true;
+    let d = s.provisional(&[unknown_at(2), known_down, pinned]).unwrap();
+    assert_eq!(d.answer, Answer::Endpoints(vec![0]));
+
+    let mut s = Selector::new(Policy::default(), AllDown::FailOpen);
+    let d = s
+        .provisional(&[
+            unknown_at(0),
+            up(9.0),
+            Candidate {
+                pinned_down: true,
+                ..down(1.0)
+            },
+        ])
+        .unwrap();
+    assert_eq!(d.answer, Answer::Endpoints(vec![0, 1]));
+
+    // Nothing may be up: the all-down behaviour; failing open never to a pinned endpoint.
+    let all_pinned = [
+        Candidate {
+            pinned_down: true,
+            ..down(1.0)
+        },
+        Candidate {
+            pinned_down: true,
+            ..down(1.0)
+        },
+    ];
+    let d = Selector::new(Policy::AllHealthy, AllDown::FailOpen)
+        .provisional(&all_pinned)
+        .unwrap();
+    assert_eq!(d.answer, Answer::Servfail);
+    assert!(d.all_down);
+    assert!(d.reason.to_string().contains("pinned down"), "{}", d.reason);
+    let d = Selector::new(Policy::AllHealthy, AllDown::Fallback(vec![]))
+        .provisional(&all_pinned)
+        .unwrap();
+    assert_eq!(d.answer, Answer::Fallback);
+}
+
+#[test]
+fn a_seeded_answer_is_kept_by_hysteresis_and_fail_open() {
+    let fastest = Policy::Fastest {
+        count: 1,
+        deviation_pct: 0,
+        hysteresis_pct: 20,
+    };
+    let mut s = Selector::new(fastest, AllDown::FailOpen);
+    s.seed(
+        Answer::Endpoints(vec![1]),
+        false,
+        Some(Answer::Endpoints(vec![1])),
+    );
+    // Endpoint 0 is faster, but not by more than 20 %: the seeded incumbent stays, and
+    // the policy's reason replaces "restored".
+    assert_eq!(s.update(&[up(9.0), up(10.0)]), None);
+    assert!(
+        s.current()
+            .unwrap()
+            .reason
+            .to_string()
+            .starts_with("fastest: "),
+        "{}",
+        s.current().unwrap().reason
+    );
+    // All down: fail open to the seeded last good answer.
+    let d = s.update(&[down(9.0), down(10.0)]).unwrap();
+    assert_eq!(d.answer, Answer::Endpoints(vec![1]));
+    assert!(d.all_down);
 }

@@ -60,9 +60,11 @@
 //! and in total, and warned about at most every 30 s ("probes are running late: N of M jobs
 //! behind by > X; ...", naming why and what to raise).
 //!
-//! Reloads: [`ProbeSet::update`] takes the new job set. Jobs with a new id start, jobs
-//! whose id is gone stop, a job whose probe or target changed starts over, and every
-//! other job keeps its schedule and its place. Each run's result goes to steering as a
+//! Reloads: [`ProbeSet::apply`] takes a reload's [`JobChange`]s and returns once the
+//! scheduler has applied them (a removed job's run in progress is cancelled, so no probe of
+//! a removed endpoint starts after it returns); [`ProbeSet::update`] replaces the whole job
+//! set. Jobs with a new id start, jobs whose id is gone stop, a job whose probe or target
+//! changed starts over, and every other job keeps its schedule and its place. Each run's result goes to steering as a
 //! [`ProbeReport`] carrying the job id. Probes run on their own tokio tasks and only send
 //! results on a channel, so they never block the DNS path.
 
@@ -79,12 +81,12 @@ pub use http::{BODY_LIMIT, USER_AGENT};
 pub use local::{Attempt, LocalFailure, LocalReason, Stage, local_reason};
 pub use run::{ProbeTarget, Prober, probe_once};
 pub use schedule::{
-    HEADROOM, HEADROOM_MIN, JITTER, JobId, LATE_FRACTION, LATE_MIN, LATE_WARN_EVERY, LimitSource,
-    ProbeJob, ProbeReport, ProbeSet, ProbeSetOptions, ProbeSettings, Runner, SchedulerStats,
-    in_flight_limit, late_after, wanted_in_flight,
+    HEADROOM, HEADROOM_MIN, JITTER, JobChange, JobId, LATE_FRACTION, LATE_MIN, LATE_WARN_EVERY,
+    LimitSource, ProbeJob, ProbeReport, ProbeSet, ProbeSetOptions, ProbeSettings, Runner,
+    SchedulerStats, in_flight_limit, late_after, wanted_in_flight,
 };
 pub use spec::{
     DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_MAX_TIMEOUT, DEFAULT_RISE, DnsProbe, HttpProbe,
-    KIND_NAMES, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec, ProbeSpecError,
-    ProbeTiming,
+    KIND_NAMES, MAX_INTERVAL, MAX_TIMEOUT, MIN_INTERVAL, ProbeKey, ProbeKeys, ProbeKind, ProbeSpec,
+    ProbeSpecError, ProbeTiming,
 };

@@ -3,8 +3,9 @@
 //!
 //! One task owns every job: their due times sit in one queue (a binary heap), and each
 //! run is a task of its own only while it runs, so 40 000 jobs cost 40 000 small entries,
-//! not 40 000 sleeping tasks. [`ProbeSet`] is the handle: [`ProbeSet::update`] replaces
-//! the job set (jobs are keyed by a stable [`JobId`]; unchanged jobs keep their schedule),
+//! not 40 000 sleeping tasks. [`ProbeSet`] is the handle: [`ProbeSet::apply`] adds and
+//! removes jobs (a reload's [`JobChange`]s; jobs are keyed by a stable [`JobId`] and
+//! unchanged jobs keep their schedule), [`ProbeSet::update`] replaces the whole job set,
 //! [`ProbeSet::set_max_concurrent`] the ceiling, [`ProbeSet::stats`] reads the figures.
 
 use std::{
@@ -19,7 +20,7 @@ use std::{
 
 use serde::Serialize;
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{mpsc, oneshot, watch},
     task::{AbortHandle, JoinSet},
     time::Instant,
 };
@@ -69,6 +70,16 @@ pub struct ProbeJob {
     pub id: JobId,
     pub spec: ProbeSpec,
     pub target: ProbeTarget,
+}
+
+/// A change of the job set of a running [`ProbeSet`] ([`ProbeSet::apply`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobChange {
+    /// Start probing. A job with the same id and the same probe and target keeps its
+    /// schedule; with another probe or target it starts over.
+    Add(Box<ProbeJob>),
+    /// Stop probing; a run in progress is cancelled and its result never sent.
+    Remove(JobId),
 }
 
 /// One finished run, as the scheduler reports it.
@@ -202,6 +213,8 @@ impl SharedStats {
 
 enum Command {
     Update(Vec<ProbeJob>),
+    /// Changes, and who waits until they are applied.
+    Apply(Vec<JobChange>, oneshot::Sender<()>),
     MaxConcurrent(Option<usize>),
 }
 
@@ -272,6 +285,20 @@ impl ProbeSet {
     /// schedule. The in-flight limit follows the new load.
     pub fn update(&self, jobs: Vec<ProbeJob>) {
         let _ = self.commands.send(Command::Update(jobs));
+    }
+
+    /// Applies a reload's changes: [`JobChange::Add`] starts a job (or, for an id already
+    /// running, keeps it on its schedule when its probe and target are the same and starts
+    /// it over otherwise), [`JobChange::Remove`] stops one. Every other job runs on
+    /// undisturbed. Returns once the scheduler has applied them: from then on no run of a
+    /// removed job starts, and a run in progress has been cancelled (its result is never
+    /// sent). Returns at once when the scheduler has stopped (at shutdown).
+    pub async fn apply(&self, changes: Vec<JobChange>) {
+        let (done, applied) = oneshot::channel();
+        if self.commands.send(Command::Apply(changes, done)).is_ok() {
+            // An error: the scheduler stopped before it got there; nothing runs any more.
+            let _ = applied.await;
+        }
     }
 
     /// Sets the ceiling over the in-flight limit (`[probes] max_concurrent`).
@@ -371,6 +398,10 @@ impl<R: Runner> Scheduler<R> {
                 _ = stopped(&mut shutdown) => return,
                 command = commands.recv(), if commands_open => match command {
                     Some(Command::Update(jobs)) => self.update(jobs, Instant::now()),
+                    Some(Command::Apply(changes, done)) => {
+                        self.apply(changes, Instant::now());
+                        let _ = done.send(());
+                    }
                     Some(Command::MaxConcurrent(m)) => {
                         self.options.max_concurrent = m;
                         self.set_limit();
@@ -418,29 +449,7 @@ impl<R: Runner> Scheduler<R> {
                 );
                 continue;
             }
-            match self.entries.get_mut(&id) {
-                Some(e) if *e.job == job => {}
-                Some(e) => {
-                    if let Some(abort) = e.abort.take() {
-                        abort.abort();
-                    }
-                    e.run = new_ticket();
-                    e.state = schedule_first(&mut self.timers, id, &job.spec, now);
-                    e.job = Arc::new(job);
-                }
-                None => {
-                    let state = schedule_first(&mut self.timers, id, &job.spec, now);
-                    self.entries.insert(
-                        id,
-                        Entry {
-                            job: Arc::new(job),
-                            state,
-                            run: new_ticket(),
-                            abort: None,
-                        },
-                    );
-                }
-            }
+            self.add(job, now);
         }
         self.entries.retain(|id, e| {
             let keep = seen.contains(id);
@@ -449,6 +458,58 @@ impl<R: Runner> Scheduler<R> {
             }
             keep
         });
+        self.tidy();
+    }
+
+    /// Applies a reload's changes (see [`ProbeSet::apply`]).
+    fn apply(&mut self, changes: Vec<JobChange>, now: Instant) {
+        for change in changes {
+            match change {
+                JobChange::Add(job) => self.add(*job, now),
+                JobChange::Remove(id) => {
+                    if let Some(mut e) = self.entries.remove(&id)
+                        && let Some(abort) = e.abort.take()
+                    {
+                        abort.abort();
+                    }
+                }
+            }
+        }
+        self.tidy();
+    }
+
+    /// Starts `job`, keeps it on its schedule if it runs already unchanged, or starts it
+    /// over if its probe or target changed.
+    fn add(&mut self, job: ProbeJob, now: Instant) {
+        let id = job.id;
+        match self.entries.get_mut(&id) {
+            Some(e) if *e.job == job => {}
+            Some(e) => {
+                if let Some(abort) = e.abort.take() {
+                    abort.abort();
+                }
+                e.run = new_ticket();
+                e.state = schedule_first(&mut self.timers, id, &job.spec, now);
+                e.job = Arc::new(job);
+            }
+            None => {
+                let state = schedule_first(&mut self.timers, id, &job.spec, now);
+                self.entries.insert(
+                    id,
+                    Entry {
+                        job: Arc::new(job),
+                        state,
+                        run: new_ticket(),
+                        abort: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// After jobs came and went: drops queue entries that lead nowhere and sets the
+    /// in-flight limit for the new load.
+    fn tidy(&mut self) {
         // Stale timer and waiting entries are skipped when they come up; rebuild the
         // queues when they hold many of them, so removals do not leak.
         if self.timers.len() > 2 * self.entries.len() + 1024 {

@@ -11,6 +11,11 @@ use crate::dns::parse_name;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// Shortest accepted probe interval.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest accepted probe interval: an endpoint probed less often has no useful verdict
+/// (and "1M" is a month).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest accepted probe timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default timeout is the interval, but at most this.
 pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default consecutive successes to go up.
@@ -31,9 +36,9 @@ pub struct ProbeSpec {
 /// When a probe runs and how its results count, whatever its kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeTiming {
-    /// Time between probes. Default 5 s, at least 250 ms.
+    /// Time between probes. Default 5 s, at least 250 ms, at most 1 h.
     pub interval: Duration,
-    /// Default min(interval, 2 s); more than 0 and at most the interval.
+    /// Default min(interval, 2 s); more than 0 and at most the interval and 60 s.
     pub timeout: Duration,
     /// Consecutive successes to go up. Default 2.
     pub rise: u32,
@@ -388,6 +393,16 @@ fn timing(keys: &ProbeKeys<'_>) -> Result<ProbeTiming, ProbeSpecError> {
                 ),
             ));
         }
+        if d > MAX_INTERVAL {
+            return Err(error(
+                ProbeKey::Interval,
+                format!(
+                    "probe interval {} is longer than {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MAX_INTERVAL)
+                ),
+            ));
+        }
         timing.interval = d;
     }
     timing.timeout = match keys.timeout {
@@ -397,6 +412,16 @@ fn timing(keys: &ProbeKeys<'_>) -> Result<ProbeTiming, ProbeSpecError> {
                 return Err(error(
                     ProbeKey::Timeout,
                     "probe timeout must be longer than 0s",
+                ));
+            }
+            if d > MAX_TIMEOUT {
+                return Err(error(
+                    ProbeKey::Timeout,
+                    format!(
+                        "probe timeout {} is longer than {}",
+                        humantime::format_duration(d),
+                        humantime::format_duration(MAX_TIMEOUT)
+                    ),
                 ));
             }
             if d > timing.interval {

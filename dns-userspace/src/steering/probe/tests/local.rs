@@ -176,6 +176,7 @@ fn steering() -> (Steering, Vec<ProbeJob>) {
         table,
         Arc::new(Mutex::new(None)),
         EventSink::new(None).unwrap(),
+        None,
     );
     let jobs = s.jobs();
     (s, jobs)

@@ -286,6 +286,108 @@ async fn an_update_keeps_unchanged_jobs_on_their_schedule() {
     }
 }
 
+/// A runner that takes `hold` (virtual time), noting every run it starts.
+struct Noting {
+    hold: Duration,
+    starts: std::sync::Arc<std::sync::Mutex<Vec<(JobId, Instant)>>>,
+}
+
+impl Runner for Noting {
+    async fn run(&self, job: &ProbeJob) -> Attempt {
+        self.starts.lock().unwrap().push((job.id, Instant::now()));
+        tokio::time::sleep(self.hold).await;
+        Ok(ProbeOutcome::success(self.hold, "held"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn applied_changes_stop_removed_jobs_before_apply_returns() {
+    let second = Duration::from_secs(1);
+    let spec = timed(second, second);
+    let (a, b, c) = (
+        job(1, spec.clone()),
+        job(2, spec.clone()),
+        job(3, spec.clone()),
+    );
+    let starts = std::sync::Arc::default();
+    let runner = Noting {
+        // Each run holds its slot most of its interval: a removal likely cancels one.
+        hold: Duration::from_millis(800),
+        starts: std::sync::Arc::clone(&starts),
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (_stop, shutdown) = watch::channel(false);
+    let (set, _task) = ProbeSet::start_with(
+        runner,
+        options(None),
+        vec![a.clone(), b.clone(), c.clone()],
+        tx,
+        shutdown,
+    );
+    let mut reports = collect(&mut rx, Instant::now() + 3 * second).await;
+    // A reload: `a` removed, `b` unchanged, `c` with a new interval, `d` new.
+    let mut c2 = c.clone();
+    c2.spec.timing.interval = 2 * second;
+    c2.spec.timing.timeout = 2 * second;
+    let d = job(4, spec.clone());
+    set.apply(vec![
+        JobChange::Remove(a.id),
+        JobChange::Add(Box::new(b.clone())),
+        JobChange::Add(Box::new(c2.clone())),
+        JobChange::Add(Box::new(d.clone())),
+    ])
+    .await;
+    let applied = Instant::now();
+    // Reports of `a` sent before the change may still be queued.
+    let queued = collect(&mut rx, applied).await;
+    assert!(queued.iter().all(|r| r.finished <= applied.into_std()));
+    reports.extend(queued);
+    reports.extend(collect(&mut rx, applied + 6 * second).await);
+    assert_eq!(set.stats().jobs, 3);
+
+    let starts = starts.lock().unwrap().clone();
+    assert!(
+        starts.iter().any(|(id, _)| *id == a.id),
+        "a ran before it was removed"
+    );
+    assert!(
+        !starts.iter().any(|(id, t)| *id == a.id && *t >= applied),
+        "a started after apply returned"
+    );
+    let runs = by_job(&reports);
+    assert!(
+        runs[&a.id].iter().all(|t| *t <= applied.into_std()),
+        "a reported a run that finished after apply returned"
+    );
+    // `b` kept its schedule: its runs stay one interval (± 10 %) apart across the reload.
+    let b_runs = &runs[&b.id];
+    assert!(b_runs.len() >= 7, "{} runs of b", b_runs.len());
+    for gap in b_runs.windows(2).map(|w| w[1] - w[0]) {
+        assert!(
+            gap >= second.mul_f64(0.9) && gap <= second.mul_f64(1.1),
+            "b was rescheduled: {gap:?} between runs"
+        );
+    }
+    // `c` runs on, on its new interval; `d` started.
+    let c_after: Vec<_> = starts
+        .iter()
+        .filter(|(id, t)| *id == c.id && *t >= applied)
+        .map(|(_, t)| *t)
+        .collect();
+    assert!(
+        (2..=4).contains(&c_after.len()),
+        "{} runs of c",
+        c_after.len()
+    );
+    for gap in c_after.windows(2).map(|w| w[1] - w[0]) {
+        assert!(
+            gap >= (2 * second).mul_f64(0.9) && gap <= (2 * second).mul_f64(1.1),
+            "c runs on its new interval: {gap:?}"
+        );
+    }
+    assert!(runs.get(&d.id).is_some_and(|t| t.len() >= 4), "d runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_every_job_on_its_interval_and_stops_on_shutdown() {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();

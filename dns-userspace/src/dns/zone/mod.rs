@@ -18,10 +18,13 @@ use hickory_proto::{
         DNSClass, LowerName, Name, RData, Record, RecordSet, RecordType, RrKey,
         rdata::{NS, SOA},
     },
-    serialize::txt::Parser,
+    serialize::txt::{ParseError, Parser},
 };
 
 use crate::dns::MAX_TTL;
+
+mod include;
+mod problem;
 
 /// Default TTL of NS records given in the config (`ns_ttl`).
 pub const DEFAULT_NS_TTL: u32 = 3600;
@@ -67,6 +70,8 @@ pub struct ZoneError {
     file: PathBuf,
     line: Option<usize>,
     message: String,
+    /// The zone file itself could not be read (the config names it).
+    unreadable: bool,
 }
 
 impl ZoneError {
@@ -75,7 +80,14 @@ impl ZoneError {
             file: file.to_path_buf(),
             line,
             message: message.into(),
+            unreadable: false,
         }
+    }
+
+    /// Whether the zone file itself could not be read (missing, unreadable): a problem of
+    /// the config line that names it rather than of a line in it.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
     }
 
     pub fn file(&self) -> &Path {
@@ -129,18 +141,23 @@ pub struct Zone {
 impl Zone {
     /// Reads and checks the zone file of `settings`.
     pub fn load(settings: &ZoneSettings) -> Result<Zone, ZoneError> {
-        let text = std::fs::read_to_string(&settings.file).map_err(|e| {
-            ZoneError::new(
+        let text = std::fs::read_to_string(&settings.file).map_err(|e| ZoneError {
+            unreadable: true,
+            ..ZoneError::new(
                 &settings.file,
                 None,
-                format!("cannot read zone file for {}: {e}", settings.origin),
+                format!(
+                    "cannot read zone file {} for {}: {e}",
+                    settings.file.display(),
+                    settings.origin
+                ),
             )
         })?;
         Self::parse(settings, &text)
     }
 
     /// Parses and checks `text` as the zone file of `settings` (`$INCLUDE`s are read relative
-    /// to `settings.file`).
+    /// to `settings.file`, and a problem inside one is reported in that file).
     pub fn parse(settings: &ZoneSettings, text: &str) -> Result<Zone, ZoneError> {
         let file = settings.file.as_path();
         let origin = {
@@ -149,21 +166,30 @@ impl Zone {
             o
         };
         let apex = LowerName::new(&origin);
+        let expanded = include::expand(file, text)?;
+        let text = expanded.text.as_str();
+        // A line of the expanded text as (file, line) for errors.
+        let at = |line: Option<usize>, message: String| match line.and_then(|l| expanded.origin(l))
+        {
+            Some((f, l)) => ZoneError::new(f, Some(l), message),
+            None => ZoneError::new(file, line, message),
+        };
 
         let sets = match parse_checked(settings, &origin, text) {
             Ok(sets) => sets,
             Err(problem) => {
-                let Some((line, entry, problem)) = locate(text, |prefix| {
+                let Some(found) = locate(text, |prefix| {
                     parse_checked(settings, &origin, prefix).err()
                 }) else {
-                    return Err(ZoneError::new(file, None, problem.message()));
+                    return Err(ZoneError::new(file, None, problem.message(None)));
                 };
-                let message = match problem {
-                    // The parser's messages do not say what it was parsing.
-                    Problem::Syntax(m) if !entry.is_empty() => format!("{m} (in `{entry}`)"),
-                    p => p.message(),
+                let message = found.problem.message(Some(&found.raw));
+                let message = match (&found.problem, found.short.is_empty()) {
+                    // Say which entry, in the words of the file.
+                    (Problem::Syntax(_), false) => format!("{message} (in `{}`)", found.short),
+                    _ => message,
                 };
-                return Err(ZoneError::new(file, line, message));
+                return Err(at(found.line, message));
             }
         };
 
@@ -206,9 +232,8 @@ impl Zone {
                             .then(|| Problem::Record("SOA".into()))
                     })
                 })
-                .and_then(|(line, _, _)| line);
-                return Err(ZoneError::new(
-                    file,
+                .and_then(|found| found.line);
+                return Err(at(
                     line,
                     format!(
                         "zone {origin} has an SOA record in the zone file and `soa` in the config; keep one"
@@ -422,15 +447,18 @@ fn node_at<'a>(
 #[derive(Debug)]
 enum Problem {
     /// The parser failed.
-    Syntax(String),
+    Syntax(ParseError),
     /// A record that parsed is not acceptable.
     Record(String),
 }
 
 impl Problem {
-    fn message(self) -> String {
-        match self {
-            Self::Syntax(m) | Self::Record(m) => m,
+    /// What is wrong, for people; `entry` is the text of the entry that failed, if known.
+    fn message(&self, entry: Option<&str>) -> String {
+        match (self, entry) {
+            (Self::Syntax(e), Some(entry)) => problem::describe(entry, e),
+            (Self::Syntax(e), None) => e.to_string(),
+            (Self::Record(m), _) => m.clone(),
         }
     }
 }
@@ -442,7 +470,7 @@ fn parse_checked(
     text: &str,
 ) -> Result<BTreeMap<RrKey, RecordSet>, Problem> {
     let parser = Parser::new(text, Some(settings.file.clone()), Some(origin.clone()));
-    let (_, sets) = parser.parse().map_err(|e| Problem::Syntax(e.to_string()))?;
+    let (_, sets) = parser.parse().map_err(Problem::Syntax)?;
     let sets = check_records(origin, sets).map_err(Problem::Record)?;
     Ok(sets)
 }
@@ -503,14 +531,21 @@ fn check_records(
     Ok(sets)
 }
 
+/// The entry [`locate`] found.
+struct Found {
+    /// Its first line (`None`: before the first entry).
+    line: Option<usize>,
+    /// Its text on one line, shortened.
+    short: String,
+    /// Its text as written.
+    raw: String,
+    problem: Problem,
+}
+
 /// Finds the first entry of `text` at which `fails` starts to report a problem, by checking
 /// prefixes that end at entry boundaries (binary search: once an entry fails, every longer
-/// prefix does). Returns the entry's first line, its text (shortened, without comments'
-/// line breaks) and the problem, or None if even the whole text does not fail.
-fn locate(
-    text: &str,
-    fails: impl Fn(&str) -> Option<Problem>,
-) -> Option<(Option<usize>, String, Problem)> {
+/// prefix does), or None if even the whole text does not fail.
+fn locate(text: &str, fails: impl Fn(&str) -> Option<Problem>) -> Option<Found> {
     let starts = entry_starts(text);
     // starts[k] ends the prefix made of the first k entries; find the smallest failing k.
     let (mut lo, mut hi) = (0usize, starts.len() - 1);
@@ -526,19 +561,29 @@ fn locate(
         }
     }
     let Some(k) = hi.checked_sub(1) else {
-        return Some((None, String::new(), problem));
+        return Some(Found {
+            line: None,
+            short: String::new(),
+            raw: String::new(),
+            problem,
+        });
     };
-    let entry = text.get(starts[k].0..starts[hi].0).unwrap_or_default();
-    let mut entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
-    if entry.chars().count() > 60 {
-        entry = entry.chars().take(57).collect::<String>() + "...";
+    let raw = text.get(starts[k].0..starts[hi].0).unwrap_or_default();
+    let mut short = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if short.chars().count() > 60 {
+        short = short.chars().take(57).collect::<String>() + "...";
     }
-    Some((Some(starts[k].1), entry, problem))
+    Some(Found {
+        line: Some(starts[k].1),
+        short,
+        raw: raw.to_string(),
+        problem,
+    })
 }
 
 /// Byte offsets where an entry may start (a line start outside parentheses and quotes),
 /// with their 1-based line numbers; the last one is the end of the text.
-fn entry_starts(text: &str) -> Vec<(usize, usize)> {
+pub(super) fn entry_starts(text: &str) -> Vec<(usize, usize)> {
     let mut starts = vec![(0, 1)];
     let (mut depth, mut quoted, mut escaped, mut comment) = (0usize, false, false, false);
     let mut line = 1;
@@ -575,210 +620,17 @@ fn entry_starts(text: &str) -> Vec<(usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::str::FromStr;
+mod tests;
 
+/// For the tests of [`problem`]: the parser's error for `text`.
+#[cfg(test)]
+pub(crate) mod tests_support {
     use super::*;
 
-    fn settings(origin: &str) -> ZoneSettings {
-        ZoneSettings {
-            origin: Name::from_str(origin).unwrap(),
-            file: PathBuf::from("/nonexistent/test.zone"),
-            soa: None,
-            ns: vec![],
-            ns_ttl: 3600,
+    pub(crate) fn parse_error(settings: &ZoneSettings, text: &str) -> ParseError {
+        match parse_checked(settings, &settings.origin, text) {
+            Err(Problem::Syntax(e)) => e,
+            other => panic!("expected a syntax error, got {other:?}"),
         }
-    }
-
-    fn lower(s: &str) -> LowerName {
-        LowerName::from(Name::from_str(s).unwrap())
-    }
-
-    const ZONE: &str = "\
-$ORIGIN example.test.
-$TTL 3600
-@       IN SOA ns1 hostmaster ( 2024010101 7200 3600 1209600 300 )
-        IN NS  ns1
-        IN NS  ns2.example.net.
-ns1     IN A   192.0.2.53
-www     IN A   192.0.2.1
-www  60 IN A   192.0.2.2
-a.b.c   IN TXT \"deep\"
-*.wild  IN A   192.0.2.99
-sub     IN NS  ns.sub
-ns.sub  IN A   192.0.2.54
-alias   IN CNAME www
-";
-
-    #[test]
-    fn parses_records_relative_names_and_ttls() {
-        let z = Zone::parse(&settings("example.test."), ZONE).unwrap();
-        assert_eq!(z.serial(), 2024010101);
-        let www = z.rrset(&lower("www.example.test."), RecordType::A).unwrap();
-        assert_eq!(www.len(), 2);
-        // RFC 2181 §5.2: the lowest TTL of the RRset wins.
-        assert!(www.iter().all(|r| r.ttl == 60), "{www:?}");
-        assert_eq!(
-            z.rrset(&lower("example.test."), RecordType::NS)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(z.negative_soa().ttl, 300);
-        assert_eq!(z.soa().ttl, 3600);
-        assert_eq!(z.record_count(), 11);
-    }
-
-    #[test]
-    fn existence_and_empty_non_terminals() {
-        let z = Zone::parse(&settings("example.test."), ZONE).unwrap();
-        assert!(z.has_name_at_or_below(&lower("a.b.c.example.test.")));
-        assert!(z.has_name_at_or_below(&lower("b.c.example.test.")));
-        assert!(z.has_name_at_or_below(&lower("c.example.test.")));
-        assert!(z.node(&lower("c.example.test.")).is_none());
-        assert!(!z.has_name_at_or_below(&lower("d.example.test.")));
-        assert!(!z.has_name_at_or_below(&lower("x.a.b.c.example.test.")));
-        assert!(z.has_name_at_or_below(&lower("WILD.example.test.")));
-    }
-
-    #[test]
-    fn finds_the_topmost_cut() {
-        let z = Zone::parse(&settings("example.test."), ZONE).unwrap();
-        let (cut, ns) = z.find_cut(&lower("deep.ns.sub.example.test.")).unwrap();
-        assert_eq!(cut.to_string(), "sub.example.test.");
-        assert_eq!(ns.len(), 1);
-        assert!(z.find_cut(&lower("sub.example.test.")).is_some());
-        assert!(z.find_cut(&lower("example.test.")).is_none());
-        assert!(z.find_cut(&lower("www.example.test.")).is_none());
-        assert!(z.find_cut(&lower("other.test.")).is_none());
-    }
-
-    #[test]
-    fn syntax_errors_name_the_line() {
-        let text = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n  NS ns1\n\nbad IN A 300.1.2.3\nok IN A 192.0.2.1\n";
-        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
-        assert_eq!(e.line(), Some(6), "{e}");
-        assert!(
-            e.to_string().starts_with("/nonexistent/test.zone:6: "),
-            "{e}"
-        );
-        assert!(e.message().ends_with("(in `bad IN A 300.1.2.3`)"), "{e}");
-    }
-
-    #[test]
-    fn multi_line_entries_are_located_at_their_first_line() {
-        let text = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 h ( 1 2 3\n 4 5 )\n  NS ns1\nx IN MX ( 10\n   not..a..name )\n";
-        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
-        assert_eq!(e.line(), Some(6), "{e}");
-    }
-
-    #[test]
-    fn records_outside_the_origin_are_rejected_with_their_line() {
-        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\nwww.example.org. 60 A 192.0.2.1\n";
-        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
-        assert_eq!(e.line(), Some(3), "{e}");
-        assert!(
-            e.message().contains("outside the zone example.test."),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn cname_next_to_other_data_is_rejected() {
-        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\nx 60 A 192.0.2.1\ny 60 A 192.0.2.2\nx 60 CNAME y\n";
-        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
-        assert_eq!(e.line(), Some(5), "{e}");
-        assert!(e.message().contains("cannot coexist"), "{e}");
-    }
-
-    #[test]
-    fn soa_elsewhere_or_twice_is_rejected() {
-        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\nx 60 SOA ns1 h 1 2 3 4 5\n";
-        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
-        assert_eq!(e.line(), Some(3), "{e}");
-        assert!(e.message().contains("must be at its apex"), "{e}");
-
-        let text = "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\n@ 60 SOA ns2 h 1 2 3 4 5\n";
-        let e = Zone::parse(&settings("example.test."), text).unwrap_err();
-        assert_eq!(e.line(), Some(3), "{e}");
-        assert!(e.message().contains("SOA"), "{e}");
-    }
-
-    #[test]
-    fn missing_soa_or_ns_is_rejected() {
-        let e = Zone::parse(&settings("example.test."), "@ 60 NS ns1\n").unwrap_err();
-        assert!(e.message().contains("has no SOA"), "{e}");
-        let e = Zone::parse(&settings("example.test."), "@ 60 SOA ns1 h 1 2 3 4 5\n").unwrap_err();
-        assert!(e.message().contains("no NS records"), "{e}");
-    }
-
-    #[test]
-    fn soa_and_ns_from_the_config() {
-        let mut s = settings("Example.Test");
-        s.soa = Some(SoaSettings {
-            mname: Name::from_str("ns1.example.test.").unwrap(),
-            rname: Name::from_str("hostmaster.example.test.").unwrap(),
-            serial: 7,
-            refresh: 3600,
-            retry: 600,
-            expire: 604800,
-            minimum: 30,
-            ttl: 900,
-        });
-        s.ns = vec![Name::from_str("ns1.example.test.").unwrap()];
-        s.ns_ttl = 1800;
-        let z = Zone::parse(&s, "www 60 A 192.0.2.1\n").unwrap();
-        assert_eq!(z.serial(), 7);
-        assert_eq!(z.negative_soa().ttl, 30);
-        let ns = z.rrset(&lower("example.test."), RecordType::NS).unwrap();
-        assert_eq!(ns.len(), 1);
-        assert_eq!(ns[0].ttl, 1800);
-
-        // An SOA in both places is an error that names the zone file's SOA line.
-        let e = Zone::parse(&s, "www 60 A 192.0.2.1\n@ 60 SOA ns1 h 1 2 3 4 5\n").unwrap_err();
-        assert_eq!(e.line(), Some(2), "{e}");
-        assert!(e.message().contains("keep one"), "{e}");
-    }
-
-    #[test]
-    fn entry_starts_skip_parentheses_quotes_and_comments() {
-        let text = "a ( 1\n 2 ) ; (\nb \"x (\" \n\nc\n";
-        let starts: Vec<usize> = entry_starts(text).iter().map(|s| s.1).collect();
-        assert_eq!(starts, vec![1, 3, 4, 5, 6]);
-    }
-
-    #[test]
-    fn edited_zone_files_never_panic() {
-        let base = include_str!("../../../examples/zones/example.test.zone");
-        let s = settings("example.test.");
-        // A deterministic xorshift, so a failure reproduces.
-        let mut state = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let alphabet = b" \t\n();\"\\@$*.0123456789abcxyzAINSOAMXTXTCNAME:-";
-        let mut rejected = 0;
-        for _ in 0..500 {
-            let mut bytes = base.as_bytes().to_vec();
-            for _ in 0..1 + next() % 6 {
-                let at = (next() as usize) % bytes.len();
-                let c = alphabet[(next() as usize) % alphabet.len()];
-                match next() % 3 {
-                    0 => bytes[at] = c,
-                    1 => {
-                        bytes.remove(at);
-                    }
-                    _ => bytes.insert(at, c),
-                }
-            }
-            if Zone::parse(&s, &String::from_utf8_lossy(&bytes)).is_err() {
-                rejected += 1;
-            }
-        }
-        // Most edits break something; the point is that none of them panics.
-        assert!(rejected > 100, "{rejected}");
     }
 }

@@ -1,0 +1,328 @@
+//! The DNS byte logic of the XDP path, on small fixed arrays: which queries it answers, where
+//! their question lies, and the header and OPT record of the reply.
+//!
+//! # Layout instead of a label walk
+//!
+//! The XDP path only answers messages of exactly one shape: a header with QD=1 AN=0 NS=0,
+//! one question, and either nothing else (AR=0) or one plain OPT record of 11 octets
+//! (AR=1: root owner, EDNS version 0, no options). For that shape the message length fixes
+//! where the question name ends, so the name's length is known without walking its labels
+//! ([`layout`]). Whether the octets there really form that name is settled later by comparing
+//! them with the stored name of the pool (see [`crate::name`]): a message of any other shape
+//! (EDNS options, trailing data, compression) either fails the checks here or fails that
+//! comparison, and is passed to the daemon.
+
+use crate::{CLASS_IN, MAX_NAME_LEN, Outcome, PLAIN_UDP_LIMIT, qtype};
+
+/// DNS header size.
+pub const HEADER_LEN: usize = 12;
+/// Question type and class after the name.
+pub const QTYPE_QCLASS_LEN: usize = 4;
+/// A plain OPT record: root owner, type, class (UDP size), TTL (extended RCODE, version,
+/// flags), RDLENGTH 0.
+pub const OPT_LEN: usize = 11;
+/// Shortest message answered: a header, the root name, type and class.
+pub const MIN_QUERY_LEN: usize = HEADER_LEN + 1 + QTYPE_QCLASS_LEN;
+/// Longest message answered: a 255-octet name and a plain OPT record.
+pub const MAX_QUERY_LEN: usize = HEADER_LEN + MAX_NAME_LEN + QTYPE_QCLASS_LEN + OPT_LEN;
+
+/// Bits of the query types a pool answers in the kernel ([`crate::AnswerSet::qtypes`]).
+pub mod qtype_bit {
+    pub const A: u8 = 1 << 0;
+    pub const AAAA: u8 = 1 << 1;
+    pub const CNAME: u8 = 1 << 2;
+}
+
+/// The bit of a query type the XDP path answers, 0 for any other type.
+#[inline(always)]
+pub const fn qtype_bit(qtype: u16) -> u8 {
+    match qtype {
+        qtype::A => qtype_bit::A,
+        qtype::AAAA => qtype_bit::AAAA,
+        qtype::CNAME => qtype_bit::CNAME,
+        _ => 0,
+    }
+}
+
+/// Checks a query's header: QR=0, opcode QUERY, TC=0 (AA, RD, Z, AD, CD and RCODE are
+/// ignored or copied), QD=1, AN=0, NS=0, AR≤1. Returns whether it has an additional record.
+#[inline(always)]
+pub fn check_header(h: &[u8; HEADER_LEN]) -> Result<bool, Outcome> {
+    // QR (0x80), opcode (0x78) and TC (0x02) of the first flags octet.
+    if h[2] & 0xfa != 0 {
+        return Err(Outcome::NotQuery);
+    }
+    // Octet by octet: no memcmp in the kernel.
+    let counts = h[4] | (h[5] ^ 1) | h[6] | h[7] | h[8] | h[9] | h[10];
+    if counts != 0 || h[11] > 1 {
+        return Err(Outcome::NotQuery);
+    }
+    Ok(h[11] == 1)
+}
+
+/// Where the question of a message of the one answered shape lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Length of the question name, root octet included (1..=255).
+    pub name_len: usize,
+    /// Offset of the OPT record in the message, when the query has one.
+    pub opt: Option<usize>,
+}
+
+impl Layout {
+    /// Offset of the question type (the question class follows it).
+    pub const fn qtype_offset(&self) -> usize {
+        HEADER_LEN + self.name_len
+    }
+
+    /// Offset of the first octet after the question: where the answer records go.
+    pub const fn question_end(&self) -> usize {
+        HEADER_LEN + self.name_len + QTYPE_QCLASS_LEN
+    }
+}
+
+/// The question's layout for a message of `msg_len` octets, with or without an additional
+/// record (from [`check_header`]).
+///
+/// An issue-8 extension (one EDNS Client Subnet option) would add an OPT record of
+/// 11 + 4 + 4 + ⌈prefix/8⌉ octets; this is the function to teach that shape.
+#[inline(always)]
+pub fn layout(msg_len: usize, additional: bool) -> Result<Layout, Outcome> {
+    let fixed = HEADER_LEN + QTYPE_QCLASS_LEN + if additional { OPT_LEN } else { 0 };
+    if msg_len < fixed + 1 {
+        return Err(Outcome::Malformed);
+    }
+    let name_len = msg_len - fixed;
+    if name_len > MAX_NAME_LEN {
+        // Longer than any name: EDNS options (cookies, ECS, ...) or trailing data.
+        return Err(if additional {
+            Outcome::Edns
+        } else {
+            Outcome::BadName
+        });
+    }
+    Ok(Layout {
+        name_len,
+        opt: additional.then_some(HEADER_LEN + name_len + QTYPE_QCLASS_LEN),
+    })
+}
+
+/// Checks the octet the layout puts last in the name (it must be the root label) and the
+/// question type and class. Returns the query type's [`qtype_bit`].
+#[inline(always)]
+pub fn check_question(last_name_octet: u8, qtype_qclass: [u8; 4]) -> Result<u8, Outcome> {
+    if last_name_octet != 0 {
+        // A truncated or compressed name, or octets after the question.
+        return Err(Outcome::BadName);
+    }
+    if crate::be16([qtype_qclass[2], qtype_qclass[3]]) != CLASS_IN {
+        return Err(Outcome::Qclass);
+    }
+    match qtype_bit(crate::be16([qtype_qclass[0], qtype_qclass[1]])) {
+        0 => Err(Outcome::Qtype),
+        bit => Ok(bit),
+    }
+}
+
+/// A query's plain OPT record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opt {
+    /// The client's UDP payload size.
+    pub udp_size: u16,
+    /// The DO bit (echoed in the reply, RFC 3225).
+    pub dnssec_ok: bool,
+}
+
+impl Opt {
+    /// Largest reply the client accepts: its size, but never less than 512 (RFC 6891 §6.2.5).
+    pub const fn max_reply(&self) -> usize {
+        if (self.udp_size as usize) < PLAIN_UDP_LIMIT {
+            PLAIN_UDP_LIMIT
+        } else {
+            self.udp_size as usize
+        }
+    }
+}
+
+/// Parses the additional record as a plain OPT record: root owner, type OPT, EDNS version 0,
+/// no options (extended RCODE and the flags other than DO are ignored, as the daemon does).
+#[inline(always)]
+pub fn parse_opt(r: &[u8; OPT_LEN]) -> Result<Opt, Outcome> {
+    if r[0] != 0 || crate::be16([r[1], r[2]]) != qtype::OPT || r[6] != 0 || r[9] != 0 || r[10] != 0
+    {
+        return Err(Outcome::Edns);
+    }
+    Ok(Opt {
+        udp_size: crate::be16([r[3], r[4]]),
+        dnssec_ok: r[7] & 0x80 != 0,
+    })
+}
+
+/// Largest reply a query accepts: 512 octets without EDNS.
+#[inline(always)]
+pub const fn max_reply(opt: Option<Opt>) -> usize {
+    match opt {
+        Some(o) => o.max_reply(),
+        None => PLAIN_UDP_LIMIT,
+    }
+}
+
+/// The reply's flags octets: QR=1, opcode QUERY, AA=1, TC=0, RD copied; RA=0, Z=0, AD=0,
+/// CD copied, RCODE NOERROR.
+#[inline(always)]
+pub const fn reply_flags(query: [u8; 2]) -> [u8; 2] {
+    [0x84 | (query[0] & 0x01), query[1] & 0x10]
+}
+
+/// The reply's OPT record: our UDP payload size (network order), extended RCODE 0,
+/// version 0, DO echoed, no options.
+#[inline(always)]
+pub const fn reply_opt(udp_size: [u8; 2], dnssec_ok: bool) -> [u8; OPT_LEN] {
+    [
+        0,
+        0,
+        qtype::OPT as u8,
+        udp_size[0],
+        udp_size[1],
+        0,
+        0,
+        if dnssec_ok { 0x80 } else { 0 },
+        0,
+        0,
+        0,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(flags: [u8; 2], counts: [u16; 4]) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = 0xbe;
+        h[1] = 0xef;
+        h[2..4].copy_from_slice(&flags);
+        for (i, c) in counts.iter().enumerate() {
+            h[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn header_checks() {
+        assert_eq!(check_header(&header([0x01, 0x20], [1, 0, 0, 0])), Ok(false));
+        assert_eq!(check_header(&header([0x00, 0x00], [1, 0, 0, 1])), Ok(true));
+        // AA in a query and the low flags octet are ignored.
+        assert_eq!(check_header(&header([0x05, 0xff], [1, 0, 0, 0])), Ok(false));
+        for flags in [[0x80, 0], [0x20, 0], [0x02, 0], [0x78, 0]] {
+            assert_eq!(
+                check_header(&header(flags, [1, 0, 0, 0])),
+                Err(Outcome::NotQuery),
+                "{flags:?}"
+            );
+        }
+        for counts in [
+            [0, 0, 0, 0],
+            [2, 0, 0, 0],
+            [1, 1, 0, 0],
+            [1, 0, 1, 0],
+            [1, 0, 0, 2],
+        ] {
+            assert_eq!(
+                check_header(&header([0, 0], counts)),
+                Err(Outcome::NotQuery),
+                "{counts:?}"
+            );
+        }
+        assert_eq!(
+            check_header(&header([0, 0], [1, 0, 0, 0x101])),
+            Err(Outcome::NotQuery)
+        );
+    }
+
+    #[test]
+    fn layout_from_the_message_length() {
+        // www.example.test. A: 12 + 18 + 4.
+        let l = layout(34, false).unwrap();
+        assert_eq!(
+            l,
+            Layout {
+                name_len: 18,
+                opt: None
+            }
+        );
+        assert_eq!(l.qtype_offset(), 30);
+        assert_eq!(l.question_end(), 34);
+        let l = layout(45, true).unwrap();
+        assert_eq!(
+            l,
+            Layout {
+                name_len: 18,
+                opt: Some(34)
+            }
+        );
+        // The root name, the longest name, and beyond.
+        assert_eq!(layout(17, false).unwrap().name_len, 1);
+        assert_eq!(layout(16, false), Err(Outcome::Malformed));
+        assert_eq!(layout(27, true), Err(Outcome::Malformed));
+        assert_eq!(layout(MAX_QUERY_LEN, true).unwrap().name_len, 255);
+        assert_eq!(layout(MAX_QUERY_LEN + 1, true), Err(Outcome::Edns));
+        assert_eq!(layout(12 + 256 + 4, false), Err(Outcome::BadName));
+        assert_eq!(layout(0, false), Err(Outcome::Malformed));
+    }
+
+    #[test]
+    fn question_checks() {
+        assert_eq!(check_question(0, [0, 1, 0, 1]), Ok(qtype_bit::A));
+        assert_eq!(check_question(0, [0, 28, 0, 1]), Ok(qtype_bit::AAAA));
+        assert_eq!(check_question(0, [0, 5, 0, 1]), Ok(qtype_bit::CNAME));
+        assert_eq!(check_question(3, [0, 1, 0, 1]), Err(Outcome::BadName));
+        assert_eq!(check_question(0, [0, 1, 0, 3]), Err(Outcome::Qclass));
+        assert_eq!(check_question(0, [0, 15, 0, 1]), Err(Outcome::Qtype));
+        assert_eq!(check_question(0, [0, 255, 0, 1]), Err(Outcome::Qtype));
+        assert_eq!(check_question(0, [1, 1, 0, 1]), Err(Outcome::Qtype));
+    }
+
+    #[test]
+    fn opt_records() {
+        let plain = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0];
+        assert_eq!(
+            parse_opt(&plain),
+            Ok(Opt {
+                udp_size: 1232,
+                dnssec_ok: true
+            })
+        );
+        let mut ext_rcode = plain;
+        ext_rcode[5] = 1;
+        assert!(parse_opt(&ext_rcode).is_ok());
+        for (i, v) in [(0, 1), (2, 1), (6, 1), (9, 1), (10, 4)] {
+            let mut r = plain;
+            r[i] = v;
+            assert_eq!(parse_opt(&r), Err(Outcome::Edns), "octet {i} = {v}");
+        }
+        let small = parse_opt(&[0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(small.max_reply(), 512);
+        assert_eq!(max_reply(Some(small)), 512);
+        assert_eq!(max_reply(None), 512);
+        assert_eq!(
+            max_reply(Some(Opt {
+                udp_size: 4096,
+                dnssec_ok: false
+            })),
+            4096
+        );
+    }
+
+    #[test]
+    fn reply_header_and_opt() {
+        // RD and CD copied, everything else reset.
+        assert_eq!(reply_flags([0x01, 0x10]), [0x85, 0x10]);
+        assert_eq!(reply_flags([0x04, 0x2f]), [0x84, 0x00]);
+        assert_eq!(
+            reply_opt(1232u16.to_be_bytes(), true),
+            [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]
+        );
+        assert_eq!(reply_opt([2, 0], false)[7], 0);
+    }
+}

@@ -1,0 +1,123 @@
+//! Setting up the kernel path at start: load (sharing the pinned maps that fit), publish the
+//! answers, take over or attach on every interface, then move fresh maps onto their pins.
+//! A reload whose pools outgrow the maps replaces them the same way ([`grow`]).
+
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    daemon::RunOptions,
+    datapath::{
+        ebpf::{Datapath, Replace},
+        hot::{Capacity, DatapathSettings},
+        pools::PoolAnswer,
+    },
+    logs::List,
+    steering::policy::Policy,
+};
+
+/// The map sizes `cfg`'s pools need, with room to grow (see [`Capacity::for_pools`]): a
+/// weighted pool answers one variant per endpoint, every other pool one variant.
+pub fn capacity(cfg: &Config) -> Capacity {
+    Capacity::for_pools(cfg.pools.iter().map(|p| match p.policy {
+        Policy::Weighted => p.endpoints.len(),
+        Policy::Fastest { .. } | Policy::Failover | Policy::AllHealthy => 1,
+    }))
+}
+
+/// The settings the kernel path gets from `cfg`.
+pub fn settings(cfg: &Config) -> DatapathSettings {
+    DatapathSettings {
+        port: cfg.server.port,
+        edns_udp_size: cfg.server.edns_udp_size,
+        listen: cfg.server.listen.clone(),
+        prefer_headroom: false,
+    }
+}
+
+/// Loads the program, writes the settings and `answers` into its maps and makes it answer on
+/// every configured interface. Returns `None` (after a warning) when XDP is disabled or
+/// impossible here, so the daemon keeps serving from userspace.
+pub fn setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> Option<Datapath> {
+    if opts.no_xdp {
+        info!("XDP disabled by --no-xdp; answering every query from userspace");
+        return None;
+    }
+    if cfg.xdp.interfaces.is_empty() {
+        info!("no [xdp] interfaces configured; answering every query from userspace");
+        return None;
+    }
+    match try_setup(cfg, answers, opts) {
+        Ok(dp) => Some(dp),
+        Err(e) => {
+            warn!(
+                error = format!("{e:#}"),
+                "XDP fast path unavailable; answering every query from userspace"
+            );
+            None
+        }
+    }
+}
+
+fn try_setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> anyhow::Result<Datapath> {
+    let dp = Datapath::load_with(&cfg.xdp.pin_path, &capacity(cfg), opts.replace)?;
+    let dp = fill_and_attach(dp, cfg, answers)?;
+    info!(
+        pools = answers.len(),
+        interfaces = %List(&cfg.xdp.interfaces),
+        "XDP fast path answering hot pools"
+    );
+    Ok(dp)
+}
+
+/// Writes the settings and `answers` into `dp`'s maps, makes it answer on every configured
+/// interface and moves its fresh maps onto their pins.
+fn fill_and_attach(
+    mut dp: Datapath,
+    cfg: &Config,
+    answers: &[PoolAnswer],
+) -> anyhow::Result<Datapath> {
+    // The maps may be the ones a running program reads (shared pins): `sync` rewrites them
+    // without a moment in which a name leads to another pool's answer, so the path stays
+    // enabled throughout.
+    dp.maps.configure(&settings(cfg), true)?;
+    dp.maps.sync(answers)?;
+    for iface in &cfg.xdp.interfaces {
+        if let Err(e) = dp.attach(iface, cfg.xdp.mode) {
+            // Interfaces attached so far would keep answering from maps nobody updates:
+            // they pass every query to the daemon instead.
+            let _ = dp.maps.configure(&settings(cfg), false);
+            return Err(e.into());
+        }
+    }
+    dp.commit_pins()?;
+    Ok(dp)
+}
+
+/// Whether the maps of `dp` are too small for `cfg` (a reload that adds pools).
+pub fn outgrown(dp: &Datapath, cfg: &Config) -> Option<Capacity> {
+    let needed = capacity(cfg);
+    (!dp.maps.capacity().covers(&needed)).then_some(needed)
+}
+
+/// Loads the program again with maps of `capacity` (in a staging directory: the running
+/// program keeps its own). Slow (the verifier), so done before a reload changes anything.
+pub fn load_grown(pin_dir: &Path, capacity: Capacity) -> anyhow::Result<Datapath> {
+    Ok(Datapath::load_with(pin_dir, &capacity, Replace::IfChanged)?)
+}
+
+/// Fills `grown` ([`load_grown`]) with `answers` and swaps it in through the pinned links
+/// (one `bpf_link_update` per interface: the old program answers from the old maps until
+/// then, the new one from the new maps after), then pins its maps in place of the old ones.
+pub fn grow(grown: Datapath, cfg: &Config, answers: &[PoolAnswer]) -> anyhow::Result<Datapath> {
+    let capacity = grown.maps.capacity();
+    let dp = fill_and_attach(grown, cfg, answers)?;
+    info!(
+        pools = answers.len(),
+        capacity = %capacity,
+        "the kernel maps were too small for the reloaded pools: replaced by larger ones"
+    );
+    Ok(dp)
+}

@@ -1,0 +1,582 @@
+//! The kernel's view of the pools: answers encoded with their checksum sums, the name index
+//! the XDP program looks names up in, and publishing without torn reads (the protocol is
+//! described in `dns_common::maps`).
+//!
+//! * `encode`: [`encode_set`] turns a [`PoolAnswer`] into what the kernel stores: its
+//!   folded name, the query types it answers, weighted thresholds and one [`Answer`] per
+//!   variant.
+//! * `index`: the hashed name index (`HOT_INDEX`), rebuilt with a new hash key when a
+//!   bucket would overflow.
+//! * `publish`: answer sets and answers live in memory-mapped arrays with free lists; an
+//!   entry the kernel may still read is reused only after a grace period (`GracePeriod`).
+//! * [`HotMaps::sync`] makes the kernel answer exactly a set of pools (stable pool indexes,
+//!   the index rebuilt); [`HotMaps::publish`] replaces one pool's answer (the steering
+//!   path).
+//!
+//! A daemon that takes over the pinned maps of an earlier instance (a restart while the
+//! program keeps answering) reads its bookkeeping back from them ([`HotMaps::from_ebpf`]
+//! with `adopt`): the hash key and the buckets, which pool indexes are published and with
+//! which slots and answers; everything else is reused only after a grace period. A pool
+//! keeps its index across restarts and reloads.
+
+use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
+
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use dns_common::{
+    Answer, AnswerSet, Bucket, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, CFG_LISTEN_MAP_V4,
+    CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, INLINE_LISTEN_ADDRS, MAP_CONFIG, MAP_HOT_ANSWERS,
+    MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS, MAP_STATS, MAX_VARIANTS, Outcome,
+    XdpConfig,
+    name::{FoldedName, HashKey, NAME_WORDS},
+    v4_mapped,
+};
+use hickory_proto::rr::Name;
+use tracing::{info, warn};
+
+use crate::datapath::{DatapathError, pools::PoolAnswer};
+
+mod encode;
+mod index;
+mod publish;
+
+pub use encode::{EncodedSet, encode_set, encode_variant};
+
+use self::{
+    encode::folded_name,
+    index::Index,
+    publish::{MappedArray, Published, Store},
+};
+
+/// The maps that refer to each other by index (the config map holds the index's hash key
+/// and size, the index points at `HOT_CUR` entries, those at `HOT_SLOTS` entries, those at
+/// `HOT_ANSWERS` entries): a new program shares all of them with the running one or none.
+pub const LINKED_MAPS: [&str; 5] = [
+    MAP_CONFIG,
+    MAP_HOT_INDEX,
+    MAP_HOT_CUR,
+    MAP_HOT_SLOTS,
+    MAP_HOT_ANSWERS,
+];
+
+/// How many pools, answer sets, answers and index buckets the kernel maps hold. Sized from
+/// the configuration when the program is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Pool indexes (`HOT_CUR`).
+    pub pools: u32,
+    /// Answer sets (`HOT_SLOTS`): two per pool, one published and one being written.
+    pub slots: u32,
+    /// Answer variants (`HOT_ANSWERS`).
+    pub answers: u32,
+    /// Index buckets (`HOT_INDEX`): at least four per pool, so buckets rarely fill.
+    pub buckets: u32,
+}
+
+impl Capacity {
+    /// Room for pools that answer with up to `variants[i]` variants each (the endpoint count
+    /// of a weighted pool, 1 otherwise): twice the configured numbers (a republish writes
+    /// new entries before it retires the old ones; the rest is room for reloads), rounded up
+    /// to powers of two so a slightly changed configuration still fits the pinned maps.
+    /// Pinned maps larger than this are kept; a reload that needs more than the loaded maps
+    /// hold loads larger ones and swaps them in through the pinned links.
+    pub fn for_pools(variants: impl IntoIterator<Item = usize>) -> Self {
+        let (mut n, mut total) = (0usize, 0usize);
+        for v in variants {
+            n += 1;
+            total += v.clamp(1, MAX_VARIANTS);
+        }
+        let pools = (2 * n).next_power_of_two().max(64) as u32;
+        let answers = (2 * total).next_power_of_two().max(128) as u32;
+        Self {
+            pools,
+            slots: 2 * pools,
+            answers: answers.max(2 * pools),
+            buckets: 2 * pools,
+        }
+    }
+
+    /// Whether maps of this size hold everything maps of `other`'s size do.
+    pub fn covers(&self, other: &Capacity) -> bool {
+        self.pools >= other.pools
+            && self.slots >= other.slots
+            && self.answers >= other.answers
+            && self.buckets >= other.buckets
+    }
+
+    /// The `max_entries` of each sized map.
+    pub fn max_entries(&self) -> [(&'static str, u32); 4] {
+        [
+            (MAP_HOT_CUR, self.pools),
+            (MAP_HOT_SLOTS, self.slots),
+            (MAP_HOT_ANSWERS, self.answers),
+            (MAP_HOT_INDEX, self.buckets),
+        ]
+    }
+}
+
+impl std::fmt::Display for Capacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} pools, {} answer sets, {} answers, {} index buckets",
+            self.pools, self.slots, self.answers, self.buckets
+        )
+    }
+}
+
+/// Settings of the XDP path written to its config map.
+#[derive(Clone, Debug)]
+pub struct DatapathSettings {
+    pub port: u16,
+    pub edns_udp_size: u16,
+    /// Addresses the XDP path answers for; an unspecified address (0.0.0.0 / ::) means any
+    /// address of that family.
+    pub listen: Vec<std::net::IpAddr>,
+    /// Grow every reply into the headroom (tests use it to exercise that path).
+    pub prefer_headroom: bool,
+}
+
+/// A pool the kernel knows.
+#[derive(Clone, Debug)]
+struct HotPool {
+    index: u32,
+    name: FoldedName,
+    published: Option<Published>,
+}
+
+/// A pool index an earlier instance left in adopted maps that no configured pool has
+/// claimed (yet): the name its answer set was published for, if it has one.
+#[derive(Clone, Debug)]
+struct Orphan {
+    name: Option<FoldedName>,
+    published: Option<Published>,
+}
+
+/// A folded name as a hash-map key.
+type NameKey = (usize, [u64; NAME_WORDS]);
+
+fn name_key(name: &FoldedName) -> NameKey {
+    (name.len, name.words)
+}
+
+/// Handles to the program's maps (taken from a loaded `aya::Ebpf`) and the bookkeeping of
+/// what is published where.
+pub struct HotMaps {
+    index: Index,
+    store: Store,
+    config: Array<MapData, XdpConfig>,
+    listen: HashMap<MapData, [u8; 16], u8>,
+    stats: PerCpuArray<MapData, u64>,
+    capacity: Capacity,
+    /// The config map as last written.
+    written: XdpConfig,
+    /// Pools by lower-case name.
+    pools: BTreeMap<Name, HotPool>,
+    /// Pool indexes read back from adopted maps that no pool has claimed, by index: the
+    /// next [`Self::sync`] gives them to the pools of their names or removes them.
+    orphans: BTreeMap<u32, Orphan>,
+}
+
+impl HotMaps {
+    /// Takes the maps of a loaded program. With `adopt`, the answer maps are the pinned ones
+    /// of an earlier instance (maybe still answering through a running program): what they
+    /// hold is read back and stays answered until [`Self::sync`] says otherwise. Without,
+    /// they were just created and are set up empty.
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf, adopt: bool) -> Result<Self, DatapathError> {
+        fn typed<T: TryFrom<Map, Error = MapError>>(
+            ebpf: &mut aya::Ebpf,
+            name: &'static str,
+        ) -> Result<T, DatapathError> {
+            let map = ebpf.take_map(name).ok_or(DatapathError::NoMap(name))?;
+            T::try_from(map).map_err(DatapathError::map(format!("map {name}")))
+        }
+        let cur = MappedArray::take(ebpf, MAP_HOT_CUR)?;
+        let slots = MappedArray::take(ebpf, MAP_HOT_SLOTS)?;
+        let answers = MappedArray::take(ebpf, MAP_HOT_ANSWERS)?;
+        let index_map: Array<MapData, Bucket> = typed(ebpf, MAP_HOT_INDEX)?;
+        let config: Array<MapData, XdpConfig> = typed(ebpf, MAP_CONFIG)?;
+        let written = if adopt {
+            config
+                .get(&0, 0)
+                .map_err(DatapathError::map(format!("reading {MAP_CONFIG}")))?
+        } else {
+            XdpConfig::disabled()
+        };
+        // The index is only readable with the key it was built with, which the config map
+        // holds for the index's size.
+        let readable = adopt
+            && written.key != HashKey::default()
+            && u64::from(written.index_mask) + 1 == u64::from(index_map.len());
+        if adopt && !readable {
+            warn!(
+                "the pinned config map does not describe the pinned name index; starting the \
+                 index afresh (queries go to the daemon until it is rebuilt)"
+            );
+        }
+        let (index, store, orphans) = if readable {
+            let index = Index::adopt(index_map, written.key)?;
+            let indexed: HashSet<u32> = index.pools().collect();
+            let (store, adopted) = Store::adopt(cur, slots, answers, &indexed)?;
+            let mut orphans: BTreeMap<u32, Orphan> = indexed
+                .iter()
+                .map(|&i| {
+                    (
+                        i,
+                        Orphan {
+                            name: None,
+                            published: None,
+                        },
+                    )
+                })
+                .collect();
+            for (i, a) in adopted {
+                orphans.insert(
+                    i,
+                    Orphan {
+                        name: Some(a.name),
+                        published: Some(a.published),
+                    },
+                );
+            }
+            info!(
+                published = orphans.values().filter(|o| o.published.is_some()).count(),
+                indexed = indexed.len(),
+                "took over the answers published in the pinned maps"
+            );
+            (index, store, orphans)
+        } else {
+            (
+                Index::fresh(index_map)?,
+                Store::fresh(cur, slots, answers)?,
+                BTreeMap::new(),
+            )
+        };
+        let (pools, slots, answers) = store.entries();
+        Ok(Self {
+            capacity: Capacity {
+                pools,
+                slots,
+                answers,
+                buckets: index.n_buckets(),
+            },
+            index,
+            store,
+            config,
+            listen: typed(ebpf, MAP_LISTEN_ADDRS)?,
+            stats: typed(ebpf, MAP_STATS)?,
+            written,
+            pools: BTreeMap::new(),
+            orphans,
+        })
+    }
+
+    /// The sizes of the maps.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// Grace periods waited for so far.
+    pub fn grace_periods(&self) -> u64 {
+        self.store.grace_periods()
+    }
+
+    /// Enables or disables the XDP path and writes its settings.
+    pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> Result<(), DatapathError> {
+        let mut cfg = XdpConfig::disabled();
+        cfg.port = s.port.to_be_bytes();
+        cfg.edns_udp_size = s.edns_udp_size.to_be_bytes();
+        cfg.key = self.index.key();
+        cfg.index_mask = self.index.mask();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for ip in &s.listen {
+            match ip {
+                std::net::IpAddr::V4(a) if a.is_unspecified() => cfg.flags |= CFG_ANY_V4,
+                std::net::IpAddr::V6(a) if a.is_unspecified() => cfg.flags |= CFG_ANY_V6,
+                std::net::IpAddr::V4(a) => v4.push(a.octets()),
+                std::net::IpAddr::V6(a) => v6.push(a.octets()),
+            }
+        }
+        v4.sort();
+        v4.dedup();
+        v6.sort();
+        v6.dedup();
+        let mut wanted = HashSet::new();
+        if v4.len() > INLINE_LISTEN_ADDRS {
+            cfg.flags |= CFG_LISTEN_MAP_V4;
+            wanted.extend(v4.iter().map(|a| v4_mapped(*a)));
+        } else {
+            cfg.n_listen_v4 = v4.len() as u8;
+            cfg.listen_v4[..v4.len()].copy_from_slice(&v4);
+        }
+        if v6.len() > INLINE_LISTEN_ADDRS {
+            cfg.flags |= CFG_LISTEN_MAP_V6;
+            wanted.extend(v6.iter().copied());
+        } else {
+            cfg.n_listen_v6 = v6.len() as u8;
+            cfg.listen_v6[..v6.len()].copy_from_slice(&v6);
+        }
+        if s.prefer_headroom {
+            cfg.flags |= CFG_PREFER_HEADROOM;
+        }
+        // Disable first, so no packet sees a half-written address set.
+        if !enabled {
+            self.write_config(cfg)?;
+        }
+        for a in &wanted {
+            self.listen
+                .insert(a, 1, 0)
+                .map_err(DatapathError::map(format!("writing {MAP_LISTEN_ADDRS}")))?;
+        }
+        let stale: Vec<[u8; 16]> = self
+            .listen
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            self.listen
+                .remove(&k)
+                .map_err(DatapathError::map(format!("pruning {MAP_LISTEN_ADDRS}")))?;
+        }
+        if enabled {
+            cfg.flags |= CFG_ENABLED;
+        }
+        self.write_config(cfg)
+    }
+
+    fn write_config(&mut self, cfg: XdpConfig) -> Result<(), DatapathError> {
+        self.config
+            .set(0, cfg, 0)
+            .map_err(DatapathError::map(format!("writing {MAP_CONFIG}")))?;
+        self.written = cfg;
+        Ok(())
+    }
+
+    /// Makes the kernel answer exactly `pools`, without disabling the XDP path and without a
+    /// moment in which a name leads to another pool's answer:
+    ///
+    /// * a pool already known keeps its index (also one an earlier instance published in
+    ///   adopted maps: found by the name its answer set carries, or by its name's place in
+    ///   the index), and its answer is republished there (one release store);
+    /// * a new pool gets an index nothing points at, and its answer is published there
+    ///   before its name enters the index;
+    /// * names no longer configured leave the index with the same rebuild, after which their
+    ///   answers are unpublished; their indexes are reused only after a grace period. When
+    ///   the new pools need those indexes, the removal comes first.
+    pub fn sync(&mut self, pools: &[PoolAnswer]) -> Result<(), DatapathError> {
+        let too_many = |capacity: u32| DatapathError::TooManyPools {
+            count: pools.len(),
+            capacity,
+        };
+        if pools.len() > self.capacity.pools as usize {
+            return Err(too_many(self.capacity.pools));
+        }
+        let wanted: BTreeMap<Name, &PoolAnswer> =
+            pools.iter().map(|p| (p.name.to_lowercase(), p)).collect();
+        self.claim_orphans(wanted.keys())?;
+        let gone: Vec<Name> = self
+            .pools
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        let added: Vec<Name> = wanted
+            .keys()
+            .filter(|n| !self.pools.contains_key(*n))
+            .cloned()
+            .collect();
+        if self.store.pools_available() < added.len() {
+            // The removed pools hold the indexes the new ones need: their names leave the
+            // index first (the daemon, which already answers the new configuration, gets
+            // their queries).
+            self.remove(&gone)?;
+        }
+        for name in added {
+            let index = self
+                .store
+                .take_pool()?
+                .ok_or_else(|| too_many(self.capacity.pools))?;
+            let pool = HotPool {
+                index,
+                name: folded_name(&name)?,
+                published: None,
+            };
+            self.pools.insert(name, pool);
+        }
+        for answer in wanted.values() {
+            self.publish(answer)?;
+        }
+        self.remove(&gone)
+    }
+
+    /// Gives the pools named `names` that are not known yet the indexes an earlier instance
+    /// published them at (by the name of the answer set, else by the name's index entry).
+    fn claim_orphans<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a Name>,
+    ) -> Result<(), DatapathError> {
+        if self.orphans.is_empty() {
+            return Ok(());
+        }
+        let by_name: StdHashMap<NameKey, u32> = self
+            .orphans
+            .iter()
+            .filter_map(|(&i, o)| Some((name_key(o.name.as_ref()?), i)))
+            .collect();
+        for name in names {
+            if self.pools.contains_key(name) {
+                continue;
+            }
+            let folded = folded_name(name)?;
+            let found = by_name.get(&name_key(&folded)).copied().or_else(|| {
+                self.index
+                    .lookup(&folded)
+                    .filter(|i| self.orphans.get(i).is_some_and(|o| o.name.is_none()))
+            });
+            if let Some(orphan) = found.and_then(|i| self.orphans.remove_entry(&i)) {
+                let (index, Orphan { published, .. }) = orphan;
+                let pool = HotPool {
+                    index,
+                    name: folded,
+                    published,
+                };
+                self.pools.insert(name.clone(), pool);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the pools named `gone` and every unclaimed orphan out of the index, then stops
+    /// answering them; their indexes are reused after a grace period.
+    fn remove(&mut self, gone: &[Name]) -> Result<(), DatapathError> {
+        let removed: Vec<(Name, HotPool)> = gone
+            .iter()
+            .filter_map(|n| self.pools.remove_entry(n))
+            .collect();
+        if let Err(e) = self.build_index() {
+            self.pools.extend(removed);
+            return Err(e);
+        }
+        let orphans = std::mem::take(&mut self.orphans)
+            .into_iter()
+            .map(|(i, o)| (i, o.published));
+        let removed = removed.into_iter().map(|(_, p)| (p.index, p.published));
+        for (index, published) in removed.chain(orphans) {
+            self.store.unpublish(index, published);
+            self.store.retire_pool(index);
+        }
+        Ok(())
+    }
+
+    /// Publishes a new answer for an already synced pool (the steering path). On failure
+    /// the pool is no longer answered by the kernel (the daemon answers it).
+    pub fn publish(&mut self, answer: &PoolAnswer) -> Result<(), DatapathError> {
+        let name = answer.name.to_lowercase();
+        let Some(pool) = self.pools.get_mut(&name) else {
+            return Err(DatapathError::NotPublished {
+                pool: answer.name.to_string(),
+            });
+        };
+        let index = pool.index;
+        let old = pool.published.take();
+        let store = &mut self.store;
+        let result = encode_set(answer).and_then(|set| match set {
+            Some(set) => store.write_set(index, set).map(Some),
+            None => Ok(None),
+        });
+        match result {
+            Ok(new) => {
+                store.point(index, new.as_ref());
+                store.retire(old);
+                pool.published = new;
+                Ok(())
+            }
+            Err(e) => {
+                store.unpublish(index, old);
+                Err(e)
+            }
+        }
+    }
+
+    /// Places every pool's name in the index and, when that took a new hash key, writes the
+    /// key to the config map (after the buckets: a lookup with the old key meanwhile finds
+    /// another name or none, and the name comparison passes it to the daemon).
+    fn build_index(&mut self) -> Result<(), DatapathError> {
+        self.index
+            .build(self.pools.values().map(|p| (p.index, &p.name)))?;
+        if self.written.key != self.index.key() {
+            let mut cfg = self.written;
+            cfg.key = self.index.key();
+            cfg.index_mask = self.index.mask();
+            self.write_config(cfg)?;
+        }
+        Ok(())
+    }
+
+    /// Counter totals (summed over CPUs), indexed by [`Outcome`].
+    pub fn stats(&self) -> Result<Vec<(Outcome, u64)>, DatapathError> {
+        Outcome::ALL
+            .iter()
+            .map(|&o| {
+                let per_cpu = self
+                    .stats
+                    .get(&(o as u32), 0)
+                    .map_err(DatapathError::map(format!("reading {MAP_STATS}")))?;
+                Ok((o, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The hash key and index bucket of `name` as the kernel computes them, and the pool
+    /// index of a synced pool (`u32::MAX` for another name; tests write colliding index
+    /// entries with these).
+    pub fn locate(&self, name: &Name) -> Option<(HashKey, u32, u32)> {
+        let folded = folded_name(name).ok()?;
+        let pool = self.pools.get(&name.to_lowercase()).map(|p| p.index);
+        Some((
+            self.index.key(),
+            self.index.bucket_of(&folded),
+            pool.unwrap_or(u32::MAX),
+        ))
+    }
+
+    /// Overwrites one index bucket directly (tests: forced collisions).
+    pub fn write_bucket(&mut self, at: u32, bucket: Bucket) -> Result<(), DatapathError> {
+        self.index.write(at, bucket)
+    }
+
+    /// The index bucket at `at` as last written.
+    pub fn bucket(&self, at: u32) -> Option<Bucket> {
+        self.index.bucket(at)
+    }
+
+    /// The answer set and answers published for a pool's name, as the kernel reads them
+    /// (`None`: not answered by the kernel).
+    pub fn published(&self, name: &Name) -> Option<(AnswerSet, Vec<Answer>)> {
+        let pool = self.pools.get(&name.to_lowercase())?;
+        self.store.read(pool.index)
+    }
+}
+
+/// Counter totals from the stats map pinned in `pin_dir` by a running daemon.
+pub fn read_pinned_stats(pin_dir: &std::path::Path) -> Result<Vec<(Outcome, u64)>, DatapathError> {
+    let path = pin_dir.join(MAP_STATS);
+    let data = MapData::from_pin(&path).map_err(DatapathError::map(format!(
+        "opening {} (is the daemon running with XDP, and is this its pin_path?)",
+        path.display()
+    )))?;
+    let stats: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))
+        .map_err(DatapathError::map(format!("map {MAP_STATS}")))?;
+    Outcome::ALL
+        .iter()
+        .map(|&o| {
+            let per_cpu = stats
+                .get(&(o as u32), 0)
+                .map_err(DatapathError::map(format!("reading {MAP_STATS}")))?;
+            Ok((o, per_cpu.iter().sum()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
