@@ -31,14 +31,7 @@ pub struct NoFile {
 /// Raises the soft open-file limit to the hard limit (capped at what fits the kernel's
 /// `nr_open` when the hard limit is unlimited).
 pub fn raise_nofile() -> io::Result<NoFile> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given, which lives on this stack frame.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let lim = nofile_limits()?;
     let was = lim.rlim_cur;
     let want = if lim.rlim_max == libc::RLIM_INFINITY {
         nr_open().unwrap_or(1 << 20)
@@ -64,15 +57,20 @@ pub fn raise_nofile() -> io::Result<NoFile> {
 
 /// The soft open-file limit now.
 pub fn nofile() -> io::Result<u64> {
+    Ok(nofile_limits()?.rlim_cur)
+}
+
+/// The soft and hard open-file limits.
+fn nofile_limits() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: as in `raise_nofile`.
+    // SAFETY: getrlimit writes the struct it is given, which lives on this stack frame.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(lim.rlim_cur)
+    Ok(lim)
 }
 
 /// Returns the heap memory freed so far to the system (glibc's `malloc_trim`): call once

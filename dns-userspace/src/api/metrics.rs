@@ -36,7 +36,7 @@ use crate::{
     steering::{
         events::EventStats,
         probe::SchedulerStats,
-        steer::PoolStatus,
+        steer::{EndpointStatus, PoolStatus},
         tally::{LATENCY_BUCKETS, LatencyHistogram, ProbeTotals},
     },
 };
@@ -284,16 +284,19 @@ impl EncodeMetric for Histogram<'_> {
     }
 }
 
+/// Every probed endpoint with its pool.
+fn probed(pools: &[PoolStatus]) -> impl Iterator<Item = (&PoolStatus, &EndpointStatus)> {
+    pools.iter().flat_map(|p| {
+        p.endpoints
+            .iter()
+            .filter(|e| e.probe != "none")
+            .map(move |e| (p, e))
+    })
+}
+
 /// Per endpoint: probe results, failures, and the latency of the successful ones.
 pub fn probes(encoder: &mut DescriptorEncoder, pools: &[PoolStatus]) -> fmt::Result {
-    let probed = || {
-        pools.iter().flat_map(|p| {
-            p.endpoints
-                .iter()
-                .filter(|e| e.probe != "none")
-                .map(move |e| (p, e))
-        })
-    };
+    let probed = || probed(pools);
     counters(
         encoder,
         "hotpool_probes",
@@ -327,14 +330,7 @@ pub fn probe_accounting(
     totals: &ProbeTotals,
     scheduler: Option<&SchedulerStats>,
 ) -> fmt::Result {
-    let probed = || {
-        pools.iter().flat_map(|p| {
-            p.endpoints
-                .iter()
-                .filter(|e| e.probe != "none")
-                .map(move |e| (p, e))
-        })
-    };
+    let probed = || probed(pools);
     counters(
         encoder,
         "hotpool_probe_local_failures",

@@ -13,31 +13,34 @@ use crate::{
     steering::{events::EventSink, health::ProbeOutcome, pool::PoolSettings, steer::Steering},
 };
 
-/// Steering over a probed pool whose endpoints have had a few results.
-fn pools() -> Vec<PoolStatus> {
+/// Steering over the pools of config `text` (its zone in `testdata/`).
+fn steering(text: &str) -> Steering {
     let source = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/testdata/hotpool.toml"
     ));
-    let cfg = Config::parse(
+    let cfg = Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"));
+    let table = Arc::new(PoolTable::new(
+        cfg.pools.iter().map(PoolSettings::initial_answer),
+    ));
+    Steering::new(
+        &cfg.pools,
+        table,
+        Arc::new(Mutex::new(None)),
+        EventSink::new(None).unwrap(),
+        None,
+    )
+}
+
+/// Steering over a probed pool whose endpoints have had a few results.
+fn pools() -> Vec<PoolStatus> {
+    let mut s = steering(
         "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
          [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
          probe = { kind = \"tcp\", port = 80, rise = 1, fall = 1 }\n\
          endpoints = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }]\n\
          [[pool]]\nname = \"fixed.example.test.\"\ntype = \"A\"\n\
          endpoints = [{ address = \"192.0.2.3\" }]\n",
-        source,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let table = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let mut s = Steering::new(
-        &cfg.pools,
-        table,
-        Arc::new(Mutex::new(None)),
-        EventSink::new(None).unwrap(),
-        None,
     );
     let t = Instant::now();
     let job = |s: &Steering, e| s.job_id(0, e).expect("a probed endpoint");
@@ -227,27 +230,11 @@ fn every_outcome_has_a_distinct_label() {
 #[test]
 fn probe_accounting_per_endpoint_and_in_total() {
     use crate::steering::probe::{JobId, LocalFailure, LocalReason, ProbeReport, SchedulerStats};
-    let source = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/hotpool.toml"
-    ));
-    let cfg = Config::parse(
+    let mut s = steering(
         "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
          [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
          probe = { kind = \"tcp\", port = 80 }\n\
          endpoints = [{ address = \"192.0.2.1\" }]\n",
-        source,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let table = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let mut s = Steering::new(
-        &cfg.pools,
-        table,
-        Arc::new(Mutex::new(None)),
-        EventSink::new(None).unwrap(),
-        None,
     );
     let id: JobId = s.jobs()[0].id;
     let report = |late, attempt| ProbeReport {
