@@ -568,16 +568,20 @@ fn get(net: &Net, path: &str) -> Result<String> {
     })?
 }
 
-/// The sum of the samples of metric `name` whose labels contain `labels`.
-fn metric(page: &str, name: &str, labels: &str) -> f64 {
-    page.lines()
+/// The sum of the samples of metric `name` (every label set); an error when the page has
+/// none, so a renamed metric does not read as 0.
+fn metric(page: &str, name: &str) -> Result<f64> {
+    let samples: Vec<f64> = page
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (key, value) = l.rsplit_once(' ')?;
-            let (n, rest) = key.split_once('{').unwrap_or((key, ""));
-            (n == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
+            let n = key.split_once('{').map_or(key, |(n, _)| n);
+            (n == name).then(|| value.parse::<f64>().ok())?
         })
-        .sum()
+        .collect();
+    ensure!(!samples.is_empty(), "no {name} in the metrics");
+    Ok(samples.iter().sum())
 }
 
 /// Runs the daemon and measures it; the report as markdown.
@@ -682,8 +686,8 @@ fn measure(
         }
     }
     let metrics = get(net, "/metrics")?;
-    let local_failures = metric(&metrics, "hotpool_probes_local_failures_total", "");
-    let late_total = metric(&metrics, "hotpool_probes_late_total", "");
+    let local_failures = metric(&metrics, "hotpool_probe_local_failures_by_reason_total")?;
+    let late_total = metric(&metrics, "hotpool_probe_scheduler_late_total")?;
     let late_warnings = log.count("WARN", "probes are running late");
     let descriptors = log
         .lines()
