@@ -1,40 +1,13 @@
 //! The exposition: names kept from before, the new families, escaping, histograms.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use super::*;
-use crate::{
-    config::Config,
-    datapath::pools::PoolTable,
-    steering::{events::EventSink, health::ProbeOutcome, pool::PoolSettings, steer::Steering},
-};
-
-/// Steering over the pools of config `text` (its zone in `testdata/`).
-fn steering(text: &str) -> Steering {
-    let source = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/hotpool.toml"
-    ));
-    let cfg = Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"));
-    let table = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    Steering::new(
-        &cfg.pools,
-        table,
-        Arc::new(Mutex::new(None)),
-        EventSink::new(None).unwrap(),
-        None,
-    )
-}
+use crate::steering::{health::ProbeOutcome, steer::Steering};
 
 /// Steering over a probed pool whose endpoints have had a few results.
 fn pools() -> Vec<PoolStatus> {
-    let mut s = steering(
+    let mut s = Steering::for_config(
         "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
          [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
          probe = { kind = \"tcp\", port = 80, rise = 1, fall = 1 }\n\
@@ -230,7 +203,7 @@ fn every_outcome_has_a_distinct_label() {
 #[test]
 fn probe_accounting_per_endpoint_and_in_total() {
     use crate::steering::probe::{JobId, LocalFailure, LocalReason, ProbeReport, SchedulerStats};
-    let mut s = steering(
+    let mut s = Steering::for_config(
         "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
          [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
          probe = { kind = \"tcp\", port = 80 }\n\

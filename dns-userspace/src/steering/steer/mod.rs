@@ -208,6 +208,27 @@ impl Steering {
         s
     }
 
+    /// Steering over the pools of config `text` (its zone files in `testdata/`): no kernel,
+    /// no event log, no state file.
+    #[cfg(test)]
+    pub(crate) fn for_config(text: &str) -> Self {
+        let source = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        let cfg = crate::config::Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"));
+        let table = Arc::new(PoolTable::new(
+            cfg.pools.iter().map(PoolSettings::initial_answer),
+        ));
+        Self::new(
+            &cfg.pools,
+            table,
+            Arc::new(Mutex::new(None)),
+            EventSink::new(None).expect("an event sink without a log"),
+            None,
+        )
+    }
+
     /// Gives every probed endpoint of pool `i` without a job a new one.
     fn assign_jobs(&mut self, i: usize) {
         for e in 0..self.pools[i].settings.endpoints.len() {

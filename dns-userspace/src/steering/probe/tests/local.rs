@@ -4,20 +4,12 @@
 use std::{
     io,
     net::{Ipv4Addr, TcpListener},
-    path::Path,
     process::Command,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use super::{target, tcp_spec};
-use crate::{
-    config::Config,
-    datapath::pools::PoolTable,
-    steering::{
-        events::EventSink, health::ProbeOutcome, pool::PoolSettings, probe::*, steer::Steering,
-    },
-};
+use crate::steering::{health::ProbeOutcome, probe::*, steer::Steering};
 
 fn errno(n: i32) -> io::Error {
     io::Error::from_raw_os_error(n)
@@ -163,21 +155,7 @@ fn steering() -> (Steering, Vec<ProbeJob>) {
                 [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
                 probe = { kind = \"tcp\", port = 80, interval = \"1s\", rise = 2, fall = 3 }\n\
                 endpoints = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }]\n";
-    let source = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/hotpool.toml"
-    ));
-    let cfg = Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"));
-    let table = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let s = Steering::new(
-        &cfg.pools,
-        table,
-        Arc::new(Mutex::new(None)),
-        EventSink::new(None).unwrap(),
-        None,
-    );
+    let s = Steering::for_config(text);
     let jobs = s.jobs();
     (s, jobs)
 }
