@@ -11,6 +11,8 @@
 //! * [`config`]: the file format, parsed into the types above;
 //! * [`api`]: the HTTP endpoint (metrics and control);
 //! * [`daemon`]: start-up, signals, shutdown;
+//! * [`limits`]: the open-file limit and how its descriptors are shared (TCP connections,
+//!   probes, the HTTP API);
 //! * [`logs`]: log output and how values read in it (used by all of the above).
 
 pub mod api;
@@ -18,5 +20,6 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod limits;
 pub mod logs;
 pub mod steering;

@@ -4,6 +4,7 @@ mod bench;
 mod bpffs;
 mod cmd;
 mod layout;
+mod probes;
 mod run;
 mod setup;
 mod test;
@@ -92,6 +93,25 @@ enum Task {
         #[arg(long)]
         perf: bool,
     },
+    /// Benchmark the probe scheduler at scale, as root
+    ///
+    /// Generates a config of --pools pools (4 endpoints each, TCP probes every second; half
+    /// the endpoints accept connections, half silently drop every packet), runs the release
+    /// daemon (--no-xdp) in a network namespace for --seconds and reports `hotpool check`
+    /// time, start-up time, probes per second against the expected rate, late runs, verdict
+    /// coverage, resident memory and CPU (also written to target/probes-bench/report.md).
+    ProbesBench {
+        /// Pools in the generated config (1 to 16000).
+        #[arg(long, default_value_t = 10_000)]
+        pools: usize,
+        /// Seconds the daemon runs (the first 10 are not measured).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Probe timeout in milliseconds (the interval is 1 s; the default timeout is the
+        /// interval).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        timeout_ms: u64,
+    },
     /// Show the daemon's layout: lines per folder, module dependencies, problems
     ///
     /// The rules (no source file over 1000 lines outside tests, no module dependency
@@ -147,6 +167,15 @@ fn run(task: Task) -> Result<()> {
                 perf: None,
             },
         ),
+        Task::ProbesBench {
+            pools,
+            seconds,
+            timeout_ms,
+        } => probes::bench(&probes::Options {
+            pools,
+            seconds,
+            timeout_ms,
+        }),
         Task::Layout => layout::report(&cmd::workspace_root().join("dns-userspace/src"), "hotpool"),
         Task::CleanBpf { pin_dir } => bpffs::clean_bpf(&pin_dir),
     }

@@ -369,7 +369,7 @@ impl Parser<'_> {
             if *n.get_ref() == 0 {
                 return Err(self.err_at(n.span(), "max_concurrent must be at least 1"));
             }
-            p.max_concurrent = n.into_inner();
+            p.max_concurrent = Some(n.into_inner());
         }
         Ok(p)
     }

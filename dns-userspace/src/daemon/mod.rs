@@ -31,10 +31,11 @@ use crate::{
     daemon::reload::ReloadRequest,
     datapath::{ebpf::Replace, pools::PoolTable},
     dns::server,
+    limits::{self, FdBudget},
     logs::List,
     steering::{
         events::EventSink,
-        probe,
+        probe::{ProbeSet, ProbeSetOptions},
         steer::{self, Steering},
     },
 };
@@ -95,6 +96,8 @@ async fn run_with(
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
+    // Before anything opens a descriptor.
+    let fds = descriptor_budget(&cfg);
     // What the last run knew, and the answers that follow from it.
     let saved = persist::read(&cfg);
     let table = Arc::new(PoolTable::default());
@@ -132,22 +135,26 @@ async fn run_with(
     // Steering: probes, decisions, the state file.
     let jobs = steering.jobs();
     let steering = Arc::new(Mutex::new(steering));
-    let (probe_tx, probe_rx) = mpsc::channel(1024);
-    let (job_changes, job_changes_rx) = mpsc::unbounded_channel();
-    if !jobs.is_empty() {
+    let (probe_tx, probe_rx) = mpsc::channel(4096);
+    let options = ProbeSetOptions {
+        max_concurrent: cfg.probes.max_concurrent,
+        descriptors: usize::try_from(fds.probes).unwrap_or(usize::MAX),
+    };
+    let (probes, probes_task) = ProbeSet::start(options, jobs, probe_tx, shutdown_rx.clone());
+    let stats = probes.stats();
+    if stats.jobs > 0 {
         info!(
-            endpoints = jobs.len(),
-            max_concurrent = cfg.probes.max_concurrent,
+            endpoints = stats.jobs,
+            in_flight_limit = stats.limit,
+            needed = stats.wanted,
             "probing pool endpoints"
         );
     }
-    let probes_task = tokio::spawn(probe::run_probe_set(
-        jobs,
-        cfg.probes.max_concurrent,
-        probe_tx,
-        job_changes_rx,
-        shutdown_rx.clone(),
-    ));
+    steering
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .attach_probes(probes.clone());
+    limits::release_free_memory();
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
     let heartbeat_task = tokio::spawn(heartbeat::run(datapath.clone(), shutdown_rx.clone()));
     let persist_task = tokio::spawn(persist::run(
@@ -184,7 +191,7 @@ async fn run_with(
         authority,
         steering: steering.clone(),
         datapath: datapath.clone(),
-        probes: job_changes,
+        probes,
     };
     tokio::pin!(stop);
     loop {
@@ -230,6 +237,36 @@ async fn run_with(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Raises the open-file limit and shares it out ([`limits`]).
+fn descriptor_budget(cfg: &Config) -> FdBudget {
+    let limit = match limits::raise_nofile() {
+        Ok(n) => {
+            if n.soft > n.was {
+                info!(from = n.was, to = n.soft, "raised the open-file limit");
+            }
+            n.soft
+        }
+        Err(e) => {
+            let soft = limits::nofile().unwrap_or(1024);
+            warn!(error = %e, limit = soft, "cannot raise the open-file limit");
+            soft
+        }
+    };
+    let budget = FdBudget::split(
+        limit,
+        cfg.server.tcp_max_connections as u64,
+        cfg.api.max_connections as u64,
+    );
+    info!(
+        limit,
+        tcp = budget.tcp,
+        probes = budget.probes,
+        api = budget.api,
+        "descriptors: open-file limit shared out"
+    );
+    budget
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

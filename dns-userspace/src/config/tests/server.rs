@@ -169,7 +169,7 @@ fn load_names_a_missing_config_file() {
 fn events_and_probes_sections() {
     let cfg = parse("[events]\nlog = \"events.jsonl\"\n[probes]\nmax_concurrent = 3\n").unwrap();
     assert_eq!(cfg.events.log, Some(testdata().join("events.jsonl")));
-    assert_eq!(cfg.probes.max_concurrent, 3);
+    assert_eq!(cfg.probes.max_concurrent, Some(3));
     let cfg = parse("[events]\nlog = \"/var/lib/hotpool/events.jsonl\"\n").unwrap();
     assert_eq!(
         cfg.events.log,
