@@ -3,6 +3,7 @@
 mod bench;
 mod bpffs;
 mod cmd;
+mod fuzz;
 mod layout;
 mod probes;
 mod run;
@@ -112,6 +113,24 @@ enum Task {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
         timeout_ms: u64,
     },
+    /// Fuzz the answer path, the zone and config parsers and the XDP program for a time
+    ///
+    /// answer, zone and config are cargo-fuzz targets (crate fuzz/, nightly; cargo-fuzz is
+    /// installed if missing), seeded from generated queries and the repository's zone file and
+    /// config; xdp runs mutated frames through the XDP program with BPF_PROG_TEST_RUN and
+    /// checks every reply against the daemon's answer (needs root). Corpora, crashing inputs
+    /// and the fuzz build go under target/fuzz/.
+    Fuzz {
+        /// Which target (all: each in turn, for --time each).
+        #[arg(value_enum, default_value_t = fuzz::Target::All)]
+        target: fuzz::Target,
+        /// Seconds per target.
+        #[arg(long, visible_alias = "seconds", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+        time: u32,
+        /// Seed of the xdp target (decimal or 0x-hex; default: from the clock, printed).
+        #[arg(long)]
+        seed: Option<String>,
+    },
     /// Show the daemon's layout: lines per folder, module dependencies, problems
     ///
     /// The rules (no source file over 1000 lines outside tests, no module dependency
@@ -176,6 +195,7 @@ fn run(task: Task) -> Result<()> {
             seconds,
             timeout_ms,
         }),
+        Task::Fuzz { target, time, seed } => fuzz::fuzz(target, time, seed),
         Task::Layout => layout::report(&cmd::workspace_root().join("dns-userspace/src"), "hotpool"),
         Task::CleanBpf { pin_dir } => bpffs::clean_bpf(&pin_dir),
     }
@@ -208,6 +228,25 @@ mod tests {
         };
         assert!(skip_lint);
         assert_eq!(args, ["dns", "--", "--nocapture"]);
+    }
+
+    #[test]
+    fn fuzz_takes_a_target_and_a_time() {
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "zone", "--time", "30"]).unwrap();
+        let Task::Fuzz { target, time, seed } = cli.task else {
+            panic!("parsed as another task");
+        };
+        assert_eq!((target, time, seed), (fuzz::Target::Zone, 30, None));
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "--seconds", "5"]).unwrap();
+        assert!(matches!(
+            cli.task,
+            Task::Fuzz {
+                target: fuzz::Target::All,
+                time: 5,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "xdp", "--time", "0"]).is_err());
     }
 
     #[test]
