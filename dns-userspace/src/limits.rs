@@ -37,11 +37,7 @@ pub struct NoFile {
 pub fn raise_nofile() -> io::Result<NoFile> {
     let lim = nofile_limits()?;
     let was = lim.rlim_cur;
-    let want = if lim.rlim_max == libc::RLIM_INFINITY {
-        nr_open().unwrap_or(1 << 20)
-    } else {
-        lim.rlim_max
-    };
+    let want = hard_reachable(&lim);
     if want > was {
         let raised = libc::rlimit {
             rlim_cur: want,
@@ -62,6 +58,22 @@ pub fn raise_nofile() -> io::Result<NoFile> {
 /// The soft open-file limit now.
 pub fn nofile() -> io::Result<u64> {
     Ok(nofile_limits()?.rlim_cur)
+}
+
+/// The soft open-file limit [`raise_nofile`] would reach, without raising it (what
+/// `hotpool check` reports).
+pub fn nofile_reachable() -> io::Result<u64> {
+    let lim = nofile_limits()?;
+    Ok(hard_reachable(&lim).max(lim.rlim_cur))
+}
+
+/// The hard limit, or what fits the kernel's `nr_open` when it is unlimited.
+fn hard_reachable(lim: &libc::rlimit) -> u64 {
+    if lim.rlim_max == libc::RLIM_INFINITY {
+        nr_open().unwrap_or(1 << 20)
+    } else {
+        lim.rlim_max
+    }
 }
 
 /// The soft and hard open-file limits.
@@ -263,7 +275,9 @@ mod tests {
 
     #[test]
     fn raising_the_limit_reaches_the_hard_limit() {
+        let reachable = nofile_reachable().expect("getrlimit");
         let got = raise_nofile().expect("getrlimit/setrlimit");
+        assert_eq!(got.soft, reachable, "what check reports is what run gets");
         assert!(got.soft >= got.was);
         assert_eq!(nofile().unwrap(), got.soft);
         if got.hard != libc::RLIM_INFINITY {

@@ -30,7 +30,10 @@ use crate::{
         zone::{Zone, ZoneSettings},
     },
     steering::{
-        events::EventSettings, pool::PoolSettings, probe::ProbeSettings, state::StateSettings,
+        events::EventSettings,
+        pool::PoolSettings,
+        probe::{ProbeSettings, ProbeSpec},
+        state::StateSettings,
     },
 };
 
@@ -119,6 +122,13 @@ impl Config {
         Ok(Peek {
             pin_path: pin_path.map_or_else(|| XdpSettings::default().pin_path, PathBuf::from),
         })
+    }
+
+    /// Every probed endpoint's probe.
+    pub fn probe_specs(&self) -> impl Iterator<Item = &ProbeSpec> {
+        self.pools
+            .iter()
+            .flat_map(|p| p.endpoints.iter().filter_map(|e| e.probe.as_ref()))
     }
 
     /// The authoritative answer path for these zones and the pools in `pools`.

@@ -8,7 +8,6 @@ use crate::{
     steering::{
         health::AdminState,
         policy::Policy,
-        pool::PoolSettings,
         probe::{HttpProbe, ProbeKind, ProbeSpec, wanted_in_flight},
     },
 };
@@ -131,7 +130,7 @@ impl Config {
             Some(path) => format!("event log: {}", path.display()),
             None => "event log: off".to_string(),
         });
-        lines.push(probes_line(&self.pools, self.probes.max_concurrent));
+        lines.push(self.probes_line());
         lines.push(format!(
             "state file: {} (trusted for {} after it was written)",
             self.state.path.display(),
@@ -142,21 +141,19 @@ impl Config {
     }
 }
 
-/// How many probes run at once: what the load needs, and the ceiling if one is set.
-fn probes_line(pools: &[PoolSettings], max_concurrent: Option<usize>) -> String {
-    let specs: Vec<&ProbeSpec> = pools
-        .iter()
-        .flat_map(|p| p.endpoints.iter().filter_map(|e| e.probe.as_ref()))
-        .collect();
-    let wanted = wanted_in_flight(specs.iter().copied());
-    let ceiling = match max_concurrent {
-        Some(m) => format!("at most {m} ([probes] max_concurrent)"),
-        None => "within the descriptors the open-file limit leaves for probes".to_string(),
-    };
-    format!(
-        "probes: {} endpoints; up to {wanted} in flight (what the load needs), {ceiling}",
-        specs.len()
-    )
+impl Config {
+    /// How many probes run at once: what the load needs, and the ceiling if one is set.
+    fn probes_line(&self) -> String {
+        let wanted = wanted_in_flight(self.probe_specs());
+        let ceiling = match self.probes.max_concurrent {
+            Some(m) => format!("at most {m} ([probes] max_concurrent)"),
+            None => "within the descriptors the open-file limit leaves for probes".to_string(),
+        };
+        format!(
+            "probes: {} endpoints; up to {wanted} in flight (what the load needs), {ceiling}",
+            self.probe_specs().count()
+        )
+    }
 }
 
 impl Config {

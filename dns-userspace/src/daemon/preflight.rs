@@ -1,8 +1,9 @@
 //! What `hotpool check` verifies beyond the config file, as the user it runs as (the unit
 //! runs it as `ExecStartPre=`, with the service's user, capabilities and sandbox): that
 //! `run` could bind its listen and API addresses, create its API socket, write its event
-//! log and state file, and find its XDP interfaces. Nothing is created or changed: addresses are bound and
-//! released at once, files and directories only tested for access.
+//! log and state file, and find its XDP interfaces; and how `run` would share the open-file
+//! limit (the unit's `LimitNOFILE`). Nothing is created or changed: addresses are bound and
+//! released at once, files and directories only tested for access, the limit only read.
 
 use std::{
     fmt,
@@ -13,7 +14,12 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    daemon::fd_budget,
+    limits::{self, FdBudget},
+    steering::probe::wanted_in_flight,
+};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,6 +88,18 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
         out.push(writable(log, "event log"));
     }
     out.push(writable(&cfg.state.path, "state file"));
+    out.push(match limits::nofile_reachable() {
+        Ok(limit) => {
+            // What the load needs, under the ceiling the operator chose.
+            let wanted = wanted_in_flight(cfg.probe_specs());
+            let wanted = cfg.probes.max_concurrent.map_or(wanted, |m| wanted.min(m));
+            descriptors(&fd_budget(cfg, limit), wanted)
+        }
+        Err(e) => finding(
+            Level::Warning,
+            format!("open files: cannot read the limit: {e}"),
+        ),
+    });
     for iface in &cfg.xdp.interfaces {
         let c = std::ffi::CString::new(iface.as_str()).unwrap_or_default();
         // SAFETY: a valid C string; no other preconditions.
@@ -98,6 +116,35 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// How `run` would share the open-file limit: a warning when `server.tcp_max_connections`
+/// would be lowered, or when the probes get fewer slots than the `wanted` in flight.
+fn descriptors(budget: &FdBudget, wanted: usize) -> Finding {
+    let shares = format!(
+        "open files: {} (raised to the hard limit): {} for API connections, {} TCP connections, {} probes in flight",
+        budget.limit, budget.api, budget.tcp, budget.probes
+    );
+    let mut short = Vec::new();
+    if let Some(asked) = budget.tcp_lowered_from {
+        short.push(format!("tcp_max_connections {asked} would be lowered"));
+    }
+    if budget.probes_in_flight() < wanted {
+        short.push(format!(
+            "the probes need {wanted} in flight and would run late"
+        ));
+    }
+    if short.is_empty() {
+        finding(Level::Ok, shares)
+    } else {
+        finding(
+            Level::Warning,
+            format!(
+                "{shares}; {}: raise the open-file limit (LimitNOFILE=)",
+                short.join(", ")
+            ),
+        )
+    }
 }
 
 /// Whether `addr` can be bound for each of `types` (released at once).
@@ -273,6 +320,33 @@ mod tests {
         let f = bindable("192.0.2.1:53".parse().unwrap(), &[Type::DGRAM], "listen");
         assert_eq!(f.level, Level::Problem, "{f}");
         assert!(f.what.contains("no such address"), "{f}");
+    }
+
+    #[test]
+    fn the_descriptor_shares_warn_when_tcp_or_the_probes_fall_short() {
+        let wants = |tcp| limits::FdWants {
+            udp_sockets: 2,
+            api: 64,
+            tcp,
+        };
+        let f = descriptors(&FdBudget::split(65_536, wants(None)), 1000);
+        assert_eq!(f.level, Level::Ok, "{f}");
+        assert!(f.what.starts_with("open files: 65536 "), "{f}");
+        assert!(f.what.contains(" 64 for API connections"), "{f}");
+        // Too few descriptors for what TCP asks for, or for the probes' load.
+        let f = descriptors(&FdBudget::split(1024, wants(Some(4096))), 10);
+        assert_eq!(f.level, Level::Warning, "{f}");
+        assert!(
+            f.what.contains("tcp_max_connections 4096 would be lowered"),
+            "{f}"
+        );
+        let f = descriptors(&FdBudget::split(1024, wants(None)), 40_000);
+        assert_eq!(f.level, Level::Warning, "{f}");
+        assert!(f.what.contains("the probes need 40000 in flight"), "{f}");
+        assert!(
+            f.what.ends_with("raise the open-file limit (LimitNOFILE=)"),
+            "{f}"
+        );
     }
 
     #[test]
