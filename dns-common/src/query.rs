@@ -174,6 +174,14 @@ pub const fn reply_flags(query: [u8; 2]) -> [u8; 2] {
     [0x84 | (query[0] & 0x01), query[1] & 0x10]
 }
 
+/// The flags octets of a slipped reply (response rate limiting, [`crate::rrl`]): those of
+/// [`reply_flags`] with TC=1, so the client retries over TCP.
+#[inline(always)]
+pub const fn slip_flags(query: [u8; 2]) -> [u8; 2] {
+    let f = reply_flags(query);
+    [f[0] | 0x02, f[1]]
+}
+
 /// The reply's OPT record: our UDP payload size (network order), extended RCODE 0,
 /// version 0, DO echoed, no options.
 #[inline(always)]
@@ -196,6 +204,20 @@ pub const fn reply_opt(udp_size: [u8; 2], dnssec_ok: bool) -> [u8; OPT_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slipped_replies_are_truncated_replies() {
+        // RD and CD echoed, QR AA TC set, nothing else.
+        assert_eq!(slip_flags([0x01, 0x10]), [0x87, 0x10]);
+        assert_eq!(slip_flags([0x00, 0x00]), [0x86, 0x00]);
+        assert_eq!(slip_flags([0x7f, 0xff]), [0x87, 0x10]);
+        for q in [[0x01, 0x10], [0x00, 0x20]] {
+            let (r, s) = (reply_flags(q), slip_flags(q));
+            assert_eq!(r[0] & 0x02, 0);
+            assert_eq!(s[0] & !0x02, r[0]);
+            assert_eq!(s[1], r[1]);
+        }
+    }
 
     fn header(flags: [u8; 2], counts: [u16; 4]) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
