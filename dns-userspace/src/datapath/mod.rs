@@ -63,6 +63,10 @@ pub enum DatapathError {
     InvalidName(String),
     #[error("{count} pools configured, the kernel maps were sized for {capacity}")]
     TooManyPools { count: usize, capacity: u32 },
+    #[error("{count} [rrl] exempt_clients networks, the kernel holds at most {capacity}")]
+    TooManyExempt { count: usize, capacity: u32 },
+    #[error("no network interface {0} in this network namespace")]
+    NoInterface(String),
     #[error("the kernel answer table is full ({needed} entries needed, {free} free of {capacity})")]
     AnswersFull {
         needed: usize,

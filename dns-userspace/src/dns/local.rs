@@ -96,6 +96,22 @@ impl LocalAddrs {
         out
     }
 
+    /// The entries of the kernel's `LOCAL_ADDRS` map: every address (IPv4 as IPv4-mapped
+    /// IPv6) with its `LOCAL_OWN` / `LOCAL_BROADCAST` flags.
+    pub fn kernel_entries(&self) -> std::collections::HashMap<[u8; 16], u8> {
+        let mut out = std::collections::HashMap::new();
+        for a in &self.own_v4 {
+            *out.entry(dns_common::v4_mapped(*a)).or_insert(0) |= dns_common::LOCAL_OWN;
+        }
+        for a in &self.broadcast_v4 {
+            *out.entry(dns_common::v4_mapped(*a)).or_insert(0) |= dns_common::LOCAL_BROADCAST;
+        }
+        for a in &self.own_v6 {
+            *out.entry(*a).or_insert(0) |= dns_common::LOCAL_OWN;
+        }
+        out
+    }
+
     /// Whether interface `index` is a loopback interface.
     pub fn is_loopback_interface(&self, index: u32) -> bool {
         self.loopback.contains(&index)
@@ -113,6 +129,60 @@ impl Local for LocalAddrs {
 
     fn is_own_v6(&self, addr: &[u8; 16]) -> bool {
         self.own_v6.binary_search(addr).is_ok()
+    }
+}
+
+/// An interface's index, MAC address and whether it is loopback, in the calling thread's
+/// network namespace (from `getifaddrs`'s `AF_PACKET` entries: `/sys/class/net` shows the
+/// namespace sysfs was mounted in, which need not be ours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub loopback: bool,
+}
+
+impl Link {
+    /// The link called `name`, or `None` when there is none.
+    pub fn read(name: &str) -> io::Result<Option<Self>> {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills `list` with a list we free below with freeifaddrs.
+        if unsafe { libc::getifaddrs(&mut list) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut found = None;
+        let mut cur = list;
+        while !cur.is_null() {
+            // SAFETY: `cur` is an element of the list getifaddrs returned, not yet freed.
+            let ifa = unsafe { &*cur };
+            cur = ifa.ifa_next;
+            if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() {
+                continue;
+            }
+            // SAFETY: a NUL-terminated interface name owned by the list.
+            if unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != name.as_bytes() {
+                continue;
+            }
+            // SAFETY: a non-null ifa_addr points at a sockaddr of the family it names.
+            if i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_PACKET {
+                continue;
+            }
+            // SAFETY: an AF_PACKET address is a sockaddr_ll.
+            let ll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
+            let mut mac = [0u8; 6];
+            if usize::from(ll.sll_halen) == mac.len() {
+                mac.copy_from_slice(&ll.sll_addr[..6]);
+            }
+            found = Some(Self {
+                index: ll.sll_ifindex as u32,
+                mac,
+                loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
+            });
+            break;
+        }
+        // SAFETY: `list` came from getifaddrs and is freed once.
+        unsafe { libc::freeifaddrs(list) };
+        Ok(found)
     }
 }
 
@@ -166,6 +236,32 @@ mod tests {
         assert!(local.is_loopback_interface(lo));
         assert!(!local.is_own_v4([192, 0, 2, 1]));
         assert!(!local.is_subnet_broadcast_v4([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn links_and_kernel_entries() {
+        let lo = Link::read("lo").expect("getifaddrs").expect("lo");
+        assert!(lo.loopback);
+        assert_eq!(lo.mac, [0; 6]);
+        // SAFETY: if_nametoindex reads a NUL-terminated name.
+        assert_eq!(lo.index, unsafe { libc::if_nametoindex(c"lo".as_ptr()) });
+        assert_eq!(Link::read("no-such-link0").expect("getifaddrs"), None);
+
+        let local = LocalAddrs::from_parts(
+            [
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ],
+            [Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 1)],
+            [],
+        );
+        let e = local.kernel_entries();
+        let own = dns_common::LOCAL_OWN;
+        let bcast = dns_common::LOCAL_BROADCAST;
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[&dns_common::v4_mapped([10, 0, 0, 1])], own | bcast);
+        assert_eq!(e[&dns_common::v4_mapped([10, 0, 0, 255])], bcast);
+        assert_eq!(e[&Ipv6Addr::LOCALHOST.octets()], own);
     }
 
     #[test]
