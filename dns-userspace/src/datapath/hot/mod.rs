@@ -442,6 +442,13 @@ impl HotMaps {
             .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
     }
 
+    /// Forgets interface `index` (the program then answers nothing there).
+    pub fn remove_interface(&mut self, index: u32) -> Result<(), DatapathError> {
+        self.ifaces
+            .remove(&index)
+            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
+    }
+
     /// Makes `LOCAL_ADDRS` describe `local` (new entries first, then the ones gone).
     pub fn set_local_addrs(&mut self, local: &LocalAddrs) -> Result<(), DatapathError> {
         let wanted = local.kernel_entries();
