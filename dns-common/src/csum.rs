@@ -157,6 +157,14 @@ pub fn ipv4_header(hdr: &[u8; 20]) -> [u8; 2] {
     finish(partial(&h, 0)).to_ne_bytes()
 }
 
+/// Whether an IPv4 header's checksum verifies (its words sum to all ones). The XDP path
+/// updates the header checksum incrementally, so a wrong one would carry over into the
+/// reply.
+#[inline(always)]
+pub fn ipv4_header_ok(hdr: &[u8; 20]) -> bool {
+    sum_octets(hdr) == 0xffff
+}
+
 /// The UDP checksum field for `segment` (UDP header with a zero checksum field, then the
 /// payload) given the pseudo-header sum. A computed zero is sent as `0xFFFF` (RFC 768).
 pub fn udp(pseudo: u32, segment: &[u8]) -> [u8; 2] {
@@ -245,6 +253,13 @@ mod tests {
         with[10] = 0xb8;
         with[11] = 0x61;
         assert_eq!(finish(partial(&with, 0)), 0);
+        assert!(ipv4_header_ok(&with));
+        assert!(!ipv4_header_ok(&hdr));
+        for bit in 0..160 {
+            let mut flipped = with;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(!ipv4_header_ok(&flipped), "bit {bit}");
+        }
     }
 
     /// Incremental update of an IPv4 header (TTL and total length) equals recomputing it.

@@ -66,8 +66,8 @@ outcomes! {
     NoAnswer = "no_answer",
     /// The response would not fit the client's UDP payload size.
     TooBig = "too_big",
-    /// A hot query whose UDP checksum is wrong, or missing over IPv6 (the stack drops it
-    /// too).
+    /// A hot query whose UDP checksum is wrong or missing over IPv6, or whose IPv4 header
+    /// checksum is wrong (the stack drops it too).
     BadChecksum = "bad_checksum",
     /// The frame could grow neither at its tail nor into its headroom.
     GrowFailed = "grow_failed",

@@ -100,7 +100,8 @@ struct Sums {
 
 /// The reply's checksums. UDP: from the query's sum (computed here, the name's part while
 /// hashing it: only hits pay for it), after checking the query's checksum field against it
-/// (see `dns_common::csum`); IPv4 header: incrementally from the query's (RFC 1624).
+/// (see `dns_common::csum`); IPv4 header: incrementally from the query's (RFC 1624), after
+/// checking it.
 #[inline(always)]
 fn checksums(
     pkt: &Packet,
@@ -142,6 +143,11 @@ fn checksums(
         [0, 0]
     } else {
         let ip: &[u8; IPV4_HLEN] = pkt.view(frame.l3).ok_or(Outcome::Malformed)?;
+        // Updated incrementally below, so a wrong header checksum would carry over into
+        // the reply; the stack drops such a packet, and so would the client our reply.
+        if !csum::ipv4_header_ok(ip) {
+            return Err(Outcome::BadChecksum);
+        }
         let tot = ((IPV4_HLEN + plan.udp_len) as u16).to_be_bytes();
         let mut s = !csum::word([ip[10], ip[11]]) as u32;
         s = csum::replace(s, [ip[2], ip[3]], tot);

@@ -11,6 +11,8 @@
 //! * [`config`]: the file format, parsed into the types above;
 //! * [`api`]: the HTTP endpoint (metrics and control);
 //! * [`daemon`]: start-up, signals, shutdown;
+//! * [`limits`]: the open-file limit and how its descriptors are shared (the HTTP API,
+//!   TCP connections, probes): the daemon hands each share to the part that enforces it;
 //! * [`logs`]: log output and how values read in it (used by all of the above).
 
 pub mod api;
@@ -18,5 +20,6 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod limits;
 pub mod logs;
 pub mod steering;

@@ -423,6 +423,21 @@ fn ensure_address(ns: &NetNs, addr: IpAddr) {
         "{cmd:?} in {} failed: {stderr}",
         ns.name
     );
+    if addr.is_ipv6() {
+        // Even without DAD the kernel installs an IPv6 address's local route from a
+        // workqueue, after `ip addr add` returns: on a loaded machine a connect right away
+        // fails with "Network is unreachable".
+        let a = addr.to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ns.exec(&["ip", "-6", "route", "get", &a]).status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} in {} has no route 10 s after it was added",
+                ns.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Whether `ip -o addr show` output lists `addr`.

@@ -1,5 +1,5 @@
 //! Shared helpers for the root-only tests: frame building, `BPF_PROG_TEST_RUN`, network
-//! namespaces with cleanup guards.
+//! namespaces with cleanup guards, the kernel frame fuzzer.
 
 pub mod frames;
 
@@ -18,6 +18,7 @@ pub mod client;
 pub mod daemon;
 pub mod datapath;
 pub mod endpoint;
+pub mod fuzz;
 pub mod netns;
 pub mod process;
 pub mod steady;

@@ -66,9 +66,9 @@ fn add_client_address(link: &Link, addr: Ipv4Addr) {
 #[test]
 fn a_tcp_flood_locks_out_no_client_and_starves_no_probe() {
     require_root();
-    let limit = hotpool::dns::limits::raise_nofile_limit().expect("raising the open-file limit");
+    let limit = hotpool::limits::raise_nofile().expect("raising the open-file limit");
     assert!(
-        limit.now >= 6000,
+        limit.soft >= 6000,
         "the test opens 5000 connections and needs an open-file limit of 6000 (hard limit {})",
         limit.hard
     );

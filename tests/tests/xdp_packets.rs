@@ -803,6 +803,18 @@ fn pass_cases() -> Vec<Case> {
             raw(plain(), |f| f[14 + 20 + 6] ^= 0x40),
             Outcome::BadChecksum,
         ),
+        // Found by the kernel frame fuzzer: the header checksum is updated incrementally,
+        // so the reply carried the query's wrong one.
+        pass(
+            "IPv4 query with a wrong header checksum",
+            raw(plain(), |f| f[14 + 10] ^= 0x01),
+            Outcome::BadChecksum,
+        ),
+        pass(
+            "IPv4 query with a flag bit set after its header checksum",
+            raw(plain(), |f| f[14 + 6] |= 0x80),
+            Outcome::BadChecksum,
+        ),
         pass(
             "IPv6 query with a wrong UDP checksum",
             raw(frames::query(&v6(), &www().bytes()), |f| {

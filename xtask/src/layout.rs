@@ -23,15 +23,18 @@ pub const MAX_LINES: usize = 1000;
 
 /// Which top-level modules each may use (any other dependency between them is an error).
 pub const ALLOWED: &[(&str, &[&str])] = &[
+    ("limits", &[]),
     ("logs", &[]),
     ("datapath", &["logs"]),
-    ("dns", &["datapath", "logs"]),
+    ("dns", &["datapath", "limits", "logs"]),
     ("steering", &["datapath", "dns", "logs"]),
     ("api", &["steering", "datapath", "dns", "logs"]),
     ("config", &["dns", "steering", "datapath", "api", "logs"]),
     (
         "daemon",
-        &["api", "config", "datapath", "dns", "steering", "logs"],
+        &[
+            "api", "config", "datapath", "dns", "limits", "steering", "logs",
+        ],
     ),
     (
         "main",

@@ -3,7 +3,9 @@
 mod bench;
 mod bpffs;
 mod cmd;
+mod fuzz;
 mod layout;
+mod probes;
 mod run;
 mod setup;
 mod test;
@@ -92,6 +94,43 @@ enum Task {
         #[arg(long)]
         perf: bool,
     },
+    /// Benchmark the probe scheduler at scale, as root
+    ///
+    /// Generates a config of --pools pools (4 endpoints each, TCP probes every second; half
+    /// the endpoints accept connections, half silently drop every packet), runs the release
+    /// daemon (--no-xdp) in a network namespace for --seconds and reports `hotpool check`
+    /// time, start-up time, probes per second against the expected rate, late runs, verdict
+    /// coverage, resident memory and CPU (also written to target/probes-bench/report.md).
+    ProbesBench {
+        /// Pools in the generated config (1 to 16000).
+        #[arg(long, default_value_t = 10_000)]
+        pools: usize,
+        /// Seconds the daemon runs (the first 10 are not measured).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Probe timeout in milliseconds (the interval is 1 s; the default timeout is the
+        /// interval).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        timeout_ms: u64,
+    },
+    /// Fuzz the answer path, the zone and config parsers and the XDP program for a time
+    ///
+    /// answer, zone and config are cargo-fuzz targets (crate fuzz/, nightly; cargo-fuzz is
+    /// installed if missing), seeded from generated queries and the repository's zone file and
+    /// config; xdp runs mutated frames through the XDP program with BPF_PROG_TEST_RUN and
+    /// checks every reply against the daemon's answer (needs root). Corpora, crashing inputs
+    /// and the fuzz build go under target/fuzz/.
+    Fuzz {
+        /// Which target (all: each in turn, for --time each).
+        #[arg(value_enum, default_value_t = fuzz::Target::All)]
+        target: fuzz::Target,
+        /// Seconds per target.
+        #[arg(long, visible_alias = "seconds", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+        time: u32,
+        /// Seed of the xdp target (decimal or 0x-hex; default: from the clock, printed).
+        #[arg(long)]
+        seed: Option<String>,
+    },
     /// Show the daemon's layout: lines per folder, module dependencies, problems
     ///
     /// The rules (no source file over 1000 lines outside tests, no module dependency
@@ -147,6 +186,16 @@ fn run(task: Task) -> Result<()> {
                 perf: None,
             },
         ),
+        Task::ProbesBench {
+            pools,
+            seconds,
+            timeout_ms,
+        } => probes::bench(&probes::Options {
+            pools,
+            seconds,
+            timeout_ms,
+        }),
+        Task::Fuzz { target, time, seed } => fuzz::fuzz(target, time, seed),
         Task::Layout => layout::report(&cmd::workspace_root().join("dns-userspace/src"), "hotpool"),
         Task::CleanBpf { pin_dir } => bpffs::clean_bpf(&pin_dir),
     }
@@ -179,6 +228,25 @@ mod tests {
         };
         assert!(skip_lint);
         assert_eq!(args, ["dns", "--", "--nocapture"]);
+    }
+
+    #[test]
+    fn fuzz_takes_a_target_and_a_time() {
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "zone", "--time", "30"]).unwrap();
+        let Task::Fuzz { target, time, seed } = cli.task else {
+            panic!("parsed as another task");
+        };
+        assert_eq!((target, time, seed), (fuzz::Target::Zone, 30, None));
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "--seconds", "5"]).unwrap();
+        assert!(matches!(
+            cli.task,
+            Task::Fuzz {
+                target: fuzz::Target::All,
+                time: 5,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "xdp", "--time", "0"]).is_err());
     }
 
     #[test]

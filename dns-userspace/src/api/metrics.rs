@@ -13,6 +13,9 @@
 //!   `hotpool_pool_all_down`, `hotpool_pool_answer_changes_total`;
 //! * [`probes`] writes `hotpool_probes_total`, `hotpool_probe_failures_total` and the
 //!   `hotpool_probe_latency_seconds` histogram, per endpoint;
+//! * [`probe_accounting`] writes `hotpool_probe_local_failures_total` and
+//!   `hotpool_probe_late_total` per endpoint, `hotpool_probe_local_failures_by_reason_total`
+//!   for every endpoint together, and the scheduler's `hotpool_probe_scheduler_*`;
 //! * [`events`] writes `hotpool_webhook_deliveries_total{result}`,
 //!   `hotpool_event_log_write_errors_total`;
 //! * [`api`] writes `hotpool_api_refused_total{reason}`;
@@ -46,8 +49,9 @@ use crate::{
     dns::stats::StatsSnapshot,
     steering::{
         events::EventStats,
-        steer::PoolStatus,
-        tally::{LATENCY_BUCKETS, LatencyHistogram},
+        probe::SchedulerStats,
+        steer::{EndpointStatus, PoolStatus},
+        tally::{LATENCY_BUCKETS, LatencyHistogram, ProbeTotals},
     },
 };
 
@@ -69,6 +73,10 @@ pub struct Snapshot {
     pub refused: Vec<(&'static str, u64)>,
     /// The DNS server's counters, when there is a server.
     pub server: Option<StatsSnapshot>,
+    /// Every endpoint's probes together (removed endpoints included).
+    pub probe_totals: ProbeTotals,
+    /// The probe scheduler's figures; `None` before it runs.
+    pub scheduler: Option<SchedulerStats>,
     /// The heartbeat and the per-pool answers in the kernel.
     pub kernel: KernelSnapshot,
 }
@@ -104,9 +112,14 @@ impl KernelSnapshot {
 
 impl Snapshot {
     pub fn collect(state: &ApiState) -> Self {
-        let (pools, events) = {
+        let (pools, events, probe_totals, scheduler) = {
             let s = state.steering.lock().unwrap_or_else(|p| p.into_inner());
-            (s.status(), s.event_stats())
+            (
+                s.status(),
+                s.event_stats(),
+                s.probe_totals().clone(),
+                s.probe_stats(),
+            )
         };
         let (attached, packets, kernel) = {
             let dp = state.datapath.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,6 +145,8 @@ impl Snapshot {
             events,
             refused: state.daemon.refused().collect(),
             server: state.server.as_ref().map(|s| s.snapshot()),
+            probe_totals,
+            scheduler,
             kernel,
         }
     }
@@ -157,6 +172,12 @@ impl Collector for Snapshot {
         kernel(&mut encoder, &self.kernel)?;
         steering(&mut encoder, &self.pools)?;
         probes(&mut encoder, &self.pools)?;
+        probe_accounting(
+            &mut encoder,
+            &self.pools,
+            &self.probe_totals,
+            self.scheduler.as_ref(),
+        )?;
         events(&mut encoder, &self.events)?;
         api(&mut encoder, &self.refused)?;
         match &self.server {
@@ -343,16 +364,19 @@ impl EncodeMetric for Histogram<'_> {
     }
 }
 
+/// Every probed endpoint with its pool.
+fn probed(pools: &[PoolStatus]) -> impl Iterator<Item = (&PoolStatus, &EndpointStatus)> {
+    pools.iter().flat_map(|p| {
+        p.endpoints
+            .iter()
+            .filter(|e| e.probe != "none")
+            .map(move |e| (p, e))
+    })
+}
+
 /// Per endpoint: probe results, failures, and the latency of the successful ones.
 pub fn probes(encoder: &mut DescriptorEncoder, pools: &[PoolStatus]) -> fmt::Result {
-    let probed = || {
-        pools.iter().flat_map(|p| {
-            p.endpoints
-                .iter()
-                .filter(|e| e.probe != "none")
-                .map(move |e| (p, e))
-        })
-    };
+    let probed = || probed(pools);
     counters(
         encoder,
         "hotpool_probes",
@@ -374,6 +398,86 @@ pub fn probes(encoder: &mut DescriptorEncoder, pools: &[PoolStatus]) -> fmt::Res
     for (p, e) in probed() {
         let labels = pool_endpoint(p, &e.endpoint);
         Histogram(&e.probes.latency).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Per endpoint: local failures and late runs; in total: local failures by reason; the
+/// scheduler's figures.
+pub fn probe_accounting(
+    encoder: &mut DescriptorEncoder,
+    pools: &[PoolStatus],
+    totals: &ProbeTotals,
+    scheduler: Option<&SchedulerStats>,
+) -> fmt::Result {
+    let probed = || probed(pools);
+    counters(
+        encoder,
+        "hotpool_probe_local_failures",
+        "Probes per endpoint that failed on this host (out of descriptors, buffers, local \
+         ports, no route of ours, ...): not verdicts, not counted against the endpoint.",
+        probed().map(|(p, e)| (pool_endpoint(p, &e.endpoint), e.probes.local_failures)),
+    )?;
+    counters(
+        encoder,
+        "hotpool_probe_late",
+        "Probe runs per endpoint that started late (more than a tenth of the interval, at \
+         least 50 ms, after they were due).",
+        probed().map(|(p, e)| (pool_endpoint(p, &e.endpoint), e.probes.late)),
+    )?;
+    counters(
+        encoder,
+        "hotpool_probe_local_failures_by_reason",
+        "Probes of every endpoint that failed on this host, by reason.",
+        totals
+            .local_failures_by_reason()
+            .map(|(reason, n)| ([("reason", reason.label())], n)),
+    )?;
+    let Some(s) = scheduler else {
+        return Ok(());
+    };
+    for (name, help, value) in [
+        (
+            "hotpool_probe_scheduler_started",
+            "Probe runs started.",
+            s.started,
+        ),
+        (
+            "hotpool_probe_scheduler_late",
+            "Probe runs that started late, every endpoint together.",
+            s.late,
+        ),
+    ] {
+        let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(family)?;
+    }
+    for (name, help, value) in [
+        ("hotpool_probe_scheduler_jobs", "Probed endpoints.", s.jobs),
+        (
+            "hotpool_probe_scheduler_in_flight",
+            "Probes running now.",
+            s.in_flight,
+        ),
+        (
+            "hotpool_probe_scheduler_in_flight_limit",
+            "Most probes in flight at once: what the load needs, under [probes] \
+             max_concurrent and the descriptors set aside for probes.",
+            s.limit,
+        ),
+        (
+            "hotpool_probe_scheduler_needed",
+            "Probes in flight the load needs when every probe runs to its timeout, with \
+             headroom.",
+            s.wanted,
+        ),
+        (
+            "hotpool_probe_scheduler_waiting",
+            "Probes due but waiting for a slot.",
+            s.waiting,
+        ),
+    ] {
+        let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
     }
     Ok(())
 }

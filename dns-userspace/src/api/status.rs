@@ -109,6 +109,11 @@ pub struct EndpointDoc {
     /// Probe results since start, and the failed ones among them.
     pub probes: u64,
     pub probe_failures: u64,
+    /// Probes that failed on this host (no verdict), and runs that started late.
+    #[serde(default)]
+    pub probe_local_failures: u64,
+    #[serde(default)]
+    pub probes_late: u64,
 }
 
 /// Rounds to 3 decimals (milliseconds to the microsecond).
@@ -225,6 +230,8 @@ impl From<&EndpointStatus> for EndpointDoc {
             last_error_at: e.last_failure.as_ref().map(|(at, _)| timestamp(*at)),
             probes: e.probes.attempts,
             probe_failures: e.probes.failures,
+            probe_local_failures: e.probes.local_failures,
+            probes_late: e.probes.late,
         }
     }
 }
@@ -336,9 +343,19 @@ impl StatusDoc {
             ];
             for e in &p.endpoints {
                 let state = if e.up { "up" } else { "down" };
-                let failed = match e.probe_failures {
-                    0 => String::new(),
-                    n => format!(" ({n} failed)"),
+                let notes: Vec<String> = [
+                    (e.probe_failures, "failed"),
+                    (e.probe_local_failures, "failed here"),
+                    (e.probes_late, "late"),
+                ]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+                let failed = if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join(", "))
                 };
                 let last_error = match (&e.last_error, &e.last_error_at) {
                     (Some(what), Some(at)) => format!("{what} ({})", ago(at)),

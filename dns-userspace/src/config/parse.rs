@@ -174,9 +174,12 @@ impl Parser<'_> {
 
     /// The file as written (TOML syntax and key names checked).
     pub(super) fn raw(&self) -> Result<RawConfig, ConfigError> {
-        toml::from_str(self.text).map_err(|e| match e.span() {
-            Some(span) => self.err_at(span, e.message().trim_end()),
-            None => ConfigError::new(self.source, e.message().trim_end()),
+        toml::from_str(self.text).map_err(|e| {
+            let message = toml_message(&e, self.text);
+            match e.span() {
+                Some(span) => self.err_at(span, message),
+                None => ConfigError::new(self.source, message),
+            }
         })
     }
 
@@ -480,7 +483,7 @@ impl Parser<'_> {
             if *n.get_ref() == 0 {
                 return Err(self.err_at(n.span(), "max_concurrent must be at least 1"));
             }
-            p.max_concurrent = n.into_inner();
+            p.max_concurrent = Some(n.into_inner());
         }
         Ok(p)
     }
@@ -851,5 +854,26 @@ impl Parser<'_> {
             Some(problem) => Err(self.err_at(span, problem)),
             None => Ok(()),
         }
+    }
+}
+
+/// toml's message for `e`; where it has none (a control character in a comment), what is
+/// at the error's position in `text`.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim_end();
+    if !message.is_empty() {
+        return message.to_string();
+    }
+    let at = e
+        .span()
+        .and_then(|span| text.get(span.start..))
+        .and_then(|rest| rest.chars().next());
+    match at {
+        Some(c) if c.is_control() => format!(
+            "control character U+{:04X}: TOML allows none but tab, in comments too",
+            u32::from(c)
+        ),
+        Some(c) => format!("unexpected {c:?}"),
+        None => "invalid TOML".to_string(),
     }
 }

@@ -8,7 +8,8 @@ use crate::{
     steering::{
         health::AdminState,
         policy::Policy,
-        probe::{HttpProbe, ProbeKind, ProbeSpec},
+        pool::PoolSettings,
+        probe::{HttpProbe, ProbeKind, ProbeSpec, wanted_in_flight},
     },
 };
 
@@ -130,10 +131,7 @@ impl Config {
             Some(path) => format!("event log: {}", path.display()),
             None => "event log: off".to_string(),
         });
-        lines.push(format!(
-            "probes: at most {} in flight",
-            self.probes.max_concurrent
-        ));
+        lines.push(probes_line(&self.pools, self.probes.max_concurrent));
         lines.push(format!(
             "state file: {} (trusted for {} after it was written)",
             self.state.path.display(),
@@ -142,6 +140,23 @@ impl Config {
         lines.push(String::new());
         lines.join("\n")
     }
+}
+
+/// How many probes run at once: what the load needs, and the ceiling if one is set.
+fn probes_line(pools: &[PoolSettings], max_concurrent: Option<usize>) -> String {
+    let specs: Vec<&ProbeSpec> = pools
+        .iter()
+        .flat_map(|p| p.endpoints.iter().filter_map(|e| e.probe.as_ref()))
+        .collect();
+    let wanted = wanted_in_flight(specs.iter().copied());
+    let ceiling = match max_concurrent {
+        Some(m) => format!("at most {m} ([probes] max_concurrent)"),
+        None => "within the descriptors the open-file limit leaves for probes".to_string(),
+    };
+    format!(
+        "probes: {} endpoints; up to {wanted} in flight (what the load needs), {ceiling}",
+        specs.len()
+    )
 }
 
 impl Config {

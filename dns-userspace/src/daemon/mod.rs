@@ -30,11 +30,12 @@ use crate::{
     config::Config,
     daemon::reload::ReloadRequest,
     datapath::{ebpf::Replace, pools::PoolTable},
-    dns::{limits, server},
+    dns::server,
+    limits::{self, FdBudget, FdWants},
     logs::List,
     steering::{
         events::EventSink,
-        probe,
+        probe::{ProbeSet, ProbeSetOptions},
         steer::{self, Steering},
     },
 };
@@ -95,6 +96,8 @@ async fn run_with(
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
+    // Before anything opens a descriptor.
+    let fds = descriptor_budget(&cfg);
     // What the last run knew, and the answers that follow from it.
     let saved = persist::read(&cfg);
     let table = Arc::new(PoolTable::default());
@@ -114,7 +117,11 @@ async fn run_with(
         saved.as_ref(),
     );
     let authority = Arc::new(cfg.authority(table));
-    let server_settings = with_fd_budget(&cfg);
+    // The server holds at most its share of the descriptors.
+    let server_settings = server::ServerSettings {
+        tcp_max_connections: Some(fds.tcp_connections()),
+        ..cfg.server.clone()
+    };
 
     // Serve: everything the XDP program passes up must find the daemon listening.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -135,22 +142,26 @@ async fn run_with(
     // Steering: probes, decisions, the state file.
     let jobs = steering.jobs();
     let steering = Arc::new(Mutex::new(steering));
-    let (probe_tx, probe_rx) = mpsc::channel(1024);
-    let (job_changes, job_changes_rx) = mpsc::unbounded_channel();
-    if !jobs.is_empty() {
+    let (probe_tx, probe_rx) = mpsc::channel(4096);
+    let options = ProbeSetOptions {
+        max_concurrent: cfg.probes.max_concurrent,
+        descriptors: fds.probes_in_flight(),
+    };
+    let (probes, probes_task) = ProbeSet::start(options, jobs, probe_tx, shutdown_rx.clone());
+    let stats = probes.stats();
+    if stats.jobs > 0 {
         info!(
-            endpoints = jobs.len(),
-            max_concurrent = cfg.probes.max_concurrent,
+            endpoints = stats.jobs,
+            in_flight_limit = stats.limit,
+            needed = stats.wanted,
             "probing pool endpoints"
         );
     }
-    let probes_task = tokio::spawn(probe::run_probe_set(
-        jobs,
-        cfg.probes.max_concurrent,
-        probe_tx,
-        job_changes_rx,
-        shutdown_rx.clone(),
-    ));
+    steering
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .attach_probes(probes.clone());
+    limits::release_free_memory();
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
     let heartbeat_task = tokio::spawn(heartbeat::run(datapath.clone(), shutdown_rx.clone()));
     let persist_task = tokio::spawn(persist::run(
@@ -188,7 +199,7 @@ async fn run_with(
         authority,
         steering: steering.clone(),
         datapath: datapath.clone(),
-        probes: job_changes,
+        probes,
         rrl: server_rrl,
     };
     tokio::pin!(stop);
@@ -237,59 +248,56 @@ async fn run_with(
     Ok(())
 }
 
-/// The server settings with the TCP connection limit filled in from the file-descriptor
-/// budget: the soft open-file limit raised to the hard one, descriptors reserved for
-/// probes, the API and the server's own sockets ([`limits`]).
-fn with_fd_budget(cfg: &Config) -> server::ServerSettings {
-    let mut settings = cfg.server.clone();
-    let limit = match limits::raise_nofile_limit() {
-        Ok(l) => {
-            if l.now > l.before {
-                info!(
-                    from = l.before,
-                    to = l.now,
-                    "open-file limit raised to the hard limit"
-                );
+/// Raises the open-file limit and shares it out ([`limits`]).
+fn descriptor_budget(cfg: &Config) -> FdBudget {
+    let limit = match limits::raise_nofile() {
+        Ok(n) => {
+            if n.soft > n.was {
+                info!(from = n.was, to = n.soft, "raised the open-file limit");
             }
-            l.now
+            n.soft
         }
         Err(e) => {
-            warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
-            1024
+            let soft = limits::nofile().unwrap_or(1024);
+            warn!(error = %e, limit = soft, "cannot raise the open-file limit");
+            soft
         }
     };
     let budget = fd_budget(cfg, limit);
-    match settings.tcp_max_connections {
-        None => settings.tcp_max_connections = Some(budget.tcp_connections),
-        Some(n) if !budget.fits(n) => warn!(
-            tcp_max_connections = n,
-            open_file_limit = limit,
-            reserved = budget.reserved,
-            "tcp_max_connections leaves too few descriptors for probes and the API; \
-             raise the open-file limit (LimitNOFILE=) or lower tcp_max_connections"
-        ),
-        Some(_) => {}
-    }
     info!(
-        open_file_limit = limit,
-        reserved = budget.reserved,
-        tcp_max_connections = settings.tcp_connections(),
-        "file descriptors: TCP connections limited below the open-file limit"
+        limit,
+        tcp = budget.tcp,
+        probes = budget.probes,
+        api = budget.api,
+        "descriptors: open-file limit shared out"
     );
-    settings
+    if let Some(asked) = budget.tcp_lowered_from {
+        warn!(
+            tcp_max_connections = asked,
+            tcp = budget.tcp,
+            limit,
+            "tcp_max_connections lowered to half of the descriptors left for TCP and probes; \
+             raise the open-file limit (LimitNOFILE=) or lower tcp_max_connections"
+        );
+    }
+    budget
 }
 
-/// How `cfg` shares an open-file limit of `limit` descriptors: the UDP workers' sockets,
-/// probes and API connections reserved, TCP connections from the rest.
-pub fn fd_budget(cfg: &Config, limit: u64) -> limits::FdBudget {
+/// How `cfg` shares an open-file limit of `limit` descriptors ([`FdBudget::split`]): the
+/// UDP workers' sockets and the API's connections (`max_connections` per listener), then
+/// TCP connections and probes.
+pub fn fd_budget(cfg: &Config, limit: u64) -> FdBudget {
     let udp_sockets = cfg.server.workers() * cfg.server.listen.len();
     let api_listeners =
         usize::from(cfg.api.listen.is_some()) + usize::from(cfg.api.unix_socket.is_some());
-    limits::FdBudget::new(
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    FdBudget::split(
         limit,
-        udp_sockets,
-        cfg.probes.max_concurrent,
-        api_listeners * cfg.api.max_connections,
+        FdWants {
+            udp_sockets: wide(udp_sockets),
+            api: wide(api_listeners.saturating_mul(cfg.api.max_connections)),
+            tcp: cfg.server.tcp_max_connections.map(wide),
+        },
     )
 }
 

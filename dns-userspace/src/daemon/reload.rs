@@ -13,7 +13,8 @@
 //!    index before their answers and indexes are freed. Between 2 and 3 a query is
 //!    answered by the old configuration (kernel) or the new one (daemon), never by a mix,
 //!    and a removed or renamed pool's name never leads to another pool's answer;
-//! 4. probe jobs of removed or changed endpoints stop, new ones start; the others run on.
+//! 4. probe jobs of removed or changed endpoints stop, new ones start; the others run on;
+//!    the scheduler takes `[probes] max_concurrent` as its new ceiling.
 //!
 //! The UDP workers' answer caches key their saved responses on the authority's answer
 //! generation, which step 2 moves: no worker answers from the old zones or pools after it.
@@ -43,7 +44,10 @@ use crate::{
     daemon::xdp,
     datapath::{ebpf::Datapath, hot::Capacity, pools::PoolTable},
     dns::{authority::Authority, rrl::Rrl},
-    steering::{probe::JobChange, steer::Steering},
+    steering::{
+        probe::{JobChange, ProbeSet},
+        steer::Steering,
+    },
 };
 
 /// A reload asked for (SIGHUP or the API): the daemon answers on the channel with what
@@ -73,7 +77,7 @@ async fn reload_request(
 
 /// The settings a reload cannot change (the daemon must be restarted for them). Every
 /// other setting applies on reload: zones, pools and their webhooks,
-/// `server.edns_udp_size`, `[rrl]`.
+/// `server.edns_udp_size`, `[rrl]`, `[probes] max_concurrent`.
 pub const RESTART_ONLY: &[&str] = &[
     "server.listen",
     "server.port",
@@ -90,7 +94,6 @@ pub const RESTART_ONLY: &[&str] = &[
     "xdp.interfaces",
     "xdp.mode",
     "events.log",
-    "probes.max_concurrent",
     "state.path",
     "state.max_age",
 ];
@@ -136,7 +139,6 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (old.xdp.interfaces != new.xdp.interfaces),
         (old.xdp.mode != new.xdp.mode),
         (old.events.log != new.events.log),
-        (old.probes.max_concurrent != new.probes.max_concurrent),
         (old.state.path != new.state.path),
         (old.state.max_age != new.state.max_age),
     ];
@@ -154,7 +156,8 @@ pub struct Live {
     pub authority: Arc<Authority>,
     pub steering: Arc<Mutex<Steering>>,
     pub datapath: Arc<Mutex<Option<Datapath>>>,
-    pub probes: mpsc::UnboundedSender<JobChange>,
+    /// The probe scheduler.
+    pub probes: ProbeSet,
     /// The UDP answers' rate limiter.
     pub rrl: Arc<Rrl>,
 }
@@ -204,54 +207,56 @@ impl Live {
         }
         let grown = self.load_grown(&new).await?;
         let table = Arc::new(PoolTable::default());
-        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
-        let hooks = new
-            .pools
-            .iter()
-            .filter_map(|p| Some((p.name.to_string(), p.webhook.clone()?)));
-        steering
-            .events_mut()
-            .replace_webhooks(hooks)
-            .map_err(|e| ReloadError::Webhooks(format!("{e:#}")))?;
-        // Validated: from here on the reload happens.
-        let changes = steering.reconcile(&new.pools, table.clone());
-        self.authority
-            .replace(new.zone_data().to_vec(), table, new.server.edns_udp_size);
-        self.rrl.apply(&new.server.rrl);
-        if let Some(dp) = self
-            .datapath
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            let answers = steering.answers();
-            let synced = match grown {
-                Some(grown) => xdp::grow(grown, &new, &answers).map(|grown| *dp = grown),
-                None => dp
-                    .maps
-                    .configure(&xdp::settings(&new), true)
-                    .and_then(|()| dp.maps.sync(&answers))
-                    .map_err(anyhow::Error::from),
-            };
-            if let Err(e) = synced {
-                // The kernel map may be half written: let the daemon, which has the new
-                // configuration, answer everything.
-                error!(
-                    error = format!("{e:#}"),
-                    "writing the kernel map failed; the XDP path passes every query to the daemon"
-                );
-                let _ = dp.maps.configure(&xdp::settings(&new), false);
+        let changes = {
+            let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+            let hooks = new
+                .pools
+                .iter()
+                .filter_map(|p| Some((p.name.to_string(), p.webhook.clone()?)));
+            steering
+                .events_mut()
+                .replace_webhooks(hooks)
+                .map_err(|e| ReloadError::Webhooks(format!("{e:#}")))?;
+            // Validated: from here on the reload happens.
+            let changes = steering.reconcile(&new.pools, table.clone());
+            self.authority
+                .replace(new.zone_data().to_vec(), table, new.server.edns_udp_size);
+            self.rrl.apply(&new.server.rrl);
+            if let Some(dp) = self
+                .datapath
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                let answers = steering.answers();
+                let synced = match grown {
+                    Some(grown) => xdp::grow(grown, &new, &answers).map(|grown| *dp = grown),
+                    None => dp
+                        .maps
+                        .configure(&xdp::settings(&new), true)
+                        .and_then(|()| dp.maps.sync(&answers))
+                        .map_err(anyhow::Error::from),
+                };
+                if let Err(e) = synced {
+                    // The kernel map may be half written: let the daemon, which has the new
+                    // configuration, answer everything.
+                    error!(
+                        error = format!("{e:#}"),
+                        "writing the kernel map failed; the XDP path passes every query to the daemon"
+                    );
+                    let _ = dp.maps.configure(&xdp::settings(&new), false);
+                }
             }
-        }
-        drop(steering);
+            changes
+        };
         let (started, stopped) = changes.jobs.iter().fold((0, 0), |(a, r), c| match c {
             JobChange::Add(_) => (a + 1, r),
             JobChange::Remove(_) => (a, r + 1),
         });
-        for change in changes.jobs {
-            // The scheduler is gone only at shutdown.
-            let _ = self.probes.send(change);
-        }
+        // Returns once the scheduler has them: no probe of a removed endpoint starts after
+        // the reload returns.
+        self.probes.apply(changes.jobs).await;
+        self.probes.set_max_concurrent(new.probes.max_concurrent);
         let list = |v: &[String]| {
             if v.is_empty() {
                 String::new()
@@ -327,6 +332,10 @@ mod tests {
             base.replace("port = 53\n", "port = 53\nedns_udp_size = 1400\n"),
         );
         assert!(restart_only_changes(&old, &config(&more)).is_empty());
+        // So is the probes' ceiling: the scheduler takes it at once.
+        let ceiling = config(&format!("{base}[probes]\nmax_concurrent = 8\n"));
+        assert_ne!(ceiling.probes, old.probes);
+        assert!(restart_only_changes(&old, &ceiling).is_empty());
         let changed = config(
             "[server]\nlisten = [\"127.0.0.2\"]\nport = 5353\n\n[xdp]\ninterfaces = [\"lo\"]\nmode = \"native\"\n\n[state]\nmax_age = \"1h\"\n",
         );

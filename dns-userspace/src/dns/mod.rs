@@ -10,8 +10,7 @@
 //! * [`cache`]: the UDP workers' answer cache;
 //! * [`rrl`]: response rate limiting (`[rrl]`) and its table;
 //! * [`local`]: this host's addresses, for the acceptance rules;
-//! * [`stats`]: the server's counters;
-//! * [`limits`]: the file-descriptor budget.
+//! * [`stats`]: the server's counters.
 //!
 //! Also here: the rules every DNS name and TTL in the configuration follows
 //! ([`parse_name`], [`MAX_TTL`]).
@@ -22,7 +21,6 @@ use hickory_proto::rr::Name;
 
 pub mod authority;
 pub mod cache;
-pub mod limits;
 pub mod local;
 pub mod request;
 pub mod rrl;

@@ -1,10 +1,15 @@
-//! What each endpoint's probes have done since start: attempts, failures, a latency
-//! histogram of the successful ones, and the last failure. Counted where the results are
-//! applied ([`crate::steering::steer`]), for metrics and `hotpool status`.
+//! What each endpoint's probes have done since start: attempts, failures (the endpoint's,
+//! and local ones that are no verdict), runs that started late, a latency histogram of the
+//! successful ones, and the last failure; and the same for every endpoint together
+//! ([`ProbeTotals`]). Counted where the results are applied ([`crate::steering::steer`]),
+//! for metrics and `hotpool status`.
 
 use std::time::{Duration, Instant};
 
-use crate::steering::health::ProbeOutcome;
+use crate::steering::{
+    health::ProbeOutcome,
+    probe::{LocalFailure, LocalReason, ProbeReport},
+};
 
 /// Upper bounds (seconds) of the probe latency histogram's buckets; one more bucket takes
 /// everything slower. Probe timeouts are at most 2 s.
@@ -41,13 +46,19 @@ impl LatencyHistogram {
 /// One endpoint's probe record.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProbeTally {
-    /// Results received.
+    /// Runs that finished: verdicts and local failures.
     pub attempts: u64,
-    /// Failed ones among them.
+    /// Failed verdicts among them (counted against the endpoint).
     pub failures: u64,
+    /// Runs that failed on this host: no verdict ([`LocalFailure`]).
+    pub local_failures: u64,
+    /// Runs that started late (`crate::steering::probe::late_after`).
+    pub late: u64,
     pub latency: LatencyHistogram,
     /// When the last failure arrived and what it said.
     pub last_failure: Option<(Instant, String)>,
+    /// When the last local failure happened and what it said.
+    pub last_local_failure: Option<(Instant, String)>,
 }
 
 impl ProbeTally {
@@ -62,6 +73,57 @@ impl ProbeTally {
             self.failures += 1;
             self.last_failure = Some((at, outcome.detail.clone()));
         }
+    }
+
+    /// Counts a run that failed on this host at `at`.
+    pub fn record_local(&mut self, at: Instant, failure: &LocalFailure) {
+        self.attempts += 1;
+        self.local_failures += 1;
+        self.last_local_failure = Some((at, failure.to_string()));
+    }
+
+    /// Counts a run that started late.
+    pub fn count_late(&mut self) {
+        self.late += 1;
+    }
+}
+
+/// Every endpoint's probes together since start-up, endpoints a reload removed included.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbeTotals {
+    /// Runs that finished.
+    pub attempts: u64,
+    /// Failed verdicts.
+    pub failures: u64,
+    /// Local failures by reason, in [`LocalReason::ALL`]'s order.
+    pub local_failures: [u64; LocalReason::ALL.len()],
+    /// Runs that started late.
+    pub late: u64,
+}
+
+impl ProbeTotals {
+    pub fn record(&mut self, report: &ProbeReport) {
+        self.attempts += 1;
+        self.late += u64::from(report.late);
+        match &report.attempt {
+            Ok(outcome) if outcome.ok => {}
+            Ok(_) => self.failures += 1,
+            Err(local) => {
+                if let Some(i) = LocalReason::ALL.iter().position(|r| *r == local.reason) {
+                    self.local_failures[i] += 1;
+                }
+            }
+        }
+    }
+
+    /// Local failures of every reason.
+    pub fn local_failures_total(&self) -> u64 {
+        self.local_failures.iter().sum()
+    }
+
+    /// (reason, count) for every reason.
+    pub fn local_failures_by_reason(&self) -> impl Iterator<Item = (LocalReason, u64)> + '_ {
+        LocalReason::ALL.iter().copied().zip(self.local_failures)
     }
 }
 

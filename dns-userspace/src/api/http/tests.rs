@@ -3,7 +3,7 @@
 
 use std::{
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -20,9 +20,7 @@ use crate::{
         listen::Listeners,
         settings::{Reads, Token, UnixSocket},
     },
-    config::Config,
-    datapath::pools::PoolTable,
-    steering::{events::EventSink, pool::PoolSettings, steer::Steering},
+    steering::steer::Steering,
 };
 
 const TOKEN: &str = "0123456789abcdef0123";
@@ -49,26 +47,10 @@ fn token(tag: &str) -> (Token, Temp) {
 }
 
 fn state() -> ApiState {
-    let source = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/hotpool.toml"
-    ));
-    let cfg = Config::parse(
+    let steering = Steering::for_config(
         "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
          [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
          endpoints = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }]\n",
-        source,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let table = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let steering = Steering::new(
-        &cfg.pools,
-        table,
-        Arc::new(Mutex::new(None)),
-        EventSink::new(None).unwrap(),
-        None,
     );
     ApiState {
         datapath: Arc::new(Mutex::new(None)),

@@ -1,43 +1,19 @@
 //! The exposition: names kept from before, the new families, escaping, histograms.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use super::*;
-use crate::{
-    config::Config,
-    datapath::pools::PoolTable,
-    steering::{events::EventSink, health::ProbeOutcome, pool::PoolSettings, steer::Steering},
-};
+use crate::steering::{health::ProbeOutcome, steer::Steering};
 
 /// Steering over a probed pool whose endpoints have had a few results.
 fn pools() -> Vec<PoolStatus> {
-    let source = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/hotpool.toml"
-    ));
-    let cfg = Config::parse(
+    let mut s = Steering::for_config(
         "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
          [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
          probe = { kind = \"tcp\", port = 80, rise = 1, fall = 1 }\n\
          endpoints = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }]\n\
          [[pool]]\nname = \"fixed.example.test.\"\ntype = \"A\"\n\
          endpoints = [{ address = \"192.0.2.3\" }]\n",
-        source,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let table = Arc::new(PoolTable::new(
-        cfg.pools.iter().map(PoolSettings::initial_answer),
-    ));
-    let mut s = Steering::new(
-        &cfg.pools,
-        table,
-        Arc::new(Mutex::new(None)),
-        EventSink::new(None).unwrap(),
-        None,
     );
     let t = Instant::now();
     let job = |s: &Steering, e| s.job_id(0, e).expect("a probed endpoint");
@@ -70,6 +46,8 @@ fn snapshot(pools: Vec<PoolStatus>) -> Snapshot {
         refused: vec![("no_token", 3), ("foreign_origin", 1)],
         server: None,
         kernel: KernelSnapshot::default(),
+        probe_totals: ProbeTotals::default(),
+        scheduler: None,
     }
 }
 
@@ -306,4 +284,69 @@ fn kernel_answers_per_pool_and_the_heartbeat() {
         &page,
         "hotpool_xdp_pool_answers_total{pool=\"fixed.example.test.\"} 0",
     );
+}
+
+#[test]
+fn probe_accounting_per_endpoint_and_in_total() {
+    use crate::steering::probe::{JobId, LocalFailure, LocalReason, ProbeReport, SchedulerStats};
+    let mut s = Steering::for_config(
+        "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
+         [[pool]]\nname = \"www.example.test.\"\ntype = \"A\"\n\
+         probe = { kind = \"tcp\", port = 80 }\n\
+         endpoints = [{ address = \"192.0.2.1\" }]\n",
+    );
+    let id: JobId = s.jobs()[0].id;
+    let report = |late, attempt| ProbeReport {
+        id,
+        finished: Instant::now(),
+        lateness: Duration::from_millis(if late { 400 } else { 0 }),
+        late,
+        attempt,
+    };
+    s.on_report(&report(
+        true,
+        Ok(ProbeOutcome::success(Duration::from_millis(2), "connected")),
+    ));
+    s.on_report(&report(
+        false,
+        Err(LocalFailure::new(
+            LocalReason::LocalAddress,
+            "connect: Cannot assign requested address (os error 99)",
+        )),
+    ));
+    let mut snap = snapshot(s.status());
+    snap.probe_totals = s.probe_totals().clone();
+    snap.scheduler = Some(SchedulerStats {
+        jobs: 1,
+        in_flight: 1,
+        limit: 17,
+        wanted: 17,
+        waiting: 0,
+        started: 3,
+        late: 1,
+        ..SchedulerStats::default()
+    });
+    let page = snap.render();
+    let labels = "pool=\"www.example.test.\",endpoint=\"192.0.2.1\"";
+    has(&page, &format!("hotpool_probes_total{{{labels}}} 2"));
+    has(
+        &page,
+        &format!("hotpool_probe_failures_total{{{labels}}} 0"),
+    );
+    has(
+        &page,
+        &format!("hotpool_probe_local_failures_total{{{labels}}} 1"),
+    );
+    has(&page, &format!("hotpool_probe_late_total{{{labels}}} 1"));
+    has(
+        &page,
+        "hotpool_probe_local_failures_by_reason_total{reason=\"local-address\"} 1",
+    );
+    has(
+        &page,
+        "hotpool_probe_local_failures_by_reason_total{reason=\"descriptors\"} 0",
+    );
+    has(&page, "hotpool_probe_scheduler_late_total 1");
+    has(&page, "hotpool_probe_scheduler_in_flight_limit 17");
+    has(&page, "# TYPE hotpool_probe_scheduler_waiting gauge");
 }

@@ -17,6 +17,8 @@ fn endpoint(name: &str) -> EndpointDoc {
         last_error_at: None,
         probes: 193,
         probe_failures: 0,
+        probe_local_failures: 0,
+        probes_late: 0,
     }
 }
 

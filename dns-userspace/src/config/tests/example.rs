@@ -104,7 +104,7 @@ fn the_example_config_loads() {
         cfg.events.log.as_deref(),
         Some(Path::new("/run/hotpool/events.jsonl"))
     );
-    assert_eq!(cfg.probes.max_concurrent, 64);
+    assert_eq!(cfg.probes.max_concurrent, None);
     assert!(
         summary.contains("  probe http GET /metrics port 9153 expect 200, every 1s"),
         "{summary}"
@@ -138,7 +138,7 @@ fn summary_shows_policies_probes_and_pins() {
         "  policy fastest (count 1, deviation 0%, hysteresis 10%); all down: fail-open\n",
         "  probe dns x.test. TXT port 53, every 5s, timeout 2s, rise 2, fall 3\n",
         "event log: /tmp/e.jsonl\n",
-        "probes: at most 9 in flight\n",
+        "probes: 3 endpoints; up to 3 in flight (what the load needs), at most 9 ([probes] max_concurrent)\n",
     ] {
         assert!(
             summary.contains(want),

@@ -25,6 +25,7 @@ mod example;
 mod policies;
 mod pools;
 mod probes;
+mod scale;
 mod server;
 mod state;
 mod zones;

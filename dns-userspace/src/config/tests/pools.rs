@@ -219,10 +219,15 @@ fn policy_probe_and_global_defaults() {
         vec![(0, AdminState::Follow, None), (1, AdminState::Follow, None)]
     );
     assert_eq!(cfg.events, EventSettings { log: None });
-    assert_eq!(cfg.probes, ProbeSettings { max_concurrent: 64 });
+    assert_eq!(
+        cfg.probes,
+        ProbeSettings {
+            max_concurrent: None
+        }
+    );
     let empty = parse("").unwrap();
     assert_eq!(empty.events, EventSettings::default());
-    assert_eq!(empty.probes.max_concurrent, 64);
+    assert_eq!(empty.probes.max_concurrent, None);
 }
 
 #[test]
@@ -271,7 +276,7 @@ fn every_pool_key() {
             rise: 4,
             fall: 5,
         },
-        kind: ProbeKind::Http(http.clone()),
+        kind: ProbeKind::Http(Box::new(http.clone())),
     };
     assert_eq!(p.probe.as_ref(), Some(&pool_spec));
     let e0 = &p.endpoints[0];
@@ -279,7 +284,7 @@ fn every_pool_key() {
     assert_eq!(
         e0.probe,
         Some(ProbeSpec {
-            kind: ProbeKind::Http(HttpProbe { port: 8080, ..http }),
+            kind: ProbeKind::Http(Box::new(HttpProbe { port: 8080, ..http })),
             ..pool_spec.clone()
         })
     );

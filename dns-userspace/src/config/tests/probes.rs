@@ -48,11 +48,11 @@ fn probe_defaults_per_kind() {
     assert_eq!(spec.port(), Some(53));
     assert_eq!(
         spec.kind,
-        ProbeKind::Dns(DnsProbe {
+        ProbeKind::Dns(Box::new(DnsProbe {
             qname: Name::from_str("www.example.test.").unwrap(),
             qtype: RecordType::A,
             port: 53,
-        })
+        }))
     );
 
     let p = one_pool(&pool_with("A", &["probe = { kind = \"icmp\" }"], TWO));
@@ -98,10 +98,10 @@ fn endpoint_overrides_merge_with_the_pool_probe() {
     assert_eq!(
         e2,
         ProbeSpec {
-            kind: ProbeKind::Http(HttpProbe {
+            kind: ProbeKind::Http(Box::new(HttpProbe {
                 path: "/other".into(),
                 ..pool_http
-            }),
+            })),
             ..pool
         }
     );

@@ -100,6 +100,18 @@ fn bad_types_are_rejected() {
     assert_fails_at("[server]\npin_path = \"bpf/hotpool\"\n", 2, "absolute");
 }
 
+/// toml has no message for some errors (found by fuzzing the config parser: `hotpool
+/// check` printed `hotpool.toml:1:9: ` and nothing else).
+#[test]
+fn syntax_errors_always_say_what_is_wrong() {
+    assert_fails_at(
+        "# a comm\u{2}nt\n[server]\n",
+        1,
+        "control character U+0002: TOML allows none but tab, in comments too",
+    );
+    assert_fails_at("[server]\nport = 53 \u{7f}\n", 2, "expected newline");
+}
+
 #[test]
 fn port_and_edns_size_are_checked() {
     assert_fails_at(
@@ -180,7 +192,7 @@ fn load_names_a_missing_config_file() {
 fn events_and_probes_sections() {
     let cfg = parse("[events]\nlog = \"events.jsonl\"\n[probes]\nmax_concurrent = 3\n").unwrap();
     assert_eq!(cfg.events.log, Some(testdata().join("events.jsonl")));
-    assert_eq!(cfg.probes.max_concurrent, 3);
+    assert_eq!(cfg.probes.max_concurrent, Some(3));
     let cfg = parse("[events]\nlog = \"/var/lib/hotpool/events.jsonl\"\n").unwrap();
     assert_eq!(
         cfg.events.log,

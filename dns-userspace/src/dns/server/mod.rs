@@ -96,8 +96,8 @@ pub struct ServerSettings {
     pub tcp_message_timeout: Duration,
     /// Longest life of a TCP connection. Default 2 min.
     pub tcp_max_lifetime: Duration,
-    /// Most concurrent TCP connections. None: derived from the open-file limit at start
-    /// ([`crate::dns::limits::FdBudget`]).
+    /// Most concurrent TCP connections. None: the open-file limit's share for TCP at start
+    /// ([`crate::limits::FdBudget`]).
     pub tcp_max_connections: Option<usize>,
     /// Most concurrent TCP connections of one client. Default 32.
     pub tcp_max_connections_per_client: usize,
@@ -135,11 +135,11 @@ impl ServerSettings {
         })
     }
 
-    /// TCP connections at most: as configured, else [`crate::dns::limits`]'s fallback
-    /// (the daemon fills it in from the open-file limit before binding).
+    /// TCP connections at most: as set, else [`crate::limits`]'s fallback (the daemon sets
+    /// the budget's share before binding).
     pub fn tcp_connections(&self) -> usize {
         self.tcp_max_connections
-            .unwrap_or(crate::dns::limits::FALLBACK_TCP_CONNECTIONS)
+            .unwrap_or(crate::limits::FALLBACK_TCP_CONNECTIONS)
     }
 }
 

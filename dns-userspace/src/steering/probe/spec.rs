@@ -65,14 +65,15 @@ impl ProbeTiming {
 }
 
 /// How an endpoint is probed, with the settings only that kind has. See the module docs
-/// of [`crate::steering::probe`] for what each measures.
+/// of [`crate::steering::probe`] for what each measures. The bigger settings are boxed, so
+/// a TCP or ICMP probe (the kinds used by the thousand) stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeKind {
     /// An HTTP request until the response headers.
-    Http(HttpProbe),
+    Http(Box<HttpProbe>),
     /// As `Http`, over TLS.
     Https {
-        http: HttpProbe,
+        http: Box<HttpProbe>,
         /// Verify the certificate (Mozilla roots). Default true.
         tls_verify: bool,
     },
@@ -81,7 +82,7 @@ pub enum ProbeKind {
     /// An ICMP echo.
     Icmp,
     /// One UDP query.
-    Dns(DnsProbe),
+    Dns(Box<DnsProbe>),
 }
 
 /// The settings of an `http` or `https` probe.
@@ -134,24 +135,24 @@ pub struct DnsProbe {
 impl ProbeKind {
     /// An `http` probe with every default.
     pub fn default_http() -> Self {
-        Self::Http(HttpProbe::new(80))
+        Self::Http(Box::new(HttpProbe::new(80)))
     }
 
     /// An `https` probe with every default.
     pub fn default_https() -> Self {
         Self::Https {
-            http: HttpProbe::new(443),
+            http: Box::new(HttpProbe::new(443)),
             tls_verify: true,
         }
     }
 
     /// A `dns` probe for `qname` with every default.
     pub fn default_dns(qname: Name) -> Self {
-        Self::Dns(DnsProbe {
+        Self::Dns(Box::new(DnsProbe {
             qname,
             qtype: RecordType::A,
             port: 53,
-        })
+        }))
     }
 
     /// The kind's name in the config.
@@ -331,9 +332,9 @@ impl ProbeSpec {
         };
 
         let kind = match kind {
-            "http" => ProbeKind::Http(http(keys, port.unwrap_or(80))?),
+            "http" => ProbeKind::Http(Box::new(http(keys, port.unwrap_or(80))?)),
             "https" => ProbeKind::Https {
-                http: http(keys, port.unwrap_or(443))?,
+                http: Box::new(http(keys, port.unwrap_or(443))?),
                 tls_verify: keys.tls_verify.unwrap_or(true),
             },
             "tcp" => match port {
@@ -346,7 +347,7 @@ impl ProbeSpec {
                 }
             },
             "icmp" => ProbeKind::Icmp,
-            "dns" => ProbeKind::Dns(dns(keys, port.unwrap_or(53), pool)?),
+            "dns" => ProbeKind::Dns(Box::new(dns(keys, port.unwrap_or(53), pool)?)),
             other => {
                 return Err(error(
                     ProbeKey::Kind,

@@ -1,8 +1,8 @@
 //! Steering: probe results → endpoint health → policy decision → the pool's answer in the
 //! daemon's table *and* the kernel's hot map, plus an event for every change.
 //!
-//! One [`Steering`] owns every pool's runtime state. Probe results arrive on a channel from
-//! [`crate::steering::probe::run_probe_set`], keyed by job id; operator pins arrive through
+//! One [`Steering`] owns every pool's runtime state. Probe reports arrive on a channel from
+//! the scheduler ([`crate::steering::probe::ProbeSet`]), keyed by job id; operator pins arrive through
 //! [`Steering::set_admin`] (the HTTP API); a reload brings a new pool set
 //! ([`Steering::reconcile`]). A pool's answer is rewritten only when it changes, and then
 //! atomically in both answer paths (see [`crate::datapath::hot`] for the kernel side); an
@@ -17,6 +17,15 @@
 //!
 //! Pins are absolute: an endpoint pinned down is never answered, also when every endpoint
 //! is down and the pool fails open.
+//!
+//! Probe ids: every probed endpoint gets a [`JobId`] when steering first sees it; the
+//! scheduler's jobs ([`Steering::jobs`]) and reports carry it, so a report always finds its
+//! endpoint, whatever the pool's index. A reload that keeps an endpoint (same pool name and
+//! address) keeps its id, its health and its tally ([`Steering::reconcile`]).
+//!
+//! Local probe failures ([`LocalFailure`]) are counted and logged (at most every
+//! [`LOCAL_FAILURE_LOG_EVERY`], with how many were not logged) and never reach the
+//! endpoint's health: they are not verdicts.
 
 mod reconcile;
 mod runtime;
@@ -27,7 +36,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -45,13 +54,18 @@ use crate::{
     steering::{
         events::{Event, EventSink, EventStats},
         health::{AdminState, ProbeOutcome, ProbeState, StateReason},
-        policy::{Answer, Decision},
+        policy::{Answer, Decision, Policy},
         pool::PoolSettings,
-        probe::{JobId, ProbeJob, ProbeResult, ProbeTarget},
+        probe::{
+            JobId, LocalFailure, ProbeJob, ProbeReport, ProbeSet, ProbeTarget, SchedulerStats,
+        },
         state::{STATE_VERSION, SavedState, now_ms},
-        tally::ProbeTally,
+        tally::{ProbeTally, ProbeTotals},
     },
 };
+
+/// Local probe failures are logged at most this often (the count of the others with it).
+pub const LOCAL_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why an operator's pin was not applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +150,16 @@ pub struct Steering {
     jobs: HashMap<JobId, (usize, usize)>,
     next_job: u64,
     dirty: Arc<Dirty>,
+    totals: ProbeTotals,
+    local_log: LocalFailureLog,
+    probes: Option<ProbeSet>,
+}
+
+/// Rate limit of the local-failure log line.
+#[derive(Default)]
+struct LocalFailureLog {
+    last: Option<Instant>,
+    unlogged: u64,
 }
 
 impl Steering {
@@ -158,6 +182,9 @@ impl Steering {
             jobs: HashMap::new(),
             next_job: 0,
             dirty: Arc::default(),
+            totals: ProbeTotals::default(),
+            local_log: LocalFailureLog::default(),
+            probes: None,
         };
         if let Some(saved) = saved {
             let mut restored = 0;
@@ -179,6 +206,27 @@ impl Steering {
         // One table for all of them (setting each would rebuild it per pool).
         s.table.replace_all(s.answers());
         s
+    }
+
+    /// Steering over the pools of config `text` (its zone files in `testdata/`): no kernel,
+    /// no event log, no state file.
+    #[cfg(test)]
+    pub(crate) fn for_config(text: &str) -> Self {
+        let source = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        let cfg = crate::config::Config::parse(text, source).unwrap_or_else(|e| panic!("{e}"));
+        let table = Arc::new(PoolTable::new(
+            cfg.pools.iter().map(PoolSettings::initial_answer),
+        ));
+        Self::new(
+            &cfg.pools,
+            table,
+            Arc::new(Mutex::new(None)),
+            EventSink::new(None).expect("an event sink without a log"),
+            None,
+        )
     }
 
     /// Gives every probed endpoint of pool `i` without a job a new one.
@@ -231,6 +279,69 @@ impl Steering {
         self.dirty.clone()
     }
 
+    /// Hands steering the scheduler running its jobs (for its figures in
+    /// [`Steering::probe_stats`]).
+    pub fn attach_probes(&mut self, probes: ProbeSet) {
+        self.probes = Some(probes);
+    }
+
+    /// The scheduler's figures, when one is attached.
+    pub fn probe_stats(&self) -> Option<SchedulerStats> {
+        self.probes.as_ref().map(ProbeSet::stats)
+    }
+
+    /// Every endpoint's probes together since start-up.
+    pub fn probe_totals(&self) -> &ProbeTotals {
+        &self.totals
+    }
+
+    /// Feeds one probe report in: counted, then a verdict goes to the endpoint's health and
+    /// a local failure is logged (rate-limited) and goes nowhere else. Reports of jobs
+    /// steering no longer has are dropped.
+    pub fn on_report(&mut self, report: &ProbeReport) {
+        let Some(&(p, e)) = self.jobs.get(&report.id) else {
+            return;
+        };
+        self.totals.record(report);
+        if report.late
+            && let Some(t) = self.pools[p].tallies.get_mut(e)
+        {
+            t.count_late();
+        }
+        match &report.attempt {
+            // The tally counts a verdict where every verdict is applied.
+            Ok(outcome) => self.on_probe(report.id, report.finished, outcome),
+            Err(local) => {
+                if let Some(t) = self.pools[p].tallies.get_mut(e) {
+                    t.record_local(report.finished, local);
+                }
+                self.local_failure(p, e, report.finished, local);
+            }
+        }
+    }
+
+    fn local_failure(&mut self, pool: usize, endpoint: usize, at: Instant, f: &LocalFailure) {
+        let log = &mut self.local_log;
+        if log
+            .last
+            .is_some_and(|last| at.saturating_duration_since(last) < LOCAL_FAILURE_LOG_EVERY)
+        {
+            log.unlogged += 1;
+            return;
+        }
+        let p = &self.pools[pool];
+        warn!(
+            pool = %p.settings.name,
+            endpoint = %p.names[endpoint],
+            reason = %f.reason,
+            unlogged_since_last = log.unlogged,
+            "a probe failed on this host, not counted against the endpoint: {}",
+            f.detail
+        );
+        log.last = Some(at);
+        log.unlogged = 0;
+    }
+
     /// Feeds one probe result in (results of jobs no longer running are ignored).
     pub fn on_probe(&mut self, job: JobId, at: Instant, outcome: &ProbeOutcome) {
         let Some(&(pool, endpoint)) = self.jobs.get(&job) else {
@@ -261,7 +372,7 @@ impl Steering {
             _ => "down",
         };
         self.dirty.mark(was != now || transition.is_some());
-        if let Some(t) = transition {
+        if let Some(t) = &transition {
             self.endpoint_event(pool, endpoint, old(!t.up), t.up, &t.reason);
         } else if first_down && !pinned {
             // Down from the start is no change of the effective state (unknown counts as
@@ -271,7 +382,12 @@ impl Steering {
             };
             self.endpoint_event(pool, endpoint, "unknown", false, &reason);
         }
-        self.reselect(pool, "probe", true);
+        // Only a changed verdict, or a new latency where the policy compares latencies,
+        // can change the decision: a blackholed endpoint failing again changes nothing.
+        let latency_counts = matches!(self.pools[pool].settings.policy, Policy::Fastest { .. });
+        if transition.is_some() || was != now || (outcome.ok && latency_counts) {
+            self.reselect(pool, "probe", true);
+        }
     }
 
     /// Pins an endpoint up or down, or makes it follow its probes again.
@@ -566,21 +682,27 @@ pub struct EndpointStatus {
     pub probes: ProbeTally,
 }
 
-/// Applies probe results until shutdown.
+/// Most reports applied under one lock of steering.
+pub const REPORT_BATCH: usize = 256;
+
+/// Applies probe reports until shutdown, a batch at a time.
 pub async fn run(
     steering: Arc<Mutex<Steering>>,
-    mut results: mpsc::Receiver<ProbeResult>,
+    mut reports: mpsc::Receiver<ProbeReport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut batch = Vec::with_capacity(REPORT_BATCH);
     loop {
         tokio::select! {
-            r = results.recv() => match r {
-                Some((job, at, outcome)) => steering
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .on_probe(job, at, &outcome),
-                None => return,
-            },
+            n = reports.recv_many(&mut batch, REPORT_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                let mut s = steering.lock().unwrap_or_else(|e| e.into_inner());
+                for report in batch.drain(..) {
+                    s.on_report(&report);
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -290,6 +290,69 @@ fn a_pool_change_drops_the_cached_answers() {
     assert_eq!(ask(&mut a, &msg), full(&authority, &msg));
 }
 
+/// The table's other two writes: a pool set at a new name (which rebuilds the name index)
+/// and the whole table replaced in place. Each must move the generation, or the cached
+/// answers of before are served.
+#[test]
+fn a_new_pool_and_a_replaced_table_drop_the_cached_answers() {
+    let (authority, pools) = rich_authority();
+    let (mut a, _) = answerer(&authority, 64);
+    let www_q = query(1, "www.example.test.", RecordType::A);
+    let new_q = query(2, "new.example.test.", RecordType::A);
+    warm(&mut a, &[&www_q, &new_q]);
+    assert_eq!(
+        a.cache().len(),
+        2,
+        "the pool answer and the NXDOMAIN cached"
+    );
+    let data = |q: &[u8], a: &mut Answerer| {
+        let m = Message::from_vec(&ask(a, q).unwrap()).unwrap();
+        (
+            m.response_code,
+            m.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(data(&new_q, &mut a).0, ResponseCode::NXDomain);
+    let www = |n: u8| PoolAnswer {
+        name: Name::from_str("www.example.test.").unwrap(),
+        rtype: RecordType::A,
+        ttl: 30,
+        rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, n)))],
+        selection: Selection::All,
+    };
+    let new_pool = PoolAnswer {
+        name: Name::from_str("new.example.test.").unwrap(),
+        ..www(1)
+    };
+
+    // A new name: the NXDOMAIN cached before is an answer now.
+    pools.set(new_pool.clone());
+    assert_eq!(
+        data(&new_q, &mut a),
+        (
+            ResponseCode::NoError,
+            vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))]
+        ),
+        "the new pool, not the cached NXDOMAIN"
+    );
+    assert_eq!(ask(&mut a, &new_q), full(&authority, &new_q));
+
+    // The whole table replaced in place: www's new answer, not the cached one.
+    warm(&mut a, &[&www_q, &new_q]);
+    pools.replace_all([www(77), new_pool]);
+    assert_eq!(
+        data(&www_q, &mut a),
+        (
+            ResponseCode::NoError,
+            vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 77)))]
+        ),
+        "the replaced table's answer, not the cached one"
+    );
+    for q in [&www_q, &new_q] {
+        assert_eq!(ask(&mut a, q), full(&authority, q));
+    }
+}
+
 #[test]
 fn a_reload_drops_the_cached_answers() {
     let (authority, pools) = rich_authority();

@@ -1,7 +1,10 @@
-//! Probes against loopback servers, and the scheduler.
+//! Probes against loopback servers; the scheduler ([`schedule`]) and local failures
+//! ([`local`]) in their own files.
+
+mod local;
+mod schedule;
 
 use std::{
-    collections::HashMap,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     str::FromStr,
@@ -19,19 +22,17 @@ use hickory_proto::{
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, UdpSocket},
-    sync::{mpsc, watch},
 };
 
 use super::{
     run::{IcmpClients, first_line},
-    schedule::{first_delay, next_delay},
     *,
 };
 use crate::steering::{endpoint::EndpointAddress, health::ProbeOutcome};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn target() -> ProbeTarget {
+pub(super) fn target() -> ProbeTarget {
     ProbeTarget {
         address: LOCALHOST,
         hostname: None,
@@ -50,17 +51,17 @@ fn spec(kind: ProbeKind) -> ProbeSpec {
     }
 }
 
-fn tcp_spec(port: u16) -> ProbeSpec {
+pub(super) fn tcp_spec(port: u16) -> ProbeSpec {
     spec(ProbeKind::Tcp { port })
 }
 
-fn http_spec(port: u16) -> ProbeSpec {
-    spec(ProbeKind::Http(HttpProbe::new(port)))
+pub(super) fn http_spec(port: u16) -> ProbeSpec {
+    spec(ProbeKind::Http(Box::new(HttpProbe::new(port))))
 }
 
 fn https_spec(port: u16) -> ProbeSpec {
     spec(ProbeKind::Https {
-        http: HttpProbe::new(port),
+        http: Box::new(HttpProbe::new(port)),
         tls_verify: true,
     })
 }
@@ -74,10 +75,17 @@ fn http_mut(s: &mut ProbeSpec) -> &mut HttpProbe {
 }
 
 /// `s` every `interval`, with that as its timeout too.
-fn every(mut s: ProbeSpec, interval: Duration) -> ProbeSpec {
+pub(super) fn every(mut s: ProbeSpec, interval: Duration) -> ProbeSpec {
     s.timing.interval = interval;
     s.timing.timeout = interval;
     s
+}
+
+/// Probes once and expects a verdict on the endpoint (not a local failure).
+async fn verdict(spec: &ProbeSpec, target: &ProbeTarget) -> ProbeOutcome {
+    probe_once(spec, target)
+        .await
+        .unwrap_or_else(|f| panic!("a local failure, not a verdict: {f}"))
 }
 
 #[track_caller]
@@ -98,7 +106,7 @@ fn assert_fails(o: &ProbeOutcome, detail: &str) {
 }
 
 /// A port on loopback that nothing listens on.
-async fn closed_port() -> u16 {
+pub(super) async fn closed_port() -> u16 {
     let l = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     l.local_addr().unwrap().port()
 }
@@ -106,14 +114,14 @@ async fn closed_port() -> u16 {
 // --- a tiny HTTP server ----------------------------------------------------------
 
 #[derive(Clone)]
-struct Reply {
+pub(super) struct Reply {
     status: u16,
     body: String,
-    delay: Duration,
+    pub(super) delay: Duration,
 }
 
 impl Reply {
-    fn new(status: u16, body: &str) -> Self {
+    pub(super) fn new(status: u16, body: &str) -> Self {
         Self {
             status,
             body: body.into(),
@@ -123,11 +131,11 @@ impl Reply {
 }
 
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     /// Every request's head (request line and headers), lower-cased header names.
     requests: Mutex<Vec<String>>,
     in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
+    pub(super) most_in_flight: AtomicUsize,
 }
 
 impl Seen {
@@ -170,7 +178,7 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, reply: Reply, s
 }
 
 /// An HTTP server on loopback answering every request with `reply`.
-async fn http_server(reply: Reply) -> (u16, Arc<Seen>) {
+pub(super) async fn http_server(reply: Reply) -> (u16, Arc<Seen>) {
     let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Seen::default());
@@ -230,7 +238,7 @@ async fn https_server(reply: Reply) -> (u16, Arc<Seen>) {
 async fn tcp_probe_connects() {
     let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let o = probe_once(&tcp_spec(port), &target()).await;
+    let o = verdict(&tcp_spec(port), &target()).await;
     assert_ok(&o);
     assert_eq!(o.detail, "connected");
     assert!(o.latency.unwrap() < Duration::from_secs(1));
@@ -239,7 +247,7 @@ async fn tcp_probe_connects() {
 #[tokio::test]
 async fn tcp_probe_to_a_closed_port_is_refused() {
     let port = closed_port().await;
-    let o = probe_once(&tcp_spec(port), &target()).await;
+    let o = verdict(&tcp_spec(port), &target()).await;
     assert_fails(&o, "connection refused");
     assert_eq!(o.detail, "connection refused");
 }
@@ -255,7 +263,7 @@ async fn tcp_probe_over_ipv6_loopback() {
         address: IpAddr::V6(Ipv6Addr::LOCALHOST),
         hostname: None,
     };
-    assert_ok(&probe_once(&tcp_spec(port), &t).await);
+    assert_ok(&verdict(&tcp_spec(port), &t).await);
 }
 
 #[tokio::test]
@@ -269,7 +277,7 @@ async fn host_name_targets_are_looked_up_at_probe_time() {
         Name::from_str("localhost.").unwrap(),
     ));
     assert_eq!(t.hostname.as_deref(), Some("localhost"));
-    assert_ok(&probe_once(&tcp_spec(port), &t).await);
+    assert_ok(&verdict(&tcp_spec(port), &t).await);
     drop(v6);
 
     let t = ProbeTarget {
@@ -277,7 +285,7 @@ async fn host_name_targets_are_looked_up_at_probe_time() {
         hostname: Some("no-such-host.invalid".into()),
     };
     assert_fails(
-        &probe_once(&tcp_spec(port), &t).await,
+        &verdict(&tcp_spec(port), &t).await,
         "cannot resolve no-such-host.invalid",
     );
 }
@@ -289,7 +297,7 @@ async fn http_probe_200_is_healthy() {
     let (port, seen) = http_server(Reply::new(200, "hello")).await;
     let mut s = http_spec(port);
     http_mut(&mut s).path = "/health?full=1".into();
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert_ok(&o);
     assert_eq!(o.detail, "HTTP 200");
     let head = seen.requests.lock().unwrap()[0].clone();
@@ -309,20 +317,20 @@ async fn http_probe_200_is_healthy() {
 #[tokio::test]
 async fn http_probe_503_fails_and_statuses_are_configurable() {
     let (port, _) = http_server(Reply::new(503, "busy")).await;
-    let o = probe_once(&http_spec(port), &target()).await;
+    let o = verdict(&http_spec(port), &target()).await;
     assert_fails(&o, "HTTP 503");
     assert_eq!(o.detail, "HTTP 503");
 
     let mut s = http_spec(port);
     http_mut(&mut s).expect_status = vec![503];
-    assert_ok(&probe_once(&s, &target()).await);
+    assert_ok(&verdict(&s, &target()).await);
 
     // Redirects are a status, not followed.
     let (port, seen) = http_server(Reply::new(302, "")).await;
-    assert_ok(&probe_once(&http_spec(port), &target()).await);
+    assert_ok(&verdict(&http_spec(port), &target()).await);
     let mut s = http_spec(port);
     http_mut(&mut s).expect_status = vec![200];
-    assert_fails(&probe_once(&s, &target()).await, "HTTP 302");
+    assert_fails(&verdict(&s, &target()).await, "HTTP 302");
     assert_eq!(seen.requests.lock().unwrap().len(), 2);
 }
 
@@ -331,13 +339,13 @@ async fn http_probe_body_contains() {
     let (port, _) = http_server(Reply::new(200, "status: ok, all good")).await;
     let mut s = http_spec(port);
     http_mut(&mut s).body_contains = Some("all good".into());
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert_ok(&o);
     assert_eq!(o.detail, "HTTP 200, body matches");
 
     http_mut(&mut s).body_contains = Some("degraded".into());
     assert_fails(
-        &probe_once(&s, &target()).await,
+        &verdict(&s, &target()).await,
         "HTTP 200, body lacks \"degraded\" (read 20 bytes)",
     );
 }
@@ -350,7 +358,7 @@ async fn http_probe_body_read_is_capped() {
     let mut s = http_spec(port);
     http_mut(&mut s).body_contains = Some("marker".into());
     assert_fails(
-        &probe_once(&s, &target()).await,
+        &verdict(&s, &target()).await,
         &format!("(read {BODY_LIMIT} bytes)"),
     );
 }
@@ -363,7 +371,7 @@ async fn http_probe_times_out_on_a_slow_server() {
     let mut s = http_spec(port);
     s.timing.timeout = Duration::from_millis(300);
     let start = Instant::now();
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert_fails(&o, "timeout after 300ms");
     assert!(
         start.elapsed() < Duration::from_secs(2),
@@ -377,7 +385,7 @@ async fn http_probe_latency_is_time_to_the_response_headers() {
     let mut reply = Reply::new(200, "ok");
     reply.delay = Duration::from_millis(150);
     let (port, _) = http_server(reply).await;
-    let o = probe_once(&http_spec(port), &target()).await;
+    let o = verdict(&http_spec(port), &target()).await;
     assert_ok(&o);
     let latency = o.latency.unwrap();
     assert!(
@@ -392,7 +400,7 @@ async fn http_probe_sends_the_configured_host_to_the_endpoint_address() {
     let mut s = http_spec(port);
     http_mut(&mut s).host = Some("cdn.example.net".into());
     http_mut(&mut s).method = "HEAD".into();
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert_ok(&o);
     assert_eq!(o.detail, "HTTP 204");
     assert_eq!(
@@ -403,14 +411,14 @@ async fn http_probe_sends_the_configured_host_to_the_endpoint_address() {
 
     // An address as host only sets the header.
     http_mut(&mut s).host = Some("192.0.2.1".into());
-    assert_ok(&probe_once(&s, &target()).await);
+    assert_ok(&verdict(&s, &target()).await);
     assert_eq!(seen.last_header("host").unwrap(), "192.0.2.1");
 }
 
 #[tokio::test]
 async fn http_probe_to_a_closed_port_is_refused() {
     let port = closed_port().await;
-    let o = probe_once(&http_spec(port), &target()).await;
+    let o = verdict(&http_spec(port), &target()).await;
     assert_fails(&o, "connection refused");
 }
 
@@ -419,7 +427,7 @@ async fn https_probe_verifies_certificates_unless_told_not_to() {
     let (port, seen) = https_server(Reply::new(200, "secure ok")).await;
     let mut s = https_spec(port);
     http_mut(&mut s).host = Some("localhost".into());
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert!(!o.ok, "a self-signed certificate must not verify: {o:?}");
     assert!(
         o.detail.to_ascii_lowercase().contains("certificate"),
@@ -431,7 +439,7 @@ async fn https_probe_verifies_certificates_unless_told_not_to() {
         *tls_verify = false;
     }
     http_mut(&mut s).body_contains = Some("secure".into());
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert_ok(&o);
     assert_eq!(o.detail, "HTTP 200, body matches");
     let requests = seen.requests.lock().unwrap().clone();
@@ -485,35 +493,29 @@ async fn dns_server(rcode: ResponseCode, answers: usize) -> u16 {
 }
 
 fn dns_spec(port: u16) -> ProbeSpec {
-    spec(ProbeKind::Dns(DnsProbe {
+    spec(ProbeKind::Dns(Box::new(DnsProbe {
         qname: Name::from_str("www.example.test.").unwrap(),
         qtype: RecordType::A,
         port,
-    }))
+    })))
 }
 
 #[tokio::test]
 async fn dns_probe_needs_noerror_with_an_answer() {
     let port = dns_server(ResponseCode::NoError, 2).await;
-    let o = probe_once(&dns_spec(port), &target()).await;
+    let o = verdict(&dns_spec(port), &target()).await;
     assert_ok(&o);
     assert_eq!(o.detail, "DNS NOERROR, 2 answers");
 
     let port = dns_server(ResponseCode::NoError, 0).await;
     assert_fails(
-        &probe_once(&dns_spec(port), &target()).await,
+        &verdict(&dns_spec(port), &target()).await,
         "DNS NOERROR without an answer",
     );
     let port = dns_server(ResponseCode::ServFail, 0).await;
-    assert_fails(
-        &probe_once(&dns_spec(port), &target()).await,
-        "DNS SERVFAIL",
-    );
+    assert_fails(&verdict(&dns_spec(port), &target()).await, "DNS SERVFAIL");
     let port = dns_server(ResponseCode::NXDomain, 0).await;
-    assert_fails(
-        &probe_once(&dns_spec(port), &target()).await,
-        "DNS NXDOMAIN",
-    );
+    assert_fails(&verdict(&dns_spec(port), &target()).await, "DNS NXDOMAIN");
 }
 
 #[tokio::test]
@@ -524,7 +526,7 @@ async fn dns_probe_without_a_server() {
     drop(socket);
     let mut s = dns_spec(port);
     s.timing.timeout = Duration::from_millis(300);
-    let o = probe_once(&s, &target()).await;
+    let o = verdict(&s, &target()).await;
     assert!(!o.ok, "{o:?}");
     assert!(
         o.detail == "connection refused" || o.detail == "timeout after 300ms",
@@ -561,195 +563,15 @@ async fn icmp_probe_to_loopback() {
             address,
             hostname: None,
         };
-        let o = probe_once(&s, &t).await;
-        if address.is_ipv6() && o.detail.contains("network unreachable") {
-            eprintln!("skipped {kind} to {address}: no IPv6 loopback here");
-            continue;
-        }
+        let o = match probe_once(&s, &t).await {
+            Err(f) if address.is_ipv6() && f.reason == LocalReason::NoRoute => {
+                eprintln!("skipped {kind} to {address}: no IPv6 loopback here ({f})");
+                continue;
+            }
+            attempt => attempt.unwrap_or_else(|f| panic!("a local failure: {f}")),
+        };
         assert_ok(&o);
         assert_eq!(o.detail, "echo reply");
         assert!(o.latency.unwrap() < Duration::from_secs(1), "{o:?}");
     }
-}
-
-// --- scheduling -----------------------------------------------------------------
-
-#[test]
-fn jitter_stays_in_its_window() {
-    let i = Duration::from_secs(1);
-    assert_eq!(first_delay(i, 0.0), Duration::ZERO);
-    assert!(first_delay(i, 0.999_999) < i);
-    assert_eq!(next_delay(i, 0.0), Duration::from_millis(900));
-    assert_eq!(next_delay(i, 0.5), Duration::from_millis(1000));
-    assert!(next_delay(i, 0.999_999) <= Duration::from_millis(1100));
-    // Out-of-range samples are clamped.
-    assert_eq!(first_delay(i, 7.0), i);
-    assert_eq!(next_delay(i, -1.0), Duration::from_millis(900));
-    // Random samples spread over the window.
-    let firsts: Vec<Duration> = (0..1000).map(|_| first_delay(i, rand::random())).collect();
-    assert!(firsts.iter().all(|d| *d < i));
-    assert!(firsts.iter().any(|d| *d < Duration::from_millis(100)));
-    assert!(firsts.iter().any(|d| *d > Duration::from_millis(900)));
-    for _ in 0..1000 {
-        let d = next_delay(i, rand::random());
-        assert!(
-            d >= Duration::from_millis(900) && d <= Duration::from_millis(1100),
-            "{d:?}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_probes_sends_jittered_results_and_stops_on_shutdown() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
-    let closed = closed_port().await;
-    let interval = Duration::from_millis(250);
-    let job = |id, port| ProbeJob {
-        id: JobId(id),
-        spec: every(tcp_spec(port), interval),
-        target: target(),
-    };
-    let jobs = vec![job(1, port), job(2, closed), job(3, port)];
-    let (tx, mut rx) = mpsc::channel(16);
-    let (stop, shutdown) = watch::channel(false);
-    let start = Instant::now();
-    let runner = tokio::spawn(run_probes(jobs, 2, tx, shutdown));
-
-    let mut seen: HashMap<JobId, Vec<(Instant, ProbeOutcome)>> = HashMap::new();
-    let until = start + Duration::from_millis(1600);
-    while let Ok(Some((id, at, outcome))) = tokio::time::timeout_at(until.into(), rx.recv()).await {
-        seen.entry(id).or_default().push((at, outcome));
-    }
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(2), runner)
-        .await
-        .expect("run_probes stops on shutdown")
-        .unwrap();
-    // Every sender is gone once it returned.
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {}
-    assert!(rx.recv().await.is_none());
-
-    assert_eq!(seen.len(), 3, "{:?}", seen.keys());
-    for (key, results) in &seen {
-        let up = *key != JobId(2);
-        for (_, o) in results {
-            assert_eq!(o.ok, up, "{key:?}: {o:?}");
-        }
-        // First run within one interval (plus scheduling slack), then every
-        // interval ± 10 %: in 1.6 s that is 5 to 7 runs. Results are timed when they
-        // arrive, so a single gap also carries scheduling noise; their mean does not.
-        let first = results[0].0 - start;
-        assert!(
-            first < interval + Duration::from_millis(100),
-            "{key:?}: {first:?}"
-        );
-        assert!(
-            (4..=8).contains(&results.len()),
-            "{key:?}: {} results",
-            results.len()
-        );
-        for pair in results.windows(2) {
-            let gap = pair[1].0 - pair[0].0;
-            assert!(
-                gap >= interval.mul_f64(0.9) - Duration::from_millis(100)
-                    && gap <= interval.mul_f64(1.1) + Duration::from_millis(150),
-                "{key:?}: {gap:?} between runs"
-            );
-        }
-        let runs = u32::try_from(results.len() - 1).unwrap();
-        let mean = (results[results.len() - 1].0 - results[0].0) / runs;
-        assert!(
-            mean >= interval.mul_f64(0.9) - Duration::from_millis(15)
-                && mean <= interval.mul_f64(1.1) + Duration::from_millis(40),
-            "{key:?}: {mean:?} between runs on average"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_probes_bounds_concurrency() {
-    let mut reply = Reply::new(200, "ok");
-    reply.delay = Duration::from_millis(120);
-    let (port, seen) = http_server(reply).await;
-    let jobs: Vec<ProbeJob> = (0..4)
-        .map(|id| ProbeJob {
-            id: JobId(id),
-            spec: every(http_spec(port), Duration::from_millis(250)),
-            target: target(),
-        })
-        .collect();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (stop, shutdown) = watch::channel(false);
-    let runner = tokio::spawn(run_probes(jobs, 1, tx, shutdown));
-    let mut results = 0;
-    let until = Instant::now() + Duration::from_millis(1200);
-    while let Ok(Some(_)) = tokio::time::timeout_at(until.into(), rx.recv()).await {
-        results += 1;
-    }
-    stop.send(true).unwrap();
-    runner.await.unwrap();
-    assert!(results >= 4, "{results} results");
-    assert_eq!(seen.most_in_flight.load(Ordering::SeqCst), 1);
-}
-
-#[tokio::test]
-async fn run_probes_stops_when_the_receiver_is_gone() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let jobs = vec![ProbeJob {
-        id: JobId(0),
-        spec: every(tcp_spec(port), MIN_INTERVAL),
-        target: target(),
-    }];
-    let (tx, rx) = mpsc::channel(1);
-    drop(rx);
-    let (_stop, shutdown) = watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(2), run_probes(jobs, 4, tx, shutdown))
-        .await
-        .expect("run_probes returns once nobody listens");
-}
-
-/// The ids of the jobs whose results arrive within `ms`.
-async fn collect(rx: &mut mpsc::Receiver<ProbeResult>, ms: u64) -> std::collections::BTreeSet<u64> {
-    let until = Instant::now() + Duration::from_millis(ms);
-    let mut ids = std::collections::BTreeSet::new();
-    while let Ok(Some((id, _, _))) = tokio::time::timeout_at(until.into(), rx.recv()).await {
-        ids.insert(id.0);
-    }
-    ids
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_are_added_and_removed_while_the_others_run() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
-    let job = |id| ProbeJob {
-        id: JobId(id),
-        spec: every(tcp_spec(port), MIN_INTERVAL),
-        target: target(),
-    };
-    let (tx, mut rx) = mpsc::channel(64);
-    let (changes, changes_rx) = mpsc::unbounded_channel();
-    let (stop, shutdown) = watch::channel(false);
-    let runner = tokio::spawn(run_probe_set(
-        vec![job(1), job(2)],
-        4,
-        tx,
-        changes_rx,
-        shutdown,
-    ));
-    assert_eq!(collect(&mut rx, 700).await, [1, 2].into());
-    changes.send(JobChange::Remove(JobId(1))).unwrap();
-    changes.send(JobChange::Add(Box::new(job(3)))).unwrap();
-    // Results of job 1 already queued may still arrive; after a pause none do.
-    let _ = collect(&mut rx, 100).await;
-    assert_eq!(collect(&mut rx, 800).await, [2, 3].into());
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(2), runner)
-        .await
-        .expect("stops on shutdown")
-        .unwrap();
 }
