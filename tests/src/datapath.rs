@@ -9,12 +9,13 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use dns_common::Outcome;
 use hotpool::{
+    datapath::iface::Link,
     datapath::{
         ebpf::Datapath,
         hot::{Capacity, DatapathSettings},
         pools::PoolAnswer,
     },
-    dns::local::{Link, LocalAddrs},
+    dns::local::LocalAddrs,
 };
 
 use crate::frames::SERVER_MAC;
@@ -90,7 +91,7 @@ impl TestDatapath {
             .set_interface(&test_run_link())
             .expect("describing the interface");
         dp.maps
-            .set_local_addrs(&local_addrs(settings))
+            .set_local_addrs(&local_addrs(settings).kernel_entries())
             .expect("writing the local addresses");
         dp.maps.configure(settings, true).expect("configuring");
         dp.maps.sync(pools).expect("publishing pools");

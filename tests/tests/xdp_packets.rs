@@ -1296,7 +1296,7 @@ fn rejected_sources_and_foreign_frames_are_passed_with_their_reason() {
 /// description gets no answers at all.
 #[test]
 fn loopback_interfaces_answer_local_clients_only() {
-    use hotpool::dns::local::Link;
+    use hotpool::datapath::iface::Link;
 
     let mut t = TestDatapath::new(&settings(), &pools());
     let link = hotpool_tests::datapath::test_run_link();
@@ -1363,7 +1363,8 @@ fn a_burst_from_one_network_is_limited_with_slip() {
         slip: 2,
         exempt_clients: vec!["10.9.0.0/16".parse().unwrap()],
         ..Default::default()
-    };
+    }
+    .kernel();
     let mut t = TestDatapath::new(&s, &pools());
     let query = q("www.example.test.", RecordType::A).rd().edns(4096, true);
     let records = pool("www.example.test.").records(&query.qname());

@@ -45,7 +45,10 @@ pub async fn run(datapath: Arc<Mutex<Option<Datapath>>>, mut shutdown: watch::Re
         };
         let result = match datapath.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             Some(dp) => match local {
-                Some(l) => dp.maps.set_local_addrs(&l).and_then(|()| dp.maps.beat()),
+                Some(l) => dp
+                    .maps
+                    .set_local_addrs(&l.kernel_entries())
+                    .and_then(|()| dp.maps.beat()),
                 None => dp.maps.beat(),
             },
             None => Ok(()),

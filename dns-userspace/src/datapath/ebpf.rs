@@ -313,7 +313,7 @@ impl Datapath {
         };
         // The interface's MAC address before the program can run there: without it every
         // frame on the interface is passed (`foreign_mac`).
-        let described = crate::dns::local::Link::read(iface)
+        let described = super::iface::Link::read(iface)
             .map_err(DatapathError::io(format!("reading the address of {iface}")))?
             .ok_or_else(|| DatapathError::NoInterface(iface.to_string()))?;
         self.maps.set_interface(&described)?;

@@ -23,6 +23,7 @@ use dns_common::{BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_VARIANTS};
 pub mod ebpf;
 pub mod heartbeat;
 pub mod hot;
+pub mod iface;
 pub mod link;
 pub mod pins;
 pub mod pools;

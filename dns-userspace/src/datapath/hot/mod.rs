@@ -34,21 +34,17 @@ use dns_common::{
     MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACES, MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS, MAP_POOL_ANSWERS,
     MAP_RRL_EXEMPT, MAP_STATS, MAX_RRL_EXEMPT, MAX_VARIANTS, Outcome, XdpConfig,
     name::{FoldedName, HashKey, NAME_WORDS},
+    rrl::RrlParams,
     v4_mapped,
 };
 use hickory_proto::rr::Name;
 use tracing::{info, warn};
 
-use crate::{
-    datapath::{
-        DatapathError,
-        heartbeat::{OnStale, Staleness},
-        pools::PoolAnswer,
-    },
-    dns::{
-        local::{Link, LocalAddrs},
-        rrl::{Network, RrlSettings},
-    },
+use crate::datapath::{
+    DatapathError,
+    heartbeat::{OnStale, Staleness},
+    iface,
+    pools::PoolAnswer,
 };
 
 mod counters;
@@ -158,7 +154,39 @@ pub struct DatapathSettings {
     /// What a hit does once the daemon's heartbeat is older than `staleness.after`.
     pub staleness: Staleness,
     /// Response rate limiting of the kernel's answers (`[rrl]`, as the daemon's).
-    pub rrl: RrlSettings,
+    pub rrl: RrlLimits,
+}
+
+/// The kernel's rate limits: the bucket parameters, the client network prefix lengths and
+/// the exempt networks (see `dns_common::rrl`). The default is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RrlLimits {
+    pub params: RrlParams,
+    /// IPv4 and IPv6 prefix lengths of a client network.
+    pub prefix: [u8; 2],
+    /// `RRL_EXEMPT` keys: (prefix length, address), IPv4 as IPv4-mapped IPv6 with 96
+    /// added to its prefix length ([`RrlLimits::exempt_key`]).
+    pub exempt: Vec<(u32, [u8; 16])>,
+}
+
+impl Default for RrlLimits {
+    fn default() -> Self {
+        Self {
+            params: RrlParams::new(0, 0, 0),
+            prefix: [32, 128],
+            exempt: Vec::new(),
+        }
+    }
+}
+
+impl RrlLimits {
+    /// The `RRL_EXEMPT` key of the network `addr`/`prefix`.
+    pub fn exempt_key(addr: std::net::IpAddr, prefix: u8) -> (u32, [u8; 16]) {
+        match addr {
+            std::net::IpAddr::V4(a) => (96 + u32::from(prefix), v4_mapped(a.octets())),
+            std::net::IpAddr::V6(a) => (u32::from(prefix), a.octets()),
+        }
+    }
 }
 
 /// A pool the kernel knows.
@@ -179,14 +207,6 @@ struct Orphan {
 
 /// A folded name as a hash-map key.
 type NameKey = (usize, [u64; NAME_WORDS]);
-
-/// The `RRL_EXEMPT` key of a network: IPv4 as IPv4-mapped IPv6, its prefix 96 longer.
-fn exempt_key(n: &Network) -> (u32, [u8; 16]) {
-    match n.addr {
-        std::net::IpAddr::V4(a) => (96 + u32::from(n.prefix), v4_mapped(a.octets())),
-        std::net::IpAddr::V6(a) => (u32::from(n.prefix), a.octets()),
-    }
-}
 
 fn name_key(name: &FoldedName) -> NameKey {
     (name.len, name.words)
@@ -365,16 +385,16 @@ impl HotMaps {
         if s.staleness.on_stale == OnStale::Pass {
             cfg.flags |= CFG_STALE_PASS;
         }
-        if s.rrl.enabled() {
-            cfg.rrl = s.rrl.params();
-            cfg.rrl_prefix = [s.rrl.ipv4_prefix_length, s.rrl.ipv6_prefix_length];
-            if !s.rrl.exempt_clients.is_empty() {
+        if s.rrl.params.enabled() {
+            cfg.rrl = s.rrl.params;
+            cfg.rrl_prefix = s.rrl.prefix;
+            if !s.rrl.exempt.is_empty() {
                 cfg.flags |= CFG_RRL_EXEMPT;
             }
         }
         // The exempt networks before the limits that need them; a network no longer
         // exempt is limited only once it is gone from the trie.
-        self.sync_exempt(&s.rrl.exempt_clients)?;
+        self.sync_exempt(&s.rrl.exempt)?;
         // Disable first, so no packet sees a half-written address set.
         if !enabled {
             self.write_config(cfg)?;
@@ -402,14 +422,14 @@ impl HotMaps {
     }
 
     /// Makes `RRL_EXEMPT` hold exactly `networks`.
-    fn sync_exempt(&mut self, networks: &[Network]) -> Result<(), DatapathError> {
+    fn sync_exempt(&mut self, networks: &[(u32, [u8; 16])]) -> Result<(), DatapathError> {
         if networks.len() > MAX_RRL_EXEMPT as usize {
             return Err(DatapathError::TooManyExempt {
                 count: networks.len(),
                 capacity: MAX_RRL_EXEMPT,
             });
         }
-        let wanted: HashSet<(u32, [u8; 16])> = networks.iter().map(exempt_key).collect();
+        let wanted: HashSet<(u32, [u8; 16])> = networks.iter().copied().collect();
         for (prefix, addr) in &wanted {
             self.rrl_exempt
                 .insert(&Key::new(*prefix, *addr), 1, 0)
@@ -431,7 +451,7 @@ impl HotMaps {
 
     /// Describes interface `link` to the kernel: only frames to its MAC address are
     /// answered there, and loopback sources only on a loopback interface.
-    pub fn set_interface(&mut self, link: &Link) -> Result<(), DatapathError> {
+    pub fn set_interface(&mut self, link: &iface::Link) -> Result<(), DatapathError> {
         let iface = Iface {
             mac: link.mac,
             flags: if link.loopback { IFACE_LOOPBACK } else { 0 },
@@ -449,10 +469,14 @@ impl HotMaps {
             .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
     }
 
-    /// Makes `LOCAL_ADDRS` describe `local` (new entries first, then the ones gone).
-    pub fn set_local_addrs(&mut self, local: &LocalAddrs) -> Result<(), DatapathError> {
-        let wanted = local.kernel_entries();
-        for (addr, flags) in &wanted {
+    /// Makes `LOCAL_ADDRS` hold exactly `wanted`: this host's addresses (IPv4 as
+    /// IPv4-mapped IPv6) with their `LOCAL_OWN` / `LOCAL_BROADCAST` flags. New entries
+    /// first, then the ones gone.
+    pub fn set_local_addrs(
+        &mut self,
+        wanted: &StdHashMap<[u8; 16], u8>,
+    ) -> Result<(), DatapathError> {
+        for (addr, flags) in wanted {
             if self.local.get(addr, 0).ok() != Some(*flags) {
                 self.local
                     .insert(addr, flags, 0)
