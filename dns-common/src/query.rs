@@ -12,7 +12,7 @@
 //! (EDNS options, trailing data, compression) either fails the checks here or fails that
 //! comparison, and is passed to the daemon.
 
-use crate::{CLASS_IN, MAX_NAME_LEN, Outcome, PLAIN_UDP_LIMIT, qtype};
+use crate::{CLASS_IN, MAX_NAME_LEN, Outcome, qtype};
 
 /// DNS header size.
 pub const HEADER_LEN: usize = 12;
@@ -133,17 +133,6 @@ pub struct Opt {
     pub dnssec_ok: bool,
 }
 
-impl Opt {
-    /// Largest reply the client accepts: its size, but never less than 512 (RFC 6891 §6.2.5).
-    pub const fn max_reply(&self) -> usize {
-        if (self.udp_size as usize) < PLAIN_UDP_LIMIT {
-            PLAIN_UDP_LIMIT
-        } else {
-            self.udp_size as usize
-        }
-    }
-}
-
 /// Parses the additional record as a plain OPT record: root owner, type OPT, EDNS version 0,
 /// no options (extended RCODE and the flags other than DO are ignored, as the daemon does).
 #[inline(always)]
@@ -156,15 +145,6 @@ pub fn parse_opt(r: &[u8; OPT_LEN]) -> Result<Opt, Outcome> {
         udp_size: crate::be16([r[3], r[4]]),
         dnssec_ok: r[7] & 0x80 != 0,
     })
-}
-
-/// Largest reply a query accepts: 512 octets without EDNS.
-#[inline(always)]
-pub const fn max_reply(opt: Option<Opt>) -> usize {
-    match opt {
-        Some(o) => o.max_reply(),
-        None => PLAIN_UDP_LIMIT,
-    }
 }
 
 /// The reply's flags octets: QR=1, opcode QUERY, AA=1, TC=0, RD copied; RA=0, Z=0, AD=0,
@@ -324,16 +304,7 @@ mod tests {
             assert_eq!(parse_opt(&r), Err(Outcome::Edns), "octet {i} = {v}");
         }
         let small = parse_opt(&[0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]).unwrap();
-        assert_eq!(small.max_reply(), 512);
-        assert_eq!(max_reply(Some(small)), 512);
-        assert_eq!(max_reply(None), 512);
-        assert_eq!(
-            max_reply(Some(Opt {
-                udp_size: 4096,
-                dnssec_ok: false
-            })),
-            4096
-        );
+        assert_eq!(small.udp_size, 100);
     }
 
     #[test]

@@ -64,7 +64,8 @@ outcomes! {
     Collision = "collision",
     /// The pool has no answer published in the kernel (the daemon answers).
     NoAnswer = "no_answer",
-    /// The response would not fit the client's UDP payload size.
+    /// The response would not fit the client's UDP payload size, or our own
+    /// (`edns_udp_size`): the smaller of the two ([`crate::size::max_reply`]).
     TooBig = "too_big",
     /// A hot query whose UDP checksum is wrong or missing over IPv6, or whose IPv4 header
     /// checksum is wrong (the stack drops it too).

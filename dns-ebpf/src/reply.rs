@@ -13,7 +13,7 @@
 //! with TC=1: header, question, OPT.
 
 use dns_common::{
-    Answer, CFG_PREFER_HEADROOM, MAX_ANSWER_LEN, Outcome, XdpConfig, csum,
+    Answer, CFG_PREFER_HEADROOM, MAX_ANSWER_LEN, Outcome, XdpConfig, be16, csum,
     query::{self, HEADER_LEN, OPT_LEN, QTYPE_QCLASS_LEN},
 };
 
@@ -62,7 +62,7 @@ pub fn respond(
     found: &Found,
     slip: bool,
 ) -> Result<Outcome, Outcome> {
-    let plan = plan(frame, q, found, slip)?;
+    let plan = plan(cfg, frame, q, found, slip)?;
     let sums = checksums(pkt, cfg, frame, q, found.answer, &plan)?;
     let outcome = grow(pkt, cfg, &plan)?;
     // From here on the frame is being rewritten: any failure is a bug (XDP_ABORTED).
@@ -75,11 +75,22 @@ pub fn respond(
 }
 
 #[inline(always)]
-fn plan(frame: &Frame, q: &Query, found: &Found, slip: bool) -> Result<Plan, Outcome> {
+fn plan(
+    cfg: &XdpConfig,
+    frame: &Frame,
+    q: &Query,
+    found: &Found,
+    slip: bool,
+) -> Result<Plan, Outcome> {
     let answer_len = if slip { 0 } else { found.len };
     let opt_len = if q.opt.is_some() { OPT_LEN } else { 0 };
     let msg_len = q.layout.question_end() + answer_len + opt_len;
-    if msg_len > query::max_reply(q.opt) {
+    // min(the client's size, ours), as the daemon (`dns_common::size`).
+    let client = match q.opt {
+        Some(o) => Some(o.udp_size),
+        None => None,
+    };
+    if msg_len > dns_common::size::max_reply(client, be16(cfg.edns_udp_size)) {
         return Err(Outcome::TooBig);
     }
     Ok(Plan {

@@ -1442,3 +1442,37 @@ fn a_burst_from_one_network_is_limited_with_slip() {
     assert_eq!(single_outcome(&before, &t.stats()), Outcome::Hit);
     assert_eq!(action, XDP_TX);
 }
+
+/// Kernel replies never exceed min(the client's EDNS size, `edns_udp_size`) (issue 10,
+/// `dns_common::size`): the 549-octet reply to a 255-octet name with a 255-octet CNAME
+/// target is sent to a client that asks for 4096 octets, but not when we advertise 512
+/// (`too_big`: the daemon truncates it); nor to a client without EDNS (512).
+#[test]
+fn replies_never_exceed_the_smaller_of_the_two_sizes() {
+    let query = q(&max_name(), RecordType::A).edns(4096, false);
+    let frame = frames::query(&v4(), &query.bytes());
+    let records = pool(&max_name()).records(&query.qname());
+    let reply = query.expected_reply(records).to_bytes().unwrap();
+    assert!(reply.len() > 512, "{} octets", reply.len());
+
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Hit);
+    assert_eq!((action, out), (XDP_TX, frames::response(&v4(), &reply)));
+
+    let mut small = settings();
+    small.edns_udp_size = 512;
+    t.dp.maps.configure(&small, true).unwrap();
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::TooBig);
+    assert_eq!((action, &out), (XDP_PASS, &frame), "passed unchanged");
+
+    t.dp.maps.configure(&settings(), true).unwrap();
+    let plain = frames::query(&v4(), &q(&max_name(), RecordType::A).bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&plain);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::TooBig);
+    assert_eq!((action, &out), (XDP_PASS, &plain));
+}
