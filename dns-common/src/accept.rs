@@ -166,7 +166,7 @@ const LOOPBACK_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /// The IPv4 address inside an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
 #[inline(always)]
-fn mapped_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
+pub fn mapped_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
     let prefix = a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9];
     (prefix == 0 && a[10] == 0xff && a[11] == 0xff).then_some([a[12], a[13], a[14], a[15]])
 }

@@ -44,6 +44,7 @@
 use crate::{
     name::{HashKey, NAME_WORDS},
     query::qtype_bit,
+    rrl::RrlParams,
 };
 
 /// The name index, `Array<Bucket>`; its used size is `index_mask + 1` from [`XdpConfig`].
@@ -69,8 +70,24 @@ pub const MAP_HEARTBEAT: &str = "HEARTBEAT";
 /// [`MAP_HOT_CUR`], and sized like it). Zeroed when an index is given to a new pool.
 pub const MAP_POOL_ANSWERS: &str = "POOL_ANSWERS";
 
+/// The interfaces the program is attached to, `HashMap<u32, Iface>` keyed by interface
+/// index: their MAC address (only frames addressed to it are answered) and whether they are
+/// loopback (see [`crate::accept`]). An interface without an entry gets no answers.
+pub const MAP_IFACES: &str = "IFACES";
+/// This host's IPv4 and IPv6 addresses and IPv4 subnet broadcast addresses (IPv4 as
+/// IPv4-mapped IPv6), `HashMap<[u8; 16], u8>` of [`LOCAL_OWN`] | [`LOCAL_BROADCAST`]: the
+/// sources the acceptance rules never answer. Kept in step with the host by the daemon.
+pub const MAP_LOCAL_ADDRS: &str = "LOCAL_ADDRS";
+/// Response rate limiting buckets, `LruHashMap<RrlKey, rrl::Bucket>`: one per client
+/// network, the least recently used evicted (see [`crate::rrl`]).
+pub const MAP_RRL: &str = "RRL";
+/// Networks never rate limited, `LpmTrie<[u8; 16], u8>`: IPv6 networks as they are, IPv4
+/// networks as IPv4-mapped IPv6 with 96 added to the prefix length. Only looked up with
+/// [`CFG_RRL_EXEMPT`].
+pub const MAP_RRL_EXEMPT: &str = "RRL_EXEMPT";
+
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 9] = [
+pub const PINNED_MAPS: [&str; 13] = [
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
@@ -80,7 +97,37 @@ pub const PINNED_MAPS: [&str; 9] = [
     MAP_LISTEN_ADDRS,
     MAP_HEARTBEAT,
     MAP_POOL_ANSWERS,
+    MAP_IFACES,
+    MAP_LOCAL_ADDRS,
+    MAP_RRL,
+    MAP_RRL_EXEMPT,
 ];
+
+/// Most interfaces in [`MAP_IFACES`].
+pub const MAX_IFACES: u32 = 256;
+/// Most addresses in [`MAP_LOCAL_ADDRS`].
+pub const MAX_LOCAL_ADDRS: u32 = 1024;
+/// Client networks the kernel keeps a rate limiting bucket for ([`MAP_RRL`]).
+pub const RRL_ENTRIES: u32 = 65_536;
+/// Most exempt networks ([`MAP_RRL_EXEMPT`]).
+pub const MAX_RRL_EXEMPT: u32 = 1024;
+/// [`MAP_LOCAL_ADDRS`] flag: one of this host's addresses.
+pub const LOCAL_OWN: u8 = 1 << 0;
+/// [`MAP_LOCAL_ADDRS`] flag: the broadcast address of one of this host's IPv4 subnets.
+pub const LOCAL_BROADCAST: u8 = 1 << 1;
+/// [`Iface::flags`]: a loopback interface.
+pub const IFACE_LOOPBACK: u8 = 1 << 0;
+
+/// Value of [`MAP_IFACES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iface {
+    /// The interface's MAC address.
+    pub mac: [u8; 6],
+    /// `IFACE_*` flags.
+    pub flags: u8,
+    pub _reserved: u8,
+}
 
 /// `BPF_F_MMAPABLE`: the map can be memory-mapped (kernel 5.5).
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -284,7 +331,8 @@ pub struct XdpConfig {
     /// Entries of `listen_v4` and `listen_v6` in use.
     pub n_listen_v4: u8,
     pub n_listen_v6: u8,
-    pub _reserved: [u8; 2],
+    /// Prefix lengths of the client networks rate limited together: IPv4, IPv6.
+    pub rrl_prefix: [u8; 2],
     /// Key of the name hash.
     pub key: HashKey,
     /// Local addresses answered for, unless a wildcard or a map flag says otherwise.
@@ -294,6 +342,9 @@ pub struct XdpConfig {
     /// is stale: answered and counted as `stale_hit`, or passed (`stale`) with
     /// [`CFG_STALE_PASS`]. 0: never stale (no clock read).
     pub stale_ns: u64,
+    /// Response rate limiting of hits ([`crate::rrl`]); `interval_ns == 0`: off (no clock
+    /// read, no bucket).
+    pub rrl: RrlParams,
 }
 
 impl XdpConfig {
@@ -305,11 +356,17 @@ impl XdpConfig {
             edns_udp_size: [0; 2],
             n_listen_v4: 0,
             n_listen_v6: 0,
-            _reserved: [0; 2],
+            rrl_prefix: [32, 128],
             key: HashKey { k0: 0, k1: 0 },
             listen_v4: [[0; 4]; INLINE_LISTEN_ADDRS],
             listen_v6: [[0; 16]; INLINE_LISTEN_ADDRS],
             stale_ns: 0,
+            rrl: RrlParams {
+                interval_ns: 0,
+                tolerance_ns: 0,
+                slip: 0,
+                _pad: 0,
+            },
         }
     }
 }
@@ -329,6 +386,8 @@ pub const CFG_LISTEN_MAP_V6: u32 = 1 << 4;
 pub const CFG_PREFER_HEADROOM: u32 = 1 << 5;
 /// Pass stale hits to the daemon instead of answering them (`on_stale = "pass"`).
 pub const CFG_STALE_PASS: u32 = 1 << 6;
+/// [`MAP_RRL_EXEMPT`] holds networks: look the client up there before limiting it.
+pub const CFG_RRL_EXEMPT: u32 = 1 << 7;
 
 /// Whether a hit at `now` (ns) is stale, given the last heartbeat `beat` and the limit
 /// `stale_ns` (0: never). A beat later than `now` (written after the clock was read) is
@@ -353,13 +412,15 @@ mod pod {
     unsafe impl aya::Pod for super::AnswerSet {}
     unsafe impl aya::Pod for super::Answer {}
     unsafe impl aya::Pod for super::XdpConfig {}
+    unsafe impl aya::Pod for super::Iface {}
 }
 
 // No implicit padding anywhere (the Pod impls rely on it).
 const _: () = assert!(core::mem::size_of::<Bucket>() == 8 * BUCKET_ENTRIES);
 const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS + 8 * NAME_WORDS);
 const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
-const _: () = assert!(core::mem::size_of::<XdpConfig>() == 40 + 20 * INLINE_LISTEN_ADDRS);
+const _: () = assert!(core::mem::size_of::<XdpConfig>() == 64 + 20 * INLINE_LISTEN_ADDRS);
+const _: () = assert!(core::mem::size_of::<Iface>() == 8);
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 
 #[cfg(test)]

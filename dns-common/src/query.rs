@@ -12,7 +12,7 @@
 //! (EDNS options, trailing data, compression) either fails the checks here or fails that
 //! comparison, and is passed to the daemon.
 
-use crate::{CLASS_IN, MAX_NAME_LEN, Outcome, PLAIN_UDP_LIMIT, qtype};
+use crate::{CLASS_IN, MAX_NAME_LEN, Outcome, qtype};
 
 /// DNS header size.
 pub const HEADER_LEN: usize = 12;
@@ -133,17 +133,6 @@ pub struct Opt {
     pub dnssec_ok: bool,
 }
 
-impl Opt {
-    /// Largest reply the client accepts: its size, but never less than 512 (RFC 6891 §6.2.5).
-    pub const fn max_reply(&self) -> usize {
-        if (self.udp_size as usize) < PLAIN_UDP_LIMIT {
-            PLAIN_UDP_LIMIT
-        } else {
-            self.udp_size as usize
-        }
-    }
-}
-
 /// Parses the additional record as a plain OPT record: root owner, type OPT, EDNS version 0,
 /// no options (extended RCODE and the flags other than DO are ignored, as the daemon does).
 #[inline(always)]
@@ -158,20 +147,19 @@ pub fn parse_opt(r: &[u8; OPT_LEN]) -> Result<Opt, Outcome> {
     })
 }
 
-/// Largest reply a query accepts: 512 octets without EDNS.
-#[inline(always)]
-pub const fn max_reply(opt: Option<Opt>) -> usize {
-    match opt {
-        Some(o) => o.max_reply(),
-        None => PLAIN_UDP_LIMIT,
-    }
-}
-
 /// The reply's flags octets: QR=1, opcode QUERY, AA=1, TC=0, RD copied; RA=0, Z=0, AD=0,
 /// CD copied, RCODE NOERROR.
 #[inline(always)]
 pub const fn reply_flags(query: [u8; 2]) -> [u8; 2] {
     [0x84 | (query[0] & 0x01), query[1] & 0x10]
+}
+
+/// The flags octets of a slipped reply (response rate limiting, [`crate::rrl`]): those of
+/// [`reply_flags`] with TC=1, so the client retries over TCP.
+#[inline(always)]
+pub const fn slip_flags(query: [u8; 2]) -> [u8; 2] {
+    let f = reply_flags(query);
+    [f[0] | 0x02, f[1]]
 }
 
 /// The reply's OPT record: our UDP payload size (network order), extended RCODE 0,
@@ -196,6 +184,20 @@ pub const fn reply_opt(udp_size: [u8; 2], dnssec_ok: bool) -> [u8; OPT_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slipped_replies_are_truncated_replies() {
+        // RD and CD echoed, QR AA TC set, nothing else.
+        assert_eq!(slip_flags([0x01, 0x10]), [0x87, 0x10]);
+        assert_eq!(slip_flags([0x00, 0x00]), [0x86, 0x00]);
+        assert_eq!(slip_flags([0x7f, 0xff]), [0x87, 0x10]);
+        for q in [[0x01, 0x10], [0x00, 0x20]] {
+            let (r, s) = (reply_flags(q), slip_flags(q));
+            assert_eq!(r[0] & 0x02, 0);
+            assert_eq!(s[0] & !0x02, r[0]);
+            assert_eq!(s[1], r[1]);
+        }
+    }
 
     fn header(flags: [u8; 2], counts: [u16; 4]) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
@@ -302,16 +304,7 @@ mod tests {
             assert_eq!(parse_opt(&r), Err(Outcome::Edns), "octet {i} = {v}");
         }
         let small = parse_opt(&[0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]).unwrap();
-        assert_eq!(small.max_reply(), 512);
-        assert_eq!(max_reply(Some(small)), 512);
-        assert_eq!(max_reply(None), 512);
-        assert_eq!(
-            max_reply(Some(Opt {
-                udp_size: 4096,
-                dnssec_ok: false
-            })),
-            4096
-        );
+        assert_eq!(small.udp_size, 100);
     }
 
     #[test]

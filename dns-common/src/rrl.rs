@@ -147,14 +147,38 @@ impl RrlKey {
     }
 }
 
-/// Clears every bit of `addr` past the first `prefix`.
+impl RrlKey {
+    /// The network of a client address given as IPv6 (IPv4 as IPv4-mapped IPv6, which counts
+    /// as IPv4): its /`v4_prefix` or /`v6_prefix` network.
+    #[inline(always)]
+    pub fn client(addr: &[u8; 16], v4_prefix: u8, v6_prefix: u8) -> Self {
+        match crate::accept::mapped_v4(addr) {
+            Some(v4) => Self::v4(v4, v4_prefix),
+            None => Self::v6(addr, v6_prefix),
+        }
+    }
+}
+
+/// Clears every bit of `addr` past the first `prefix`, a 32-bit word at a time. (Octet by
+/// octet, LLVM builds the key on the BPF stack with word stores across word boundaries,
+/// which the verifier refuses.)
 #[inline(always)]
 fn mask(addr: &mut [u8; 16], prefix: u8) {
     let mut i = 0;
-    while i < 16 {
-        let first_bit = 8 * i as u32;
-        let keep = (prefix as u32).saturating_sub(first_bit);
-        addr[i] &= if keep >= 8 { 0xff } else { !(0xffu8 >> keep) };
+    while i < 4 {
+        let keep = (prefix as u32).saturating_sub(32 * i as u32);
+        let m = if keep >= 32 {
+            u32::MAX
+        } else {
+            !(u32::MAX >> keep)
+        };
+        let at = 4 * i;
+        let w = u32::from_be_bytes([addr[at], addr[at + 1], addr[at + 2], addr[at + 3]]) & m;
+        let o = w.to_be_bytes();
+        addr[at] = o[0];
+        addr[at + 1] = o[1];
+        addr[at + 2] = o[2];
+        addr[at + 3] = o[3];
         i += 1;
     }
 }
@@ -283,6 +307,14 @@ mod tests {
         v6[7] = 0;
         assert_eq!(RrlKey::v6(&v6, 56), k, "octet 7 is past /56");
         assert_eq!(RrlKey::v6(&v6, 128).addr, v6);
+
+        // A client given as IPv6: IPv4-mapped counts as IPv4.
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[192, 0, 2, 77]);
+        assert_eq!(RrlKey::client(&mapped, 24, 56), a);
+        assert_eq!(RrlKey::client(&v6, 24, 56), k);
 
         // The families never share a key.
         let mut four = [0u8; 16];

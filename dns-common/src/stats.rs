@@ -1,5 +1,7 @@
 //! What the XDP program did with a packet: one per-CPU counter per outcome.
 
+use crate::accept::Reject;
+
 macro_rules! outcomes {
     ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
         /// Every way a packet leaves the XDP program. The discriminant indexes the stats map.
@@ -62,7 +64,8 @@ outcomes! {
     Collision = "collision",
     /// The pool has no answer published in the kernel (the daemon answers).
     NoAnswer = "no_answer",
-    /// The response would not fit the client's UDP payload size.
+    /// The response would not fit the client's UDP payload size, or our own
+    /// (`edns_udp_size`): the smaller of the two ([`crate::size::max_reply`]).
     TooBig = "too_big",
     /// A hot query whose UDP checksum is wrong or missing over IPv6, or whose IPv4 header
     /// checksum is wrong (the stack drops it too).
@@ -77,6 +80,28 @@ outcomes! {
     /// A hot query passed because the daemon's heartbeat is older than the configured
     /// staleness (`on_stale = "pass"`).
     Stale = "stale",
+    /// Not addressed to the receiving interface's own MAC address: broadcast, multicast or
+    /// another host's (the stack drops it, or it was flooded to us by a switch).
+    ForeignMac = "foreign_mac",
+    /// Source port 0 or a reflection port ([`Reject::SourcePort`]).
+    SourcePort = "source_port",
+    /// Source `0.0.0.0/8` or `::` ([`Reject::Unspecified`]).
+    UnspecifiedSource = "unspecified_source",
+    /// A multicast source ([`Reject::Multicast`]).
+    MulticastSource = "multicast_source",
+    /// A broadcast source: the limited broadcast or a subnet broadcast of this host
+    /// ([`Reject::Broadcast`]).
+    BroadcastSource = "broadcast_source",
+    /// A loopback source on an interface other than loopback ([`Reject::Loopback`]).
+    LoopbackSource = "loopback_source",
+    /// One of this host's addresses as source, on an interface other than loopback
+    /// ([`Reject::OwnAddress`]).
+    OwnSource = "own_source",
+    /// A hit over its client network's rate, dropped (`XDP_DROP`).
+    RrlDropped = "rrl_dropped",
+    /// A hit over its client network's rate, answered truncated (TC=1, no records) with
+    /// `XDP_TX`: the slip.
+    RrlSlipped = "rrl_slipped",
     /// Internal error after the frame was modified (a bug): `XDP_ABORTED`.
     Aborted = "aborted",
 }
@@ -84,6 +109,18 @@ outcomes! {
 impl Outcome {
     /// Number of outcomes (size of the stats map).
     pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The outcome of a query the acceptance rules reject.
+    pub const fn rejected(reason: Reject) -> Self {
+        match reason {
+            Reject::SourcePort => Outcome::SourcePort,
+            Reject::Unspecified => Outcome::UnspecifiedSource,
+            Reject::Multicast => Outcome::MulticastSource,
+            Reject::Broadcast => Outcome::BroadcastSource,
+            Reject::Loopback => Outcome::LoopbackSource,
+            Reject::OwnAddress => Outcome::OwnSource,
+        }
+    }
 
     /// The packet was answered by the kernel (whichever way the frame grew, stale or not).
     pub const fn answered(self) -> bool {
@@ -117,5 +154,19 @@ mod tests {
         assert!(!Outcome::Stale.answered());
         assert!(!Outcome::Miss.answered());
         assert!(!Outcome::GrowFailed.answered());
+        assert!(!Outcome::RrlSlipped.answered(), "a slip carries no answer");
+        assert!(!Outcome::RrlDropped.answered());
+    }
+
+    #[test]
+    fn every_reject_has_its_own_outcome() {
+        for (i, r) in Reject::ALL.iter().enumerate() {
+            let o = Outcome::rejected(*r);
+            assert!(!o.answered());
+            for other in &Reject::ALL[i + 1..] {
+                assert_ne!(o, Outcome::rejected(*other), "{r:?} {other:?}");
+            }
+        }
+        assert_eq!(Outcome::rejected(Reject::SourcePort).name(), "source_port");
     }
 }

@@ -2,35 +2,43 @@
 //!
 //! ```text
 //! frame ──► parse   (eth, one 802.1Q tag, IPv4/IPv6, UDP to our port and address)
+//!       ──► accept  (to the interface's own MAC; source address and port: dns_common::accept)
 //!       ──► dns     (header, layout → question, plain OPT; name hashed 8 octets at a time)
 //!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed, variant picked)
 //!       ──► stale?  (only with `stale` set: the daemon's HEARTBEAT against the clock)
+//!       ──► rrl     (only with [rrl] set: the client network's bucket; drop, or slip: the
+//!                    reply goes out truncated, TC=1 and no records)
 //!       ──► reply   (grow at the tail or into the headroom, write answer and OPT, header,
 //!                    incremental checksums, swap addresses)
 //!       ──► XDP_TX
 //! ```
-//! Everything else is `XDP_PASS`ed unchanged to the kernel stack and the daemon; every
+//! Everything else is `XDP_PASS`ed unchanged to the kernel stack and the daemon (but for
+//! the rate limiter's drops, `XDP_DROP`); every
 //! outcome is counted in `STATS`, and every answer in its pool's `POOL_ANSWERS` entry.
 //! Until the frame is grown, nothing in it has been written, so every earlier failure
 //! passes it up untouched.
 #![no_std]
 #![no_main]
 
+mod accept;
 mod dns;
 mod lookup;
 mod packet;
 mod parse;
 mod reply;
+mod rrl;
 
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use dns_common::{
-    Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, MAX_LISTEN_ADDRS, Outcome, XdpConfig,
+    Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, Iface, MAX_IFACES, MAX_LISTEN_ADDRS,
+    MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT, Outcome, RRL_ENTRIES, XdpConfig,
+    rrl::{Bucket as RrlBucket, RrlKey, Verdict},
 };
 
 use crate::packet::Packet;
@@ -55,12 +63,24 @@ static LISTEN_ADDRS: HashMap<[u8; 16], u8> = HashMap::pinned(MAX_LISTEN_ADDRS, 0
 static HEARTBEAT: Array<u64> = Array::pinned(1, 0);
 #[map]
 static POOL_ANSWERS: PerCpuArray<u64> = PerCpuArray::pinned(256, 0);
+#[map]
+static IFACES: HashMap<u32, Iface> = HashMap::pinned(MAX_IFACES, 0);
+#[map]
+static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+#[map]
+static RRL: LruHashMap<RrlKey, RrlBucket> = LruHashMap::pinned(RRL_ENTRIES, 0);
+/// Scratch space for building the `RRL` key (see `rrl::limit`); not pinned.
+#[map]
+static RRL_KEY: PerCpuArray<RrlKey> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static RRL_EXEMPT: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(MAX_RRL_EXEMPT, 0);
 
 #[xdp]
 pub fn hotpool(ctx: XdpContext) -> u32 {
     let (outcome, action) = match try_hotpool(&ctx) {
         Ok(answered) => (answered, xdp_action::XDP_TX),
         Err(Outcome::Aborted) => (Outcome::Aborted, xdp_action::XDP_ABORTED),
+        Err(Outcome::RrlDropped) => (Outcome::RrlDropped, xdp_action::XDP_DROP),
         Err(reason) => (reason, xdp_action::XDP_PASS),
     };
     count(outcome);
@@ -115,10 +135,19 @@ fn try_hotpool(ctx: &XdpContext) -> Result<Outcome, Outcome> {
     };
     let mut pkt = Packet::new(ctx);
     let frame = parse::frame(&pkt, cfg)?;
+    let client = accept::check(ctx, &pkt, &frame)?;
     let query = dns::query(&pkt, &frame, &cfg.key)?;
     let found = lookup::answer(&pkt, cfg, &query)?;
     let stale = stale(cfg)?;
-    let outcome = reply::respond(&mut pkt, cfg, &frame, &query, &found)?;
+    let slip = match rrl::limit(cfg, &client) {
+        Verdict::Pass => false,
+        Verdict::Slip => true,
+        Verdict::Drop => return Err(Outcome::RrlDropped),
+    };
+    let outcome = reply::respond(&mut pkt, cfg, &frame, &query, &found, slip)?;
+    if slip {
+        return Ok(Outcome::RrlSlipped);
+    }
     bump(&POOL_ANSWERS, found.pool);
     Ok(if stale { Outcome::StaleHit } else { outcome })
 }

@@ -113,8 +113,9 @@ fn ipv4(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(), Outcome> {
     if tot_len < IPV4_HLEN + UDP_HLEN || l3 + tot_len > pkt.len() {
         return Err(Outcome::Malformed);
     }
-    // Multicast (224/4), limited broadcast and "this network" never get a reply.
-    if ip[16] >= 224 || ip[12] >= 224 || ip[12] == 0 || ip[16] == 0 {
+    // Not to multicast (224/4), broadcast or "this network" (the sources are judged by the
+    // acceptance rules, `crate::accept`).
+    if ip[16] >= 224 || ip[16] == 0 {
         return Err(Outcome::OtherAddress);
     }
     if cfg.flags & CFG_ANY_V4 == 0 && !listening_v4(cfg, [ip[16], ip[17], ip[18], ip[19]]) {
@@ -141,14 +142,10 @@ fn ipv6(pkt: &Packet, cfg: &XdpConfig, l3: usize) -> Result<(), Outcome> {
     if payload < UDP_HLEN || l3 + IPV6_HLEN + payload > pkt.len() {
         return Err(Outcome::Malformed);
     }
-    let src = halves(
-        ip.last_chunk::<32>()
-            .and_then(|a| a.first_chunk::<16>())
-            .ok_or(Outcome::NotIp)?,
-    );
     let dst = halves(ip.last_chunk::<16>().ok_or(Outcome::NotIp)?);
+    // Not to multicast (the sources are judged by the acceptance rules, `crate::accept`).
     // The first octet is the low octet of a native (little-endian) word.
-    if dst.0 as u8 == 0xff || src.0 as u8 == 0xff || src.0 | src.1 == 0 {
+    if dst.0 as u8 == 0xff {
         return Err(Outcome::OtherAddress);
     }
     if cfg.flags & CFG_ANY_V6 == 0 && !listening_v6(cfg, dst) {

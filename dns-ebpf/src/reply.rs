@@ -8,9 +8,12 @@
 //! forward), [`build`] (answer, OPT, header), [`commit`] (lengths, checksums, addresses).
 //! Nothing is written before `grow` succeeds, so every earlier failure passes the query up
 //! unchanged; after it, a failure is a bug and aborts.
+//!
+//! A *slipped* reply (response rate limiting) is the same reply without answer records and
+//! with TC=1: header, question, OPT.
 
 use dns_common::{
-    Answer, CFG_PREFER_HEADROOM, MAX_ANSWER_LEN, Outcome, XdpConfig, csum,
+    Answer, CFG_PREFER_HEADROOM, MAX_ANSWER_LEN, Outcome, XdpConfig, be16, csum,
     query::{self, HEADER_LEN, OPT_LEN, QTYPE_QCLASS_LEN},
 };
 
@@ -41,11 +44,13 @@ const MAX_CHUNKS: usize = MAX_ANSWER_LEN / CHUNK;
 struct Plan {
     /// Offset of the first octet after the question in the frame: the answer goes there.
     tail: usize,
-    /// Answer length and OPT record length (0 without EDNS).
+    /// Answer length (0 when slipped) and OPT record length (0 without EDNS).
     answer_len: usize,
     opt_len: usize,
     /// New UDP length.
     udp_len: usize,
+    /// A slipped reply: TC=1, no answer records.
+    slip: bool,
 }
 
 #[inline(always)]
@@ -55,22 +60,37 @@ pub fn respond(
     frame: &Frame,
     q: &Query,
     found: &Found,
+    slip: bool,
 ) -> Result<Outcome, Outcome> {
-    let plan = plan(frame, q, found)?;
+    let plan = plan(cfg, frame, q, found, slip)?;
     let sums = checksums(pkt, cfg, frame, q, found.answer, &plan)?;
     let outcome = grow(pkt, cfg, &plan)?;
     // From here on the frame is being rewritten: any failure is a bug (XDP_ABORTED).
+    if !plan.slip {
+        copy_answer(pkt, found.answer, &plan).ok_or(Outcome::Aborted)?;
+    }
     build(pkt, cfg, frame, q, found.answer, &plan).ok_or(Outcome::Aborted)?;
     commit(pkt, frame, &plan, &sums).ok_or(Outcome::Aborted)?;
     Ok(outcome)
 }
 
 #[inline(always)]
-fn plan(frame: &Frame, q: &Query, found: &Found) -> Result<Plan, Outcome> {
-    let answer_len = found.len;
+fn plan(
+    cfg: &XdpConfig,
+    frame: &Frame,
+    q: &Query,
+    found: &Found,
+    slip: bool,
+) -> Result<Plan, Outcome> {
+    let answer_len = if slip { 0 } else { found.len };
     let opt_len = if q.opt.is_some() { OPT_LEN } else { 0 };
     let msg_len = q.layout.question_end() + answer_len + opt_len;
-    if msg_len > query::max_reply(q.opt) {
+    // min(the client's size, ours), as the daemon (`dns_common::size`).
+    let client = match q.opt {
+        Some(o) => Some(o.udp_size),
+        None => None,
+    };
+    if msg_len > dns_common::size::max_reply(client, be16(cfg.edns_udp_size)) {
         return Err(Outcome::TooBig);
     }
     Ok(Plan {
@@ -78,6 +98,7 @@ fn plan(frame: &Frame, q: &Query, found: &Found) -> Result<Plan, Outcome> {
         answer_len,
         opt_len,
         udp_len: UDP_HLEN + msg_len,
+        slip,
     })
 }
 
@@ -110,15 +131,20 @@ fn checksums(
         Some(o) => csum::sum_octets(&query::reply_opt(cfg.edns_udp_size, o.dnssec_ok)),
         None => 0,
     };
+    let (new_flags, ancount, answer_sum) = if plan.slip {
+        (query::slip_flags(q.flags), [0, 0], 0)
+    } else {
+        (query::reply_flags(q.flags), answer.ancount, answer.sum)
+    };
     let delta = csum::UdpDelta {
         old_len: [udp[4], udp[5]],
         new_len: (plan.udp_len as u16).to_be_bytes(),
         old_flags: q.flags,
-        new_flags: query::reply_flags(q.flags),
-        ancount: answer.ancount,
+        new_flags,
+        ancount,
         tail_offset: UDP_HLEN + q.layout.question_end(),
         old_opt: q.opt_sum,
-        answer: answer.sum,
+        answer: answer_sum,
         answer_len: plan.answer_len,
         new_opt,
     };
@@ -239,16 +265,9 @@ fn move_prefix(pkt: &mut Packet, head: usize, len: usize, last: u64) -> Option<(
     pkt.store_ending(len, last)
 }
 
-/// Writes the answer records and the OPT record behind the question, and the header.
+/// Writes the answer records behind the question.
 #[inline(always)]
-fn build(
-    pkt: &mut Packet,
-    cfg: &XdpConfig,
-    frame: &Frame,
-    q: &Query,
-    answer: &Answer,
-    plan: &Plan,
-) -> Option<()> {
+fn copy_answer(pkt: &mut Packet, answer: &Answer, plan: &Plan) -> Option<()> {
     // 32 octets per bounds check, then the whole words left, then the last 8 octets
     // (overlapping; the answer is at least 12 long), which userspace stored as a word of
     // their own. The answer is read only at offsets the verifier can bound: the loop
@@ -283,8 +302,20 @@ fn build(
         pkt.store(plan.tail + done + 8 * j, answer_word(answer, done + 8 * j)?)?;
         j += 1;
     }
-    pkt.store_ending(plan.tail + len, once(&answer.last_word))?;
+    pkt.store_ending(plan.tail + len, once(&answer.last_word))
+}
 
+/// Writes the OPT record behind the answer (or the question, when slipped), and the header.
+#[inline(always)]
+fn build(
+    pkt: &mut Packet,
+    cfg: &XdpConfig,
+    frame: &Frame,
+    q: &Query,
+    answer: &Answer,
+    plan: &Plan,
+) -> Option<()> {
+    let len = plan.answer_len;
     if let Some(opt) = q.opt {
         let r = query::reply_opt(cfg.edns_udp_size, opt.dnssec_ok);
         let o: &mut [u8; OPT_LEN] = pkt.view_mut(plan.tail + len)?;
@@ -296,11 +327,15 @@ fn build(
         }
     }
     let h: &mut [u8; HEADER_LEN] = pkt.view_mut(frame.dns())?;
-    let flags = query::reply_flags(q.flags);
+    let (flags, ancount) = if plan.slip {
+        (query::slip_flags(q.flags), [0, 0])
+    } else {
+        (query::reply_flags(q.flags), answer.ancount)
+    };
     h[2] = flags[0];
     h[3] = flags[1];
-    h[6] = answer.ancount[0];
-    h[7] = answer.ancount[1];
+    h[6] = ancount[0];
+    h[7] = ancount[1];
     Some(())
 }
 

@@ -1,17 +1,24 @@
 //! A loaded XDP program with its own pin directory, removed on drop (also after a panic).
 
 use std::{
+    net::{IpAddr, Ipv4Addr},
     path::PathBuf,
     sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use dns_common::Outcome;
-use hotpool::datapath::{
-    ebpf::Datapath,
-    hot::{Capacity, DatapathSettings},
-    pools::PoolAnswer,
+use hotpool::{
+    datapath::iface::Link,
+    datapath::{
+        ebpf::Datapath,
+        hot::{Capacity, DatapathSettings},
+        pools::PoolAnswer,
+    },
+    dns::local::LocalAddrs,
 };
+
+use crate::frames::SERVER_MAC;
 
 /// XDP return codes.
 pub const XDP_ABORTED: u32 = 0;
@@ -24,6 +31,36 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct TestDatapath {
     pub dp: Datapath,
     dir: PathBuf,
+}
+
+/// The interface `BPF_PROG_TEST_RUN` runs frames on: the loopback device of the caller's
+/// network namespace (index 1), described to the program as an Ethernet interface with
+/// [`SERVER_MAC`] (so loopback sources are rejected as on the wire).
+pub fn test_run_link() -> Link {
+    Link {
+        index: 1,
+        mac: SERVER_MAC,
+        loopback: false,
+    }
+}
+
+/// This host's addresses as the tests' program sees them: the listened addresses, each IPv4
+/// one in a /24 whose broadcast address is `a.b.c.255`.
+pub fn local_addrs(settings: &DatapathSettings) -> LocalAddrs {
+    let own: Vec<IpAddr> = settings
+        .listen
+        .iter()
+        .copied()
+        .filter(|a| !a.is_unspecified())
+        .collect();
+    let broadcast = own.iter().filter_map(|a| match a {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(Ipv4Addr::new(o[0], o[1], o[2], 255))
+        }
+        IpAddr::V6(_) => None,
+    });
+    LocalAddrs::from_parts(own.clone(), broadcast.collect::<Vec<_>>(), [])
 }
 
 impl TestDatapath {
@@ -50,6 +87,12 @@ impl TestDatapath {
             Datapath::load(&dir, capacity).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
         // As the daemon does: a heartbeat before the settings with their staleness.
         dp.maps.beat().expect("writing the heartbeat");
+        dp.maps
+            .set_interface(&test_run_link())
+            .expect("describing the interface");
+        dp.maps
+            .set_local_addrs(&local_addrs(settings).kernel_entries())
+            .expect("writing the local addresses");
         dp.maps.configure(settings, true).expect("configuring");
         dp.maps.sync(pools).expect("publishing pools");
         Self { dp, dir }

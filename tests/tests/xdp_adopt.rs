@@ -39,6 +39,7 @@ fn settings() -> DatapathSettings {
         listen: vec!["10.0.0.2".parse().unwrap()],
         prefer_headroom: false,
         staleness: hotpool::datapath::heartbeat::Staleness::default(),
+        rrl: Default::default(),
     }
 }
 

@@ -54,6 +54,7 @@ fn settings() -> DatapathSettings {
         listen: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
         prefer_headroom: false,
         staleness: hotpool::datapath::heartbeat::Staleness::default(),
+        rrl: Default::default(),
     }
 }
 
@@ -1201,4 +1202,277 @@ fn servfail_pool_is_passed_to_the_daemon() {
         m.metadata.response_code,
         hickory_proto::op::ResponseCode::ServFail
     );
+}
+
+/// Issue 10's acceptance rules: frames the stack would drop, and sources a reply would
+/// reflect to, are passed unchanged (the daemon applies the same rules), each counted under
+/// its reason. Every frame asks for a hot name the kernel would otherwise answer.
+fn rejected_cases() -> Vec<Case> {
+    let www = || q("www.example.test.", RecordType::A).bytes();
+    let from = |client: &str| {
+        let mut p = if client.contains(':') { v6() } else { v4() };
+        p.client = client.parse().unwrap();
+        frames::query(&p, &www())
+    };
+    let from_port = |port: u16| {
+        let mut p = v4();
+        p.sport = port;
+        frames::query(&p, &www())
+    };
+    let to_mac = |mac: [u8; 6]| frames::udp_frame(&v4(), frames::CLIENT_MAC, mac, 64, &www());
+    vec![
+        pass("broadcast MAC", to_mac([0xff; 6]), Outcome::ForeignMac),
+        pass(
+            "IPv4 multicast MAC",
+            to_mac([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]),
+            Outcome::ForeignMac,
+        ),
+        pass(
+            "another host's MAC",
+            to_mac([0x02, 0, 0, 0, 0, 0x99]),
+            Outcome::ForeignMac,
+        ),
+        pass(
+            "source 127.0.0.1",
+            from("127.0.0.1"),
+            Outcome::LoopbackSource,
+        ),
+        pass(
+            "source 127.1.2.3",
+            from("127.1.2.3"),
+            Outcome::LoopbackSource,
+        ),
+        pass("source ::1", from("::1"), Outcome::LoopbackSource),
+        pass("our own address", from("10.0.0.2"), Outcome::OwnSource),
+        pass("our own IPv6 address", from("fd00::2"), Outcome::OwnSource),
+        pass(
+            "our own address, IPv4-mapped",
+            from("::ffff:10.0.0.2"),
+            Outcome::OwnSource,
+        ),
+        pass(
+            "limited broadcast",
+            from("255.255.255.255"),
+            Outcome::BroadcastSource,
+        ),
+        pass(
+            "our subnet's broadcast",
+            from("10.0.0.255"),
+            Outcome::BroadcastSource,
+        ),
+        pass(
+            "IPv4 multicast",
+            from("224.0.0.251"),
+            Outcome::MulticastSource,
+        ),
+        pass("IPv6 multicast", from("ff02::fb"), Outcome::MulticastSource),
+        pass("0.0.0.0", from("0.0.0.0"), Outcome::UnspecifiedSource),
+        pass("0.1.2.3", from("0.1.2.3"), Outcome::UnspecifiedSource),
+        pass("::", from("::"), Outcome::UnspecifiedSource),
+        pass("source port 0", from_port(0), Outcome::SourcePort),
+        pass("source port 7 (echo)", from_port(7), Outcome::SourcePort),
+        pass(
+            "source port 19 (chargen)",
+            from_port(19),
+            Outcome::SourcePort,
+        ),
+        pass("source port 123 (NTP)", from_port(123), Outcome::SourcePort),
+        pass(
+            "source port 11211 (memcached)",
+            from_port(11211),
+            Outcome::SourcePort,
+        ),
+    ]
+}
+
+#[test]
+fn rejected_sources_and_foreign_frames_are_passed_with_their_reason() {
+    run_table(rejected_cases());
+}
+
+/// The acceptance rules' local-client exception: on an interface the daemon described as
+/// loopback, loopback and own sources are answered (a process on this host asking);
+/// broadcast sources and reflection ports still are not. An interface without a
+/// description gets no answers at all.
+#[test]
+fn loopback_interfaces_answer_local_clients_only() {
+    use hotpool::datapath::iface::Link;
+
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let link = hotpool_tests::datapath::test_run_link();
+    t.dp.maps
+        .set_interface(&Link {
+            loopback: true,
+            ..link
+        })
+        .unwrap();
+    let query = q("www.example.test.", RecordType::A);
+    let records = pool("www.example.test.").records(&query.qname());
+    let reply = query.expected_reply(records).to_bytes().unwrap();
+    for client in ["127.0.0.1", "10.0.0.2"] {
+        let mut p = v4();
+        p.client = client.parse().unwrap();
+        let before = t.stats();
+        let (action, out) = t.run(&frames::query(&p, &query.bytes()));
+        assert_eq!(
+            single_outcome(&before, &t.stats()),
+            Outcome::Hit,
+            "{client}"
+        );
+        assert_eq!(action, XDP_TX, "{client}");
+        assert_eq!(out, frames::response(&p, &reply), "{client}");
+    }
+    for (client, port, outcome) in [
+        ("10.0.0.255", frames::CLIENT_PORT, Outcome::BroadcastSource),
+        ("127.0.0.1", 19, Outcome::SourcePort),
+    ] {
+        let mut p = v4();
+        p.client = client.parse().unwrap();
+        p.sport = port;
+        let frame = frames::query(&p, &query.bytes());
+        let before = t.stats();
+        let (action, out) = t.run(&frame);
+        assert_eq!(
+            single_outcome(&before, &t.stats()),
+            outcome,
+            "{client}:{port}"
+        );
+        assert_eq!((action, &out), (XDP_PASS, &frame), "{client}:{port}");
+    }
+
+    t.dp.maps.remove_interface(link.index).unwrap();
+    let frame = frames::query(&v4(), &query.bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::ForeignMac);
+    assert_eq!((action, &out), (XDP_PASS, &frame));
+}
+
+/// Response rate limiting of hits, through BPF_PROG_TEST_RUN: a burst from one /24 gets the
+/// bucket's depth of answers, then its limited answers alternate dropped (`XDP_DROP`) and
+/// slipped (`slip = 2`: a truncated reply, TC=1, no records, OPT echoed); another /24 is
+/// answered meanwhile, and an exempt network is never limited. One answer a second refills
+/// the bucket, so a slow run may see one more answer per second it took, never another
+/// slip pattern.
+#[test]
+fn a_burst_from_one_network_is_limited_with_slip() {
+    let mut s = settings();
+    s.rrl = hotpool::dns::rrl::RrlSettings {
+        responses_per_second: 1,
+        window: 5,
+        slip: 2,
+        exempt_clients: vec!["10.9.0.0/16".parse().unwrap()],
+        ..Default::default()
+    }
+    .kernel();
+    let mut t = TestDatapath::new(&s, &pools());
+    let query = q("www.example.test.", RecordType::A).rd().edns(4096, true);
+    let records = pool("www.example.test.").records(&query.qname());
+    let full = query.expected_reply(records).to_bytes().unwrap();
+    let mut slipped = query.expected_reply(Vec::new());
+    slipped.metadata.truncation = true;
+    let slipped = slipped.to_bytes().unwrap();
+
+    let started = std::time::Instant::now();
+    let mut limited = Vec::new();
+    let mut answered = 0;
+    for i in 0..40u8 {
+        // Every host of 10.0.0.0/24 but ours and the broadcast address: one network.
+        let mut p = v4();
+        p.client = IpAddr::from([10, 0, 0, 10 + i]);
+        let before = t.stats();
+        let (action, out) = t.run(&frames::query(&p, &query.bytes()));
+        match single_outcome(&before, &t.stats()) {
+            Outcome::Hit => {
+                assert_eq!(action, XDP_TX, "query {i}");
+                assert_eq!(out, frames::response(&p, &full), "query {i}");
+                answered += 1;
+            }
+            Outcome::RrlSlipped => {
+                assert_eq!(action, XDP_TX, "query {i}");
+                let payload = frames::udp_payload(&out);
+                let m = Message::from_bytes(&payload).expect("the slipped reply decodes");
+                assert!(m.metadata.truncation, "TC=1");
+                assert!(m.answers.is_empty(), "no records");
+                assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(EDNS_SIZE));
+                assert_eq!(out, frames::response(&p, &slipped), "query {i}");
+                limited.push(Outcome::RrlSlipped);
+            }
+            Outcome::RrlDropped => {
+                assert_eq!(action, hotpool_tests::datapath::XDP_DROP, "query {i}");
+                limited.push(Outcome::RrlDropped);
+            }
+            other => panic!("query {i}: {other:?}"),
+        }
+    }
+    let slack = started.elapsed().as_secs() as usize + 1;
+    assert!(
+        (5..=5 + slack).contains(&answered),
+        "{answered} answered, the bucket holds 5"
+    );
+    for (n, o) in limited.iter().enumerate() {
+        let want = if n % 2 == 0 {
+            Outcome::RrlDropped
+        } else {
+            Outcome::RrlSlipped
+        };
+        assert_eq!(*o, want, "limited answer {n} of {limited:?}");
+    }
+
+    // Another network is answered while the first is limited; an exempt one always.
+    for (client, n) in [([10, 0, 1, 1], 3), ([10, 9, 3, 4], 40)] {
+        let mut p = v4();
+        p.client = IpAddr::from(client);
+        for _ in 0..n {
+            let before = t.stats();
+            let (action, out) = t.run(&frames::query(&p, &query.bytes()));
+            assert_eq!(
+                single_outcome(&before, &t.stats()),
+                Outcome::Hit,
+                "{client:?}"
+            );
+            assert_eq!((action, out), (XDP_TX, frames::response(&p, &full)));
+        }
+    }
+
+    // Off again: everything is answered.
+    t.dp.maps.configure(&settings(), true).unwrap();
+    let before = t.stats();
+    let (action, _) = t.run(&frames::query(&v4(), &query.bytes()));
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Hit);
+    assert_eq!(action, XDP_TX);
+}
+
+/// Kernel replies never exceed min(the client's EDNS size, `edns_udp_size`) (issue 10,
+/// `dns_common::size`): the 549-octet reply to a 255-octet name with a 255-octet CNAME
+/// target is sent to a client that asks for 4096 octets, but not when we advertise 512
+/// (`too_big`: the daemon truncates it); nor to a client without EDNS (512).
+#[test]
+fn replies_never_exceed_the_smaller_of_the_two_sizes() {
+    let query = q(&max_name(), RecordType::A).edns(4096, false);
+    let frame = frames::query(&v4(), &query.bytes());
+    let records = pool(&max_name()).records(&query.qname());
+    let reply = query.expected_reply(records).to_bytes().unwrap();
+    assert!(reply.len() > 512, "{} octets", reply.len());
+
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::Hit);
+    assert_eq!((action, out), (XDP_TX, frames::response(&v4(), &reply)));
+
+    let mut small = settings();
+    small.edns_udp_size = 512;
+    t.dp.maps.configure(&small, true).unwrap();
+    let before = t.stats();
+    let (action, out) = t.run(&frame);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::TooBig);
+    assert_eq!((action, &out), (XDP_PASS, &frame), "passed unchanged");
+
+    t.dp.maps.configure(&settings(), true).unwrap();
+    let plain = frames::query(&v4(), &q(&max_name(), RecordType::A).bytes());
+    let before = t.stats();
+    let (action, out) = t.run(&plain);
+    assert_eq!(single_outcome(&before, &t.stats()), Outcome::TooBig);
+    assert_eq!((action, &out), (XDP_PASS, &plain));
 }

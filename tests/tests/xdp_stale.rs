@@ -30,6 +30,7 @@ fn settings(after: Option<Duration>, on_stale: OnStale) -> DatapathSettings {
         listen: vec!["10.0.0.2".parse().unwrap()],
         prefer_headroom: false,
         staleness: Staleness { after, on_stale },
+        rrl: Default::default(),
     }
 }
 

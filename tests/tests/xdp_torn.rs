@@ -64,6 +64,7 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
         listen: vec!["0.0.0.0".parse().unwrap()],
         prefer_headroom: false,
         staleness: hotpool::datapath::heartbeat::Staleness::default(),
+        rrl: Default::default(),
     };
     let capacity = Capacity {
         pools: 1,

@@ -359,6 +359,15 @@ impl Parser<'_> {
             r.ipv6_prefix_length = p.into_inner();
         }
         for n in raw.exempt_clients.unwrap_or_default() {
+            if r.exempt_clients.len() == dns_common::MAX_RRL_EXEMPT as usize {
+                return Err(self.err_at(
+                    n.span(),
+                    format!(
+                        "exempt_clients: at most {} networks (the kernel's table)",
+                        dns_common::MAX_RRL_EXEMPT
+                    ),
+                ));
+            }
             let network = Network::from_str(n.get_ref())
                 .map_err(|e| self.err_at(n.span(), format!("exempt_clients: {e}")))?;
             r.exempt_clients.push(network);

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use tracing::{info, warn};
 
 use crate::{
@@ -14,6 +15,7 @@ use crate::{
         hot::{Capacity, DatapathSettings},
         pools::PoolAnswer,
     },
+    dns::local::LocalAddrs,
     logs::List,
     steering::policy::Policy,
 };
@@ -35,6 +37,7 @@ pub fn settings(cfg: &Config) -> DatapathSettings {
         listen: cfg.server.listen.clone(),
         prefer_headroom: false,
         staleness: cfg.xdp.staleness,
+        rrl: cfg.server.rrl.kernel(),
     }
 }
 
@@ -86,6 +89,8 @@ fn fill_and_attach(
     // The maps may be the ones a running program reads (shared pins): `sync` rewrites them
     // without a moment in which a name leads to another pool's answer, so the path stays
     // enabled throughout.
+    let local = LocalAddrs::read().context("reading this host's addresses")?;
+    dp.maps.set_local_addrs(&local.kernel_entries())?;
     dp.maps.configure(&settings(cfg), true)?;
     dp.maps.sync(answers)?;
     for iface in &cfg.xdp.interfaces {

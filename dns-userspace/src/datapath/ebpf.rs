@@ -311,6 +311,12 @@ impl Datapath {
             AttachMode::Generic => &[XdpMode::Skb],
             AttachMode::Auto => &[XdpMode::Driver, XdpMode::Skb],
         };
+        // The interface's MAC address before the program can run there: without it every
+        // frame on the interface is passed (`foreign_mac`).
+        let described = super::iface::Link::read(iface)
+            .map_err(DatapathError::io(format!("reading the address of {iface}")))?
+            .ok_or_else(|| DatapathError::NoInterface(iface.to_string()))?;
+        self.maps.set_interface(&described)?;
         let mut existing = None;
         for pin in link::pinned_links(&self.pin_dir) {
             if pin.iface != iface {

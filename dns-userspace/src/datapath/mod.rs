@@ -23,6 +23,7 @@ use dns_common::{BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_ANSWER_RRS, MAX_VARIANTS};
 pub mod ebpf;
 pub mod heartbeat;
 pub mod hot;
+pub mod iface;
 pub mod link;
 pub mod pins;
 pub mod pools;
@@ -63,6 +64,10 @@ pub enum DatapathError {
     InvalidName(String),
     #[error("{count} pools configured, the kernel maps were sized for {capacity}")]
     TooManyPools { count: usize, capacity: u32 },
+    #[error("{count} [rrl] exempt_clients networks, the kernel holds at most {capacity}")]
+    TooManyExempt { count: usize, capacity: u32 },
+    #[error("no network interface {0} in this network namespace")]
+    NoInterface(String),
     #[error("the kernel answer table is full ({needed} entries needed, {free} free of {capacity})")]
     AnswersFull {
         needed: usize,

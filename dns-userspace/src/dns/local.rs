@@ -96,6 +96,22 @@ impl LocalAddrs {
         out
     }
 
+    /// The entries of the kernel's `LOCAL_ADDRS` map: every address (IPv4 as IPv4-mapped
+    /// IPv6) with its `LOCAL_OWN` / `LOCAL_BROADCAST` flags.
+    pub fn kernel_entries(&self) -> std::collections::HashMap<[u8; 16], u8> {
+        let mut out = std::collections::HashMap::new();
+        for a in &self.own_v4 {
+            *out.entry(dns_common::v4_mapped(*a)).or_insert(0) |= dns_common::LOCAL_OWN;
+        }
+        for a in &self.broadcast_v4 {
+            *out.entry(dns_common::v4_mapped(*a)).or_insert(0) |= dns_common::LOCAL_BROADCAST;
+        }
+        for a in &self.own_v6 {
+            *out.entry(*a).or_insert(0) |= dns_common::LOCAL_OWN;
+        }
+        out
+    }
+
     /// Whether interface `index` is a loopback interface.
     pub fn is_loopback_interface(&self, index: u32) -> bool {
         self.loopback.contains(&index)
@@ -166,6 +182,25 @@ mod tests {
         assert!(local.is_loopback_interface(lo));
         assert!(!local.is_own_v4([192, 0, 2, 1]));
         assert!(!local.is_subnet_broadcast_v4([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn kernel_entries_carry_own_and_broadcast_flags() {
+        let local = LocalAddrs::from_parts(
+            [
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ],
+            [Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 1)],
+            [],
+        );
+        let e = local.kernel_entries();
+        let own = dns_common::LOCAL_OWN;
+        let bcast = dns_common::LOCAL_BROADCAST;
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[&dns_common::v4_mapped([10, 0, 0, 1])], own | bcast);
+        assert_eq!(e[&dns_common::v4_mapped([10, 0, 0, 255])], bcast);
+        assert_eq!(e[&Ipv6Addr::LOCALHOST.octets()], own);
     }
 
     #[test]

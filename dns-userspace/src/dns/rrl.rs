@@ -29,6 +29,8 @@ use arc_swap::ArcSwapOption;
 
 use dns_common::rrl::{Bucket, RrlKey, RrlParams, Verdict};
 
+use crate::datapath::hot::RrlLimits;
+
 /// Default bucket count (Knot's `rate-limit-table-size` is 393241).
 pub const DEFAULT_TABLE_SIZE: usize = 65_536;
 /// Default window: one second of answers per burst.
@@ -141,6 +143,22 @@ impl RrlSettings {
     /// The parameters the bucket arithmetic takes.
     pub fn params(&self) -> RrlParams {
         RrlParams::new(self.responses_per_second, self.window, self.slip)
+    }
+
+    /// The same limits for the XDP program (off when these are).
+    pub fn kernel(&self) -> RrlLimits {
+        if !self.enabled() {
+            return RrlLimits::default();
+        }
+        RrlLimits {
+            params: self.params(),
+            prefix: [self.ipv4_prefix_length, self.ipv6_prefix_length],
+            exempt: self
+                .exempt_clients
+                .iter()
+                .map(|n| RrlLimits::exempt_key(n.addr, n.prefix))
+                .collect(),
+        }
     }
 }
 

@@ -52,18 +52,35 @@ pub fn query(rng: &mut Rng) -> QuerySpec {
 }
 
 /// A valid query frame: the query on a random path to our address.
+/// Now and then from a source, a port or to a MAC address the acceptance rules reject.
 pub fn frame(rng: &mut Rng) -> Vec<u8> {
     let v6 = rng.percent(40);
+    let rejected = rng.percent(8);
     let mut path = if v6 {
-        let client = *rng.pick(&["fd00::1", "2001:db8:1::7", "fe80::1", "fd00::99"]);
+        let client = if rejected {
+            *rng.pick(&["::1", SERVER_V6, "ff02::1", "::", "::ffff:127.0.0.1"])
+        } else {
+            *rng.pick(&["fd00::1", "2001:db8:1::7", "fe80::1", "fd00::99"])
+        };
         Path::v6(client, SERVER_V6)
     } else {
-        let client = *rng.pick(&[
-            [10, 0, 0, 1],
-            [192, 0, 2, 99],
-            [10, 9, 8, 7],
-            [172, 16, 0, 1],
-        ]);
+        let client = if rejected {
+            *rng.pick(&[
+                [127, 0, 0, 1],
+                SERVER_V4,
+                [10, 0, 0, 255],
+                [255, 255, 255, 255],
+                [224, 0, 0, 251],
+                [0, 0, 0, 0],
+            ])
+        } else {
+            *rng.pick(&[
+                [10, 0, 0, 1],
+                [192, 0, 2, 99],
+                [10, 9, 8, 7],
+                [172, 16, 0, 1],
+            ])
+        };
         Path::v4(client, SERVER_V4)
     };
     if rng.percent(20) {
@@ -72,7 +89,19 @@ pub fn frame(rng: &mut Rng) -> Vec<u8> {
     if rng.percent(30) {
         path.sport = rng.range(1024, 65535) as u16;
     }
-    let mut f = frames::query(&path, &query(rng).bytes());
+    if rng.percent(4) {
+        path.sport = *rng.pick(&[0u16, 7, 19, 123, 11211]);
+    }
+    let dst_mac = if rng.percent(4) {
+        *rng.pick(&[
+            [0xff; 6],
+            [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+            [0x02, 0, 0, 0, 0, 0x99],
+        ])
+    } else {
+        frames::SERVER_MAC
+    };
+    let mut f = frames::udp_frame(&path, frames::CLIENT_MAC, dst_mac, 64, &query(rng).bytes());
     match rng.below(10) {
         // No checksum (IPv4 only; over IPv6 the program must pass it).
         0 => set_udp_checksum(&mut f, [0, 0]),
@@ -262,7 +291,7 @@ fn edit(rng: &mut Rng, f: &mut Vec<u8>) {
     }
 }
 
-/// An edit of a field the program copies or ignores: MACs, the 802.1Q tag, IPv4 TOS, ID,
+/// An edit of a field the program copies or ignores: the source MAC, the 802.1Q tag, IPv4 TOS, ID,
 /// DF and TTL, IPv6 traffic class, flow label and hop limit, the client's address and
 /// port, the DNS ID, RD, CD, AD, the case of the name, the EDNS size and DO bit, Ethernet
 /// padding after the datagram.
@@ -271,7 +300,7 @@ fn harmless_edit(rng: &mut Rng, f: &mut Vec<u8>) {
     let (l3, l4, dns) = (at.l3, at.l4(), at.dns());
     let random = rng.next_u64().to_be_bytes();
     match rng.below(9) {
-        0 => f[rng.below(12)] = random[0],
+        0 => f[6 + rng.below(6)] = random[0],
         1 if l3 == 18 => f[14 + rng.below(2)] = random[0],
         2 if at.v6 => {
             // Traffic class and flow label (not the version), hop limit.

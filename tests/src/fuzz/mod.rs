@@ -129,12 +129,16 @@ impl Fuzzer {
             prefer_headroom: false,
             // The test datapath beats before it configures: never stale within a run.
             staleness: hotpool::datapath::heartbeat::Staleness::default(),
+            // Off: the oracle never expects a drop (rate limiting has its own tests).
+            rrl: Default::default(),
         };
         let t = TestDatapath::new(&settings, &world::pools());
         let oracle = Oracle {
             authority: world::authority(),
             listen: settings.listen.clone(),
             port: settings.port,
+            mac: crate::datapath::test_run_link().mac,
+            local: crate::datapath::local_addrs(&settings),
         };
         Self {
             t,

@@ -2,10 +2,10 @@
 //! output alone.
 //!
 //! * `XDP_PASS`: the frame goes up unchanged.
-//! * `XDP_TX`: the input was a query the program may answer — Ethernet, at most one 802.1Q
-//!   tag, IPv4 without options and not a fragment with a right header checksum, or IPv6
+//! * `XDP_TX`: the input was a query the program may answer — Ethernet to the interface's
+//!   MAC address, at most one 802.1Q tag, IPv4 without options and not a fragment with a right header checksum, or IPv6
 //!   without extension headers; UDP to our port and one of our unicast addresses from a
-//!   unicast source; lengths that agree with each other and fit the frame; a UDP checksum
+//!   source and port the acceptance rules (`dns_common::accept`) let through; lengths that agree with each other and fit the frame; a UDP checksum
 //!   that verifies, is absent (IPv4 only) or holds the pseudo-header sum a local sender
 //!   leaves for offload — and the output is its reply: well-formed Ethernet/IP/UDP as
 //!   etherparse reads it, IPv4 header and UDP checksums right, MACs, addresses and ports
@@ -13,9 +13,8 @@
 //!   with the query's ID and its question octet for octet; and that message is exactly
 //!   what the daemon's answer path (`Authority::respond`) sends the same client for the
 //!   same query.
-//! * `XDP_ABORTED`, `XDP_DROP` and anything else: never. (Rate limiting will drop some
-//!   answers and send others truncated with TC=1; those verdicts get their checks when the
-//!   program does that.)
+//! * `XDP_ABORTED`, `XDP_DROP` and anything else: never. (The fuzzer runs with rate
+//!   limiting off: its drops and truncated slips are checked by `tests/xdp_packets.rs`.)
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -23,8 +22,11 @@ use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use hickory_proto::op::Message;
 use hotpool::dns::{
     authority::Authority,
+    local::LocalAddrs,
     request::{Request, Transport},
 };
+
+use dns_common::accept;
 
 use super::input::{Layout, fold, inet_sum, pseudo_sum};
 use crate::datapath::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
@@ -41,6 +43,10 @@ pub struct Oracle {
     pub authority: Authority,
     pub listen: Vec<IpAddr>,
     pub port: u16,
+    /// The MAC address of the interface the frames arrive on.
+    pub mac: [u8; 6],
+    /// The host's addresses as the program knows them.
+    pub local: LocalAddrs,
 }
 
 /// A query frame the program may answer: where its parts are.
@@ -111,6 +117,9 @@ impl Oracle {
     /// The query in `f`, if the program may answer it.
     fn query(&self, f: &[u8]) -> Result<QueryFrame, String> {
         let at = Layout::of(f).ok_or("not IPv4 or IPv6 behind at most one 802.1Q tag")?;
+        if f.get(..6) != Some(&self.mac[..]) {
+            return Err("not to the interface's MAC address".into());
+        }
         let ip = f.get(at.l3..).ok_or("no IP header")?;
         let (ip_payload, src, dst) = if at.v6 {
             if ip.len() < 40 || ip[0] >> 4 != 6 {
@@ -148,8 +157,16 @@ impl Oracle {
         if at.l4() + ip_payload > f.len() {
             return Err("IP length beyond the frame".into());
         }
-        if !unicast(src) {
-            return Err(format!("source {src} is not unicast"));
+        let sport = u16::from_be_bytes([
+            *f.get(at.l4()).ok_or("no UDP header")?,
+            *f.get(at.l4() + 1).ok_or("no UDP header")?,
+        ]);
+        let accepted = match src {
+            IpAddr::V4(a) => accept::check_v4(a.octets(), sport, false, &self.local),
+            IpAddr::V6(a) => accept::check_v6(&a.octets(), sport, false, &self.local),
+        };
+        if let Err(reason) = accepted {
+            return Err(format!("source {src} port {sport}: {}", reason.name()));
         }
         if !unicast(dst) || !self.listening(dst) {
             return Err(format!("destination {dst} is not ours"));
@@ -381,6 +398,15 @@ mod tests {
                 super::super::input::SERVER_V6.parse().unwrap(),
             ],
             port: 53,
+            mac: crate::frames::SERVER_MAC,
+            local: LocalAddrs::from_parts(
+                [
+                    IpAddr::from(super::super::input::SERVER_V4),
+                    super::super::input::SERVER_V6.parse().unwrap(),
+                ],
+                [std::net::Ipv4Addr::new(10, 0, 0, 255)],
+                [],
+            ),
         }
     }
 
@@ -442,6 +468,20 @@ mod tests {
         let mut other_port = query.clone();
         other_port[14 + 20 + 3] = 54;
         assert!(o.judge(&other_port, XDP_TX, &reply).is_err());
+        // A reply to a frame the acceptance rules reject: another MAC, a reflection port,
+        // a loopback source.
+        let mut broadcast = query.clone();
+        broadcast[..6].copy_from_slice(&[0xff; 6]);
+        let e = o.judge(&broadcast, XDP_TX, &reply).unwrap_err();
+        assert!(e.contains("MAC"), "{e}");
+        for (port, client) in [(19, [10, 0, 0, 1]), (40000, [127, 0, 0, 1])] {
+            let mut p = path;
+            p.sport = port;
+            p.client = IpAddr::from(client);
+            let (q, r) = exchange(&o, &p, "www.example.test.", 1);
+            let e = o.judge(&q, XDP_TX, &r).unwrap_err();
+            assert!(e.contains("source_port") || e.contains("loopback"), "{e}");
+        }
         // The right reply for another client (the daemon's answer, another frame).
         let other = Path::v4([10, 0, 0, 9], super::super::input::SERVER_V4);
         let (_, other_reply) = exchange(&o, &other, "www.example.test.", 1);

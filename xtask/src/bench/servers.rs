@@ -32,6 +32,9 @@ pub enum Server {
     Hotpool {
         binary: Binary,
         xdp: Option<XdpMode>,
+        /// `[rrl] responses_per_second`, when set (current tree only: older builds have
+        /// no `[rrl]`).
+        rrl: Option<u32>,
     },
     KnotUdp,
     /// Knot with its AF_XDP front end on the server veth.
@@ -46,8 +49,17 @@ impl fmt::Display for Server {
             Self::Hotpool {
                 binary,
                 xdp: Some(mode),
-            } => write!(f, "hotpool {} XDP {}", binary.label, mode.name()),
-            Self::Hotpool { binary, xdp: None } => {
+                rrl,
+            } => {
+                write!(f, "hotpool {} XDP {}", binary.label, mode.name())?;
+                match rrl {
+                    Some(rate) => write!(f, " RRL {rate}/s"),
+                    None => Ok(()),
+                }
+            }
+            Self::Hotpool {
+                binary, xdp: None, ..
+            } => {
                 write!(f, "hotpool {} --no-xdp", binary.label)
             }
             Self::KnotUdp => f.write_str("Knot UDP"),
@@ -166,13 +178,16 @@ pub fn start(server: &Server, link: &Link, work: &Path) -> Result<Running> {
     let log = dir.join("server.log");
     let mut pin = None;
     let command = match server {
-        Server::Hotpool { binary, xdp } => {
+        Server::Hotpool { binary, xdp, rrl } => {
             let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", unique("hpb")));
-            let config = dns::hotpool_config(
+            let mut config = dns::hotpool_config(
                 link.server_v4,
                 &pin_dir.display().to_string(),
                 xdp.map(|mode| (link.server_if.as_str(), mode.name())),
             );
+            if let Some(rate) = rrl {
+                config.push_str(&format!("[rrl]\nresponses_per_second = {rate}\n"));
+            }
             pin = Some(pin_dir);
             let path = dir.join("hotpool.toml");
             fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;

@@ -27,11 +27,13 @@ pub fn servers(binaries: &[Binary]) -> Vec<Server> {
     let mut list: Vec<Server> = binaries
         .iter()
         .map(|b| Server::Hotpool {
+            rrl: None,
             binary: b.clone(),
             xdp: Some(XdpMode::Native),
         })
         .collect();
     list.extend(binaries.iter().map(|b| Server::Hotpool {
+        rrl: None,
         binary: b.clone(),
         xdp: None,
     }));

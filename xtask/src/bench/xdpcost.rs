@@ -131,6 +131,7 @@ fn one(
         None
     };
     let server = Server::Hotpool {
+        rrl: None,
         binary: variant.binary.clone(),
         xdp: match variant.server_xdp {
             ServerXdp::Hotpool(mode) => Some(mode),

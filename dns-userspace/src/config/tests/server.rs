@@ -328,4 +328,13 @@ fn rrl_section() {
         "table_size must be at least 1",
     );
     assert_fails_at("[rrl]\nrate = 5\n", 2, "unknown field `rate`");
+    let many = (0..=dns_common::MAX_RRL_EXEMPT)
+        .map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_fails_at(
+        &format!("[rrl]\nexempt_clients = [{many}]\n"),
+        2,
+        "exempt_clients: at most 1024 networks",
+    );
 }

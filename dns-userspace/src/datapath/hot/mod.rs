@@ -23,13 +23,18 @@
 
 use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{
+    Array, HashMap, Map, MapData, MapError, PerCpuArray,
+    lpm_trie::{Key, LpmTrie},
+};
 use dns_common::{
     Answer, AnswerSet, Bucket, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, CFG_LISTEN_MAP_V4,
-    CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, CFG_STALE_PASS, INLINE_LISTEN_ADDRS, MAP_CONFIG,
-    MAP_HEARTBEAT, MAP_HOT_ANSWERS, MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_LISTEN_ADDRS,
-    MAP_POOL_ANSWERS, MAP_STATS, MAX_VARIANTS, Outcome, XdpConfig,
+    CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, CFG_RRL_EXEMPT, CFG_STALE_PASS, IFACE_LOOPBACK,
+    INLINE_LISTEN_ADDRS, Iface, MAP_CONFIG, MAP_HEARTBEAT, MAP_HOT_ANSWERS, MAP_HOT_CUR,
+    MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACES, MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS, MAP_POOL_ANSWERS,
+    MAP_RRL_EXEMPT, MAP_STATS, MAX_RRL_EXEMPT, MAX_VARIANTS, Outcome, XdpConfig,
     name::{FoldedName, HashKey, NAME_WORDS},
+    rrl::RrlParams,
     v4_mapped,
 };
 use hickory_proto::rr::Name;
@@ -38,6 +43,7 @@ use tracing::{info, warn};
 use crate::datapath::{
     DatapathError,
     heartbeat::{OnStale, Staleness},
+    iface,
     pools::PoolAnswer,
 };
 
@@ -147,6 +153,40 @@ pub struct DatapathSettings {
     pub prefer_headroom: bool,
     /// What a hit does once the daemon's heartbeat is older than `staleness.after`.
     pub staleness: Staleness,
+    /// Response rate limiting of the kernel's answers (`[rrl]`, as the daemon's).
+    pub rrl: RrlLimits,
+}
+
+/// The kernel's rate limits: the bucket parameters, the client network prefix lengths and
+/// the exempt networks (see `dns_common::rrl`). The default is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RrlLimits {
+    pub params: RrlParams,
+    /// IPv4 and IPv6 prefix lengths of a client network.
+    pub prefix: [u8; 2],
+    /// `RRL_EXEMPT` keys: (prefix length, address), IPv4 as IPv4-mapped IPv6 with 96
+    /// added to its prefix length ([`RrlLimits::exempt_key`]).
+    pub exempt: Vec<(u32, [u8; 16])>,
+}
+
+impl Default for RrlLimits {
+    fn default() -> Self {
+        Self {
+            params: RrlParams::new(0, 0, 0),
+            prefix: [32, 128],
+            exempt: Vec::new(),
+        }
+    }
+}
+
+impl RrlLimits {
+    /// The `RRL_EXEMPT` key of the network `addr`/`prefix`.
+    pub fn exempt_key(addr: std::net::IpAddr, prefix: u8) -> (u32, [u8; 16]) {
+        match addr {
+            std::net::IpAddr::V4(a) => (96 + u32::from(prefix), v4_mapped(a.octets())),
+            std::net::IpAddr::V6(a) => (u32::from(prefix), a.octets()),
+        }
+    }
 }
 
 /// A pool the kernel knows.
@@ -182,6 +222,9 @@ pub struct HotMaps {
     stats: PerCpuArray<MapData, u64>,
     heartbeat: Array<MapData, u64>,
     pool_answers: PerCpuArray<MapData, u64>,
+    ifaces: HashMap<MapData, u32, Iface>,
+    local: HashMap<MapData, [u8; 16], u8>,
+    rrl_exempt: LpmTrie<MapData, [u8; 16], u8>,
     capacity: Capacity,
     /// The config map as last written.
     written: XdpConfig,
@@ -281,6 +324,9 @@ impl HotMaps {
             stats: typed(ebpf, MAP_STATS)?,
             heartbeat: typed(ebpf, MAP_HEARTBEAT)?,
             pool_answers: typed(ebpf, MAP_POOL_ANSWERS)?,
+            ifaces: typed(ebpf, MAP_IFACES)?,
+            local: typed(ebpf, MAP_LOCAL_ADDRS)?,
+            rrl_exempt: typed(ebpf, MAP_RRL_EXEMPT)?,
             written,
             pools: BTreeMap::new(),
             orphans,
@@ -339,6 +385,16 @@ impl HotMaps {
         if s.staleness.on_stale == OnStale::Pass {
             cfg.flags |= CFG_STALE_PASS;
         }
+        if s.rrl.params.enabled() {
+            cfg.rrl = s.rrl.params;
+            cfg.rrl_prefix = s.rrl.prefix;
+            if !s.rrl.exempt.is_empty() {
+                cfg.flags |= CFG_RRL_EXEMPT;
+            }
+        }
+        // The exempt networks before the limits that need them; a network no longer
+        // exempt is limited only once it is gone from the trie.
+        self.sync_exempt(&s.rrl.exempt)?;
         // Disable first, so no packet sees a half-written address set.
         if !enabled {
             self.write_config(cfg)?;
@@ -363,6 +419,82 @@ impl HotMaps {
             cfg.flags |= CFG_ENABLED;
         }
         self.write_config(cfg)
+    }
+
+    /// Makes `RRL_EXEMPT` hold exactly `networks`.
+    fn sync_exempt(&mut self, networks: &[(u32, [u8; 16])]) -> Result<(), DatapathError> {
+        if networks.len() > MAX_RRL_EXEMPT as usize {
+            return Err(DatapathError::TooManyExempt {
+                count: networks.len(),
+                capacity: MAX_RRL_EXEMPT,
+            });
+        }
+        let wanted: HashSet<(u32, [u8; 16])> = networks.iter().copied().collect();
+        for (prefix, addr) in &wanted {
+            self.rrl_exempt
+                .insert(&Key::new(*prefix, *addr), 1, 0)
+                .map_err(DatapathError::map(format!("writing {MAP_RRL_EXEMPT}")))?;
+        }
+        let gone: Vec<Key<[u8; 16]>> = self
+            .rrl_exempt
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for k in gone {
+            self.rrl_exempt
+                .remove(&k)
+                .map_err(DatapathError::map(format!("pruning {MAP_RRL_EXEMPT}")))?;
+        }
+        Ok(())
+    }
+
+    /// Describes interface `link` to the kernel: only frames to its MAC address are
+    /// answered there, and loopback sources only on a loopback interface.
+    pub fn set_interface(&mut self, link: &iface::Link) -> Result<(), DatapathError> {
+        let iface = Iface {
+            mac: link.mac,
+            flags: if link.loopback { IFACE_LOOPBACK } else { 0 },
+            _reserved: 0,
+        };
+        self.ifaces
+            .insert(link.index, iface, 0)
+            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
+    }
+
+    /// Forgets interface `index` (the program then answers nothing there).
+    pub fn remove_interface(&mut self, index: u32) -> Result<(), DatapathError> {
+        self.ifaces
+            .remove(&index)
+            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
+    }
+
+    /// Makes `LOCAL_ADDRS` hold exactly `wanted`: this host's addresses (IPv4 as
+    /// IPv4-mapped IPv6) with their `LOCAL_OWN` / `LOCAL_BROADCAST` flags. New entries
+    /// first, then the ones gone.
+    pub fn set_local_addrs(
+        &mut self,
+        wanted: &StdHashMap<[u8; 16], u8>,
+    ) -> Result<(), DatapathError> {
+        for (addr, flags) in wanted {
+            if self.local.get(addr, 0).ok() != Some(*flags) {
+                self.local
+                    .insert(addr, flags, 0)
+                    .map_err(DatapathError::map(format!("writing {MAP_LOCAL_ADDRS}")))?;
+            }
+        }
+        let gone: Vec<[u8; 16]> = self
+            .local
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains_key(k))
+            .collect();
+        for k in gone {
+            self.local
+                .remove(&k)
+                .map_err(DatapathError::map(format!("pruning {MAP_LOCAL_ADDRS}")))?;
+        }
+        Ok(())
     }
 
     fn write_config(&mut self, cfg: XdpConfig) -> Result<(), DatapathError> {

@@ -1,0 +1,102 @@
+//! The acceptance rules ([`dns_common::accept`], the daemon's too) before any DNS parsing:
+//! the frame must be addressed to the receiving interface's own MAC address (`IFACES`,
+//! written by the daemon when it attaches), and the source must pass `check_v4`/`check_v6`
+//! with this host's addresses from `LOCAL_ADDRS`. A rejected frame is passed, unchanged, to
+//! the stack and the daemon, which apply the same rules.
+
+use aya_ebpf::programs::XdpContext;
+use dns_common::{
+    IFACE_LOOPBACK, LOCAL_BROADCAST, LOCAL_OWN, Outcome,
+    accept::{self, Local},
+    v4_mapped,
+};
+
+use crate::{
+    IFACES, LOCAL_ADDRS,
+    lookup::once,
+    packet::Packet,
+    parse::{ETH_HLEN, Frame, UDP_HLEN, word64},
+};
+
+/// The source of an accepted query, as IPv6 (IPv4 as IPv4-mapped IPv6): rate limiting keys
+/// on it.
+pub struct Client {
+    pub addr: [u8; 16],
+}
+
+/// What `LOCAL_ADDRS` says about one source, looked up once: a [`Local`] that knows that
+/// one address.
+struct Source {
+    addr: [u8; 16],
+    flags: u8,
+}
+
+impl Source {
+    #[inline(always)]
+    fn is(&self, addr: &[u8; 16], flag: u8) -> bool {
+        self.flags & flag != 0
+            && word64(addr, 0) == word64(&self.addr, 0)
+            && word64(addr, 8) == word64(&self.addr, 8)
+    }
+}
+
+impl Local for Source {
+    #[inline(always)]
+    fn is_own_v4(&self, addr: [u8; 4]) -> bool {
+        self.is(&v4_mapped(addr), LOCAL_OWN)
+    }
+    #[inline(always)]
+    fn is_subnet_broadcast_v4(&self, addr: [u8; 4]) -> bool {
+        self.is(&v4_mapped(addr), LOCAL_BROADCAST)
+    }
+    #[inline(always)]
+    fn is_own_v6(&self, addr: &[u8; 16]) -> bool {
+        self.is(addr, LOCAL_OWN)
+    }
+}
+
+#[inline(always)]
+pub fn check(ctx: &XdpContext, pkt: &Packet, frame: &Frame) -> Result<Client, Outcome> {
+    let on_loopback = own_mac(ctx, pkt)?;
+    let udp: &[u8; UDP_HLEN] = pkt.view(frame.l4).ok_or(Outcome::Malformed)?;
+    let port = u16::from_be_bytes([udp[0], udp[1]]);
+    let addr = if frame.v6 {
+        *pkt.view::<16>(frame.l3 + 8).ok_or(Outcome::Malformed)?
+    } else {
+        v4_mapped(*pkt.view::<4>(frame.l3 + 12).ok_or(Outcome::Malformed)?)
+    };
+    let flags = match LOCAL_ADDRS.get_ptr(addr) {
+        // SAFETY: a valid map value pointer; one octet, rewritten whole by the daemon.
+        Some(f) => unsafe { core::ptr::read_volatile(f) },
+        None => 0,
+    };
+    let source = Source { addr, flags };
+    let checked = if frame.v6 {
+        accept::check_v6(&addr, port, on_loopback, &source)
+    } else {
+        let v4 = [addr[12], addr[13], addr[14], addr[15]];
+        accept::check_v4(v4, port, on_loopback, &source)
+    };
+    checked.map_err(Outcome::rejected)?;
+    Ok(Client { addr })
+}
+
+/// Whether the frame is addressed to the MAC address of the interface it arrived on
+/// (`Ok(on_loopback)`); an interface the daemon has not described gets no answers.
+#[inline(always)]
+fn own_mac(ctx: &XdpContext, pkt: &Packet) -> Result<bool, Outcome> {
+    let eth: &[u8; ETH_HLEN] = pkt.view(0).ok_or(Outcome::NotIp)?;
+    // Broadcast and multicast (the group bit) without a lookup.
+    if eth[0] & 1 != 0 {
+        return Err(Outcome::ForeignMac);
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let iface = IFACES.get_ptr(ifindex).ok_or(Outcome::ForeignMac)?;
+    // SAFETY: a valid map value pointer for the program's run.
+    let iface = unsafe { &*iface };
+    let mac = once(&iface.mac);
+    if mac != [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]] {
+        return Err(Outcome::ForeignMac);
+    }
+    Ok(once(&iface.flags) & IFACE_LOOPBACK != 0)
+}

@@ -1,0 +1,80 @@
+//! Response rate limiting of hits ([`dns_common::rrl`], the daemon's bucket arithmetic):
+//! one bucket per client network in the `RRL` LRU map, networks in `RRL_EXEMPT` never
+//! limited. Only hits get here (misses go to the daemon, which limits its own answers).
+//!
+//! The bucket is updated without a lock: two CPUs answering the same network at the same
+//! instant may both read one state and one update is lost (one answer more than the rate,
+//! once in a while). A network's queries usually arrive on one receive queue (RSS hashes the
+//! addresses and ports), and a lock per hit would cost more than the error it prevents.
+
+use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use dns_common::{
+    CFG_RRL_EXEMPT, XdpConfig,
+    rrl::{Bucket, RrlKey, RrlParams, Verdict},
+};
+
+use crate::{RRL, RRL_EXEMPT, RRL_KEY, accept::Client, lookup::once};
+
+/// `BPF_ANY`: create or update.
+const BPF_ANY: u64 = 0;
+
+/// The layout of `Key<[u8; 16]>` (prefix length, then the address), aligned: `Key` is
+/// packed, and LLVM writes a packed key with stack stores the verifier rejects as
+/// misaligned.
+#[repr(C, align(8))]
+struct ExemptKey {
+    prefix_len: u32,
+    /// The address as native words: written with aligned word stores.
+    addr: [u32; 4],
+}
+
+/// Whether the client is inside one of the exempt networks.
+#[inline(always)]
+fn exempt(client: &Client) -> bool {
+    let a = &client.addr;
+    let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    let key = ExemptKey {
+        prefix_len: 128,
+        addr: [word(0), word(4), word(8), word(12)],
+    };
+    // SAFETY: `Key<[u8; 16]>` is `repr(C, packed)` with the same fields in the same order,
+    // so any address holds one; the kernel reads its 20 octets.
+    let key = unsafe { &*(&key as *const ExemptKey as *const Key<[u8; 16]>) };
+    RRL_EXEMPT.get(key).is_some()
+}
+
+#[inline(always)]
+pub fn limit(cfg: &XdpConfig, client: &Client) -> Verdict {
+    let params: RrlParams = once(&cfg.rrl);
+    if !params.enabled() {
+        return Verdict::Pass;
+    }
+    if cfg.flags & CFG_RRL_EXEMPT != 0 && exempt(client) {
+        return Verdict::Pass;
+    }
+    let prefix = once(&cfg.rrl_prefix);
+    let Some(key) = RRL_KEY.get_ptr_mut(0) else {
+        return Verdict::Pass;
+    };
+    // SAFETY: this CPU's slot, no other writer while the program runs. The key is built in
+    // map memory rather than on the stack: LLVM merges the octet stores of its address into
+    // misaligned word stores, which the verifier refuses on the stack only.
+    let key = unsafe {
+        *key = RrlKey::client(&client.addr, prefix[0], prefix[1]);
+        &*key
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match RRL.get_ptr_mut(key) {
+        // SAFETY: a valid map value pointer for the program's run (see above on races).
+        Some(bucket) => unsafe { (*bucket).account(now, &params) },
+        None => {
+            let mut bucket = Bucket::default();
+            let verdict = bucket.account(now, &params);
+            // A full map evicts its least recently used bucket; a failed insert only
+            // forgets this answer.
+            let _ = RRL.insert(key, &bucket, BPF_ANY);
+            verdict
+        }
+    }
+}
