@@ -12,6 +12,7 @@ extern crate std;
 
 pub mod accept;
 pub mod csum;
+pub mod local;
 pub mod maps;
 pub mod name;
 pub mod pick;
