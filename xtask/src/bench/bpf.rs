@@ -169,13 +169,18 @@ impl Program {
             data_out: out.as_mut_ptr() as u64,
             repeat,
             duration: 0,
+            // The kernel refuses a context pointer without a size and the other way round.
             ctx_size_in: if ingress_ifindex.is_some() {
                 mem::size_of_val(&ctx) as u32
             } else {
                 0
             },
             ctx_size_out: 0,
-            ctx_in: ctx.as_ptr() as u64,
+            ctx_in: if ingress_ifindex.is_some() {
+                ctx.as_ptr() as u64
+            } else {
+                0
+            },
             ctx_out: 0,
             flags: 0,
             cpu: 0,
