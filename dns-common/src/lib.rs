@@ -1,7 +1,8 @@
 //! Types shared by the hotpool XDP program (`dns-ebpf`) and its daemon (`dns-userspace`),
 //! plus the pure logic both sides use: name folding and hashing, the query checks and reply
 //! header and OPT writes, the weighted pick, the Internet checksum, the UDP reply size, the
-//! acceptance rules and the response rate limiter's bucket.
+//! acceptance rules with the kernel's layout of this host's interfaces and addresses, and
+//! the response rate limiter's bucket and slot.
 //!
 //! Everything here is `#![no_std]` and allocation-free so the eBPF program can use it; the
 //! same code is unit-tested on the host with plain `cargo test`.
@@ -12,6 +13,7 @@ extern crate std;
 
 pub mod accept;
 pub mod csum;
+pub mod local;
 pub mod maps;
 pub mod name;
 pub mod pick;

@@ -78,16 +78,27 @@ pub const MAP_IFACES: &str = "IFACES";
 /// IPv4-mapped IPv6), `HashMap<[u8; 16], u8>` of [`LOCAL_OWN`] | [`LOCAL_BROADCAST`]: the
 /// sources the acceptance rules never answer. Kept in step with the host by the daemon.
 pub const MAP_LOCAL_ADDRS: &str = "LOCAL_ADDRS";
-/// Response rate limiting buckets, `LruHashMap<RrlKey, rrl::Bucket>`: one per client
-/// network, the least recently used evicted (see [`crate::rrl`]).
-pub const MAP_RRL: &str = "RRL";
+/// The interfaces again, direct-mapped for the kernel's inline lookup,
+/// `Array<local::IfaceSlot>` of [`crate::local::IFACE_SLOTS`] indexed by
+/// [`crate::local::iface_slot`]; [`MAP_IFACES`] is only read for a slot with
+/// [`crate::local::IFACE_SPILL`] (see [`crate::local`]).
+pub const MAP_IFACE_SLOTS: &str = "IFACE_SLOTS";
+/// The addresses of [`MAP_LOCAL_ADDRS`] again as a small hash set for the kernel's inline
+/// lookup, `Array<local::LocalBucket>` of [`crate::local::LOCAL_SET_BUCKETS`];
+/// [`MAP_LOCAL_ADDRS`] is only read for a bucket that spilled (see [`crate::local`]).
+pub const MAP_LOCAL_SET: &str = "LOCAL_SET";
+/// Response rate limiting buckets, `Array<rrl::Slot>` of [`RRL_ENTRIES`]: the slot of a
+/// client network is the keyed hash of the network ([`crate::rrl::RrlKey::hash`], the key of
+/// [`XdpConfig::key`]), and a network finding another in its slot takes it over with a fresh
+/// bucket ([`crate::rrl::Slot`]).
+pub const MAP_RRL_SLOTS: &str = "RRL_SLOTS";
 /// Networks never rate limited, `LpmTrie<[u8; 16], u8>`: IPv6 networks as they are, IPv4
 /// networks as IPv4-mapped IPv6 with 96 added to the prefix length. Only looked up with
 /// [`CFG_RRL_EXEMPT`].
 pub const MAP_RRL_EXEMPT: &str = "RRL_EXEMPT";
 
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 15] = [
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
@@ -99,7 +110,9 @@ pub const PINNED_MAPS: [&str; 13] = [
     MAP_POOL_ANSWERS,
     MAP_IFACES,
     MAP_LOCAL_ADDRS,
-    MAP_RRL,
+    MAP_IFACE_SLOTS,
+    MAP_LOCAL_SET,
+    MAP_RRL_SLOTS,
     MAP_RRL_EXEMPT,
 ];
 
@@ -107,7 +120,8 @@ pub const PINNED_MAPS: [&str; 13] = [
 pub const MAX_IFACES: u32 = 256;
 /// Most addresses in [`MAP_LOCAL_ADDRS`].
 pub const MAX_LOCAL_ADDRS: u32 = 1024;
-/// Client networks the kernel keeps a rate limiting bucket for ([`MAP_RRL`]).
+/// Slots of [`MAP_RRL_SLOTS`] (a power of two): client networks the kernel keeps a rate
+/// limiting bucket for at once.
 pub const RRL_ENTRIES: u32 = 65_536;
 /// Most exempt networks ([`MAP_RRL_EXEMPT`]).
 pub const MAX_RRL_EXEMPT: u32 = 1024;
@@ -422,6 +436,7 @@ const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 64 + 20 * INLINE_LISTEN_ADDRS);
 const _: () = assert!(core::mem::size_of::<Iface>() == 8);
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
+const _: () = assert!(RRL_ENTRIES.is_power_of_two());
 
 #[cfg(test)]
 mod tests {

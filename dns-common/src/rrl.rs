@@ -15,6 +15,8 @@
 //! division on the answer path, and the clock is passed in (nanoseconds of any monotonic
 //! clock: `bpf_ktime_get_ns` in the kernel), so the tests are deterministic.
 
+use crate::name::{HashKey, hash_finish, hash_start, hash_word};
+
 /// Nanoseconds per second.
 const NS_PER_S: u64 = 1_000_000_000;
 
@@ -159,6 +161,67 @@ impl RrlKey {
     }
 }
 
+impl RrlKey {
+    /// Whether `self` and `other` are the same network, compared a word at a time (the
+    /// kernel has no `memcmp`).
+    #[inline(always)]
+    pub fn same(&self, other: &Self) -> bool {
+        let w = |k: &Self, i: usize| {
+            u32::from_ne_bytes([k.addr[i], k.addr[i + 1], k.addr[i + 2], k.addr[i + 3]])
+        };
+        w(self, 0) == w(other, 0)
+            && w(self, 4) == w(other, 4)
+            && w(self, 8) == w(other, 8)
+            && w(self, 12) == w(other, 12)
+            && self.family == other.family
+    }
+
+    /// The keyed hash of the network ([`crate::name`]'s mixer over its two address words and
+    /// its family): with a key drawn at random, a sender cannot choose networks that share
+    /// one slot of the table and push each other's buckets out.
+    #[inline(always)]
+    pub fn hash(&self, key: &HashKey) -> u64 {
+        let a = &self.addr;
+        let w0 = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+        let w1 = u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+        let h = hash_start(key, self.family as usize);
+        hash_finish(key, hash_word(hash_word(h, w0), w1))
+    }
+}
+
+/// The slot of a network of hash `hash` in a table of `mask + 1` slots (a power of two).
+#[inline(always)]
+pub const fn slot_index(hash: u64, mask: u32) -> u32 {
+    hash as u32 & mask
+}
+
+/// One slot of a bucket table (the kernel's [`MAP_RRL_SLOTS`](crate::MAP_RRL_SLOTS), the
+/// daemon's table): the network it belongs to and that network's bucket. A table of slots
+/// rather than one entry per network bounds memory whatever the senders; two networks that
+/// want one slot take it over from each other, each time with a fresh, full bucket
+/// ([`Slot::account`]): a limited network can win a burst back only by crowding out
+/// another, which a keyed hash lets no sender aim at.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    pub bucket: Bucket,
+    pub key: RrlKey,
+    pub _pad: u32,
+}
+
+impl Slot {
+    /// Accounts one answer to network `key` at `now_ns`, taking the slot over with a fresh
+    /// bucket when it holds another network (or none yet).
+    #[inline(always)]
+    pub fn account(&mut self, key: &RrlKey, now_ns: u64, params: &RrlParams) -> Verdict {
+        if !self.key.same(key) {
+            self.key = *key;
+            self.bucket = Bucket::default();
+        }
+        self.bucket.account(now_ns, params)
+    }
+}
+
 /// Clears every bit of `addr` past the first `prefix`, a 32-bit word at a time. (Octet by
 /// octet, LLVM builds the key on the BPF stack with word stores across word boundaries,
 /// which the verifier refuses.)
@@ -190,11 +253,13 @@ mod pod {
     unsafe impl aya::Pod for super::RrlKey {}
     unsafe impl aya::Pod for super::Bucket {}
     unsafe impl aya::Pod for super::RrlParams {}
+    unsafe impl aya::Pod for super::Slot {}
 }
 
 const _: () = assert!(core::mem::size_of::<RrlKey>() == 20);
 const _: () = assert!(core::mem::size_of::<Bucket>() == 16);
 const _: () = assert!(core::mem::size_of::<RrlParams>() == 24);
+const _: () = assert!(core::mem::size_of::<Slot>() == 40);
 
 #[cfg(test)]
 mod tests {
@@ -283,6 +348,61 @@ mod tests {
         // An earlier timestamp (another CPU's clock read a moment before): still limited.
         assert_eq!(b.account(4 * NS_PER_S, &p), Verdict::Slip);
         assert_eq!(b.account(0, &p), Verdict::Slip);
+    }
+
+    #[test]
+    fn a_slot_wanted_by_another_network_is_taken_over_with_a_full_bucket() {
+        let p = RrlParams::new(1, 2, 0);
+        let a = RrlKey::v4([192, 0, 2, 0], 24);
+        let b = RrlKey::v4([198, 51, 100, 0], 24);
+        let mut slot = Slot::default();
+        let t = 5 * NS_PER_S;
+        assert_eq!(slot.account(&a, t, &p), Verdict::Pass);
+        assert_eq!(slot.account(&a, t, &p), Verdict::Pass);
+        assert_eq!(
+            slot.account(&a, t, &p),
+            Verdict::Drop,
+            "a's bucket is empty"
+        );
+        assert!(slot.key.same(&a));
+        // b takes the slot over: a full bucket of its own.
+        assert_eq!(slot.account(&b, t, &p), Verdict::Pass);
+        assert_eq!(slot.account(&b, t, &p), Verdict::Pass);
+        assert_eq!(slot.account(&b, t, &p), Verdict::Drop);
+        assert!(slot.key.same(&b) && !slot.key.same(&a));
+        // ... and so does a again, afresh.
+        assert_eq!(slot.account(&a, t, &p), Verdict::Pass);
+        assert_eq!(slot.bucket.limited, 0);
+        // An empty slot (the all-zero key) is taken over by the all-zero network too: the
+        // family tells them apart.
+        let zero = RrlKey::v4([0; 4], 0);
+        let mut empty = Slot::default();
+        assert!(!empty.key.same(&zero));
+        assert_eq!(empty.account(&zero, t, &p), Verdict::Pass);
+        assert!(empty.key.same(&zero));
+    }
+
+    #[test]
+    fn keyed_slots() {
+        let k1 = HashKey { k0: 1, k1: 2 };
+        let k2 = HashKey { k0: 3, k1: 4 };
+        let a = RrlKey::v4([192, 0, 2, 0], 24);
+        assert_eq!(a.hash(&k1), RrlKey::v4([192, 0, 2, 9], 24).hash(&k1));
+        assert_ne!(a.hash(&k1), a.hash(&k2), "the key changes the slot");
+        assert_ne!(a.hash(&k1), RrlKey::v4([192, 0, 3, 0], 24).hash(&k1));
+        // The families hash apart even for the same octets.
+        let mut four = [0u8; 16];
+        four[..4].copy_from_slice(&[192, 0, 2, 0]);
+        assert_ne!(RrlKey::v6(&four, 128).hash(&k1), a.hash(&k1));
+        // /24s spread over a table of 1024 slots: no slot gets more than a handful.
+        let mut used = std::vec![0u32; 1024];
+        for i in 0..1024u32 {
+            let net = RrlKey::v4([10, (i >> 8) as u8, i as u8, 0], 24);
+            used[slot_index(net.hash(&k1), 1023) as usize] += 1;
+        }
+        let fullest = used.iter().max().copied().unwrap();
+        assert!(fullest <= 8, "{fullest} networks in one slot");
+        assert!(slot_index(u64::MAX, 1023) <= 1023);
     }
 
     #[test]

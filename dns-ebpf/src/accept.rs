@@ -1,30 +1,35 @@
 //! The acceptance rules ([`dns_common::accept`], the daemon's too) before any DNS parsing:
-//! the frame must be addressed to the receiving interface's own MAC address (`IFACES`,
+//! the frame must be addressed to the receiving interface's own MAC address (`IFACE_SLOTS`,
 //! written by the daemon when it attaches), and the source must pass `check_v4`/`check_v6`
-//! with this host's addresses from `LOCAL_ADDRS`. A rejected frame is passed, unchanged, to
+//! with this host's addresses from `LOCAL_SET`. Both are array maps read inline (no helper
+//! call); the hash maps `IFACES` and `LOCAL_ADDRS` are only looked up where a slot or
+//! bucket says it spilled ([`dns_common::local`]). A rejected frame is passed, unchanged, to
 //! the stack and the daemon, which apply the same rules.
 
 use aya_ebpf::programs::XdpContext;
 use dns_common::{
     IFACE_LOOPBACK, LOCAL_BROADCAST, LOCAL_OWN, Outcome,
     accept::{self, Local},
+    local::{iface_slot, local_bucket},
     v4_mapped,
 };
 
 use crate::{
-    IFACES, LOCAL_ADDRS,
+    IFACE_SLOTS, IFACES, LOCAL_ADDRS, LOCAL_SET,
     lookup::once,
     packet::Packet,
     parse::{ETH_HLEN, Frame, UDP_HLEN, word64},
 };
 
 /// The source of an accepted query, as IPv6 (IPv4 as IPv4-mapped IPv6): rate limiting keys
-/// on it.
+/// on it. Aligned: LLVM copies the address with word stores, which the verifier refuses at
+/// a misaligned stack offset.
+#[repr(C, align(8))]
 pub struct Client {
     pub addr: [u8; 16],
 }
 
-/// What `LOCAL_ADDRS` says about one source, looked up once: a [`Local`] that knows that
+/// What `LOCAL_SET` says about one source, looked up once: a [`Local`] that knows that
 /// one address.
 struct Source {
     addr: [u8; 16],
@@ -65,11 +70,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, frame: &Frame) -> Result<Client, Ou
     } else {
         v4_mapped(*pkt.view::<4>(frame.l3 + 12).ok_or(Outcome::Malformed)?)
     };
-    let flags = match LOCAL_ADDRS.get_ptr(addr) {
-        // SAFETY: a valid map value pointer; one octet, rewritten whole by the daemon.
-        Some(f) => unsafe { core::ptr::read_volatile(f) },
-        None => 0,
-    };
+    let flags = local_flags(&addr);
     let source = Source { addr, flags };
     let checked = if frame.v6 {
         accept::check_v6(&addr, port, on_loopback, &source)
@@ -79,6 +80,25 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, frame: &Frame) -> Result<Client, Ou
     };
     checked.map_err(Outcome::rejected)?;
     Ok(Client { addr })
+}
+
+/// The `LOCAL_*` flags of `addr`: its bucket of `LOCAL_SET`, and `LOCAL_ADDRS` only when
+/// that bucket spilled.
+#[inline(always)]
+fn local_flags(addr: &[u8; 16]) -> u8 {
+    let w = [word64(addr, 0), word64(addr, 8)];
+    let Some(bucket) = LOCAL_SET.get(local_bucket(w)) else {
+        return 0;
+    };
+    let flags = bucket.find(w);
+    if flags != 0 || once(&bucket.spill) == 0 {
+        return flags;
+    }
+    match LOCAL_ADDRS.get_ptr(addr) {
+        // SAFETY: a valid map value pointer; one octet, rewritten whole by the daemon.
+        Some(f) => unsafe { core::ptr::read_volatile(f) },
+        None => 0,
+    }
 }
 
 /// Whether the frame is addressed to the MAC address of the interface it arrived on
@@ -91,12 +111,20 @@ fn own_mac(ctx: &XdpContext, pkt: &Packet) -> Result<bool, Outcome> {
         return Err(Outcome::ForeignMac);
     }
     let ifindex = ctx.ingress_ifindex() as u32;
-    let iface = IFACES.get_ptr(ifindex).ok_or(Outcome::ForeignMac)?;
-    // SAFETY: a valid map value pointer for the program's run.
-    let iface = unsafe { &*iface };
-    let mac = once(&iface.mac);
-    if mac != [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]] {
+    let slot = IFACE_SLOTS
+        .get(iface_slot(ifindex))
+        .ok_or(Outcome::ForeignMac)?;
+    let iface = match once(slot).lookup(ifindex) {
+        Ok(iface) => iface,
+        Err(true) => {
+            let iface = IFACES.get_ptr(ifindex).ok_or(Outcome::ForeignMac)?;
+            // SAFETY: a valid map value pointer for the program's run.
+            once(unsafe { &*iface })
+        }
+        Err(false) => return Err(Outcome::ForeignMac),
+    };
+    if iface.mac != [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]] {
         return Err(Outcome::ForeignMac);
     }
-    Ok(once(&iface.flags) & IFACE_LOOPBACK != 0)
+    Ok(iface.flags & IFACE_LOOPBACK != 0)
 }

@@ -6,7 +6,7 @@
 //!       ──► dns     (header, layout → question, plain OPT; name hashed 8 octets at a time)
 //!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed, variant picked)
 //!       ──► stale?  (only with `stale` set: the daemon's HEARTBEAT against the clock)
-//!       ──► rrl     (only with [rrl] set: the client network's bucket; drop, or slip: the
+//!       ──► rrl     (only with [rrl] set: the client network's slot; drop, or slip: the
 //!                    reply goes out truncated, TC=1 and no records)
 //!       ──► reply   (grow at the tail or into the headroom, write answer and OPT, header,
 //!                    incremental checksums, swap addresses)
@@ -32,13 +32,14 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
     programs::XdpContext,
 };
 use dns_common::{
     Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, Iface, MAX_IFACES, MAX_LISTEN_ADDRS,
     MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT, Outcome, RRL_ENTRIES, XdpConfig,
-    rrl::{Bucket as RrlBucket, RrlKey, Verdict},
+    local::{IFACE_SLOTS as N_IFACE_SLOTS, IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket},
+    rrl::{RrlKey, Slot as RrlSlot, Verdict},
 };
 
 use crate::packet::Packet;
@@ -67,9 +68,17 @@ static POOL_ANSWERS: PerCpuArray<u64> = PerCpuArray::pinned(256, 0);
 static IFACES: HashMap<u32, Iface> = HashMap::pinned(MAX_IFACES, 0);
 #[map]
 static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+/// `IFACES` direct-mapped (read inline); `IFACES` itself only for a slot that spilled.
 #[map]
-static RRL: LruHashMap<RrlKey, RrlBucket> = LruHashMap::pinned(RRL_ENTRIES, 0);
-/// Scratch space for building the `RRL` key (see `rrl::limit`); not pinned.
+static IFACE_SLOTS: Array<IfaceSlot> = Array::pinned(N_IFACE_SLOTS, 0);
+/// `LOCAL_ADDRS` as a hash set of buckets (read inline); `LOCAL_ADDRS` itself only for a
+/// bucket that spilled.
+#[map]
+static LOCAL_SET: Array<LocalBucket> = Array::pinned(LOCAL_SET_BUCKETS, 0);
+/// The rate limiter's buckets, one slot per keyed hash of a client network (read inline).
+#[map]
+static RRL_SLOTS: Array<RrlSlot> = Array::pinned(RRL_ENTRIES, 0);
+/// Scratch space for building the client's network (see `rrl::limit`); not pinned.
 #[map]
 static RRL_KEY: PerCpuArray<RrlKey> = PerCpuArray::with_max_entries(1, 0);
 #[map]

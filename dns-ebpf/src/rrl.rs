@@ -1,22 +1,24 @@
-//! Response rate limiting of hits ([`dns_common::rrl`], the daemon's bucket arithmetic):
-//! one bucket per client network in the `RRL` LRU map, networks in `RRL_EXEMPT` never
-//! limited. Only hits get here (misses go to the daemon, which limits its own answers).
+//! Response rate limiting of hits ([`dns_common::rrl`], the daemon's bucket arithmetic and
+//! take-over rule): the client network's slot of the `RRL_SLOTS` array, chosen by a keyed
+//! hash (an inline array lookup, no helper call), taken over with a fresh bucket when
+//! another network holds it; networks in `RRL_EXEMPT` never limited (that trie is only
+//! looked up when it holds networks). Only hits get here (misses go to the daemon, which
+//! limits its own answers).
 //!
 //! The bucket is updated without a lock: two CPUs answering the same network at the same
 //! instant may both read one state and one update is lost (one answer more than the rate,
 //! once in a while). A network's queries usually arrive on one receive queue (RSS hashes the
-//! addresses and ports), and a lock per hit would cost more than the error it prevents.
+//! addresses and ports), and a lock per hit would cost more than the error it prevents. Two
+//! networks taking one slot over at the same instant may leave a key mixed of both: it
+//! matches neither, so the next answer to either takes the slot over again.
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use dns_common::{
-    CFG_RRL_EXEMPT, XdpConfig,
-    rrl::{Bucket, RrlKey, RrlParams, Verdict},
+    CFG_RRL_EXEMPT, RRL_ENTRIES, XdpConfig,
+    rrl::{RrlKey, RrlParams, Verdict, slot_index},
 };
 
-use crate::{RRL, RRL_EXEMPT, RRL_KEY, accept::Client, lookup::once};
-
-/// `BPF_ANY`: create or update.
-const BPF_ANY: u64 = 0;
+use crate::{RRL_EXEMPT, RRL_KEY, RRL_SLOTS, accept::Client, lookup::once};
 
 /// The layout of `Key<[u8; 16]>` (prefix length, then the address), aligned: `Key` is
 /// packed, and LLVM writes a packed key with stack stores the verifier rejects as
@@ -63,18 +65,12 @@ pub fn limit(cfg: &XdpConfig, client: &Client) -> Verdict {
         *key = RrlKey::client(&client.addr, prefix[0], prefix[1]);
         &*key
     };
+    let hash_key = once(&cfg.key);
+    let Some(slot) = RRL_SLOTS.get_ptr_mut(slot_index(key.hash(&hash_key), RRL_ENTRIES - 1)) else {
+        return Verdict::Pass;
+    };
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    match RRL.get_ptr_mut(key) {
-        // SAFETY: a valid map value pointer for the program's run (see above on races).
-        Some(bucket) => unsafe { (*bucket).account(now, &params) },
-        None => {
-            let mut bucket = Bucket::default();
-            let verdict = bucket.account(now, &params);
-            // A full map evicts its least recently used bucket; a failed insert only
-            // forgets this answer.
-            let _ = RRL.insert(key, &bucket, BPF_ANY);
-            verdict
-        }
-    }
+    // SAFETY: a valid map value pointer for the program's run (see above on races).
+    unsafe { (*slot).account(key, now, &params) }
 }

@@ -1348,6 +1348,87 @@ fn loopback_interfaces_answer_local_clients_only() {
     assert_eq!((action, &out), (XDP_PASS, &frame));
 }
 
+/// The inline lookups' overflow paths: more own addresses in one `LOCAL_SET` bucket than it
+/// holds are still found (in `LOCAL_ADDRS`, where the bucket says it spilled), a client
+/// whose address falls in that bucket is still answered, and a second interface sharing
+/// the test interface's `IFACE_SLOTS` slot leaves it answering; once the test interface is
+/// gone, that slot no longer matches it.
+#[test]
+fn own_addresses_and_interfaces_beyond_the_inline_room() {
+    use dns_common::local::{LOCAL_BUCKET_ENTRIES, addr_words, local_bucket};
+    use hotpool::datapath::iface::Link;
+
+    let mut t = TestDatapath::new(&settings(), &pools());
+    let bucket_of = |a: Ipv4Addr| local_bucket(addr_words(&dns_common::v4_mapped(a.octets())));
+    let target = bucket_of(Ipv4Addr::new(10, 0, 0, 2));
+    let same: Vec<Ipv4Addr> = (0..=u16::MAX)
+        .map(|i| Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8))
+        .filter(|&a| bucket_of(a) == target)
+        .take(LOCAL_BUCKET_ENTRIES + 3)
+        .collect();
+    assert_eq!(
+        same.len(),
+        LOCAL_BUCKET_ENTRIES + 3,
+        "addresses sharing a bucket"
+    );
+    let (stranger, own) = same.split_last().unwrap();
+    let mut entries = hotpool_tests::datapath::local_addrs(&settings()).kernel_entries();
+    for a in own {
+        entries.insert(dns_common::v4_mapped(a.octets()), dns_common::LOCAL_OWN);
+    }
+    t.dp.maps.set_local_addrs(&entries).unwrap();
+
+    let query = q("www.example.test.", RecordType::A);
+    let records = pool("www.example.test.").records(&query.qname());
+    let reply = query.expected_reply(records).to_bytes().unwrap();
+    let ask = |t: &mut TestDatapath, client: Ipv4Addr| {
+        let mut p = v4();
+        p.client = IpAddr::V4(client);
+        let frame = frames::query(&p, &query.bytes());
+        let before = t.stats();
+        let (action, out) = t.run(&frame);
+        (single_outcome(&before, &t.stats()), action, out, frame, p)
+    };
+    for &a in own.iter().chain([&Ipv4Addr::new(10, 0, 0, 2)]) {
+        let (outcome, action, out, frame, _) = ask(&mut t, a);
+        assert_eq!(outcome, Outcome::OwnSource, "{a}");
+        assert_eq!((action, &out), (XDP_PASS, &frame), "{a}");
+    }
+    let (outcome, action, out, _, p) = ask(&mut t, *stranger);
+    assert_eq!(
+        outcome,
+        Outcome::Hit,
+        "{stranger} shares the bucket, is not ours"
+    );
+    assert_eq!((action, out), (XDP_TX, frames::response(&p, &reply)));
+
+    // The addresses gone again: answered.
+    t.dp.maps
+        .set_local_addrs(&hotpool_tests::datapath::local_addrs(&settings()).kernel_entries())
+        .unwrap();
+    let (outcome, action, _, _, _) = ask(&mut t, own[LOCAL_BUCKET_ENTRIES]);
+    assert_eq!((outcome, action), (Outcome::Hit, XDP_TX));
+
+    // Another interface in the test interface's slot (indexes 1 and 65 of 64 slots).
+    let link = hotpool_tests::datapath::test_run_link();
+    let other = Link {
+        index: link.index + dns_common::local::IFACE_SLOTS,
+        mac: [0x02, 0, 0, 0, 0, 0x65],
+        loopback: false,
+    };
+    t.dp.maps.set_interface(&other).unwrap();
+    let client = Ipv4Addr::new(10, 0, 0, 1);
+    let (outcome, action, _, _, _) = ask(&mut t, client);
+    assert_eq!((outcome, action), (Outcome::Hit, XDP_TX));
+    t.dp.maps.remove_interface(link.index).unwrap();
+    let (outcome, action, _, _, _) = ask(&mut t, client);
+    assert_eq!((outcome, action), (Outcome::ForeignMac, XDP_PASS));
+    t.dp.maps.set_interface(&link).unwrap();
+    t.dp.maps.remove_interface(other.index).unwrap();
+    let (outcome, action, _, _, _) = ask(&mut t, client);
+    assert_eq!((outcome, action), (Outcome::Hit, XDP_TX));
+}
+
 /// Response rate limiting of hits, through BPF_PROG_TEST_RUN: a burst from one /24 gets the
 /// bucket's depth of answers, then its limited answers alternate dropped (`XDP_DROP`) and
 /// slipped (`slip = 2`: a truncated reply, TC=1, no records, OPT echoed); another /24 is

@@ -5,7 +5,8 @@
 //! module keeps the buckets. The table is fixed (`table_size` buckets, allocated at start),
 //! split into shards with a lock each; a client network's bucket is found by a keyed hash
 //! (random per start, so nobody can aim collisions). A bucket held by another network is
-//! taken over with a fresh (full) bucket, as in Knot: the memory stays bounded whatever
+//! taken over with a fresh (full) bucket, as in Knot and in the kernel's table (one rule,
+//! [`dns_common::rrl::Slot`]): the memory stays bounded whatever
 //! the number of sources, at the price that an attacker cycling through more networks than
 //! the table holds resets buckets.
 //!
@@ -27,7 +28,7 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 
-use dns_common::rrl::{Bucket, RrlKey, RrlParams, Verdict};
+use dns_common::rrl::{RrlKey, RrlParams, Slot, Verdict};
 
 use crate::datapath::hot::RrlLimits;
 
@@ -173,12 +174,6 @@ fn key_of(ip: IpAddr, prefix: u8) -> RrlKey {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    key: RrlKey,
-    bucket: Bucket,
-}
-
 /// The rate limiter in force: none, or a table of buckets. A reload replaces it
 /// ([`Rrl::apply`]); the UDP workers take it with [`Rrl::current`] once per batch.
 #[derive(Default)]
@@ -295,15 +290,8 @@ impl RrlTable {
         let shard = &self.shards[(hash as usize) % SHARDS];
         let mut slots = shard.lock().unwrap_or_else(|p| p.into_inner());
         let at = ((hash >> 32) as usize) % slots.len();
-        let slot = &mut slots[at];
-        if slot.key != key {
-            // Another network's bucket (or none yet): start afresh.
-            *slot = Slot {
-                key,
-                bucket: Bucket::default(),
-            };
-        }
-        Some(slot.bucket.account(now_ns, &self.params))
+        // Another network's bucket (or none yet) is taken over afresh, as in the kernel.
+        Some(slots[at].account(&key, now_ns, &self.params))
     }
 }
 

@@ -125,8 +125,16 @@ impl Program {
     }
 
     /// Runs the program `repeat` times on `frame` (`BPF_PROG_TEST_RUN`); the frame the last
-    /// run left is written to `out`, which is truncated to its length.
-    pub fn test_run(&self, frame: &[u8], repeat: u32, out: &mut Vec<u8>) -> Result<TestRunResult> {
+    /// run left is written to `out`, which is truncated to its length. With an
+    /// `ingress_ifindex` (of the calling thread's network namespace) the frame arrives on
+    /// that interface rather than on the namespace's loopback device.
+    pub fn test_run(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+        ingress_ifindex: Option<u32>,
+        out: &mut Vec<u8>,
+    ) -> Result<TestRunResult> {
         #[repr(C)]
         struct Attr {
             prog_fd: u32,
@@ -146,6 +154,10 @@ impl Program {
             batch_size: u32,
             _pad: u32,
         }
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let data_end = u32::try_from(frame.len()).context("frame too long")?;
+        let ctx: [u32; 6] = [0, data_end, 0, ingress_ifindex.unwrap_or(0), 0, 0];
         out.clear();
         out.resize(frame.len() + 512, 0);
         let mut attr = Attr {
@@ -157,9 +169,18 @@ impl Program {
             data_out: out.as_mut_ptr() as u64,
             repeat,
             duration: 0,
-            ctx_size_in: 0,
+            // The kernel refuses a context pointer without a size and the other way round.
+            ctx_size_in: if ingress_ifindex.is_some() {
+                mem::size_of_val(&ctx) as u32
+            } else {
+                0
+            },
             ctx_size_out: 0,
-            ctx_in: 0,
+            ctx_in: if ingress_ifindex.is_some() {
+                ctx.as_ptr() as u64
+            } else {
+                0
+            },
             ctx_out: 0,
             flags: 0,
             cpu: 0,
@@ -314,7 +335,7 @@ fn load_pass() -> Result<OwnedFd> {
     fd_from(rc)
 }
 
-fn ifindex(name: &str) -> Result<u32> {
+pub fn ifindex(name: &str) -> Result<u32> {
     let c_name = std::ffi::CString::new(name)?;
     // SAFETY: c_name is NUL-terminated and outlives the call.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
@@ -383,7 +404,9 @@ mod tests {
         };
         let frame = super::super::dns::arp_frame([10, 0, 0, 2].into(), [10, 0, 0, 1].into());
         let mut out = Vec::new();
-        let result = program.test_run(&frame, 1000, &mut out).expect("test run");
+        let result = program
+            .test_run(&frame, 1000, None, &mut out)
+            .expect("test run");
         assert_eq!(result.retval, XDP_PASS);
         assert_eq!(out, frame, "the pass program changed the frame");
         // The fdinfo of a real program has the statistics fields, counted or not.

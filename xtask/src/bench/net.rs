@@ -109,6 +109,8 @@ pub struct Link {
     pub client_if: String,
     pub server_v4: Ipv4Addr,
     pub client_v4: Ipv4Addr,
+    /// The server end's MAC address.
+    pub server_mac: [u8; 6],
     pub server: NetNs,
     pub client: NetNs,
 }
@@ -158,11 +160,21 @@ impl Link {
             "nud",
             "permanent",
         ])?;
+        let mut mac = [0u8; 6];
+        let octets: Vec<&str> = server_mac.split(':').collect();
+        if octets.len() != 6 {
+            bail!("{server_if} has no Ethernet address: {server_mac}");
+        }
+        for (o, text) in mac.iter_mut().zip(octets) {
+            *o = u8::from_str_radix(text, 16)
+                .with_context(|| format!("the MAC address of {server_if}: {server_mac}"))?;
+        }
         Ok(Self {
             server_if,
             client_if,
             server_v4,
             client_v4,
+            server_mac: mac,
             server,
             client,
         })

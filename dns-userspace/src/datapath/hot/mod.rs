@@ -31,8 +31,10 @@ use dns_common::{
     Answer, AnswerSet, Bucket, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, CFG_LISTEN_MAP_V4,
     CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, CFG_RRL_EXEMPT, CFG_STALE_PASS, IFACE_LOOPBACK,
     INLINE_LISTEN_ADDRS, Iface, MAP_CONFIG, MAP_HEARTBEAT, MAP_HOT_ANSWERS, MAP_HOT_CUR,
-    MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACES, MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS, MAP_POOL_ANSWERS,
-    MAP_RRL_EXEMPT, MAP_STATS, MAX_RRL_EXEMPT, MAX_VARIANTS, Outcome, XdpConfig,
+    MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACE_SLOTS, MAP_IFACES, MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS,
+    MAP_LOCAL_SET, MAP_POOL_ANSWERS, MAP_RRL_EXEMPT, MAP_STATS, MAX_RRL_EXEMPT, MAX_VARIANTS,
+    Outcome, XdpConfig,
+    local::{IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket, addr_words, iface_slot, local_bucket},
     name::{FoldedName, HashKey, NAME_WORDS},
     rrl::RrlParams,
     v4_mapped,
@@ -223,7 +225,9 @@ pub struct HotMaps {
     heartbeat: Array<MapData, u64>,
     pool_answers: PerCpuArray<MapData, u64>,
     ifaces: HashMap<MapData, u32, Iface>,
+    iface_slots: Array<MapData, IfaceSlot>,
     local: HashMap<MapData, [u8; 16], u8>,
+    local_set: Array<MapData, LocalBucket>,
     rrl_exempt: LpmTrie<MapData, [u8; 16], u8>,
     capacity: Capacity,
     /// The config map as last written.
@@ -325,7 +329,9 @@ impl HotMaps {
             heartbeat: typed(ebpf, MAP_HEARTBEAT)?,
             pool_answers: typed(ebpf, MAP_POOL_ANSWERS)?,
             ifaces: typed(ebpf, MAP_IFACES)?,
+            iface_slots: typed(ebpf, MAP_IFACE_SLOTS)?,
             local: typed(ebpf, MAP_LOCAL_ADDRS)?,
+            local_set: typed(ebpf, MAP_LOCAL_SET)?,
             rrl_exempt: typed(ebpf, MAP_RRL_EXEMPT)?,
             written,
             pools: BTreeMap::new(),
@@ -459,19 +465,39 @@ impl HotMaps {
         };
         self.ifaces
             .insert(link.index, iface, 0)
-            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
+            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))?;
+        self.sync_iface_slot(link.index)
     }
 
     /// Forgets interface `index` (the program then answers nothing there).
     pub fn remove_interface(&mut self, index: u32) -> Result<(), DatapathError> {
         self.ifaces
             .remove(&index)
-            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))
+            .map_err(DatapathError::map(format!("writing {MAP_IFACES}")))?;
+        self.sync_iface_slot(index)
     }
 
-    /// Makes `LOCAL_ADDRS` hold exactly `wanted`: this host's addresses (IPv4 as
-    /// IPv4-mapped IPv6) with their `LOCAL_OWN` / `LOCAL_BROADCAST` flags. New entries
-    /// first, then the ones gone.
+    /// Rewrites the `IFACE_SLOTS` slot of interface `index` from `IFACES` (which holds every
+    /// described interface): the slot's lowest index, spilled when it has company.
+    fn sync_iface_slot(&mut self, index: u32) -> Result<(), DatapathError> {
+        let slot = iface_slot(index);
+        let described: Vec<(u32, Iface)> = self
+            .ifaces
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(i, _)| iface_slot(*i) == slot)
+            .collect();
+        let value = IfaceSlot::for_slot(slot, described);
+        self.iface_slots
+            .set(slot, value, 0)
+            .map_err(DatapathError::map(format!("writing {MAP_IFACE_SLOTS}")))
+    }
+
+    /// Makes `LOCAL_ADDRS` and `LOCAL_SET` hold exactly `wanted`: this host's addresses
+    /// (IPv4 as IPv4-mapped IPv6) with their `LOCAL_OWN` / `LOCAL_BROADCAST` flags. New
+    /// entries of the map first (a bucket's spill flag may send the kernel there), then the
+    /// buckets ([`LocalBucket::update`]: entries that stay keep their place), then the
+    /// map's entries gone.
     pub fn set_local_addrs(
         &mut self,
         wanted: &StdHashMap<[u8; 16], u8>,
@@ -481,6 +507,26 @@ impl HotMaps {
                 self.local
                     .insert(addr, flags, 0)
                     .map_err(DatapathError::map(format!("writing {MAP_LOCAL_ADDRS}")))?;
+            }
+        }
+        let mut by_bucket: BTreeMap<u32, Vec<([u64; 2], u8)>> = BTreeMap::new();
+        for (addr, flags) in wanted {
+            let w = addr_words(addr);
+            by_bucket
+                .entry(local_bucket(w))
+                .or_default()
+                .push((w, *flags));
+        }
+        for b in 0..LOCAL_SET_BUCKETS {
+            let mut bucket = self
+                .local_set
+                .get(&b, 0)
+                .map_err(DatapathError::map(format!("reading {MAP_LOCAL_SET}")))?;
+            let entries = by_bucket.get(&b).map_or(&[][..], Vec::as_slice);
+            if bucket.update(entries) {
+                self.local_set
+                    .set(b, bucket, 0)
+                    .map_err(DatapathError::map(format!("writing {MAP_LOCAL_SET}")))?;
             }
         }
         let gone: Vec<[u8; 16]> = self
