@@ -652,4 +652,4 @@ fn pinned_capacity(dir: &Path, defaults: &BTreeMap<String, MapLayout>) -> Option
 }
 
 /// Maps older versions pinned that this one no longer uses.
-const OBSOLETE_PINS: [&str; 2] = ["HOT_NAMES", "HOT_GEN"];
+const OBSOLETE_PINS: [&str; 3] = ["HOT_NAMES", "HOT_GEN", "RRL"];
