@@ -269,6 +269,7 @@ fn check(config: &Path) -> anyhow::Result<()> {
 
 /// `hotpool run`: SIGHUP is harmless from the first moment (a reload once running).
 fn run(config: &Path, opts: RunOptions) -> anyhow::Result<()> {
+    daemon::tune_allocator();
     daemon::ignore_hangups();
     let cfg = Config::load(config)?;
     tokio::runtime::Builder::new_multi_thread()

@@ -114,6 +114,7 @@ fn write_config(dir: &Path, pools: usize, timeout_ms: u64) -> Result<PathBuf> {
     let mut text = format!(
         "[server]\nlisten = [\"127.0.0.1\"]\nport = 5353\nmetrics_listen = \"{API}\"\n\
          tcp_max_connections = 1024\n\n\
+         [state]\npath = \"state.json\"\n\n\
          [[zone]]\norigin = \"bench.test.\"\nfile = \"bench.test.zone\"\n"
     );
     for i in 0..pools {
@@ -521,8 +522,12 @@ impl Drop for Daemon {
 fn start_daemon(bin: &Path, config: &Path, net: &Net, log: &Path) -> Result<Daemon> {
     let stderr = fs::File::create(log)?;
     let mut command = Command::new("nsenter");
+    command.arg(format!("--net={}", net.daemon_path()));
+    // `PROBES_BENCH_WRAP="heaptrack -o FILE"`: run the daemon under a profiler.
+    if let Ok(wrap) = std::env::var("PROBES_BENCH_WRAP") {
+        command.args(wrap.split_whitespace());
+    }
     command
-        .arg(format!("--net={}", net.daemon_path()))
         .arg(bin)
         .args(["--log-format", "json", "run", "--config"])
         .arg(config)

@@ -58,6 +58,12 @@ pub fn ignore_hangups() {
     }
 }
 
+/// Sets the allocator up for a long-running daemon ([`limits::tune_allocator`]); call before
+/// any thread starts.
+pub fn tune_allocator() {
+    limits::tune_allocator();
+}
+
 /// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads.
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};

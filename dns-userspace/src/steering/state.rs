@@ -14,7 +14,7 @@
 
 use std::{
     fs,
-    io::Write as _,
+    io::{self, Write as _},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -36,6 +36,8 @@ pub const MAX_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const URGENT_WRITE: Duration = Duration::from_millis(200);
 /// Longest wait to write latency-only changes.
 pub const LAZY_WRITE: Duration = Duration::from_secs(30);
+/// The state file is written through a buffer of this size.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// `[state]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,7 +215,6 @@ pub fn write(path: &Path, state: &SavedState) -> Result<(), StateError> {
         path: path.to_path_buf(),
         source,
     };
-    let json = serde_json::to_vec_pretty(state).map_err(|e| fail(std::io::Error::other(e)))?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -225,9 +226,11 @@ pub fn write(path: &Path, state: &SavedState) -> Result<(), StateError> {
         .unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.write_all(b"\n")?;
+        // Streamed: 40 000 endpoints are tens of megabytes of JSON, never held at once.
+        let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, fs::File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut out, state).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+        let f = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         fs::File::open(dir)?.sync_all()
