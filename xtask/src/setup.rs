@@ -158,6 +158,15 @@ fn debian_packages(report: &Report) -> Result<()> {
         );
     }
     report.installing(&missing.join(" "));
+    apt_install(&missing)?;
+    for package in missing {
+        report.installed(package);
+    }
+    Ok(())
+}
+
+/// `apt-get update`, then `apt-get install` of `packages` without recommends, unattended.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     cmd::run(
         Command::new("apt-get")
             .arg("update")
@@ -166,13 +175,9 @@ fn debian_packages(report: &Report) -> Result<()> {
     cmd::run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    for package in missing {
-        report.installed(package);
-    }
-    Ok(())
+    )
 }
 
 fn bpf_linker(report: &Report) -> Result<()> {

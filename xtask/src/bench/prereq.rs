@@ -55,17 +55,7 @@ pub fn ensure(packages: &[&str]) -> Result<()> {
     } else {
         None
     };
-    cmd::run(
-        Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    setup::apt_install(&missing)?;
     if servers {
         stop_services();
     }
