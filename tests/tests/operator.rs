@@ -7,7 +7,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -16,28 +16,8 @@ use std::{
 use hotpool_tests::{
     daemon::{API_TOKEN, write_private},
     netns::NetNs,
+    process::{ZONE, binary},
 };
-
-fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/hotpool");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask test` (or `cargo build -p dns-userspace --bin hotpool`)",
-        bin.display()
-    );
-    bin
-}
-
-const ZONE: &str = "\
-$ORIGIN example.test.
-$TTL 3600
-@    IN SOA ns1 hostmaster 1 3600 600 604800 60
-@    IN NS  ns1
-ns1  IN A   192.0.2.53
-";
 
 /// A daemon's files: config, zone, token, and its pin directory; removed on drop.
 struct Files {
