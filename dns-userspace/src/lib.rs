@@ -8,6 +8,8 @@
 //!   applying decisions, the event record;
 //! * [`datapath`]: the kernel side: loading and pinning the XDP program, encoding and
 //!   publishing the hot map, and the answer table both answer paths read;
+//! * [`geo`]: regions, the client networks that map to them (geo steering, EDNS Client
+//!   Subnet);
 //! * [`config`]: the file format, parsed into the types above;
 //! * [`api`]: the HTTP endpoint (metrics and control);
 //! * [`daemon`]: start-up, signals, shutdown;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod geo;
 pub mod limits;
 pub mod logs;
 pub mod steering;

@@ -59,6 +59,7 @@ fn pool(label: &str, hosts: &[u8]) -> PoolAnswer {
         ttl: 30,
         rdata: hosts.iter().map(|&h| RData::A(A(addr(h)))).collect(),
         selection: Selection::All,
+        region: hotpool::geo::RegionId::DEFAULT,
     }
 }
 

@@ -80,6 +80,7 @@ fn pools() -> Vec<PoolAnswer> {
             ttl: 30,
             rdata: vec![a("192.0.2.10"), a("192.0.2.11")],
             selection: hotpool::datapath::pools::Selection::All,
+            region: hotpool::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: Name::from_str("v6.example.test.").unwrap(),
@@ -87,6 +88,7 @@ fn pools() -> Vec<PoolAnswer> {
             ttl: 60,
             rdata: vec![aaaa("2001:db8::10"), aaaa("2001:db8::11")],
             selection: hotpool::datapath::pools::Selection::All,
+            region: hotpool::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: Name::from_str("cdn.example.test.").unwrap(),
@@ -96,6 +98,7 @@ fn pools() -> Vec<PoolAnswer> {
                 Name::from_str("edge.cdn-provider.example.net.").unwrap(),
             ))],
             selection: hotpool::datapath::pools::Selection::All,
+            region: hotpool::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: Name::from_str("big.example.test.").unwrap(),
@@ -103,6 +106,7 @@ fn pools() -> Vec<PoolAnswer> {
             ttl: 5,
             rdata: (0..8).map(|i| aaaa(&format!("2001:db8::{i}"))).collect(),
             selection: hotpool::datapath::pools::Selection::All,
+            region: hotpool::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: Name::from_str(&max_name()).unwrap(),
@@ -110,6 +114,7 @@ fn pools() -> Vec<PoolAnswer> {
             ttl: 10,
             rdata: vec![RData::CNAME(CNAME(long_target()))],
             selection: hotpool::datapath::pools::Selection::All,
+            region: hotpool::geo::RegionId::DEFAULT,
         },
     ]
     .into_iter()
@@ -126,6 +131,7 @@ fn a_pool(name: &str, host: u8) -> PoolAnswer {
         ttl: 30,
         rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, host)))],
         selection: hotpool::datapath::pools::Selection::All,
+        region: hotpool::geo::RegionId::DEFAULT,
     }
 }
 

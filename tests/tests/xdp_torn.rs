@@ -51,6 +51,7 @@ fn pool(set: &[Ipv4Addr]) -> PoolAnswer {
         ttl: 30,
         rdata: set.iter().map(|a| RData::A(A(*a))).collect(),
         selection: hotpool::datapath::pools::Selection::All,
+        region: hotpool::geo::RegionId::DEFAULT,
     }
 }
 

@@ -25,21 +25,25 @@ pub const MAX_LINES: usize = 1000;
 pub const ALLOWED: &[(&str, &[&str])] = &[
     ("limits", &[]),
     ("logs", &[]),
-    ("datapath", &["logs"]),
-    ("dns", &["datapath", "limits", "logs"]),
-    ("steering", &["datapath", "dns", "logs"]),
-    ("api", &["steering", "datapath", "dns", "logs"]),
-    ("config", &["dns", "steering", "datapath", "api", "logs"]),
+    ("geo", &["logs"]),
+    ("datapath", &["geo", "logs"]),
+    ("dns", &["datapath", "geo", "limits", "logs"]),
+    ("steering", &["datapath", "dns", "geo", "logs"]),
+    ("api", &["steering", "datapath", "dns", "geo", "logs"]),
+    (
+        "config",
+        &["dns", "steering", "datapath", "api", "geo", "logs"],
+    ),
     (
         "daemon",
         &[
-            "api", "config", "datapath", "dns", "limits", "steering", "logs",
+            "api", "config", "datapath", "dns", "geo", "limits", "steering", "logs",
         ],
     ),
     (
         "main",
         &[
-            "api", "config", "daemon", "datapath", "dns", "steering", "logs",
+            "api", "config", "daemon", "datapath", "dns", "geo", "steering", "logs",
         ],
     ),
 ];

@@ -29,6 +29,7 @@ use crate::{
         server::ServerSettings,
         zone::{Zone, ZoneSettings},
     },
+    geo::Regions,
     steering::{
         events::EventSettings,
         pool::PoolSettings,
@@ -66,6 +67,8 @@ pub struct Config {
     pub xdp: XdpSettings,
     pub zones: Vec<ZoneSettings>,
     pub pools: Vec<PoolSettings>,
+    /// `[regions]`: client networks by region, for `geo` pools.
+    pub regions: Regions,
     pub events: EventSettings,
     pub probes: ProbeSettings,
     /// `[state]`: the file health, latency and pins are kept in across restarts.

@@ -29,6 +29,7 @@ use crate::{
         },
         zone::{DEFAULT_NS_TTL, SoaSettings, Zone, ZoneSettings},
     },
+    geo::Regions,
     steering::{
         endpoint::EndpointAddress,
         events::{EventSettings, webhook_url},
@@ -165,6 +166,7 @@ impl Parser<'_> {
             xdp,
             zones,
             pools,
+            regions: Regions::none(),
             events,
             probes,
             state,

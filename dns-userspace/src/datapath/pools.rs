@@ -17,6 +17,8 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 
 use dns_common::MAX_ANSWER_RRS;
 
+use crate::geo::RegionId;
+
 /// Most records one answer of a pool of type `rtype` holds: one for a CNAME pool (a CNAME
 /// is a singleton, RFC 2181 §10.1), [`MAX_ANSWER_RRS`] otherwise. The one place this rule
 /// is written: the answers below, the steering policies and config validation use it.
@@ -43,6 +45,9 @@ pub struct PoolAnswer {
     pub rdata: Vec<RData>,
     /// How `rdata` is answered.
     pub selection: Selection,
+    /// The region this answer is for ([`RegionId::DEFAULT`] for a pool that answers every
+    /// client alike): a `geo` pool has one answer per region, see [`crate::geo`].
+    pub region: RegionId,
 }
 
 /// How a pool's records are answered.
@@ -92,7 +97,14 @@ impl PoolAnswer {
             ttl,
             rdata,
             selection,
+            region: RegionId::DEFAULT,
         }
+    }
+
+    /// This answer, for clients of `region`.
+    pub fn in_region(mut self, region: RegionId) -> Self {
+        self.region = region;
+        self
     }
 
     /// Whether a query of `qtype` at the pool's name is answered with the pool's records.
@@ -306,6 +318,7 @@ pub(crate) fn test_pool(name: &str, rtype: RecordType, rdata: Vec<RData>) -> Poo
         ttl: 30,
         rdata,
         selection: Selection::All,
+        region: crate::geo::RegionId::DEFAULT,
     }
 }
 

@@ -111,6 +111,7 @@ fn pool(owner: &str, rtype: RecordType, ttl: u32, rdata: Vec<RData>) -> PoolAnsw
         ttl,
         rdata,
         selection: Selection::All,
+        region: hotpool::geo::RegionId::DEFAULT,
     }
 }
 

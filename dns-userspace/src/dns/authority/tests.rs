@@ -72,6 +72,7 @@ fn pools() -> Arc<PoolTable> {
             ttl: 30,
             rdata: vec![v4([192, 0, 2, 10]), v4([192, 0, 2, 11])],
             selection: crate::datapath::pools::Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("v6.example.test."),
@@ -81,6 +82,7 @@ fn pools() -> Arc<PoolTable> {
                 Ipv6Addr::from_str("2001:db8::10").unwrap(),
             ))],
             selection: crate::datapath::pools::Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("cdn.example.test."),
@@ -88,6 +90,7 @@ fn pools() -> Arc<PoolTable> {
             ttl: 60,
             rdata: vec![RData::CNAME(CNAME(name("example.cdn-provider.net.")))],
             selection: crate::datapath::pools::Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("empty.example.test."),
@@ -95,6 +98,7 @@ fn pools() -> Arc<PoolTable> {
             ttl: 30,
             rdata: vec![],
             selection: crate::datapath::pools::Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("p.q.example.test."),
@@ -102,6 +106,7 @@ fn pools() -> Arc<PoolTable> {
             ttl: 30,
             rdata: vec![v4([192, 0, 2, 12])],
             selection: crate::datapath::pools::Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
     ]))
 }
@@ -262,6 +267,7 @@ fn pool_answers_are_byte_for_byte_what_the_xdp_path_sends() {
         // In-zone target: compressed against the question name.
         rdata: vec![RData::CNAME(CNAME(name("node1.example.test.")))],
         selection: crate::datapath::pools::Selection::All,
+        region: crate::geo::RegionId::DEFAULT,
     };
     let table = pools();
     table.set(edge.clone());

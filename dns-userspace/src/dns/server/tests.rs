@@ -44,6 +44,7 @@ fn authority() -> Arc<Authority> {
         ttl: 30,
         rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 10)))],
         selection: crate::datapath::pools::Selection::All,
+        region: crate::geo::RegionId::DEFAULT,
     }]));
     Arc::new(Authority::new(vec![zone], pools, 1232))
 }

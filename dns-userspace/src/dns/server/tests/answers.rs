@@ -56,6 +56,7 @@ fn rich_authority() -> (Arc<Authority>, Arc<PoolTable>) {
                 RData::A(A(Ipv4Addr::new(192, 0, 2, 11))),
             ],
             selection: Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("v6.example.test."),
@@ -63,6 +64,7 @@ fn rich_authority() -> (Arc<Authority>, Arc<PoolTable>) {
             ttl: 30,
             rdata: vec![RData::AAAA(AAAA("2001:db8::10".parse().unwrap()))],
             selection: Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("cdn.example.test."),
@@ -70,6 +72,7 @@ fn rich_authority() -> (Arc<Authority>, Arc<PoolTable>) {
             ttl: 60,
             rdata: vec![RData::CNAME(CNAME(name("edge.cdn-provider.net.")))],
             selection: Selection::All,
+            region: crate::geo::RegionId::DEFAULT,
         },
         PoolAnswer {
             name: name("api.example.test."),
@@ -80,6 +83,7 @@ fn rich_authority() -> (Arc<Authority>, Arc<PoolTable>) {
                 RData::A(A(Ipv4Addr::new(192, 0, 2, 21))),
             ],
             selection: Selection::weighted(vec![1, 1]),
+            region: crate::geo::RegionId::DEFAULT,
         },
     ]));
     let authority = Arc::new(Authority::new(vec![zone], pools.clone(), 1232));
@@ -319,6 +323,7 @@ fn a_new_pool_and_a_replaced_table_drop_the_cached_answers() {
         ttl: 30,
         rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, n)))],
         selection: Selection::All,
+        region: crate::geo::RegionId::DEFAULT,
     };
     let new_pool = PoolAnswer {
         name: Name::from_str("new.example.test.").unwrap(),
