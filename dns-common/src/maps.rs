@@ -64,7 +64,7 @@ pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_LISTEN_ADDRS: &str = "LISTEN_ADDRS";
 
 /// The daemon's heartbeat, `Array<u64>` of one entry: `CLOCK_MONOTONIC` nanoseconds (the
-/// clock of `bpf_ktime_get_ns`) of its last beat. See [`XdpConfig::stale_ns`].
+/// clock `bpf_ktime_get_coarse_ns` reads as of the last timer tick) of its last beat. See [`XdpConfig::stale_ns`].
 pub const MAP_HEARTBEAT: &str = "HEARTBEAT";
 /// Per-CPU kernel answers per pool, `PerCpuArray<u64>` indexed by the pool's index (as
 /// [`MAP_HOT_CUR`], and sized like it). Zeroed when an index is given to a new pool.

@@ -13,7 +13,7 @@
 //! while `tat - now` leaves room for one more interval within the window; it moves `tat` one
 //! interval (`1 s / responses_per_second`) on. One `u64` of state plus the slip counter, no
 //! division on the answer path, and the clock is passed in (nanoseconds of any monotonic
-//! clock: `bpf_ktime_get_ns` in the kernel), so the tests are deterministic.
+//! clock: `bpf_ktime_get_coarse_ns` in the kernel), so the tests are deterministic.
 
 use crate::name::{HashKey, hash_finish, hash_start, hash_word};
 

@@ -21,6 +21,7 @@
 #![no_main]
 
 mod accept;
+mod clock;
 mod dns;
 mod lookup;
 mod packet;
@@ -30,7 +31,6 @@ mod rrl;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
     programs::XdpContext,
@@ -111,10 +111,9 @@ fn bump(counters: &PerCpuArray<u64>, i: u32) {
 
 /// Whether the daemon's heartbeat is older than the configured staleness: `Ok(true)` to
 /// answer anyway (`stale_hit`), `Err(Stale)` to pass. Only hits get here, and only with a
-/// staleness set do they read the clock (`bpf_ktime_get_ns`, the daemon's
-/// `CLOCK_MONOTONIC`; the coarse clock would need kernel 5.11).
+/// staleness set do they read the clock (see [`clock::Clock`]).
 #[inline(always)]
-fn stale(cfg: &XdpConfig) -> Result<bool, Outcome> {
+fn stale(cfg: &XdpConfig, clock: &mut clock::Clock) -> Result<bool, Outcome> {
     let limit = lookup::once(&cfg.stale_ns);
     if limit == 0 {
         return Ok(false);
@@ -124,9 +123,7 @@ fn stale(cfg: &XdpConfig) -> Result<bool, Outcome> {
         Some(b) => unsafe { core::ptr::read_volatile(b) },
         None => return Ok(false),
     };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if !dns_common::is_stale(now, beat, limit) {
+    if !dns_common::is_stale(clock.now(), beat, limit) {
         Ok(false)
     } else if cfg.flags & CFG_STALE_PASS != 0 {
         Err(Outcome::Stale)
@@ -147,8 +144,9 @@ fn try_hotpool(ctx: &XdpContext) -> Result<Outcome, Outcome> {
     let client = accept::check(ctx, &pkt, &frame)?;
     let query = dns::query(&pkt, &frame, &cfg.key)?;
     let found = lookup::answer(&pkt, cfg, &query)?;
-    let stale = stale(cfg)?;
-    let slip = match rrl::limit(cfg, &client) {
+    let mut clock = clock::Clock::new();
+    let stale = stale(cfg, &mut clock)?;
+    let slip = match rrl::limit(cfg, &client, &mut clock) {
         Verdict::Pass => false,
         Verdict::Slip => true,
         Verdict::Drop => return Err(Outcome::RrlDropped),

@@ -12,13 +12,13 @@
 //! networks taking one slot over at the same instant may leave a key mixed of both: it
 //! matches neither, so the next answer to either takes the slot over again.
 
-use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::maps::lpm_trie::Key;
 use dns_common::{
     CFG_RRL_EXEMPT, RRL_ENTRIES, XdpConfig,
     rrl::{RrlKey, RrlParams, Verdict, slot_index},
 };
 
-use crate::{RRL_EXEMPT, RRL_KEY, RRL_SLOTS, accept::Client, lookup::once};
+use crate::{RRL_EXEMPT, RRL_KEY, RRL_SLOTS, accept::Client, clock::Clock, lookup::once};
 
 /// The layout of `Key<[u8; 16]>` (prefix length, then the address), aligned: `Key` is
 /// packed, and LLVM writes a packed key with stack stores the verifier rejects as
@@ -46,7 +46,7 @@ fn exempt(client: &Client) -> bool {
 }
 
 #[inline(always)]
-pub fn limit(cfg: &XdpConfig, client: &Client) -> Verdict {
+pub fn limit(cfg: &XdpConfig, client: &Client, clock: &mut Clock) -> Verdict {
     let params: RrlParams = once(&cfg.rrl);
     if !params.enabled() {
         return Verdict::Pass;
@@ -69,8 +69,7 @@ pub fn limit(cfg: &XdpConfig, client: &Client) -> Verdict {
     let Some(slot) = RRL_SLOTS.get_ptr_mut(slot_index(key.hash(&hash_key), RRL_ENTRIES - 1)) else {
         return Verdict::Pass;
     };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock.now();
     // SAFETY: a valid map value pointer for the program's run (see above on races).
     unsafe { (*slot).account(key, now, &params) }
 }

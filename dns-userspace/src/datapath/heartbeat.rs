@@ -1,7 +1,7 @@
 //! The daemon's heartbeat in the kernel: what the XDP program does with a hit once the
 //! daemon has not beaten for longer than `[xdp] stale`.
 //!
-//! The daemon writes `CLOCK_MONOTONIC` nanoseconds (the clock `bpf_ktime_get_ns` reads)
+//! The daemon writes `CLOCK_MONOTONIC` nanoseconds (the clock `bpf_ktime_get_coarse_ns` reads, as of the last timer tick)
 //! into the pinned `HEARTBEAT` map every [`INTERVAL`], from a task of its runtime: a hung
 //! runtime stops beating. The limit and the choice ([`OnStale`]) are in the config map; the
 //! kernel compares them on hits only.
@@ -64,7 +64,7 @@ impl Staleness {
     }
 }
 
-/// `CLOCK_MONOTONIC` now, in nanoseconds: the kernel's `bpf_ktime_get_ns`.
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of the kernel's `bpf_ktime_get_coarse_ns`.
 pub fn monotonic_ns() -> u64 {
     // SAFETY: a valid out pointer; CLOCK_MONOTONIC always exists.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
