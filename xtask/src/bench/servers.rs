@@ -25,6 +25,13 @@ pub struct Binary {
     pub path: PathBuf,
 }
 
+impl Binary {
+    /// The previous release (its config knows fewer keys).
+    pub fn is_baseline(&self) -> bool {
+        self.label.starts_with("baseline ")
+    }
+}
+
 /// What serves the zone.
 #[derive(Debug, Clone)]
 pub enum Server {
@@ -187,6 +194,14 @@ pub fn start(server: &Server, link: &Link, work: &Path) -> Result<Running> {
             );
             if let Some(rate) = rrl {
                 config.push_str(&format!("[rrl]\nresponses_per_second = {rate}\n"));
+            }
+            if !binary.is_baseline() {
+                // The state file in the run's own directory, not the system's default
+                // (the previous release has no `[state]` and rejects the key).
+                config.push_str(&format!(
+                    "[state]\npath = \"{}\"\n",
+                    dir.join("state.json").display()
+                ));
             }
             pin = Some(pin_dir);
             let path = dir.join("hotpool.toml");
