@@ -30,6 +30,8 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 /// XDP return codes.
 pub const XDP_PASS: u32 = 2;
+/// `XDP_TX`.
+pub const XDP_TX: u32 = 3;
 
 /// Where an XDP program runs on a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
