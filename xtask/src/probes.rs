@@ -561,10 +561,9 @@ fn get(net: &Net, path: &str) -> Result<String> {
         let addr: SocketAddr = API.parse()?;
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(
-            conn,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )?;
+        // HTTP/1.0: a large page streams (see the daemon's `api::stream`), and to a 1.0
+        // client it streams until the connection closes, not in chunked encoding.
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
         let mut response = Vec::new();
         conn.read_to_end(&mut response)?;
         let response = String::from_utf8_lossy(&response).into_owned();
