@@ -5,7 +5,8 @@
 //!
 //! `[state] path` (default `/var/lib/hotpool/state.json`, the unit's `StateDirectory`) holds
 //! one JSON document. It is written whole, atomically (a temporary file in the same
-//! directory, `fsync`, `rename`, `fsync` of the directory), shortly after every change of a
+//! directory, `fsync`, `rename`, `fsync` of the directory; the daemon copies the pools for
+//! it a chunk at a time, [`write_chunked`], so each pool is consistent in itself), shortly after every change of a
 //! verdict, pin or answer (but writing at most [`WRITE_SHARE`] of the time: see
 //! [`write_gap`]), at most every [`LAZY_WRITE`] for latency-only changes, and at
 //! shutdown. A daemon reads it at start when it is at most `max_age` old (default
