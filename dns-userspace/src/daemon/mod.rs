@@ -201,7 +201,7 @@ async fn run_with(
         "hotpool running"
     );
     let mut live = reload::Live {
-        cfg,
+        cfg: cfg.without_pools(),
         authority,
         steering: steering.clone(),
         datapath: datapath.clone(),
