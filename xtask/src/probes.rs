@@ -67,16 +67,23 @@ pub fn bench(opts: &Options) -> Result<()> {
         "--seconds must be more than the {WARM_UP:?} warm-up"
     );
     become_root("probes-bench", "it creates network namespaces")?;
-    setup::ensure(false)?;
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "dns-userspace",
-        "--bin",
-        "hotpool",
-    ]))?;
-    let bin = cmd::target_dir().join("release/hotpool");
+    // `PROBES_BENCH_BIN=PATH`: measure that build (say, a copy of an earlier one, for a
+    // before/after in one session) instead of building this tree's.
+    let bin = match std::env::var_os("PROBES_BENCH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => {
+            setup::ensure(false)?;
+            cmd::run(cmd::cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "dns-userspace",
+                "--bin",
+                "hotpool",
+            ]))?;
+            cmd::target_dir().join("release/hotpool")
+        }
+    };
     let dir = cmd::target_dir()
         .join("probes-bench")
         .join(format!("run-{}", std::process::id()));
@@ -505,8 +512,10 @@ struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        // The whole process group the child leads: with `PROBES_BENCH_WRAP` the daemon is
+        // the wrapper's child, and must stop too.
+        // SAFETY: kill(2) on the process group of our own child.
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -534,7 +543,8 @@ fn start_daemon(bin: &Path, config: &Path, net: &Net, log: &Path) -> Result<Daem
         .arg("--no-xdp")
         .env("HOTPOOL_LOG", "info,hotpool::steering::probe=debug")
         .stdout(Stdio::null())
-        .stderr(stderr);
+        .stderr(stderr)
+        .process_group(0);
     // SAFETY: only setrlimit between fork and exec, which is async-signal-safe.
     unsafe {
         command.pre_exec(|| {
@@ -561,10 +571,9 @@ fn get(net: &Net, path: &str) -> Result<String> {
         let addr: SocketAddr = API.parse()?;
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(
-            conn,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )?;
+        // HTTP/1.0: a large page streams (see the daemon's `api::stream`), and to a 1.0
+        // client it streams until the connection closes, not in chunked encoding.
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
         let mut response = Vec::new();
         conn.read_to_end(&mut response)?;
         let response = String::from_utf8_lossy(&response).into_owned();

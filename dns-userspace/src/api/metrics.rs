@@ -55,11 +55,6 @@ use crate::{
     },
 };
 
-/// Renders the metrics page for the daemon behind `state`.
-pub fn render(state: &ApiState) -> String {
-    Snapshot::collect(state).render()
-}
-
 /// What one scrape shows, taken under the locks and encoded after them.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -155,13 +150,19 @@ impl Snapshot {
 impl Snapshot {
     /// The text exposition.
     pub fn render(self) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(self));
         let mut out = String::new();
-        if let Err(e) = prometheus_text::encode(&mut out, &registry) {
-            tracing::warn!(error = %e, "encoding the metrics failed");
+        if self.render_into(&mut out).is_err() {
+            tracing::warn!("encoding the metrics failed");
         }
         out
+    }
+
+    /// The text exposition, written into `out` as it is encoded (a streamed response body:
+    /// see [`crate::api::stream`]). An error: `out` failed (the client went away).
+    pub fn render_into(self, out: &mut impl fmt::Write) -> fmt::Result {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self));
+        prometheus_text::encode(out, &registry)
     }
 }
 

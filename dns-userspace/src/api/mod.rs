@@ -10,6 +10,7 @@
 //! * [`listen`]: the TCP and Unix listeners with their connection limits;
 //! * [`metrics`]: the Prometheus families;
 //! * [`status`]: the status document and the table `hotpool status` prints;
+//! * [`stream`]: response bodies encoded on a blocking thread and sent in chunks;
 //! * [`client`]: finding the daemon from its config and asking it, with clean errors;
 //! * [`version`]: the version and git revision of this build.
 
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod settings;
 pub mod state;
 pub mod status;
+pub mod stream;
 pub mod version;
 
 use crate::api::{

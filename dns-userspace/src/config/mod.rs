@@ -78,6 +78,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// This config without its pools, for a daemon that keeps them in steering: 10 000
+    /// pools' settings are megabytes, not worth holding twice.
+    pub fn without_pools(self) -> Config {
+        Config {
+            pools: Vec::new(),
+            ..self
+        }
+    }
+
     /// Reads, parses and validates the config at `path`, loading every zone file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)

@@ -144,6 +144,10 @@ async fn run_with(
     // The kernel path: adopt the running program, replace it, or attach.
     *datapath.lock().unwrap_or_else(|p| p.into_inner()) =
         xdp::setup(&cfg, &steering.answers(), &opts);
+    // Steering has the pools from here on; their settings are freed before the heap is
+    // trimmed below.
+    let pools = cfg.pools.len();
+    let cfg = cfg.without_pools();
 
     // Steering: probes, decisions, the state file.
     let jobs = steering.jobs();
@@ -197,7 +201,7 @@ async fn run_with(
         listen = %List(&cfg.server.listen),
         port = cfg.server.port,
         zones = cfg.zones.len(),
-        pools = cfg.pools.len(),
+        pools,
         "hotpool running"
     );
     let mut live = reload::Live {

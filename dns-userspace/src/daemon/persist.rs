@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     steering::{
-        state::{self, LAZY_WRITE, SavedState, StateError, URGENT_WRITE},
+        state::{self, LAZY_WRITE, STATE_VERSION, SavedState, StateError, URGENT_WRITE, write_gap},
         steer::Steering,
     },
 };
@@ -50,8 +50,13 @@ pub fn read(cfg: &Config) -> Option<SavedState> {
     }
 }
 
-/// Writes the state shortly after every change of a verdict, pin or answer, at most every
-/// [`LAZY_WRITE`] for other changes, and once more when `shutdown` flips.
+/// Pools copied for the state file under one lock of steering: each pool is a consistent
+/// copy, and steering waits for at most this many at a time.
+const SAVE_CHUNK: usize = 64;
+
+/// Writes the state shortly after every change of a verdict, pin or answer (at least
+/// [`write_gap`] after the last write ended), at most every [`LAZY_WRITE`] for other
+/// changes, and once more when `shutdown` flips.
 pub async fn run(
     steering: Arc<Mutex<Steering>>,
     path: PathBuf,
@@ -66,6 +71,7 @@ pub async fn run(
         failing: false,
     };
     let mut last = Instant::now();
+    let mut took = Duration::ZERO;
     'run: loop {
         tokio::select! {
             biased;
@@ -79,7 +85,7 @@ pub async fn run(
         // change comes in meanwhile.
         loop {
             let until = if dirty.is_urgent() {
-                Instant::now() + URGENT_WRITE
+                (Instant::now() + URGENT_WRITE).max(last + write_gap(took))
             } else {
                 last + LAZY_WRITE
             };
@@ -90,8 +96,10 @@ pub async fn run(
                 () = dirty.urgent_change(), if !dirty.is_urgent() => {}
             }
         }
+        let start = Instant::now();
         writer.write().await;
         last = Instant::now();
+        took = last - start;
     }
     writer.write().await;
 }
@@ -106,13 +114,28 @@ struct Writer {
 
 impl Writer {
     async fn write(&mut self) {
-        let snapshot = {
-            let s = lock(&self.steering);
-            s.dirty().clear();
-            s.snapshot(&self.config)
-        };
-        let path = self.path.clone();
-        let result = tokio::task::spawn_blocking(move || state::write(&path, &snapshot)).await;
+        let (steering, path, config) = (
+            self.steering.clone(),
+            self.path.clone(),
+            self.config.clone(),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            // Changes from here on are written next time (or this time, if their pool's
+            // chunk is still to come).
+            lock(&steering).dirty().clear();
+            let header = state::Header {
+                version: STATE_VERSION,
+                written_at_ms: state::now_ms(SystemTime::now()),
+                config: &config,
+            };
+            let mut next = 0;
+            state::write_chunked(&path, &header, || {
+                let pools = lock(&steering).save_pools(next, SAVE_CHUNK);
+                next += pools.len();
+                (!pools.is_empty()).then_some(pools)
+            })
+        })
+        .await;
         match result {
             Ok(Ok(())) => {
                 if std::mem::take(&mut self.failing) {

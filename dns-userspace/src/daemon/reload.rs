@@ -151,7 +151,9 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 
 /// What the running daemon is made of, as far as a reload changes it.
 pub struct Live {
-    /// The configuration in force.
+    /// The configuration in force, without its pools ([`Config::without_pools`]): steering
+    /// keeps its own copy of them, and a reload compares only the other settings
+    /// ([`restart_only_changes`]).
     pub cfg: Config,
     pub authority: Arc<Authority>,
     pub steering: Arc<Mutex<Steering>>,
@@ -278,7 +280,7 @@ impl Live {
             started,
             stopped,
         );
-        self.cfg = new;
+        self.cfg = new.without_pools();
         Ok(done)
     }
 }

@@ -5,14 +5,17 @@
 //!
 //! `[state] path` (default `/var/lib/hotpool/state.json`, the unit's `StateDirectory`) holds
 //! one JSON document. It is written whole, atomically (a temporary file in the same
-//! directory, `fsync`, `rename`, `fsync` of the directory), shortly after every change of a
-//! verdict, pin or answer, at most every [`LAZY_WRITE`] for latency-only changes, and at
+//! directory, `fsync`, `rename`, `fsync` of the directory; the daemon copies the pools for
+//! it a chunk at a time, [`write_chunked`], so each pool is consistent in itself), shortly after every change of a
+//! verdict, pin or answer (but writing at most [`WRITE_SHARE`] of the time: see
+//! [`write_gap`]), at most every [`LAZY_WRITE`] for latency-only changes, and at
 //! shutdown. A daemon reads it at start when it is at most `max_age` old (default
 //! [`DEFAULT_MAX_AGE`]) and was written for the same config file; entries for pools and
 //! endpoints no longer configured are ignored. A file that is missing, unreadable, corrupt,
 //! too old or for another configuration is logged and ignored: never fatal.
 
 use std::{
+    cell::RefCell,
     fs,
     io::{self, Write as _},
     path::{Path, PathBuf},
@@ -36,6 +39,19 @@ pub const MAX_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const URGENT_WRITE: Duration = Duration::from_millis(200);
 /// Longest wait to write latency-only changes.
 pub const LAZY_WRITE: Duration = Duration::from_secs(30);
+/// Most of its time the writer spends writing: after a write that took `t`, the next one
+/// waits at least `t × (1 ÷ share − 1)` ([`write_gap`]), so a large state (40 000
+/// endpoints: tens of megabytes, rewritten after every answer change) costs a bounded
+/// share of a core rather than one write after another.
+pub const WRITE_SHARE: f64 = 0.1;
+
+/// The least time between the end of a write that took `took` and the start of the next
+/// one: [`URGENT_WRITE`] or what keeps writing to [`WRITE_SHARE`] of the time, whichever is
+/// longer, and never more than [`LAZY_WRITE`].
+pub fn write_gap(took: Duration) -> Duration {
+    took.mul_f64(1.0 / WRITE_SHARE - 1.0)
+        .clamp(URGENT_WRITE, LAZY_WRITE)
+}
 /// The state file is written through a buffer of this size.
 const WRITE_BUFFER: usize = 64 * 1024;
 
@@ -211,6 +227,32 @@ pub fn read(
 /// Writes `state` to `path` atomically: a temporary file next to it, written and synced,
 /// renamed over it, and the directory synced. The directory is created if missing.
 pub fn write(path: &Path, state: &SavedState) -> Result<(), StateError> {
+    let mut pools = Some(state.pools.clone());
+    let header = Header {
+        version: state.version,
+        written_at_ms: state.written_at_ms,
+        config: &state.config,
+    };
+    write_chunked(path, &header, || pools.take())
+}
+
+/// What a [`SavedState`] holds besides its pools.
+#[derive(Clone, Copy, Debug)]
+pub struct Header<'a> {
+    pub version: u32,
+    pub written_at_ms: u64,
+    pub config: &'a Path,
+}
+
+/// As [`write`], taking the pools a chunk at a time from `next` until it returns `None`,
+/// each chunk written before the next is taken: the file is the same as [`write`]'s of
+/// every chunk's pools, and no more than a chunk is held at once (the daemon takes each
+/// chunk under a short lock of steering, see `daemon::persist`).
+pub fn write_chunked(
+    path: &Path,
+    header: &Header<'_>,
+    next: impl FnMut() -> Option<Vec<SavedPool>>,
+) -> Result<(), StateError> {
     let fail = |source| StateError::Write {
         path: path.to_path_buf(),
         source,
@@ -228,7 +270,11 @@ pub fn write(path: &Path, state: &SavedState) -> Result<(), StateError> {
     let result = (|| {
         // Streamed: 40 000 endpoints are tens of megabytes of JSON, never held at once.
         let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, fs::File::create(&tmp)?);
-        serde_json::to_writer_pretty(&mut out, state).map_err(io::Error::other)?;
+        let doc = Chunked {
+            header,
+            next: RefCell::new(next),
+        };
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(io::Error::other)?;
         out.write_all(b"\n")?;
         let f = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         f.sync_all()?;
@@ -239,6 +285,41 @@ pub fn write(path: &Path, state: &SavedState) -> Result<(), StateError> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(fail)
+}
+
+/// A [`SavedState`] whose pools come a chunk at a time; serialized exactly as one.
+struct Chunked<'a, F> {
+    header: &'a Header<'a>,
+    next: RefCell<F>,
+}
+
+impl<F: FnMut() -> Option<Vec<SavedPool>>> Serialize for Chunked<'_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut doc = serializer.serialize_struct("SavedState", 4)?;
+        doc.serialize_field("version", &self.header.version)?;
+        doc.serialize_field("written_at_ms", &self.header.written_at_ms)?;
+        doc.serialize_field("config", self.header.config)?;
+        doc.serialize_field("pools", &Pools(&self.next))?;
+        doc.end()
+    }
+}
+
+/// The pools of a [`Chunked`] state, as one list.
+struct Pools<'a, F>(&'a RefCell<F>);
+
+impl<F: FnMut() -> Option<Vec<SavedPool>>> Serialize for Pools<'_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut next = self.0.borrow_mut();
+        let mut list = serializer.serialize_seq(None)?;
+        while let Some(chunk) = next() {
+            for pool in &chunk {
+                list.serialize_element(pool)?;
+            }
+        }
+        list.end()
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +368,20 @@ mod tests {
     }
 
     #[test]
+    fn writes_take_at_most_their_share_of_the_time() {
+        // Small states: the debounce decides.
+        assert_eq!(write_gap(Duration::ZERO), URGENT_WRITE);
+        assert_eq!(write_gap(Duration::from_millis(5)), URGENT_WRITE);
+        // A write of 500 ms (tens of megabytes on a busy host): 4.5 s until the next.
+        assert_eq!(
+            write_gap(Duration::from_millis(500)),
+            Duration::from_millis(4500)
+        );
+        // Never longer than latency-only changes wait.
+        assert_eq!(write_gap(Duration::from_secs(60)), LAZY_WRITE);
+    }
+
+    #[test]
     fn written_state_reads_back_and_leaves_no_temporary_file() {
         let dir = TempDir::new("roundtrip");
         let settings = StateSettings {
@@ -305,6 +400,39 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn a_state_written_in_chunks_is_the_same_document() {
+        let dir = TempDir::new("chunks");
+        let path = dir.0.join("state.json");
+        let mut state = sample("/etc/hotpool/hotpool.toml", SystemTime::now());
+        for i in 0..5 {
+            let mut pool = state.pools[0].clone();
+            pool.name = format!("p{i}.example.test.");
+            state.pools.push(pool);
+        }
+        // What serializing the whole state at once writes.
+        let whole = |state: &SavedState| {
+            let mut text = serde_json::to_string_pretty(state).unwrap();
+            text.push('\n');
+            text
+        };
+        let header = Header {
+            version: state.version,
+            written_at_ms: state.written_at_ms,
+            config: &state.config,
+        };
+        let mut chunks = state.pools.chunks(2).map(<[SavedPool]>::to_vec);
+        write_chunked(&path, &header, || chunks.next()).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), whole(&state));
+        // No pools at all.
+        write_chunked(&path, &header, || None).unwrap();
+        let empty = SavedState {
+            pools: Vec::new(),
+            ..state.clone()
+        };
+        assert_eq!(fs::read_to_string(&path).unwrap(), whole(&empty));
     }
 
     #[test]

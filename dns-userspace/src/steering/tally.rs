@@ -71,7 +71,15 @@ impl ProbeTally {
             }
         } else {
             self.failures += 1;
-            self.last_failure = Some((at, outcome.detail.clone()));
+            // The text in place: a blackholed endpoint fails every interval, and a new
+            // string each time would churn the heap under long-lived state.
+            match &mut self.last_failure {
+                Some((when, what)) => {
+                    *when = at;
+                    what.clone_from(&outcome.detail);
+                }
+                None => self.last_failure = Some((at, outcome.detail.clone())),
+            }
         }
     }
 

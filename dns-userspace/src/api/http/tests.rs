@@ -77,13 +77,16 @@ async fn serve(settings: ApiSettings) -> Server {
     serve_with(settings, Router::new()).await
 }
 
-async fn serve_with(mut settings: ApiSettings, extra: Router) -> Server {
+async fn serve_with(settings: ApiSettings, extra: Router) -> Server {
+    serve_state(settings, extra, state()).await
+}
+
+async fn serve_state(mut settings: ApiSettings, extra: Router, state: ApiState) -> Server {
     settings.listen = Some("127.0.0.1:0".parse().unwrap());
     let listeners = Listeners::bind(&settings)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = listeners.tcp_addr().unwrap();
-    let state = state();
     let router = router(state.clone(), &settings, extra);
     let (stop, rx) = watch::channel(false);
     tokio::spawn(listeners.serve(router, rx));
@@ -535,4 +538,73 @@ async fn slow_requests_get_503() {
         r.json()["error"],
         "the request took too long (api.request_timeout)"
     );
+}
+
+/// The body of a chunked reply, and how many chunks it came in.
+fn dechunk(raw: &str) -> (String, usize) {
+    let (mut body, mut chunks, mut rest) = (String::new(), 0, raw);
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return (body, chunks);
+        }
+        body.push_str(&after[..size]);
+        chunks += 1;
+        rest = after[size..]
+            .strip_prefix("\r\n")
+            .expect("CRLF after a chunk");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_pages_stream_in_chunks_with_the_same_content() {
+    // 150 probed pools: a metrics page of a few hundred kilobytes.
+    let mut config =
+        String::from("[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n");
+    for i in 0..150 {
+        config.push_str(&format!(
+            "[[pool]]\nname = \"p{i}.example.test.\"\ntype = \"A\"\n\
+             probe = {{ kind = \"tcp\", port = 80 }}\n\
+             endpoints = [{{ address = \"192.0.2.1\" }}, {{ address = \"192.0.2.2\" }}]\n"
+        ));
+    }
+    let state = ApiState {
+        steering: Arc::new(Mutex::new(Steering::for_config(&config))),
+        ..state()
+    };
+    let server = serve_state(ApiSettings::default(), Router::new(), state).await;
+
+    let r = ask(&server, "GET", "/metrics", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("content-length"), None);
+    let (page, chunks) = dechunk(&r.body);
+    assert!(page.len() > 2 * stream::CHUNK, "{} bytes", page.len());
+    assert!(chunks >= 2, "{chunks} chunks");
+    // Line for line what the page rendered at once says.
+    let whole = metrics::Snapshot::collect(&server.state).render();
+    assert!(
+        page == whole,
+        "the streamed page differs from the rendered one"
+    );
+
+    let r = ask(&server, "GET", "/api/status", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "{:?}",
+        r.headers
+    );
+    let (doc, _) = dechunk(&r.body);
+    let doc: status::StatusDoc = serde_json::from_str(&doc).expect("the status document");
+    let whole = status::StatusDoc::collect(&server.state, SystemTime::now());
+    assert_eq!(doc.pools, whole.pools);
 }

@@ -559,6 +559,18 @@ impl Steering {
         }
     }
 
+    /// Pools `from..` (at most `count` of them) for the state file: the state file's writer
+    /// takes them a chunk at a time under short locks, so 10 000 pools are never copied at
+    /// once (see `daemon::persist`). Empty past the last pool.
+    pub fn save_pools(&self, from: usize, count: usize) -> Vec<crate::steering::state::SavedPool> {
+        self.pools
+            .iter()
+            .skip(from)
+            .take(count)
+            .map(PoolRuntime::save)
+            .collect()
+    }
+
     /// Every pool's published answer.
     pub fn answers(&self) -> Vec<PoolAnswer> {
         self.pools
