@@ -287,6 +287,41 @@ pub fn parse_options(rdata: &[u8]) -> Ecs {
     }
 }
 
+/// The RDATA of the first OPT record in the additional section of `msg` (a whole DNS
+/// message), if it has one and the message walks cleanly up to it.
+pub fn opt_rdata(msg: &[u8]) -> Option<&[u8]> {
+    let count = |i: usize| Some(crate::be16([*msg.get(i)?, *msg.get(i + 1)?]) as usize);
+    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
+    let mut at = crate::query::HEADER_LEN;
+    for _ in 0..qd {
+        at = skip_name(msg, at)? + 4;
+    }
+    for i in 0..an + ns + ar {
+        at = skip_name(msg, at)?;
+        let rtype = crate::be16([*msg.get(at)?, *msg.get(at + 1)?]);
+        let rdlen = crate::be16([*msg.get(at + 8)?, *msg.get(at + 9)?]) as usize;
+        let rdata = msg.get(at + 10..at + 10 + rdlen)?;
+        if rtype == qtype::OPT && i >= an + ns {
+            return Some(rdata);
+        }
+        at += 10 + rdlen;
+    }
+    None
+}
+
+/// The offset after the (possibly compressed) name at `at`.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xc0 == 0xc0 => return Some(at + 2),
+            l if l & 0xc0 == 0 => at += 1 + l as usize,
+            _ => return None,
+        }
+    }
+}
+
 /// The echoed option (code and length included) with SCOPE PREFIX-LENGTH `scope`: the
 /// query's FAMILY, SOURCE and ADDRESS octets (RFC 7871 §7.2.1). Returns its length.
 pub fn echo(s: &Subnet, scope: u8, out: &mut [u8; MAX_OPTION_LEN]) -> usize {
@@ -594,6 +629,28 @@ mod tests {
         assert_eq!(formerr(&twice), FormErr::Several);
         assert_eq!(formerr(&v4[..v4.len() - 1]), FormErr::Options);
         assert_eq!(formerr(&[0, 8, 0]), FormErr::Options);
+    }
+
+    #[test]
+    fn the_opt_rdata_of_a_message() {
+        let mut msg = std::vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        msg.extend_from_slice(&[
+            3, b'w', b'w', b'w', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1,
+        ]);
+        let rdata = option(1, 24, 0, &[198, 51, 100]);
+        msg.extend_from_slice(&opt_record(&rdata));
+        assert_eq!(opt_rdata(&msg), Some(&rdata[..]));
+        // Without the OPT record, or cut short.
+        let mut none = msg[..26].to_vec();
+        none[11] = 0;
+        assert_eq!(opt_rdata(&none), None);
+        assert_eq!(opt_rdata(&msg[..msg.len() - 1]), None);
+        // A compressed name before it.
+        let mut msg2 = msg[..26].to_vec();
+        msg2[11] = 2;
+        msg2.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 1]);
+        msg2.extend_from_slice(&opt_record(&rdata));
+        assert_eq!(opt_rdata(&msg2), Some(&rdata[..]));
     }
 
     #[test]

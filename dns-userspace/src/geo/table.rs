@@ -281,7 +281,11 @@ mod tests {
         assert_eq!(at(&t, "192.0.2.200"), (us, 24));
         assert_eq!(at(&t, "192.0.3.0"), (RegionId::DEFAULT, 24));
         assert_eq!(at(&t, "0.0.0.0"), (RegionId::DEFAULT, 5));
-        assert_eq!(at(&t, "255.255.255.255"), (RegionId::DEFAULT, 1));
+        assert_eq!(
+            at(&t, "255.255.255.255"),
+            (RegionId::DEFAULT, 3),
+            "224.0.0.0/3"
+        );
         // Every prefix's length is the scope: all of it has one region.
         for p in t.v4() {
             let end = last(u128::from(p.start), p.len, 32) as u32;
