@@ -12,6 +12,11 @@
 //! HOT_INDEX[hash & index_mask]  → bucket of 4 (tag, pool)  — tag = hash >> 32 | 1
 //! HOT_CUR[pool]                 → slot, or NO_SLOT
 //! HOT_SLOTS[slot]               → AnswerSet: folded name, qtypes, thresholds, answer indexes
+//!   only with set.flags & SET_GEO (a pool answering by region):
+//!   GEO_A or GEO_B (CONFIG.geo_side) [client address, or its ECS subnet]
+//!                                 → region id, prefix length (the ECS scope)
+//!   GEO_CUR[(pool, region, side)] → the region's own HOT_CUR index, or none: this set
+//!   HOT_CUR[index] → HOT_SLOTS[slot] → the region's AnswerSet
 //! HOT_ANSWERS[set.answers[i]]   → Answer: ANCOUNT, length, checksum sum, the RRs
 //! ```
 //!
@@ -35,6 +40,12 @@
 //! 3. retires the slot and answers it replaced;
 //! 4. reuses retired entries only after a grace period that started after they were retired
 //!    (one wait frees every entry retired before it, so most publishes never wait).
+//!
+//! A new region table goes into the trie `geo_side` does not name, the pools' region
+//! answers are published at fresh `HOT_CUR` indexes under that side's `GEO_CUR` keys, and
+//! one write of the config map switches the side: a query reads `geo_side` once and sees
+//! the old trie with the old answers or the new with the new. The old side's entries,
+//! answers and trie are dropped after a grace period.
 //!
 //! A reader loads `HOT_CUR[pool]` once and reaches the slot and the answers through the
 //! loaded index: every load depends on the address computed from the one before, which
