@@ -461,7 +461,7 @@ fn ecs_tail(t: &[u8; TAIL], at: usize, n: usize, out: &mut Tail) -> Result<(), O
     while i < TAIL {
         if i >= at {
             // The octet's half of its native-order word.
-            let pair = if (i - at) % 2 == 0 {
+            let pair = if (i - at) & 1 == 0 {
                 [t[i], 0]
             } else {
                 [0, t[i]]

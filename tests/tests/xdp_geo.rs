@@ -584,7 +584,11 @@ fn a_region_table_swap_is_atomic() {
         });
         let mut swaps = 0u64;
         while Instant::now() < deadline || swaps < 4 {
-            let (t, host) = if swaps % 2 == 0 { (&b, 3) } else { (&a, 2) };
+            let (t, host) = if swaps.is_multiple_of(2) {
+                (&b, 3)
+            } else {
+                (&a, 2)
+            };
             maps.set_regions(t, &answers(host)).expect("swap");
             swaps += 1;
         }
