@@ -13,6 +13,7 @@ extern crate std;
 
 pub mod accept;
 pub mod csum;
+pub mod ecs;
 pub mod local;
 pub mod maps;
 pub mod name;

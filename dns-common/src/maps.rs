@@ -12,6 +12,11 @@
 //! HOT_INDEX[hash & index_mask]  → bucket of 4 (tag, pool)  — tag = hash >> 32 | 1
 //! HOT_CUR[pool]                 → slot, or NO_SLOT
 //! HOT_SLOTS[slot]               → AnswerSet: folded name, qtypes, thresholds, answer indexes
+//!   only with set.flags & SET_GEO (a pool answering by region):
+//!   GEO_A or GEO_B (CONFIG.geo_side) [client address, or its ECS subnet]
+//!                                 → region id, prefix length (the ECS scope)
+//!   GEO_CUR[(pool, region, side)] → the region's own HOT_CUR index, or none: this set
+//!   HOT_CUR[index] → HOT_SLOTS[slot] → the region's AnswerSet
 //! HOT_ANSWERS[set.answers[i]]   → Answer: ANCOUNT, length, checksum sum, the RRs
 //! ```
 //!
@@ -35,6 +40,12 @@
 //! 3. retires the slot and answers it replaced;
 //! 4. reuses retired entries only after a grace period that started after they were retired
 //!    (one wait frees every entry retired before it, so most publishes never wait).
+//!
+//! A new region table goes into the trie `geo_side` does not name, the pools' region
+//! answers are published at fresh `HOT_CUR` indexes under that side's `GEO_CUR` keys, and
+//! one write of the config map switches the side: a query reads `geo_side` once and sees
+//! the old trie with the old answers or the new with the new. The old side's entries,
+//! answers and trie are dropped after a grace period.
 //!
 //! A reader loads `HOT_CUR[pool]` once and reaches the slot and the answers through the
 //! loaded index: every load depends on the address computed from the one before, which
@@ -97,8 +108,20 @@ pub const MAP_RRL_SLOTS: &str = "RRL_SLOTS";
 /// [`CFG_RRL_EXEMPT`].
 pub const MAP_RRL_EXEMPT: &str = "RRL_EXEMPT";
 
+/// Client network → region, `LpmTrie<[u8; 16], u32>` (IPv4 as IPv4-mapped IPv6 with 96
+/// added to the prefix length, as [`MAP_RRL_EXEMPT`]), two copies: the one
+/// [`XdpConfig::geo_side`] names is looked up, the other is loaded with the next region
+/// table. They hold the daemon's flattened prefixes (disjoint, covering every address), the
+/// value is [`geo_value`]: the region and the prefix's length (the ECS scope).
+pub const MAP_GEO_A: &str = "GEO_A";
+pub const MAP_GEO_B: &str = "GEO_B";
+/// (pool, region, side) → the [`MAP_HOT_CUR`] index of the pool's answer for that region,
+/// `HashMap<u64, u32>` keyed by [`geo_key`]. Only read for an answer set with [`SET_GEO`]; a
+/// region without an entry gets the pool's own (default-region) answer.
+pub const MAP_GEO_CUR: &str = "GEO_CUR";
+
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 15] = [
+pub const PINNED_MAPS: [&str; 18] = [
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
@@ -114,7 +137,37 @@ pub const PINNED_MAPS: [&str; 15] = [
     MAP_LOCAL_SET,
     MAP_RRL_SLOTS,
     MAP_RRL_EXEMPT,
+    MAP_GEO_A,
+    MAP_GEO_B,
+    MAP_GEO_CUR,
 ];
+
+/// Most prefixes of one region trie ([`MAP_GEO_A`], [`MAP_GEO_B`]; not preallocated).
+pub const MAX_GEO_PREFIXES: u32 = 1 << 24;
+
+/// [`AnswerSet::flags`]: the pool answers by region; the kernel looks the client's region
+/// up and takes the region's answer from [`MAP_GEO_CUR`] (this set answers the regions
+/// without one).
+pub const SET_GEO: u8 = 1 << 0;
+
+/// The [`MAP_GEO_CUR`] key of `pool`'s answer for `region` under trie `side` (0: A, 1: B).
+#[inline(always)]
+pub const fn geo_key(pool: u32, region: u16, side: u32) -> u64 {
+    pool as u64 | (region as u64) << 32 | ((side & 1) as u64) << 48
+}
+
+/// The value of a region trie: `region` and the prefix length (IPv4 prefixes counted as
+/// IPv4, not as mapped IPv6).
+#[inline(always)]
+pub const fn geo_value(region: u16, prefix_len: u8) -> u32 {
+    region as u32 | (prefix_len as u32) << 16
+}
+
+/// The region and prefix length of a region trie value.
+#[inline(always)]
+pub const fn geo_region(value: u32) -> (u16, u8) {
+    (value as u16, (value >> 16) as u8)
+}
 
 /// Most interfaces in [`MAP_IFACES`].
 pub const MAX_IFACES: u32 = 256;
@@ -212,7 +265,8 @@ pub struct AnswerSet {
     pub qtypes: u8,
     /// Number of entries of `thresholds` and `answers` in use (1..=8).
     pub n_variants: u8,
-    pub _reserved: u8,
+    /// `SET_*` flags.
+    pub flags: u8,
     /// The pool this was published for (diagnostics).
     pub pool: u32,
     /// Indexes into [`MAP_HOT_ANSWERS`].
@@ -229,7 +283,7 @@ impl AnswerSet {
             name_len: 0,
             qtypes: 0,
             n_variants: 0,
-            _reserved: 0,
+            flags: 0,
             pool: 0,
             answers: [0; MAX_VARIANTS],
             name: [0; NAME_WORDS],
@@ -359,6 +413,10 @@ pub struct XdpConfig {
     /// Response rate limiting of hits ([`crate::rrl`]); `interval_ns == 0`: off (no clock
     /// read, no bucket).
     pub rrl: RrlParams,
+    /// The region trie in use: 0 [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the
+    /// [`MAP_GEO_CUR`] keys read).
+    pub geo_side: u32,
+    pub _reserved: u32,
 }
 
 impl XdpConfig {
@@ -381,6 +439,8 @@ impl XdpConfig {
                 slip: 0,
                 _pad: 0,
             },
+            geo_side: 0,
+            _reserved: 0,
         }
     }
 }
@@ -433,7 +493,7 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<Bucket>() == 8 * BUCKET_ENTRIES);
 const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS + 8 * NAME_WORDS);
 const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
-const _: () = assert!(core::mem::size_of::<XdpConfig>() == 64 + 20 * INLINE_LISTEN_ADDRS);
+const _: () = assert!(core::mem::size_of::<XdpConfig>() == 72 + 20 * INLINE_LISTEN_ADDRS);
 const _: () = assert!(core::mem::size_of::<Iface>() == 8);
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 const _: () = assert!(RRL_ENTRIES.is_power_of_two());
@@ -489,6 +549,14 @@ mod tests {
             !is_stale(100 * S, 101 * S, 30 * S),
             "a beat after the clock read"
         );
+    }
+
+    #[test]
+    fn geo_keys_and_values() {
+        assert_eq!(geo_key(7, 3, 1), 7 | 3 << 32 | 1 << 48);
+        assert_ne!(geo_key(7, 3, 0), geo_key(7, 3, 1));
+        assert_eq!(geo_region(geo_value(513, 24)), (513, 24));
+        assert_eq!(geo_region(geo_value(u16::MAX, 128)), (u16::MAX, 128));
     }
 
     #[test]

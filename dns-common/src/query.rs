@@ -4,8 +4,10 @@
 //! # Layout instead of a label walk
 //!
 //! The XDP path only answers messages of exactly one shape: a header with QD=1 AN=0 NS=0,
-//! one question, and either nothing else (AR=0) or one plain OPT record of 11 octets
-//! (AR=1: root owner, EDNS version 0, no options). For that shape the message length fixes
+//! one question, and either nothing else (AR=0) or one OPT record at its end (AR=1: root
+//! owner, EDNS version 0, and no options, or one EDNS Client Subnet option the kernel
+//! answers: its length is read from the end of the message, [`crate::ecs::locate`]). For
+//! that shape the message length fixes
 //! where the question name ends, so the name's length is known without walking its labels
 //! ([`layout`]). Whether the octets there really form that name is settled later by comparing
 //! them with the stored name of the pool (see [`crate::name`]): a message of any other shape
@@ -81,21 +83,19 @@ impl Layout {
     }
 }
 
-/// The question's layout for a message of `msg_len` octets, with or without an additional
-/// record (from [`check_header`]).
-///
-/// An issue-8 extension (one EDNS Client Subnet option) would add an OPT record of
-/// 11 + 4 + 4 + ⌈prefix/8⌉ octets; this is the function to teach that shape.
+/// The question's layout for a message of `msg_len` octets whose additional record, if
+/// any, is an OPT record of `opt_len` octets at its end (0: no additional record; a plain
+/// OPT record is [`OPT_LEN`] octets, one with an ECS option longer, see [`crate::ecs`]).
 #[inline(always)]
-pub fn layout(msg_len: usize, additional: bool) -> Result<Layout, Outcome> {
-    let fixed = HEADER_LEN + QTYPE_QCLASS_LEN + if additional { OPT_LEN } else { 0 };
+pub fn layout(msg_len: usize, opt_len: usize) -> Result<Layout, Outcome> {
+    let fixed = HEADER_LEN + QTYPE_QCLASS_LEN + opt_len;
     if msg_len < fixed + 1 {
         return Err(Outcome::Malformed);
     }
     let name_len = msg_len - fixed;
     if name_len > MAX_NAME_LEN {
-        // Longer than any name: EDNS options (cookies, ECS, ...) or trailing data.
-        return Err(if additional {
+        // Longer than any name: EDNS options the kernel does not answer, or trailing data.
+        return Err(if opt_len > 0 {
             Outcome::Edns
         } else {
             Outcome::BadName
@@ -103,7 +103,7 @@ pub fn layout(msg_len: usize, additional: bool) -> Result<Layout, Outcome> {
     }
     Ok(Layout {
         name_len,
-        opt: additional.then_some(HEADER_LEN + name_len + QTYPE_QCLASS_LEN),
+        opt: (opt_len > 0).then_some(HEADER_LEN + name_len + QTYPE_QCLASS_LEN),
     })
 }
 
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn layout_from_the_message_length() {
         // www.example.test. A: 12 + 18 + 4.
-        let l = layout(34, false).unwrap();
+        let l = layout(34, 0).unwrap();
         assert_eq!(
             l,
             Layout {
@@ -255,7 +255,7 @@ mod tests {
         );
         assert_eq!(l.qtype_offset(), 30);
         assert_eq!(l.question_end(), 34);
-        let l = layout(45, true).unwrap();
+        let l = layout(45, OPT_LEN).unwrap();
         assert_eq!(
             l,
             Layout {
@@ -264,13 +264,17 @@ mod tests {
             }
         );
         // The root name, the longest name, and beyond.
-        assert_eq!(layout(17, false).unwrap().name_len, 1);
-        assert_eq!(layout(16, false), Err(Outcome::Malformed));
-        assert_eq!(layout(27, true), Err(Outcome::Malformed));
-        assert_eq!(layout(MAX_QUERY_LEN, true).unwrap().name_len, 255);
-        assert_eq!(layout(MAX_QUERY_LEN + 1, true), Err(Outcome::Edns));
-        assert_eq!(layout(12 + 256 + 4, false), Err(Outcome::BadName));
-        assert_eq!(layout(0, false), Err(Outcome::Malformed));
+        assert_eq!(layout(17, 0).unwrap().name_len, 1);
+        assert_eq!(layout(16, 0), Err(Outcome::Malformed));
+        assert_eq!(layout(27, OPT_LEN), Err(Outcome::Malformed));
+        assert_eq!(layout(MAX_QUERY_LEN, OPT_LEN).unwrap().name_len, 255);
+        assert_eq!(layout(MAX_QUERY_LEN + 1, OPT_LEN), Err(Outcome::Edns));
+        assert_eq!(layout(12 + 256 + 4, 0), Err(Outcome::BadName));
+        assert_eq!(layout(0, 0), Err(Outcome::Malformed));
+        // With an ECS option of 3 address octets: an OPT record of 22.
+        assert_eq!(layout(34 + 22, 22).unwrap().opt, Some(34));
+        assert_eq!(layout(17 + 22, 22).unwrap().name_len, 1);
+        assert_eq!(layout(16 + 22, 22), Err(Outcome::Malformed));
     }
 
     #[test]

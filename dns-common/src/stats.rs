@@ -104,6 +104,19 @@ outcomes! {
     RrlSlipped = "rrl_slipped",
     /// Internal error after the frame was modified (a bug): `XDP_ABORTED`.
     Aborted = "aborted",
+    /// Answered with `XDP_TX` by the subnet of the query's EDNS Client Subnet option
+    /// (counted instead of `hit` and `hit_headroom`; a stale hit stays `stale_hit`).
+    EcsHit = "ecs_hit",
+    /// An ECS option with SOURCE PREFIX-LENGTH 0 ([`crate::ecs::Pass::SourceZero`]).
+    EcsSourceZero = "ecs_source_zero",
+    /// An ECS option with a SOURCE longer than /24 (IPv4) or /56 (IPv6).
+    EcsLong = "ecs_long",
+    /// An ECS option with a SCOPE PREFIX-LENGTH other than 0.
+    EcsScope = "ecs_scope",
+    /// An ECS option beside other options, or several ECS options.
+    EcsOptions = "ecs_options",
+    /// An invalid ECS option, answered FORMERR by the daemon ([`crate::ecs::FormErr`]).
+    EcsInvalid = "ecs_invalid",
 }
 
 impl Outcome {
@@ -126,7 +139,7 @@ impl Outcome {
     pub const fn answered(self) -> bool {
         matches!(
             self,
-            Outcome::Hit | Outcome::HitHeadroom | Outcome::StaleHit
+            Outcome::Hit | Outcome::HitHeadroom | Outcome::StaleHit | Outcome::EcsHit
         )
     }
 }

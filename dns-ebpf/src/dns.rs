@@ -1,13 +1,17 @@
-//! The DNS query: header checks, the question's layout from the message length, the plain
-//! OPT record, and the name's hash (8 octets at a time, straight from the packet).
+//! The DNS query: header checks, the OPT record at the message's end (plain, or with one
+//! ECS option), the question's layout from the message length, and the name's hash (8
+//! octets at a time, straight from the packet).
 
 use dns_common::{
     Outcome, csum,
+    ecs::{self, KernelSubnet, TAIL, Tail},
     name::{self, HashKey, NAME_WORDS},
-    query::{self, HEADER_LEN, Layout, OPT_LEN, Opt, QTYPE_QCLASS_LEN},
+    query::{self, HEADER_LEN, Layout, Opt, QTYPE_QCLASS_LEN},
 };
 
 use crate::{
+    OPT_TAIL,
+    lookup::once,
     packet::Packet,
     parse::{Frame, UDP_HLEN},
 };
@@ -22,10 +26,12 @@ pub struct Query {
     pub flags: [u8; 2],
     /// [`dns_common::query::qtype_bit`] of the query type.
     pub qtype_bit: u8,
-    /// The plain OPT record, if any, and the checksum sum of its octets (as if at an even
+    /// The OPT record, if any, and the checksum sum of its octets (as if at an even
     /// offset).
     pub opt: Option<Opt>,
     pub opt_sum: u16,
+    /// The OPT record's one ECS option (the kernel answers it: see `dns_common::ecs`).
+    pub subnet: Option<&'static KernelSubnet>,
     /// Keyed hash of the folded name.
     pub hash: u64,
     /// Wide one's-complement sum of the name's octets ([`csum::add_wide`]), taken while
@@ -39,16 +45,26 @@ pub fn query(pkt: &Packet, frame: &Frame, key: &HashKey) -> Result<Query, Outcom
     let header: &[u8; HEADER_LEN] = pkt.view(dns).ok_or(Outcome::Malformed)?;
     let additional = query::check_header(header)?;
     let flags = [header[2], header[3]];
-    let layout = query::layout(frame.udp_len.saturating_sub(UDP_HLEN), additional)?;
+    let msg_len = frame.udp_len.saturating_sub(UDP_HLEN);
 
-    let (opt, opt_sum) = match layout.opt {
-        Some(at) => {
-            let octets: &[u8; OPT_LEN] = pkt.view(dns + at).ok_or(Outcome::Malformed)?;
-            let opt = query::parse_opt(octets)?;
-            (Some(opt), csum::sum_octets(octets))
-        }
-        None => (None, 0),
+    // The OPT record is the message's last: its length comes from the end.
+    let (opt_len, opt, opt_sum, subnet) = if additional {
+        let t: &[u8; TAIL] = pkt.view_ending(dns + msg_len).ok_or(Outcome::Malformed)?;
+        let tail = opt_tail(t)?;
+        let subnet = match &tail.subnet {
+            Some(s) => Some(s),
+            None => None,
+        };
+        (
+            once(&tail.opt_len),
+            Some(once(&tail.opt)),
+            once(&tail.sum),
+            subnet,
+        )
+    } else {
+        (0, None, 0, None)
     };
+    let layout = query::layout(msg_len, opt_len)?;
 
     let name = dns + HEADER_LEN;
     let len = layout.name_len;
@@ -68,9 +84,24 @@ pub fn query(pkt: &Packet, frame: &Frame, key: &HashKey) -> Result<Query, Outcom
         qtype_bit,
         opt,
         opt_sum,
+        subnet,
         hash,
         name_sum,
     })
+}
+
+/// The query's OPT record, found at the message's end and written to a per-CPU scratch
+/// slot: the kernel's stack is small, and the verifier knows nothing of what a map holds,
+/// so the OPT record's shapes (each candidate length `locate_into` tried is a path of its
+/// own) continue as one state rather than each through the rest of the program.
+#[inline(always)]
+fn opt_tail(t: &[u8; TAIL]) -> Result<&'static Tail, Outcome> {
+    let slot = OPT_TAIL.get_ptr_mut(0).ok_or(Outcome::Malformed)?;
+    // SAFETY: this CPU's slot, no other writer while the program runs; it lives as long as
+    // the program's run.
+    let tail = unsafe { &mut *slot };
+    ecs::locate_into(t, tail)?;
+    Ok(tail)
 }
 
 /// The keyed hash of the folded name of `len` octets at `name`, and the checksum sum of its

@@ -1,15 +1,20 @@
 //! Which answer a query gets: the index bucket, the pool's current answer set, the name
-//! confirmed word by word, the query type checked, one variant picked.
+//! confirmed word by word, the query type checked; for a pool that answers by region the
+//! client's region (its source address, or its ECS subnet) and that region's answer set;
+//! one variant picked.
 
-use aya_ebpf::helpers::generated::bpf_get_prandom_u32;
+use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use dns_common::{
     Answer, AnswerSet, BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_VARIANTS, MIN_ANSWER_LEN, Outcome,
-    XdpConfig, bucket,
+    SET_GEO, XdpConfig, bucket, geo_key, geo_region,
     name::{self, NAME_WORDS},
     tag,
 };
 
-use crate::{HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS, dns::Query, packet::Packet};
+use crate::{
+    GEO_A, GEO_B, GEO_CUR, GEO_KEY, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS, accept::Client,
+    dns::Query, packet::Packet,
+};
 
 /// Keeps a word index inside `AnswerSet::name` for the verifier (a no-op: the index is at
 /// most 31 already).
@@ -25,6 +30,9 @@ pub struct Found<'a> {
     pub len: usize,
     /// The pool's index (its `POOL_ANSWERS` entry).
     pub pool: u32,
+    /// The ECS SCOPE PREFIX-LENGTH: the length of the client's region prefix for a pool
+    /// that answers by region, 0 otherwise.
+    pub scope: u8,
 }
 
 /// Reads a map value field exactly once. The verifier treats every load from a map as a
@@ -37,14 +45,30 @@ pub fn once<T: Copy>(field: &T) -> T {
 }
 
 #[inline(always)]
-pub fn answer<'a>(pkt: &Packet, cfg: &XdpConfig, q: &Query) -> Result<Found<'a>, Outcome> {
+pub fn answer<'a>(
+    pkt: &Packet,
+    cfg: &XdpConfig,
+    q: &Query,
+    client: &Client,
+) -> Result<Found<'a>, Outcome> {
     let pool = pool(cfg, q.hash).ok_or(Outcome::Miss)?;
-    let set = current(pool).ok_or(Outcome::NoAnswer)?;
+    let mut set = current(pool).ok_or(Outcome::NoAnswer)?;
     if !same_name(pkt, q, set) {
         return Err(Outcome::Collision);
     }
     if once(&set.qtypes) & q.qtype_bit == 0 {
         return Err(Outcome::Miss);
+    }
+    let mut scope = 0;
+    if once(&set.flags) & SET_GEO != 0 {
+        let side = once(&cfg.geo_side);
+        let (region, len) = region(side, q, client);
+        scope = len;
+        // SAFETY: the value is copied out at once; the daemon replaces entries whole.
+        let index = unsafe { GEO_CUR.get(&geo_key(pool, region, side)) }.copied();
+        if let Some(index) = index {
+            set = current(index).ok_or(Outcome::NoAnswer)?;
+        }
     }
     // Clamped rather than checked: a check LLVM folds into a range test (`n - 1 > 7`)
     // tells the verifier nothing about `n`, the clamp does.
@@ -65,7 +89,53 @@ pub fn answer<'a>(pkt: &Packet, cfg: &XdpConfig, q: &Query) -> Result<Found<'a>,
     if !(MIN_ANSWER_LEN..=MAX_ANSWER_LEN).contains(&len) {
         return Err(Outcome::NoAnswer);
     }
-    Ok(Found { answer, len, pool })
+    Ok(Found {
+        answer,
+        len,
+        pool,
+        scope,
+    })
+}
+
+/// The layout of `Key<[u8; 16]>`, aligned (see `rrl::ExemptKey`).
+#[repr(C, align(8))]
+pub struct TrieKey {
+    prefix_len: u32,
+    addr: [u32; 4],
+}
+
+/// The region of the query's ECS subnet, else of its source address, in the region trie of
+/// `side`, and the length of the prefix that matched (the trie's prefixes cover every
+/// address; a trie not loaded yet answers the default region, scope 0).
+#[inline(always)]
+fn region(side: u32, q: &Query, client: &Client) -> (u16, u8) {
+    let Some(slot) = GEO_KEY.get_ptr_mut(0) else {
+        return (0, 0);
+    };
+    let addr = match &q.subnet {
+        Some(s) => s.trie_address(),
+        None => client.addr,
+    };
+    let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    // SAFETY: this CPU's scratch slot, no other writer while the program runs; built in map
+    // memory to spare the stack. `Key<[u8; 16]>` is `repr(C, packed)` with the same fields
+    // in the same order.
+    let key = unsafe {
+        *slot = TrieKey {
+            prefix_len: 128,
+            addr: [word(0), word(4), word(8), word(12)],
+        };
+        &*(slot as *const TrieKey as *const Key<[u8; 16]>)
+    };
+    let value = if side == 0 {
+        GEO_A.get(key)
+    } else {
+        GEO_B.get(key)
+    };
+    match value {
+        Some(v) => geo_region(*v),
+        None => (0, 0),
+    }
 }
 
 /// The pool of the first bucket entry whose tag matches (userspace keeps tags unique per

@@ -3,8 +3,11 @@
 //! ```text
 //! frame ──► parse   (eth, one 802.1Q tag, IPv4/IPv6, UDP to our port and address)
 //!       ──► accept  (to the interface's own MAC; source address and port: dns_common::accept)
-//!       ──► dns     (header, layout → question, plain OPT; name hashed 8 octets at a time)
-//!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed, variant picked)
+//!       ──► dns     (header, OPT at the end (plain, or one ECS option) → question layout;
+//!                    name hashed 8 octets at a time)
+//!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed; for a pool
+//!                    answering by region: GEO_A/B trie (the client's address, or its ECS
+//!                    subnet) → region → GEO_CUR → the region's answer set; variant picked)
 //!       ──► stale?  (only with `stale` set: the daemon's HEARTBEAT against the clock)
 //!       ──► rrl     (only with [rrl] set: the client network's slot; drop, or slip: the
 //!                    reply goes out truncated, TC=1 and no records)
@@ -36,8 +39,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use dns_common::{
-    Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, Iface, MAX_IFACES, MAX_LISTEN_ADDRS,
-    MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT, Outcome, RRL_ENTRIES, XdpConfig,
+    Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, Iface, MAX_GEO_PREFIXES, MAX_IFACES,
+    MAX_LISTEN_ADDRS, MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT, Outcome, RRL_ENTRIES, XdpConfig,
     local::{IFACE_SLOTS as N_IFACE_SLOTS, IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket},
     rrl::{RrlKey, Slot as RrlSlot, Verdict},
 };
@@ -83,6 +86,23 @@ static RRL_SLOTS: Array<RrlSlot> = Array::pinned(RRL_ENTRIES, 0);
 static RRL_KEY: PerCpuArray<RrlKey> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static RRL_EXEMPT: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(MAX_RRL_EXEMPT, 0);
+/// Client network → region and prefix length, two copies (`CONFIG.geo_side` picks one);
+/// only looked up for a pool that answers by region.
+#[map]
+static GEO_A: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
+#[map]
+static GEO_B: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
+/// (pool, region, side) → `HOT_CUR` index of the pool's answer for the region (sized by the
+/// daemon at load time).
+#[map]
+static GEO_CUR: HashMap<u64, u32> = HashMap::pinned(512, 0);
+/// Scratch space the query's OPT record passes through (see `dns::through_map`); not
+/// pinned.
+#[map]
+static OPT_TAIL: PerCpuArray<dns_common::ecs::Tail> = PerCpuArray::with_max_entries(1, 0);
+/// Scratch space for the region trie's key (see `lookup::region`); not pinned.
+#[map]
+static GEO_KEY: PerCpuArray<lookup::TrieKey> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
 pub fn hotpool(ctx: XdpContext) -> u32 {
@@ -143,7 +163,7 @@ fn try_hotpool(ctx: &XdpContext) -> Result<Outcome, Outcome> {
     let frame = parse::frame(&pkt, cfg)?;
     let client = accept::check(ctx, &pkt, &frame)?;
     let query = dns::query(&pkt, &frame, &cfg.key)?;
-    let found = lookup::answer(&pkt, cfg, &query)?;
+    let found = lookup::answer(&pkt, cfg, &query, &client)?;
     let mut clock = clock::Clock::new();
     let stale = stale(cfg, &mut clock)?;
     let slip = match rrl::limit(cfg, &client, &mut clock) {
@@ -156,7 +176,13 @@ fn try_hotpool(ctx: &XdpContext) -> Result<Outcome, Outcome> {
         return Ok(Outcome::RrlSlipped);
     }
     bump(&POOL_ANSWERS, found.pool);
-    Ok(if stale { Outcome::StaleHit } else { outcome })
+    Ok(if stale {
+        Outcome::StaleHit
+    } else if query.subnet.is_some() {
+        Outcome::EcsHit
+    } else {
+        outcome
+    })
 }
 
 #[cfg(not(test))]

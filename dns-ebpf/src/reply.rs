@@ -1,6 +1,6 @@
 //! Turning the query into its reply, in place: the question stays where it is (so the
-//! client's case is echoed octet for octet), the answer records and an OPT record replace
-//! the query's OPT record, header fields are rewritten, checksums derived from the query's,
+//! client's case is echoed octet for octet), the answer records and an OPT record (with
+//! the query's ECS option echoed, SCOPE set) replace the query's OPT record, header fields are rewritten, checksums derived from the query's,
 //! and addresses and ports swapped.
 //!
 //! Steps: [`plan`] (sizes; does it fit the client?), [`checksums`] (from what is still the
@@ -14,6 +14,7 @@
 
 use dns_common::{
     Answer, CFG_PREFER_HEADROOM, MAX_ANSWER_LEN, Outcome, XdpConfig, be16, csum,
+    ecs::{self, ReplyOpt},
     query::{self, HEADER_LEN, OPT_LEN, QTYPE_QCLASS_LEN},
 };
 
@@ -47,6 +48,9 @@ struct Plan {
     /// Answer length (0 when slipped) and OPT record length (0 without EDNS).
     answer_len: usize,
     opt_len: usize,
+    /// The OPT record with the echoed ECS option, when the query had one: its length and
+    /// checksum sum (its octets are computed again when written: the stack is small).
+    ecs: Option<(usize, u16)>,
     /// New UDP length.
     udp_len: usize,
     /// A slipped reply: TC=1, no answer records.
@@ -69,9 +73,23 @@ pub fn respond(
     if !plan.slip {
         copy_answer(pkt, found.answer, &plan).ok_or(Outcome::Aborted)?;
     }
-    build(pkt, cfg, frame, q, found.answer, &plan).ok_or(Outcome::Aborted)?;
+    build(pkt, cfg, frame, q, found, &plan).ok_or(Outcome::Aborted)?;
     commit(pkt, frame, &plan, &sums).ok_or(Outcome::Aborted)?;
     Ok(outcome)
+}
+
+/// The reply's OPT record with the query's ECS option echoed, SCOPE set.
+#[inline(always)]
+fn reply_ecs(cfg: &XdpConfig, q: &Query, found: &Found) -> Option<ReplyOpt> {
+    match (q.opt, q.subnet) {
+        (Some(o), Some(s)) => Some(ecs::reply_opt(
+            cfg.edns_udp_size,
+            o.dnssec_ok,
+            s,
+            found.scope,
+        )),
+        _ => None,
+    }
 }
 
 #[inline(always)]
@@ -83,7 +101,12 @@ fn plan(
     slip: bool,
 ) -> Result<Plan, Outcome> {
     let answer_len = if slip { 0 } else { found.len };
-    let opt_len = if q.opt.is_some() { OPT_LEN } else { 0 };
+    let ecs = reply_ecs(cfg, q, found).map(|e| (e.len, e.sum));
+    let opt_len = match (&ecs, q.opt) {
+        (Some(e), _) => e.0,
+        (None, Some(_)) => OPT_LEN,
+        (None, None) => 0,
+    };
     let msg_len = q.layout.question_end() + answer_len + opt_len;
     // min(the client's size, ours), as the daemon (`dns_common::size`).
     let client = match q.opt {
@@ -97,6 +120,7 @@ fn plan(
         tail: frame.dns() + q.layout.question_end(),
         answer_len,
         opt_len,
+        ecs,
         udp_len: UDP_HLEN + msg_len,
         slip,
     })
@@ -127,9 +151,10 @@ fn checksums(
     if !csum::udp_query_ok(query_sum, pseudo, [udp[6], udp[7]], frame.v6) {
         return Err(Outcome::BadChecksum);
     }
-    let new_opt = match q.opt {
-        Some(o) => csum::sum_octets(&query::reply_opt(cfg.edns_udp_size, o.dnssec_ok)),
-        None => 0,
+    let new_opt = match (&plan.ecs, q.opt) {
+        (Some(e), _) => e.1,
+        (None, Some(o)) => csum::sum_octets(&query::reply_opt(cfg.edns_udp_size, o.dnssec_ok)),
+        (None, None) => 0,
     };
     let (new_flags, ancount, answer_sum) = if plan.slip {
         (query::slip_flags(q.flags), [0, 0], 0)
@@ -312,11 +337,28 @@ fn build(
     cfg: &XdpConfig,
     frame: &Frame,
     q: &Query,
-    answer: &Answer,
+    found: &Found,
     plan: &Plan,
 ) -> Option<()> {
+    let answer = found.answer;
     let len = plan.answer_len;
-    if let Some(opt) = q.opt {
+    let ecs = if plan.ecs.is_some() {
+        reply_ecs(cfg, q, found)
+    } else {
+        None
+    };
+    if let Some(e) = &ecs {
+        const HEAD: usize = ecs::OPT_HEADER_LEN + ecs::OPTION_HEADER_LEN;
+        let o: &mut [u8; HEAD] = pkt.view_mut(plan.tail + len)?;
+        let mut i = 0;
+        while i < HEAD {
+            o[i] = e.head[i];
+            i += 1;
+        }
+        // The address octets: the 8 octets that end the record (overlapping the head with
+        // the same values).
+        pkt.store_ending(plan.tail + len + e.len, u64::from_ne_bytes(e.last))?;
+    } else if let Some(opt) = q.opt {
         let r = query::reply_opt(cfg.edns_udp_size, opt.dnssec_ok);
         let o: &mut [u8; OPT_LEN] = pkt.view_mut(plan.tail + len)?;
         // Octet by octet: an array copy would become a memcpy call.

@@ -122,6 +122,22 @@ impl TestDatapath {
         (action, out.split_off(metalen as usize))
     }
 
+    /// One BPF_PROG_TEST_RUN of `frame`: (action, the kernel's measured run time).
+    pub fn timed_run(&mut self, frame: &[u8]) -> (u32, std::time::Duration) {
+        let mut out = vec![0u8; 4096];
+        let r = self
+            .dp
+            .xdp()
+            .expect("program")
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        (r.return_value, r.duration)
+    }
+
     fn test_run(&mut self, data: &[u8], ctx: Option<&[u8]>) -> (u32, Vec<u8>) {
         test_run(self.dp.xdp().expect("program"), data, ctx)
     }

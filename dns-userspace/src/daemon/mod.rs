@@ -123,6 +123,16 @@ async fn run_with(
         saved.as_ref(),
     );
     let authority = Arc::new(cfg.authority(table));
+    // Client networks flattened off the async threads (a large database takes seconds).
+    let regions = {
+        let configured = cfg.regions.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || crate::geo::RegionTable::new(&configured))
+                .await
+                .context("flattening the region networks")?,
+        )
+    };
+    authority.set_regions(regions.clone());
     // The server holds at most its share of the descriptors.
     let server_settings = server::ServerSettings {
         tcp_max_connections: Some(fds.tcp_connections()),
@@ -143,7 +153,7 @@ async fn run_with(
 
     // The kernel path: adopt the running program, replace it, or attach.
     *datapath.lock().unwrap_or_else(|p| p.into_inner()) =
-        xdp::setup(&cfg, &steering.answers(), &opts);
+        xdp::setup(&cfg, &steering.answers(), &regions, &opts);
     // Steering has the pools from here on; their settings are freed before the heap is
     // trimmed below.
     let pools = cfg.pools.len();

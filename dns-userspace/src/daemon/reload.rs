@@ -208,6 +208,14 @@ impl Live {
             return Err(ReloadError::NeedsRestart(restart));
         }
         let grown = self.load_grown(&new).await?;
+        let regions = {
+            let configured = new.regions.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || crate::geo::RegionTable::new(&configured))
+                    .await
+                    .map_err(|e| ReloadError::Task(e.to_string()))?,
+            )
+        };
         let table = Arc::new(PoolTable::default());
         let changes = {
             let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,6 +231,7 @@ impl Live {
             let changes = steering.reconcile(&new.pools, table.clone());
             self.authority
                 .replace(new.zone_data().to_vec(), table, new.server.edns_udp_size);
+            self.authority.set_regions(regions.clone());
             self.rrl.apply(&new.server.rrl);
             if let Some(dp) = self
                 .datapath
@@ -232,11 +241,13 @@ impl Live {
             {
                 let answers = steering.answers();
                 let synced = match grown {
-                    Some(grown) => xdp::grow(grown, &new, &answers).map(|grown| *dp = grown),
+                    Some(grown) => {
+                        xdp::grow(grown, &new, &answers, &regions).map(|grown| *dp = grown)
+                    }
                     None => dp
                         .maps
                         .configure(&xdp::settings(&new), true)
-                        .and_then(|()| dp.maps.sync(&answers))
+                        .and_then(|()| dp.maps.set_regions(&regions, &answers))
                         .map_err(anyhow::Error::from),
                 };
                 if let Err(e) = synced {

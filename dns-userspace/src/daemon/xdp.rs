@@ -16,17 +16,20 @@ use crate::{
         pools::PoolAnswer,
     },
     dns::local::LocalAddrs,
+    geo::RegionTable,
     logs::List,
     steering::policy::Policy,
 };
 
 /// The map sizes `cfg`'s pools need, with room to grow (see [`Capacity::for_pools`]): a
-/// weighted pool answers one variant per endpoint, every other pool one variant.
+/// weighted pool answers one variant per endpoint, every other pool one variant; with
+/// regions, room for an answer per pool and region ([`Capacity::with_regions`]).
 pub fn capacity(cfg: &Config) -> Capacity {
     Capacity::for_pools(cfg.pools.iter().map(|p| match p.policy {
         Policy::Weighted => p.endpoints.len(),
-        Policy::Fastest { .. } | Policy::Failover | Policy::AllHealthy => 1,
+        _ => 1,
     }))
+    .with_regions(cfg.regions.len())
 }
 
 /// The settings the kernel path gets from `cfg`.
@@ -44,7 +47,12 @@ pub fn settings(cfg: &Config) -> DatapathSettings {
 /// Loads the program, writes the settings and `answers` into its maps and makes it answer on
 /// every configured interface. Returns `None` (after a warning) when XDP is disabled or
 /// impossible here, so the daemon keeps serving from userspace.
-pub fn setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> Option<Datapath> {
+pub fn setup(
+    cfg: &Config,
+    answers: &[PoolAnswer],
+    regions: &RegionTable,
+    opts: &RunOptions,
+) -> Option<Datapath> {
     if opts.no_xdp {
         info!("XDP disabled by --no-xdp; answering every query from userspace");
         return None;
@@ -53,7 +61,7 @@ pub fn setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> Option<
         info!("no [xdp] interfaces configured; answering every query from userspace");
         return None;
     }
-    match try_setup(cfg, answers, opts) {
+    match try_setup(cfg, answers, regions, opts) {
         Ok(dp) => Some(dp),
         Err(e) => {
             warn!(
@@ -65,9 +73,14 @@ pub fn setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> Option<
     }
 }
 
-fn try_setup(cfg: &Config, answers: &[PoolAnswer], opts: &RunOptions) -> anyhow::Result<Datapath> {
+fn try_setup(
+    cfg: &Config,
+    answers: &[PoolAnswer],
+    regions: &RegionTable,
+    opts: &RunOptions,
+) -> anyhow::Result<Datapath> {
     let dp = Datapath::load_with(&cfg.xdp.pin_path, &capacity(cfg), opts.replace)?;
-    let dp = fill_and_attach(dp, cfg, answers)?;
+    let dp = fill_and_attach(dp, cfg, answers, regions)?;
     info!(
         pools = answers.len(),
         interfaces = %List(&cfg.xdp.interfaces),
@@ -82,6 +95,7 @@ fn fill_and_attach(
     mut dp: Datapath,
     cfg: &Config,
     answers: &[PoolAnswer],
+    regions: &RegionTable,
 ) -> anyhow::Result<Datapath> {
     // A beat first: adopted maps may hold an old one, after which nothing is published
     // before the kernel knows this daemon is alive.
@@ -92,7 +106,7 @@ fn fill_and_attach(
     let local = LocalAddrs::read().context("reading this host's addresses")?;
     dp.maps.set_local_addrs(&local.kernel_entries())?;
     dp.maps.configure(&settings(cfg), true)?;
-    dp.maps.sync(answers)?;
+    dp.maps.set_regions(regions, answers)?;
     for iface in &cfg.xdp.interfaces {
         if let Err(e) = dp.attach(iface, cfg.xdp.mode) {
             // Interfaces attached so far would keep answering from maps nobody updates:
@@ -120,9 +134,14 @@ pub fn load_grown(pin_dir: &Path, capacity: Capacity) -> anyhow::Result<Datapath
 /// Fills `grown` ([`load_grown`]) with `answers` and swaps it in through the pinned links
 /// (one `bpf_link_update` per interface: the old program answers from the old maps until
 /// then, the new one from the new maps after), then pins its maps in place of the old ones.
-pub fn grow(grown: Datapath, cfg: &Config, answers: &[PoolAnswer]) -> anyhow::Result<Datapath> {
+pub fn grow(
+    grown: Datapath,
+    cfg: &Config,
+    answers: &[PoolAnswer],
+    regions: &RegionTable,
+) -> anyhow::Result<Datapath> {
     let capacity = grown.maps.capacity();
-    let dp = fill_and_attach(grown, cfg, answers)?;
+    let dp = fill_and_attach(grown, cfg, answers, regions)?;
     info!(
         pools = answers.len(),
         capacity = %capacity,

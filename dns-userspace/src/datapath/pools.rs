@@ -201,9 +201,12 @@ pub struct PoolTable {
 
 #[derive(Debug, Default)]
 struct Snapshot {
-    /// Name → slot in `answers`.
-    index: HashMap<LowerName, usize>,
+    /// (Name, region) → slot in `answers`.
+    index: HashMap<(LowerName, RegionId), usize>,
     answers: Vec<ArcSwap<PoolAnswer>>,
+    /// The names with an answer for a region other than the default one: they answer by
+    /// region.
+    geo: HashSet<LowerName>,
     /// Every pool name and every ancestor of one: answers "is there a pool at or below this
     /// name" (empty non-terminals, RFC 8020) in O(1) on the NXDOMAIN path, which a
     /// random-subdomain flood hits on every query.
@@ -214,8 +217,12 @@ impl Snapshot {
     fn new(pools: Vec<Arc<PoolAnswer>>) -> Self {
         let mut index = HashMap::with_capacity(pools.len());
         let mut answers = Vec::with_capacity(pools.len());
+        let mut geo = HashSet::new();
         for answer in pools {
-            match index.entry(LowerName::new(&answer.name)) {
+            if answer.region != RegionId::DEFAULT {
+                geo.insert(LowerName::new(&answer.name));
+            }
+            match index.entry((LowerName::new(&answer.name), answer.region)) {
                 Entry::Occupied(e) => answers[*e.get()] = ArcSwap::new(answer),
                 Entry::Vacant(e) => {
                     e.insert(answers.len());
@@ -224,7 +231,7 @@ impl Snapshot {
             }
         }
         let mut at_or_below = HashSet::new();
-        for name in index.keys() {
+        for (name, _) in index.keys() {
             let mut n = Name::from(name.clone());
             loop {
                 if !at_or_below.insert(LowerName::new(&n)) || n.is_root() {
@@ -236,6 +243,7 @@ impl Snapshot {
         Self {
             index,
             answers,
+            geo,
             at_or_below,
         }
     }
@@ -248,11 +256,26 @@ impl PoolTable {
         table
     }
 
-    /// The pool at exactly `name`, if any.
+    /// The pool at exactly `name`, if any: its default region's answer.
     pub fn get(&self, name: &LowerName) -> Option<Arc<PoolAnswer>> {
+        self.get_in(name, RegionId::DEFAULT)
+    }
+
+    /// The answer of the pool at exactly `name` for clients of `region`: the region's own,
+    /// else the pool's default region's.
+    pub fn get_in(&self, name: &LowerName, region: RegionId) -> Option<Arc<PoolAnswer>> {
         let snapshot = self.inner.load();
-        let slot = *snapshot.index.get(name)?;
+        let slot = match snapshot.index.get(&(name.clone(), region)) {
+            Some(&slot) => slot,
+            None => *snapshot.index.get(&(name.clone(), RegionId::DEFAULT))?,
+        };
         Some(snapshot.answers[slot].load_full())
+    }
+
+    /// Whether the pool at `name` answers by region (it has an answer for a region other
+    /// than the default one).
+    pub fn is_geo(&self, name: &LowerName) -> bool {
+        self.inner.load().geo.contains(name)
     }
 
     /// Whether any pool is at `name` or below it (used for empty non-terminals).
@@ -271,10 +294,11 @@ impl PoolTable {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Replaces one pool's answer (inserting it if new: that rebuilds the name index).
+    /// Replaces one pool's answer for its region (inserting it if new: that rebuilds the
+    /// name index).
     pub fn set(&self, answer: PoolAnswer) {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let key = LowerName::new(&answer.name);
+        let key = (LowerName::new(&answer.name), answer.region);
         let answer = Arc::new(answer);
         let snapshot = self.inner.load();
         if let Some(&slot) = snapshot.index.get(&key) {
@@ -297,7 +321,7 @@ impl PoolTable {
         self.bump();
     }
 
-    /// Snapshot of every pool's answer.
+    /// Snapshot of every pool's answers (one per region a pool answers).
     pub fn all(&self) -> Vec<Arc<PoolAnswer>> {
         self.inner
             .load()
@@ -421,6 +445,41 @@ mod tests {
         assert_eq!(recs[0].name.to_string(), "A.Example.Test.");
         assert_eq!(recs[0].ttl, 30);
         assert_eq!(recs[0].record_type(), RecordType::A);
+    }
+
+    #[test]
+    fn answers_per_region_fall_back_to_the_default() {
+        let a = |n: u8| vec![RData::A(A(Ipv4Addr::new(192, 0, 2, n)))];
+        let name = |s: &str| LowerName::from(Name::from_str(s).unwrap());
+        let (eu, us) = (RegionId(1), RegionId(2));
+        let t = PoolTable::new([
+            pool("geo.example.test.", RecordType::A, a(1)),
+            pool("geo.example.test.", RecordType::A, a(2)).in_region(eu),
+            pool("plain.example.test.", RecordType::A, a(3)),
+        ]);
+        let geo = name("GEO.example.test.");
+        assert!(t.is_geo(&geo));
+        assert!(!t.is_geo(&name("plain.example.test.")));
+        assert_eq!(t.get(&geo).unwrap().rdata, a(1));
+        assert_eq!(t.get_in(&geo, eu).unwrap().rdata, a(2));
+        assert_eq!(
+            t.get_in(&geo, us).unwrap().rdata,
+            a(1),
+            "no answer of its own"
+        );
+        assert_eq!(
+            t.get_in(&name("plain.example.test."), eu).unwrap().rdata,
+            a(3)
+        );
+        assert_eq!(t.all().len(), 3);
+        // Each (name, region) is its own slot.
+        t.set(pool("geo.example.test.", RecordType::A, a(9)).in_region(eu));
+        assert_eq!(t.get_in(&geo, eu).unwrap().rdata, a(9));
+        assert_eq!(t.get(&geo).unwrap().rdata, a(1));
+        t.set(pool("geo.example.test.", RecordType::A, a(7)).in_region(us));
+        assert_eq!(t.get_in(&geo, us).unwrap().rdata, a(7));
+        assert_eq!(t.all().len(), 4);
+        assert!(t.has_at_or_below(&geo));
     }
 
     #[test]

@@ -57,12 +57,16 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 
+use dns_common::ecs::{self, Ecs};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+
 use crate::{
-    datapath::pools::PoolTable,
+    datapath::pools::{PoolAnswer, PoolTable},
     dns::{
         request::{Context, PLAIN_UDP_LIMIT, Request},
         zone::Zone,
     },
+    geo::RegionTable,
 };
 
 /// Longest CNAME chain followed inside a zone.
@@ -80,6 +84,8 @@ const MAILA: u16 = 254;
 #[derive(Debug)]
 pub struct Authority {
     current: ArcSwap<Served>,
+    /// Client address → region for pools that answer by region ([`Authority::set_regions`]).
+    regions: ArcSwap<RegionTable>,
     /// How many times [`Authority::replace`] ran (numbers each [`Served`]).
     reloads: AtomicU64,
 }
@@ -125,8 +131,12 @@ struct Reply {
     /// The pool whose records answer the query (at the query name or at the end of a
     /// CNAME chain).
     pool: Option<LowerName>,
-    /// Records were drawn at random (a weighted pool): the next query may get others.
+    /// Records were drawn at random (a weighted pool), or picked by the client's region:
+    /// the next query may get others.
     varies: bool,
+    /// The ECS SCOPE PREFIX-LENGTH of the answer: the client's region prefix length when a
+    /// pool answering by region answered, else 0.
+    scope: u8,
 }
 
 /// What kind of answer a response is, the way response rate limiting tells them apart
@@ -209,8 +219,21 @@ impl Authority {
     pub fn new(zones: Vec<Zone>, pools: Arc<PoolTable>, edns_udp_size: u16) -> Self {
         Self {
             current: ArcSwap::from_pointee(Served::new(zones, pools, edns_udp_size, 0)),
+            regions: ArcSwap::from_pointee(RegionTable::default()),
             reloads: AtomicU64::new(0),
         }
+    }
+
+    /// Maps clients to regions with `regions` from the next query on (swapped whole: a
+    /// query sees the old table or the new one). Answers that depend on the region are
+    /// never cached (they [vary](Response::varies)), so no cached answer outlives it.
+    pub fn set_regions(&self, regions: Arc<RegionTable>) {
+        self.regions.store(regions);
+    }
+
+    /// The region table in use.
+    pub fn regions(&self) -> Arc<RegionTable> {
+        self.regions.load_full()
     }
 
     /// Serves these instead, from the next query on (a reload).
@@ -250,7 +273,7 @@ impl Authority {
 
     /// [`respond`](Self::respond), with what the server counts and caches the response by.
     pub fn response(&self, request: &Request<'_>) -> Option<Response> {
-        self.current.load().response(request)
+        self.current.load().response(request, &self.regions.load())
     }
 }
 
@@ -273,7 +296,7 @@ impl Served {
         }
     }
 
-    fn response(&self, request: &Request<'_>) -> Option<Response> {
+    fn response(&self, request: &Request<'_>, regions: &RegionTable) -> Option<Response> {
         let header = hickory_proto::op::Header::read(&mut BinDecoder::new(request.message)).ok()?;
         let query = header.metadata;
         if query.message_type == MessageType::Response {
@@ -301,7 +324,7 @@ impl Served {
                 return self.finish(meta, None, &Context::new(request, None), Reply::default());
             }
         };
-        let ctx = Context::new(request, msg.edns.as_ref());
+        let ctx = Context::new(request, msg.edns.as_ref()).with_regions(regions);
         if msg.queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
             return self.finish(meta, None, &ctx, Reply::default());
@@ -317,6 +340,11 @@ impl Served {
     fn answer(&self, ctx: &Context<'_>, msg: &Message, question: &Query) -> Reply {
         if ctx.edns.is_some_and(|e| e.version() != 0) {
             return Reply::error(ResponseCode::BADVERS);
+        }
+        if let Ecs::FormErr(reason) = ctx.ecs {
+            // RFC 7871 §6, §7.1.
+            tracing::trace!(client = %ctx.client(), "ECS option: {}", reason.name());
+            return Reply::error(ResponseCode::FormErr);
         }
         if !msg.answers.is_empty() || !msg.authorities.is_empty() {
             return Reply::error(ResponseCode::FormErr);
@@ -347,13 +375,13 @@ impl Served {
         let owner = Name::from(&key);
         // Pools first, exactly as the XDP path answers them. A pool whose endpoints are all
         // down with `all_down = "servfail"` answers SERVFAIL (the kernel passes it here).
-        if let Some(pool) = self.pools.get(&key)
+        if let Some((pool, _)) = self.pool_for(ctx, &key)
             && pool.answers(qtype)
             && pool.servfail()
         {
             return Reply::error(ResponseCode::ServFail);
         }
-        if let Some(pool) = self.pools.get(&key)
+        if let Some((pool, geo)) = self.pool_for(ctx, &key)
             && pool.answers(qtype)
             && !pool.rdata.is_empty()
         {
@@ -361,7 +389,8 @@ impl Served {
                 authoritative: true,
                 answers: pool.records(&owner),
                 pool: Some(key),
-                varies: pool.varies(),
+                varies: pool.varies() || geo.is_some(),
+                scope: geo.unwrap_or(0),
                 ..Reply::default()
             };
         }
@@ -373,11 +402,26 @@ impl Served {
             ..Reply::default()
         };
         let mut seen = vec![key.clone()];
-        self.resolve(zone, owner, &key, qtype, &mut reply, &mut seen);
+        self.resolve(ctx, zone, owner, &key, qtype, &mut reply, &mut seen);
         if reply.rcode == ResponseCode::NoError && reply.authoritative {
-            self.add_additionals(zone, &mut reply);
+            self.add_additionals(ctx, zone, &mut reply);
         }
         reply
+    }
+
+    /// The answer of the pool at `name` for this query's client, and for a pool that
+    /// answers by region the ECS scope of that answer (the client's region prefix length,
+    /// see [`Context::region`]).
+    fn pool_for(
+        &self,
+        ctx: &Context<'_>,
+        name: &LowerName,
+    ) -> Option<(Arc<PoolAnswer>, Option<u8>)> {
+        if !self.pools.is_geo(name) {
+            return self.pools.get(name).map(|p| (p, None));
+        }
+        let (region, scope) = ctx.region();
+        self.pools.get_in(name, region).map(|p| (p, Some(scope)))
     }
 
     /// The most specific zone containing `name`; for DS at a zone's apex the parent zone
@@ -406,8 +450,10 @@ impl Served {
     }
 
     /// Answers `qtype` at `name` (owner `owner`) from `zone` into `reply`.
+    #[allow(clippy::too_many_arguments)]
     fn resolve(
         &self,
+        ctx: &Context<'_>,
         zone: &Zone,
         owner: Name,
         name: &LowerName,
@@ -427,17 +473,18 @@ impl Served {
             }
         }
         if !reply.answers.is_empty()
-            && let Some(pool) = self.pools.get(name)
+            && let Some((pool, geo)) = self.pool_for(ctx, name)
             && pool.answers(qtype)
             && !pool.rdata.is_empty()
         {
             reply.answers.extend(pool.records(&owner));
             reply.pool.get_or_insert_with(|| name.clone());
-            reply.varies |= pool.varies();
+            reply.varies |= pool.varies() || geo.is_some();
+            reply.scope = reply.scope.max(geo.unwrap_or(0));
             return;
         }
         if let Some(node) = zone.node(name) {
-            return self.answer_node(zone, node.rrsets(), owner, qtype, reply, seen);
+            return self.answer_node(ctx, zone, node.rrsets(), owner, qtype, reply, seen);
         }
         if self.exists(zone, name) {
             reply.authorities.push(zone.negative_soa());
@@ -447,7 +494,7 @@ impl Served {
             Some(source) => {
                 let node = zone.node(&source).map(|n| n.rrsets());
                 if let Some(rrsets) = node {
-                    self.answer_node(zone, rrsets, owner, qtype, reply, seen);
+                    self.answer_node(ctx, zone, rrsets, owner, qtype, reply, seen);
                 }
             }
             None => {
@@ -472,8 +519,10 @@ impl Served {
     }
 
     /// Answers from the RRsets of one node (or of the wildcard standing in for it).
+    #[allow(clippy::too_many_arguments)]
     fn answer_node<'z>(
         &self,
+        ctx: &Context<'_>,
         zone: &'z Zone,
         mut rrsets: impl Iterator<Item = (RecordType, &'z [Record])>,
         owner: Name,
@@ -523,7 +572,7 @@ impl Served {
             return;
         }
         seen.push(target_key.clone());
-        self.resolve(zone, target.0.clone(), &target_key, qtype, reply, seen);
+        self.resolve(ctx, zone, target.0.clone(), &target_key, qtype, reply, seen);
     }
 
     /// A referral to the child zone at `cut`: AA=0, the NS RRset in authority, addresses of
@@ -555,7 +604,7 @@ impl Served {
     }
 
     /// Addresses of in-zone NS, MX and SRV targets of the answer (optional additional data).
-    fn add_additionals(&self, zone: &Zone, reply: &mut Reply) {
+    fn add_additionals(&self, ctx: &Context<'_>, zone: &Zone, reply: &mut Reply) {
         let mut targets: Vec<&Name> = Vec::new();
         for r in &reply.answers {
             let target = match &r.data {
@@ -574,12 +623,13 @@ impl Served {
             if !zone.contains(&key) {
                 continue;
             }
-            let pool = self.pools.get(&key);
+            let pool = self.pool_for(ctx, &key);
             for rtype in [RecordType::A, RecordType::AAAA] {
                 match &pool {
-                    Some(p) if p.rtype == rtype && !p.rdata.is_empty() => {
+                    Some((p, geo)) if p.rtype == rtype && !p.rdata.is_empty() => {
                         extra.extend(p.records(target));
-                        reply.varies |= p.varies();
+                        reply.varies |= p.varies() || geo.is_some();
+                        reply.scope = reply.scope.max(geo.unwrap_or(0));
                     }
                     _ => extra.extend(zone.rrset(&key, rtype).unwrap_or_default().iter().cloned()),
                 }
@@ -605,6 +655,17 @@ impl Served {
             e.set_max_payload(self.edns_udp_size);
             e.set_version(0);
             e.set_dnssec_ok(req.flags().dnssec_ok);
+            // A valid ECS option is echoed with the answer's scope (RFC 7871 §7.2.1), as
+            // the kernel does: the same octets (`dns_common::ecs::echo`).
+            if let Ecs::Subnet { subnet, .. } = ctx.ecs
+                && meta.response_code != ResponseCode::FormErr
+            {
+                let scope = if subnet.source == 0 { 0 } else { reply.scope };
+                let mut option = [0u8; ecs::MAX_OPTION_LEN];
+                let n = ecs::echo(&subnet, scope, &mut option);
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(ecs::OPTION_CODE, option[4..n].to_vec()));
+            }
             e
         });
         let limit = ctx.reply_limit(self.edns_udp_size);

@@ -73,7 +73,7 @@ impl Plain {
         }
         let header: &[u8; HEADER_LEN] = msg.get(..HEADER_LEN)?.try_into().ok()?;
         let additional = check_header(header).ok()?;
-        let layout = layout(msg.len(), additional).ok()?;
+        let layout = layout(msg.len(), if additional { OPT_LEN } else { 0 }).ok()?;
         let at = layout.qtype_offset();
         let type_class: [u8; 4] = msg.get(at..at + 4)?.try_into().ok()?;
         match check_question(msg[at - 1], type_class) {

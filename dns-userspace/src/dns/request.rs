@@ -2,7 +2,11 @@
 //! how, and (once the message is parsed) its EDNS options. Geo steering (the client's
 //! subnet) and rate limiting (the client, the cookie) hang off this.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use dns_common::ecs::{self, Ecs};
+
+use crate::geo::{RegionId, RegionTable};
 
 use hickory_proto::{
     op::Edns,
@@ -79,11 +83,55 @@ pub struct Context<'a> {
     pub request: &'a Request<'a>,
     /// The query's OPT record, if it had one.
     pub edns: Option<&'a Edns>,
+    /// Its ECS option, parsed from the message's own octets with the kernel's rules
+    /// ([`dns_common::ecs`]).
+    pub ecs: Ecs,
+    /// Client address → region (none: every client is in the default region).
+    pub regions: Option<&'a RegionTable>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(request: &'a Request<'a>, edns: Option<&'a Edns>) -> Self {
-        Self { request, edns }
+        let ecs = match edns {
+            Some(_) => ecs::opt_rdata(request.message).map_or(Ecs::None, ecs::parse_options),
+            None => Ecs::None,
+        };
+        Self {
+            request,
+            edns,
+            ecs,
+            regions: None,
+        }
+    }
+
+    /// The same context, mapping clients to regions with `regions`.
+    pub fn with_regions(self, regions: &'a RegionTable) -> Self {
+        Self {
+            regions: Some(regions),
+            ..self
+        }
+    }
+
+    /// The client's region and the ECS SCOPE PREFIX-LENGTH an answer that depends on it
+    /// carries: by the ECS option's ADDRESS when the query has a valid one with a SOURCE
+    /// PREFIX-LENGTH above 0 (scope: the length of the region prefix holding it), else by
+    /// the source address (scope 0, RFC 7871 §7.1.2). The kernel's rule (`dns-ebpf`).
+    pub fn region(&self) -> (RegionId, u8) {
+        let Some(table) = self.regions else {
+            return (RegionId::DEFAULT, 0);
+        };
+        match self.ecs {
+            Ecs::Subnet { subnet, .. } if subnet.source > 0 => {
+                let a = subnet.address;
+                let addr = if subnet.is_v6() {
+                    IpAddr::V6(Ipv6Addr::from(a))
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                };
+                table.lookup(addr)
+            }
+            _ => (table.lookup(self.request.client.ip()).0, 0),
+        }
     }
 
     /// The client's address.

@@ -12,7 +12,11 @@
 //!   the subnet of its ECS option) to a region with the same table and pick the (pool,
 //!   region) answer.
 
+pub mod table;
+
 use std::fmt;
+
+pub use table::RegionTable;
 
 /// A region: its index in [`Regions::names`]. 0 is the `default` region, which every
 /// client network no configured region claims falls into.

@@ -93,7 +93,18 @@ impl QuerySpec {
                 options: match rng.below(3) {
                     // A client cookie, a client subnet, an unknown option.
                     0 => vec![(10, (0..8).map(|_| rng.byte()).collect())],
-                    1 => vec![(8, vec![0, 1, 24, 0, 198, 51, 100])],
+                    // Client subnets the kernel answers (IPv4 /24, IPv6 /56) and ones it
+                    // passes (SOURCE 0, IPv4 /32, IPv6 /64).
+                    1 => {
+                        let subnets: [&[u8]; 5] = [
+                            &[0, 1, 24, 0, 198, 51, 100],
+                            &[0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 1, 2],
+                            &[0, 1, 0, 0],
+                            &[0, 1, 32, 0, 198, 51, 100, 7],
+                            &[0, 2, 64, 0, 0x20, 1, 0xd, 0xb8, 0, 1, 2, 3],
+                        ];
+                        vec![(8, rng.pick(&subnets).to_vec())]
+                    }
                     _ => vec![(65001, vec![rng.byte()])],
                 },
             }),

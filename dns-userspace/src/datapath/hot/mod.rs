@@ -30,10 +30,10 @@ use aya::maps::{
 use dns_common::{
     Answer, AnswerSet, Bucket, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, CFG_LISTEN_MAP_V4,
     CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, CFG_RRL_EXEMPT, CFG_STALE_PASS, IFACE_LOOPBACK,
-    INLINE_LISTEN_ADDRS, Iface, MAP_CONFIG, MAP_HEARTBEAT, MAP_HOT_ANSWERS, MAP_HOT_CUR,
-    MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACE_SLOTS, MAP_IFACES, MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS,
-    MAP_LOCAL_SET, MAP_POOL_ANSWERS, MAP_RRL_EXEMPT, MAP_STATS, MAX_RRL_EXEMPT, MAX_VARIANTS,
-    Outcome, XdpConfig,
+    INLINE_LISTEN_ADDRS, Iface, MAP_CONFIG, MAP_GEO_A, MAP_GEO_B, MAP_GEO_CUR, MAP_HEARTBEAT,
+    MAP_HOT_ANSWERS, MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACE_SLOTS, MAP_IFACES,
+    MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS, MAP_LOCAL_SET, MAP_POOL_ANSWERS, MAP_RRL_EXEMPT, MAP_STATS,
+    MAX_RRL_EXEMPT, MAX_VARIANTS, Outcome, XdpConfig,
     local::{IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket, addr_words, iface_slot, local_bucket},
     name::{FoldedName, HashKey, NAME_WORDS},
     rrl::RrlParams,
@@ -51,6 +51,7 @@ use crate::datapath::{
 
 mod counters;
 mod encode;
+mod geo;
 mod index;
 mod publish;
 
@@ -65,15 +66,19 @@ use self::{
 
 /// The maps that refer to each other by index (the config map holds the index's hash key
 /// and size, the index points at `HOT_CUR` entries, those at `HOT_SLOTS` entries, those at
-/// `HOT_ANSWERS` entries; `POOL_ANSWERS` counts per `HOT_CUR` index): a new program shares
-/// all of them with the running one or none.
-pub const LINKED_MAPS: [&str; 6] = [
+/// `HOT_ANSWERS` entries; `POOL_ANSWERS` counts per `HOT_CUR` index; `GEO_CUR` points at
+/// `HOT_CUR` entries by the region ids of the `GEO_A`/`GEO_B` tries the config map picks):
+/// a new program shares all of them with the running one or none.
+pub const LINKED_MAPS: [&str; 9] = [
     MAP_CONFIG,
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
     MAP_HOT_ANSWERS,
     MAP_POOL_ANSWERS,
+    MAP_GEO_CUR,
+    MAP_GEO_A,
+    MAP_GEO_B,
 ];
 
 /// How many pools, answer sets, answers and index buckets the kernel maps hold. Sized from
@@ -113,6 +118,24 @@ impl Capacity {
         }
     }
 
+    /// Room for every pool answering `regions` regions (the default one included) with an
+    /// answer of its own: a `geo` pool publishes one answer per region it configures.
+    pub fn with_regions(self, regions: usize) -> Self {
+        let n = regions.max(1) as u32;
+        let grow = |v: u32| v.saturating_mul(n).next_power_of_two();
+        Self {
+            pools: grow(self.pools),
+            slots: grow(self.slots),
+            answers: grow(self.answers),
+            buckets: self.buckets,
+        }
+    }
+
+    /// Entries of `GEO_CUR`: one per pool index under each of the two tries.
+    pub fn geo_entries(&self) -> u32 {
+        2 * self.pools
+    }
+
     /// Whether maps of this size hold everything maps of `other`'s size do.
     pub fn covers(&self, other: &Capacity) -> bool {
         self.pools >= other.pools
@@ -122,8 +145,9 @@ impl Capacity {
     }
 
     /// The `max_entries` of each sized map.
-    pub fn max_entries(&self) -> [(&'static str, u32); 5] {
+    pub fn max_entries(&self) -> [(&'static str, u32); 6] {
         [
+            (MAP_GEO_CUR, self.geo_entries()),
             (MAP_HOT_CUR, self.pools),
             (MAP_POOL_ANSWERS, self.pools),
             (MAP_HOT_SLOTS, self.slots),
@@ -197,6 +221,12 @@ struct HotPool {
     index: u32,
     name: FoldedName,
     published: Option<Published>,
+    /// The answer published at `index` (the default region's): republished with or
+    /// without `SET_GEO` when the pool gains or loses its last region answer.
+    answer: Option<PoolAnswer>,
+    /// The pool's answers for other regions, each at a `HOT_CUR` index of its own that
+    /// `GEO_CUR` points at.
+    regions: BTreeMap<crate::geo::RegionId, geo::Regional>,
 }
 
 /// A pool index an earlier instance left in adopted maps that no configured pool has
@@ -229,9 +259,12 @@ pub struct HotMaps {
     local: HashMap<MapData, [u8; 16], u8>,
     local_set: Array<MapData, LocalBucket>,
     rrl_exempt: LpmTrie<MapData, [u8; 16], u8>,
+    geo: geo::GeoMaps,
     capacity: Capacity,
     /// The config map as last written.
     written: XdpConfig,
+    /// The region side a table swap is publishing for ([`Self::set_regions`]).
+    pending_side: Option<u32>,
     /// Pools by lower-case name.
     pools: BTreeMap<Name, HotPool>,
     /// Pool indexes read back from adopted maps that no pool has claimed, by index: the
@@ -252,6 +285,19 @@ impl HotMaps {
             let map = ebpf.take_map(name).ok_or(DatapathError::NoMap(name))?;
             T::try_from(map).map_err(DatapathError::map(format!("map {name}")))
         }
+        let mut geo_maps = geo::GeoMaps::take(
+            typed(ebpf, MAP_GEO_CUR)?,
+            typed(ebpf, MAP_GEO_A)?,
+            typed(ebpf, MAP_GEO_B)?,
+        );
+        // Region answers of an earlier instance are not adopted: their pools answer with
+        // their default answer until they are published again (the entries they were
+        // reached through are dropped first; their indexes wait for a grace period).
+        let regional = if adopt {
+            geo_maps.drop_entries()?
+        } else {
+            HashSet::new()
+        };
         let cur = MappedArray::take(ebpf, MAP_HOT_CUR)?;
         let slots = MappedArray::take(ebpf, MAP_HOT_SLOTS)?;
         let answers = MappedArray::take(ebpf, MAP_HOT_ANSWERS)?;
@@ -278,7 +324,13 @@ impl HotMaps {
         let (index, store, orphans) = if readable {
             let index = Index::adopt(index_map, written.key)?;
             let indexed: HashSet<u32> = index.pools().collect();
-            let (store, adopted) = Store::adopt(cur, slots, answers, &indexed)?;
+            let (mut store, mut adopted) = Store::adopt(cur, slots, answers, &indexed)?;
+            for index in &regional {
+                if let Some(a) = adopted.remove(index) {
+                    store.unpublish(*index, Some(a.published));
+                    store.retire_pool(*index);
+                }
+            }
             let mut orphans: BTreeMap<u32, Orphan> = indexed
                 .iter()
                 .map(|&i| {
@@ -333,7 +385,9 @@ impl HotMaps {
             local: typed(ebpf, MAP_LOCAL_ADDRS)?,
             local_set: typed(ebpf, MAP_LOCAL_SET)?,
             rrl_exempt: typed(ebpf, MAP_RRL_EXEMPT)?,
+            geo: geo_maps,
             written,
+            pending_side: None,
             pools: BTreeMap::new(),
             orphans,
         })
@@ -352,6 +406,7 @@ impl HotMaps {
     /// Enables or disables the XDP path and writes its settings.
     pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> Result<(), DatapathError> {
         let mut cfg = XdpConfig::disabled();
+        cfg.geo_side = self.written.geo_side;
         cfg.port = s.port.to_be_bytes();
         cfg.edns_udp_size = s.edns_udp_size.to_be_bytes();
         cfg.key = self.index.key();
@@ -570,8 +625,13 @@ impl HotMaps {
         if pools.len() > self.capacity.pools as usize {
             return Err(too_many(self.capacity.pools));
         }
-        let wanted: BTreeMap<Name, &PoolAnswer> =
-            pools.iter().map(|p| (p.name.to_lowercase(), p)).collect();
+        let (defaults, regional): (Vec<&PoolAnswer>, Vec<&PoolAnswer>) = pools
+            .iter()
+            .partition(|p| p.region == crate::geo::RegionId::DEFAULT);
+        let wanted: BTreeMap<Name, &PoolAnswer> = defaults
+            .into_iter()
+            .map(|p| (p.name.to_lowercase(), p))
+            .collect();
         self.claim_orphans(wanted.keys())?;
         let gone: Vec<Name> = self
             .pools
@@ -603,8 +663,30 @@ impl HotMaps {
                 index,
                 name: folded_name(&name)?,
                 published: None,
+                answer: None,
+                regions: BTreeMap::new(),
             };
             self.pools.insert(name, pool);
+        }
+        // Region answers: those no longer wanted go first, then the wanted ones (a region
+        // answer of a pool without a default answer is not published: the daemon answers).
+        let mut keep: BTreeMap<&Name, HashSet<crate::geo::RegionId>> =
+            wanted.keys().map(|n| (n, HashSet::new())).collect();
+        let regional: Vec<(Name, &PoolAnswer)> = regional
+            .into_iter()
+            .map(|a| (a.name.to_lowercase(), a))
+            .filter(|(n, _)| wanted.contains_key(n))
+            .collect();
+        for (name, a) in &regional {
+            if let Some(k) = keep.get_mut(name) {
+                k.insert(a.region);
+            }
+        }
+        for (name, k) in &keep {
+            self.prune_regions(name, k)?;
+        }
+        for (_, a) in &regional {
+            self.publish_region(a)?;
         }
         for answer in wanted.values() {
             self.publish(answer)?;
@@ -642,6 +724,8 @@ impl HotMaps {
                     index,
                     name: folded,
                     published,
+                    answer: None,
+                    regions: BTreeMap::new(),
                 };
                 self.pools.insert(name.clone(), pool);
             }
@@ -663,8 +747,12 @@ impl HotMaps {
         let orphans = std::mem::take(&mut self.orphans)
             .into_iter()
             .map(|(i, o)| (i, o.published));
-        let removed = removed.into_iter().map(|(_, p)| (p.index, p.published));
-        for (index, published) in removed.chain(orphans) {
+        let mut plain = Vec::with_capacity(removed.len());
+        for (_, p) in removed {
+            self.drop_regions(p.index, p.regions)?;
+            plain.push((p.index, p.published));
+        }
+        for (index, published) in plain.into_iter().chain(orphans) {
             self.store.unpublish(index, published);
             self.store.retire_pool(index);
         }
@@ -674,7 +762,11 @@ impl HotMaps {
     /// Publishes a new answer for an already synced pool (the steering path). On failure
     /// the pool is no longer answered by the kernel (the daemon answers it).
     pub fn publish(&mut self, answer: &PoolAnswer) -> Result<(), DatapathError> {
+        if answer.region != crate::geo::RegionId::DEFAULT {
+            return self.publish_region(answer);
+        }
         let name = answer.name.to_lowercase();
+        let flags = self.geo_flag(&name);
         let Some(pool) = self.pools.get_mut(&name) else {
             return Err(DatapathError::NotPublished {
                 pool: answer.name.to_string(),
@@ -682,9 +774,13 @@ impl HotMaps {
         };
         let index = pool.index;
         let old = pool.published.take();
+        pool.answer = Some(answer.clone());
         let store = &mut self.store;
         let result = encode_set(answer).and_then(|set| match set {
-            Some(set) => store.write_set(index, set).map(Some),
+            Some(mut set) => {
+                set.set.flags = flags;
+                store.write_set(index, set).map(Some)
+            }
             None => Ok(None),
         });
         match result {

@@ -454,6 +454,22 @@ impl Store {
         self.free_pools.retired.push(index);
     }
 
+    /// Waits for a grace period (every program run that started before has finished), and
+    /// frees everything retired before it.
+    pub fn wait_grace(&mut self) -> Result<(), DatapathError> {
+        self.grace.wait()?;
+        self.grace_periods += 1;
+        for list in [
+            &mut self.free_pools,
+            &mut self.free_slots,
+            &mut self.free_answers,
+        ] {
+            let retired = std::mem::take(&mut list.retired);
+            list.free.extend(retired);
+        }
+        Ok(())
+    }
+
     /// Waits for a grace period, then frees everything retired before it.
     fn reclaim(&mut self) -> Result<(), DatapathError> {
         let lists = [&self.free_pools, &self.free_slots, &self.free_answers];

@@ -841,3 +841,94 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+/// A pool answering by region: 192.0.2.1 by default, 192.0.2.2 for clients in 10.0.0.0/8.
+fn geo_authority() -> Authority {
+    let mut regions = crate::geo::Regions::none();
+    let eu = regions.add("eu").unwrap();
+    regions.networks.push(("10.0.0.0/8".parse().unwrap(), eu));
+    let geo = |host: u8| {
+        PoolAnswer::new(
+            name("geo.example.test."),
+            RecordType::A,
+            30,
+            vec![v4([192, 0, 2, host])],
+            crate::datapath::pools::Selection::All,
+        )
+    };
+    let table = Arc::new(PoolTable::new([geo(1), geo(2).in_region(eu)]));
+    let a = Authority::new(vec![zone("example.test.", ZONE)], table, 1232);
+    a.set_regions(Arc::new(RegionTable::new(&regions)));
+    a
+}
+
+#[test]
+fn answers_by_region_vary_and_are_never_cached() {
+    use crate::dns::cache::{AnswerCache, Key, Plain, Tally};
+    let a = Arc::new(geo_authority());
+    let q = query("geo.example.test.", RecordType::A).to_vec().unwrap();
+    let from = |ip: [u8; 4]| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), 5353);
+    let eu = a
+        .response(&Request::new(&q, from([10, 1, 2, 3]), Transport::Udp))
+        .unwrap();
+    let other = a
+        .response(&Request::new(&q, from([192, 0, 2, 7]), Transport::Udp))
+        .unwrap();
+    let host = |bytes: &[u8]| rdatas(&Message::from_vec(bytes).unwrap().answers);
+    assert_eq!(host(&eu.bytes), vec![v4([192, 0, 2, 2])]);
+    assert_eq!(host(&other.bytes), vec![v4([192, 0, 2, 1])]);
+    assert!(
+        eu.varies && other.varies,
+        "a region's answer must not serve another"
+    );
+    // The worker cache never saves it, however often it is offered.
+    let mut cache = AnswerCache::new(64);
+    cache.validate(&a);
+    let plain = Plain::classify(&q).expect("a plain query");
+    let mut key = Key::new();
+    key.build(&q, &plain, 1232, false, cache.hash_key());
+    let tally = Tally {
+        rcode: 0,
+        qtype: 0,
+        kind: eu.kind,
+        pool: None,
+    };
+    for _ in 0..3 {
+        cache.offer(&key, &q, &plain, &eu, &tally);
+    }
+    assert!(cache.is_empty());
+    let mut out = [0u8; 512];
+    assert!(cache.answer(&key, &q, &mut out).is_none());
+}
+
+#[test]
+fn ecs_is_echoed_on_zone_answers_with_scope_zero_and_formerr_when_invalid() {
+    let a = geo_authority();
+    let ecs = |data: Vec<u8>| {
+        let mut m = with_edns(query("mail.example.test.", RecordType::A), 1232, false);
+        let mut e = m.edns.clone().unwrap();
+        e.options_mut().insert(EdnsOption::Unknown(8, data));
+        m.set_edns(e);
+        m
+    };
+    let r = ask(&a, &ecs(vec![0, 1, 24, 0, 10, 1, 2]));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let echoed = r.edns.unwrap();
+    match echoed.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(s)) => {
+            assert_eq!((s.source_prefix(), s.scope_prefix()), (24, 0));
+        }
+        other => panic!("no ECS echo: {other:?}"),
+    }
+    // Unknown family, bits beyond the prefix: FORMERR, no echo.
+    for bad in [vec![0, 1, 23, 0, 10, 1, 3], vec![0, 1, 16, 0, 10, 1, 0]] {
+        let r = ask(&a, &ecs(bad));
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        assert!(
+            r.edns
+                .as_ref()
+                .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet))
+                .is_none()
+        );
+    }
+}
