@@ -14,6 +14,9 @@
 
 use std::fmt;
 
+pub mod mmdb_writer;
+pub mod source;
+
 /// A region: its index in [`Regions::names`]. 0 is the `default` region, which every
 /// client network no configured region claims falls into.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
