@@ -18,10 +18,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::{Deserialize, Serialize};
+
 /// Most samples kept per (region, endpoint): older ones are dropped first.
 pub const MAX_SAMPLES_PER_KEY: usize = 256;
 /// Most samples in one batch.
-pub const MAX_BATCH: usize = 10_000;
+pub const MAX_BATCH: usize = 1000;
 /// Longest TTL a batch may ask for.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// TTL of a batch that gives none.
@@ -123,6 +125,108 @@ impl RumStore {
     /// How many samples are held (fresh or not yet dropped).
     pub fn held(&self) -> usize {
         self.samples.values().map(VecDeque::len).sum()
+    }
+}
+
+/// `POST /api/rum`'s body: `{"ttl": "5m", "samples": [...]}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RumBatch {
+    /// How long the samples count: `"90s"`, `"5m"`; default [`DEFAULT_TTL`], at most
+    /// [`MAX_TTL`].
+    #[serde(default)]
+    pub ttl: Option<String>,
+    pub samples: Vec<RumInput>,
+}
+
+/// One sample as posted.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RumInput {
+    /// A region of a `geo` pool that takes RUM samples (`latency = "rum"` or `"blend"`).
+    pub region: String,
+    /// The endpoint's address or host name as the pool's config writes it.
+    pub endpoint: String,
+    /// Round trip seen by users, in milliseconds (0 to [`MAX_LATENCY_MS`]).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Whether users reached the endpoint.
+    #[serde(default)]
+    pub available: Option<bool>,
+}
+
+/// Largest `latency_ms` accepted.
+pub const MAX_LATENCY_MS: f64 = 60_000.0;
+
+/// One sample refused, by its position in the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+}
+
+/// Why a batch was refused (as a whole: nothing of it is applied).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RumError {
+    #[error("{0}")]
+    Batch(String),
+    #[error("{} of the batch's samples are refused; nothing was applied", .rejected.len())]
+    Samples {
+        rejected: Vec<Rejected>,
+        /// The regions that take samples, with their endpoints.
+        accepted_keys: Vec<(String, Vec<String>)>,
+    },
+}
+
+impl RumBatch {
+    /// The batch's TTL, checked.
+    pub fn ttl(&self) -> Result<Duration, RumError> {
+        let Some(text) = &self.ttl else {
+            return Ok(DEFAULT_TTL);
+        };
+        let d = humantime::parse_duration(text.trim()).map_err(|e| {
+            RumError::Batch(format!("invalid ttl {text:?}: {e} (write e.g. \"90s\" or \"5m\")"))
+        })?;
+        if d.is_zero() || d > MAX_TTL {
+            return Err(RumError::Batch(format!(
+                "ttl {text:?} is out of range: more than 0s, at most {}",
+                humantime::format_duration(MAX_TTL)
+            )));
+        }
+        Ok(d)
+    }
+
+    /// The batch's size, checked.
+    pub fn check_size(&self) -> Result<(), RumError> {
+        match self.samples.len() {
+            0 => Err(RumError::Batch("the batch has no samples".into())),
+            n if n > MAX_BATCH => Err(RumError::Batch(format!(
+                "the batch has {n} samples, at most {MAX_BATCH} are accepted: split it"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl RumInput {
+    /// The sample's figures, checked.
+    pub fn sample(&self) -> Result<RumSample, String> {
+        let latency = match self.latency_ms {
+            Some(ms) if !(0.0..=MAX_LATENCY_MS).contains(&ms) => {
+                return Err(format!(
+                    "latency_ms {ms} is out of range 0 to {MAX_LATENCY_MS}"
+                ));
+            }
+            Some(ms) => Some(Duration::from_secs_f64(ms / 1e3)),
+            None => None,
+        };
+        if latency.is_none() && self.available.is_none() {
+            return Err("a sample needs latency_ms, available, or both".into());
+        }
+        Ok(RumSample {
+            latency,
+            available: self.available,
+        })
     }
 }
 

@@ -71,6 +71,7 @@ fn fixture() -> StatusDoc {
                 since: "2026-11-22T04:09:02.333Z".into(),
                 all_down: false,
                 changes: 1,
+                regions: Vec::new(),
                 endpoints: vec![endpoint("127.0.0.1"), down],
                 kernel_answers: Some(48_210),
             },
@@ -83,6 +84,7 @@ fn fixture() -> StatusDoc {
                 since: "2026-11-22T02:00:14.000Z".into(),
                 all_down: false,
                 changes: 0,
+                regions: Vec::new(),
                 endpoints: vec![
                     EndpointDoc {
                         since: None,

@@ -28,6 +28,7 @@
 //! endpoint's health: they are not verdicts.
 
 mod reconcile;
+mod rum;
 mod runtime;
 
 use std::{
@@ -43,6 +44,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use reconcile::Reconciled;
+pub use rum::RumStats;
 use runtime::{PoolRuntime, RegionRuntime};
 
 use crate::{
@@ -736,15 +738,24 @@ pub struct EndpointStatus {
 /// Most reports applied under one lock of steering.
 pub const REPORT_BATCH: usize = 256;
 
-/// Applies probe reports until shutdown, a batch at a time.
+/// Expired RUM samples are dropped (and their regions decide again) this often.
+pub const RUM_EXPIRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Applies probe reports until shutdown, a batch at a time, and expires RUM samples.
 pub async fn run(
     steering: Arc<Mutex<Steering>>,
     mut reports: mpsc::Receiver<ProbeReport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(REPORT_BATCH);
+    let mut expiry = tokio::time::interval(RUM_EXPIRY_EVERY);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = expiry.tick() => {
+                let mut s = steering.lock().unwrap_or_else(|e| e.into_inner());
+                s.expire_rum(Instant::now());
+            }
             n = reports.recv_many(&mut batch, REPORT_BATCH) => {
                 if n == 0 {
                     return;
