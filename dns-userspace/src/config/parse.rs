@@ -610,11 +610,12 @@ impl Parser<'_> {
             .as_ref()
             .is_some_and(|p| p.get_ref().name() == GEO_POLICY);
         let raw_regions = raw.regions.take();
-        if !geo && let Some((region, entry)) = raw_regions.as_ref().and_then(|r| r.iter().next()) {
+        if !geo && let Some(region) = raw_regions.as_ref().and_then(|r| r.keys().next()) {
             return Err(self.err_at(
-                entry.span(),
+                region.span(),
                 format!(
-                    "pool {name} has [pool.regions.{region}], but regions are only for policy = \"{GEO_POLICY}\""
+                    "pool {name} has [pool.regions.{}], but regions are only for policy = \"{GEO_POLICY}\"",
+                    region.get_ref()
                 ),
             ));
         }

@@ -43,7 +43,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) rrl: Option<RawRrl>,
     #[serde(default)]
-    pub(super) regions: Option<Spanned<RawRegions>>,
+    pub(super) regions: Option<RawRegions>,
 }
 
 /// `[regions]`: `database = "..."` and one `[regions.<name>]` table per region, in file
@@ -51,7 +51,7 @@ pub(super) struct RawConfig {
 #[derive(Default)]
 pub(super) struct RawRegions {
     pub(super) database: Option<Spanned<String>>,
-    pub(super) regions: Vec<(String, Spanned<RawRegion>)>,
+    pub(super) regions: Vec<(Spanned<String>, RawRegion)>,
 }
 
 impl<'de> Deserialize<'de> for RawRegions {
@@ -64,8 +64,8 @@ impl<'de> Deserialize<'de> for RawRegions {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawRegions, A::Error> {
                 let mut out = RawRegions::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "database" {
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    if key.get_ref() == "database" {
                         out.database = Some(map.next_value()?);
                     } else {
                         out.regions.push((key, map.next_value()?));
@@ -253,7 +253,7 @@ pub(super) struct RawPool {
     pub(super) deviation: Option<Spanned<u32>>,
     pub(super) hysteresis: Option<Spanned<u32>>,
     /// A `geo` pool's regions, by name.
-    pub(super) regions: Option<std::collections::BTreeMap<String, Spanned<RawPoolRegion>>>,
+    pub(super) regions: Option<std::collections::BTreeMap<Spanned<String>, RawPoolRegion>>,
     pub(super) all_down: Option<Spanned<Keyword<AllDownNames>>>,
     pub(super) fallback: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) webhook: Option<Spanned<String>>,

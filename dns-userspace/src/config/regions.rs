@@ -49,7 +49,7 @@ impl Parser<'_> {
     /// `[regions]`: the regions in file order, their networks from every source.
     pub(super) fn regions(
         &self,
-        raw: Option<Spanned<RawRegions>>,
+        raw: Option<RawRegions>,
     ) -> Result<RegionConfig, ConfigError> {
         let mut regions = Regions::none();
         let mut prefixes = vec![PrefixCounts::default()];
@@ -60,14 +60,12 @@ impl Parser<'_> {
                 database: None,
             });
         };
-        let table_span = raw.span();
-        let raw = raw.into_inner();
         let mut map = CodeMap::default();
         // Where each country and continent was listed, for the error of a second listing.
         let mut listed: HashMap<String, (String, Range<usize>)> = HashMap::new();
         let mut first_code: Option<Range<usize>> = None;
-        for (name, region) in &raw.regions {
-            let span = region.span();
+        for (key, r) in &raw.regions {
+            let (name, span) = (key.get_ref(), key.span());
             if name == DEFAULT_REGION {
                 return Err(self.err_at(
                     span,
@@ -94,7 +92,6 @@ impl Parser<'_> {
             let id = regions.add(name).ok_or_else(|| {
                 self.err_at(span.clone(), format!("too many regions (at most {})", u16::MAX - 1))
             })?;
-            let r = region.get_ref();
             let mut counts = PrefixCounts::default();
             for n in r.networks.iter().flatten() {
                 let net = parse_network(n.get_ref())
@@ -199,12 +196,6 @@ impl Parser<'_> {
                 Some((path, summary))
             }
         };
-        if raw.regions.is_empty() {
-            return Err(self.err_at(
-                table_span,
-                "[regions] names no region: add [regions.<name>] tables",
-            ));
-        }
         Ok(RegionConfig {
             regions,
             prefixes,
@@ -217,7 +208,7 @@ impl Parser<'_> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn pool_regions(
         &self,
-        raw: Option<BTreeMap<String, Spanned<RawPoolRegion>>>,
+        raw: Option<BTreeMap<Spanned<String>, RawPoolRegion>>,
         pool: &Name,
         pool_span: Range<usize>,
         rtype: RecordType,
@@ -234,8 +225,9 @@ impl Parser<'_> {
             ));
         };
         let mut out = Vec::with_capacity(raw.len());
-        for (name, entry) in raw {
-            let span = entry.span();
+        for (key, e) in raw {
+            let span = key.span();
+            let name = key.into_inner();
             let Some(region) = regions.id(&name) else {
                 let known: Vec<&str> = regions.iter().map(|(_, n)| n).collect();
                 return Err(self.err_at(
@@ -246,7 +238,6 @@ impl Parser<'_> {
                     ),
                 ));
             };
-            let e = entry.into_inner();
             let keys = PolicyKeys {
                 policy: e.policy.as_ref().map(|p| p.get_ref().name()),
                 count: e.count.as_ref().map(|c| *c.get_ref()),
