@@ -347,11 +347,7 @@ impl StatusDoc {
         for p in &self.pools {
             let _ = writeln!(out, "\n{} {} ({})", p.pool, p.rtype, p.policy);
             let all_down = |down: bool| {
-                if down {
-                    "  [all endpoints down]"
-                } else {
-                    ""
-                }
+                if down { "  [all endpoints down]" } else { "" }
             };
             let changes = |n: u64| match n {
                 0 => "no change since start".to_string(),
@@ -374,7 +370,12 @@ impl StatusDoc {
                 );
                 let _ = writeln!(out, "    answer  {}{}", r.answer, all_down(r.all_down));
                 let _ = writeln!(out, "    reason  {}", r.reason);
-                let _ = writeln!(out, "    since   {}, {}", when(&r.since), changes(r.changes));
+                let _ = writeln!(
+                    out,
+                    "    since   {}, {}",
+                    when(&r.since),
+                    changes(r.changes)
+                );
             }
             if let Some(n) = p.kernel_answers {
                 let _ = writeln!(out, "  kernel  {n} answered");

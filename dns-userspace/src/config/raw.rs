@@ -130,7 +130,10 @@ impl<'de> Deserialize<'de> for RawRegionEndpoint {
                     priority: None,
                 })
             }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawRegionEndpoint, A::Error> {
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRegionEndpoint, A::Error> {
                 let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawRegionEndpoint {
                     address: t.address,

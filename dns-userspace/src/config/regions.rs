@@ -47,10 +47,7 @@ fn valid_region_name(name: &str) -> bool {
 
 impl Parser<'_> {
     /// `[regions]`: the regions in file order, their networks from every source.
-    pub(super) fn regions(
-        &self,
-        raw: Option<RawRegions>,
-    ) -> Result<RegionConfig, ConfigError> {
+    pub(super) fn regions(&self, raw: Option<RawRegions>) -> Result<RegionConfig, ConfigError> {
         let mut regions = Regions::none();
         let mut prefixes = vec![PrefixCounts::default()];
         let Some(raw) = raw else {
@@ -80,17 +77,17 @@ impl Parser<'_> {
                     ),
                 ));
             }
-            if let Some((_, other)) = regions
-                .iter()
-                .find(|(_, n)| n.eq_ignore_ascii_case(name))
-            {
+            if let Some((_, other)) = regions.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)) {
                 return Err(self.err_at(
                     span,
                     format!("region {name:?} is configured twice (as {other:?})"),
                 ));
             }
             let id = regions.add(name).ok_or_else(|| {
-                self.err_at(span.clone(), format!("too many regions (at most {})", u16::MAX - 1))
+                self.err_at(
+                    span.clone(),
+                    format!("too many regions (at most {})", u16::MAX - 1),
+                )
             })?;
             let mut counts = PrefixCounts::default();
             for n in r.networks.iter().flatten() {

@@ -265,7 +265,8 @@ mod tests {
         );
         let e = parse_network("192.0.2.1/24").unwrap_err();
         assert!(
-            e.to_string().contains("host bits set beyond its /24: write 192.0.2.0/24"),
+            e.to_string()
+                .contains("host bits set beyond its /24: write 192.0.2.0/24"),
             "{e}"
         );
         assert!(matches!(

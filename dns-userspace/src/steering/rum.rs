@@ -185,7 +185,9 @@ impl RumBatch {
             return Ok(DEFAULT_TTL);
         };
         let d = humantime::parse_duration(text.trim()).map_err(|e| {
-            RumError::Batch(format!("invalid ttl {text:?}: {e} (write e.g. \"90s\" or \"5m\")"))
+            RumError::Batch(format!(
+                "invalid ttl {text:?}: {e} (write e.g. \"90s\" or \"5m\")"
+            ))
         })?;
         if d.is_zero() || d > MAX_TTL {
             return Err(RumError::Batch(format!(
@@ -280,7 +282,10 @@ mod tests {
                 later,
             );
         }
-        assert!(s.view("europe", "a.", t0).expect("samples").down, "5 of 8 down");
+        assert!(
+            s.view("europe", "a.", t0).expect("samples").down,
+            "5 of 8 down"
+        );
     }
 
     #[test]
@@ -300,7 +305,10 @@ mod tests {
             [("europe".to_string(), "a.".to_string())]
         );
         assert_eq!(s.view("europe", "a.", t0 + Duration::from_secs(10)), None);
-        assert!(s.view("europe", "b.", t0 + Duration::from_secs(10)).is_some());
+        assert!(
+            s.view("europe", "b.", t0 + Duration::from_secs(10))
+                .is_some()
+        );
         // A view at a later time ignores what is expired by then, dropped or not.
         assert_eq!(s.view("europe", "b.", t0 + Duration::from_secs(21)), None);
         assert_eq!((s.accepted, s.expired, s.held()), (2, 1, 1));

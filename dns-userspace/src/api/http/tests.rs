@@ -609,15 +609,33 @@ async fn rum_samples_need_the_token_and_move_their_region() {
     let body = r.json();
     assert_eq!(body["rejected_total"], 2);
     assert_eq!(body["rejected"][0]["index"], 0);
-    assert!(body["rejected"][0]["error"].as_str().unwrap().contains("region \"asia\""), "{body}");
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("region \"asia\""),
+        "{body}"
+    );
     assert_eq!(
         body["regions"]["europe"],
         serde_json::json!(["a.cdn-one.example.", "b.cdn-two.example."])
     );
     // Malformed bodies: 400 saying what is expected.
-    let r = post_json(&server, "/api/rum", &[BEARER], r#"{"samples": [{"region": 1}]}"#).await;
+    let r = post_json(
+        &server,
+        "/api/rum",
+        &[BEARER],
+        r#"{"samples": [{"region": 1}]}"#,
+    )
+    .await;
     assert_eq!(r.status, 400, "{r:?}");
-    assert!(r.json()["error"].as_str().unwrap().contains("expected {\"ttl\""), "{r:?}");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected {\"ttl\""),
+        "{r:?}"
+    );
 
     let metrics = ask(&server, "GET", "/metrics", &[]).await.body;
     for line in [
@@ -632,5 +650,8 @@ async fn rum_samples_need_the_token_and_move_their_region() {
     assert_eq!(status["pools"][0]["policy"], "geo");
     assert_eq!(status["pools"][0]["regions"][1]["region"], "europe");
     assert_eq!(status["pools"][0]["regions"][1]["latency"], "rum");
-    assert_eq!(status["pools"][0]["regions"][1]["answer"], "b.cdn-two.example.");
+    assert_eq!(
+        status["pools"][0]["regions"][1]["answer"],
+        "b.cdn-two.example."
+    );
 }

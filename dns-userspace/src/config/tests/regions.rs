@@ -52,7 +52,10 @@ fn test_database() -> Vec<u8> {
         ("2001:db8:100::/40", "US", "NA"),
         ("2001:db8:200::/40", "JP", "AS"),
     ] {
-        w.insert(net.parse().unwrap(), &GeoRecord::country(country, continent));
+        w.insert(
+            net.parse().unwrap(),
+            &GeoRecord::country(country, continent),
+        );
     }
     w.finish()
 }
@@ -244,7 +247,8 @@ fn list_file_and_database_errors_name_their_file() {
         .expect_err("a corrupt database");
     assert_eq!(e.line(), Some(5), "{e}");
     assert!(
-        e.message().contains("is not a usable MaxMind-format database"),
+        e.message()
+            .contains("is not a usable MaxMind-format database"),
         "{e}"
     );
 }
@@ -341,7 +345,9 @@ fn a_geo_pool_has_a_policy_per_region() {
         "{summary}"
     );
     assert!(
-        summary.contains("  region europe: fastest (count 1, deviation 0%, hysteresis 20%), latency from blend"),
+        summary.contains(
+            "  region europe: fastest (count 1, deviation 0%, hysteresis 20%), latency from blend"
+        ),
         "{summary}"
     );
 }
@@ -372,7 +378,9 @@ fn geo_pool_errors() {
         "region default lists c.cdn-three.example., which is not an endpoint of the pool (a.cdn-one.example., b.cdn-two.example.)",
     );
     assert_fails_at(
-        &geo_pool("[pool.regions.default]\nendpoints = [\"a.cdn-one.example.\", \"a.cdn-one.example\"]\n"),
+        &geo_pool(
+            "[pool.regions.default]\nendpoints = [\"a.cdn-one.example.\", \"a.cdn-one.example\"]\n",
+        ),
         14,
         "region default lists a.cdn-one.example. twice",
     );
@@ -389,17 +397,23 @@ fn geo_pool_errors() {
         "region default: pool cdn.example.test.: endpoints a.cdn-one.example. and b.cdn-two.example. both have priority 1",
     );
     assert_fails_at(
-        &geo_pool("[pool.regions.default]\npolicy = \"weighted\"\ncount = 2\nendpoints = [\"a.cdn-one.example.\"]\n"),
+        &geo_pool(
+            "[pool.regions.default]\npolicy = \"weighted\"\ncount = 2\nendpoints = [\"a.cdn-one.example.\"]\n",
+        ),
         15,
         "region default: count only applies to policy \"fastest\"",
     );
     assert_fails_at(
-        &geo_pool("[pool.regions.default]\nlatency = \"guess\"\nendpoints = [\"a.cdn-one.example.\"]\n"),
+        &geo_pool(
+            "[pool.regions.default]\nlatency = \"guess\"\nendpoints = [\"a.cdn-one.example.\"]\n",
+        ),
         14,
         "unknown variant `guess`, expected one of `probes`, `rum`, `blend`",
     );
     assert_fails_at(
-        &geo_pool("[pool.regions.default]\nendpoints = [{ address = \"a.cdn-one.example.\", weight = 0 }]\n"),
+        &geo_pool(
+            "[pool.regions.default]\nendpoints = [{ address = \"a.cdn-one.example.\", weight = 0 }]\n",
+        ),
         14,
         "region default: weight must be at least 1",
     );
@@ -408,7 +422,7 @@ fn geo_pool_errors() {
         &pool_with(
             "A",
             &["policy = \"fastest\""],
-            &format!("{TWO}]\n[pool.regions.default]\nendpoints = [\"192.0.2.1\"")
+            &format!("{TWO}]\n[pool.regions.default]\nendpoints = [\"192.0.2.1\""),
         ),
         9,
         "pool www.example.test. has [pool.regions.default], but regions are only for policy = \"geo\"",
@@ -417,7 +431,7 @@ fn geo_pool_errors() {
         &pool_with(
             "A",
             &["policy = \"geo\"", "count = 2"],
-            &format!("{TWO}]\n[pool.regions.default]\nendpoints = [\"192.0.2.1\"")
+            &format!("{TWO}]\n[pool.regions.default]\nendpoints = [\"192.0.2.1\""),
         ),
         8,
         "count belongs in its [pool.regions.<name>] tables",
@@ -429,7 +443,9 @@ fn a_geo_pool_without_a_regions_section_has_the_default_region() {
     let text = pool_with(
         "A",
         &["policy = \"geo\""],
-        &format!("{TWO}]\n[pool.regions.default]\npolicy = \"failover\"\nendpoints = [\"192.0.2.2\", \"192.0.2.1\""),
+        &format!(
+            "{TWO}]\n[pool.regions.default]\npolicy = \"failover\"\nendpoints = [\"192.0.2.2\", \"192.0.2.1\""
+        ),
     );
     let p = one_pool(&text);
     assert_eq!(p.regions.len(), 1);

@@ -56,13 +56,13 @@ use crate::{
     steering::{
         events::{Event, EventSink, EventStats},
         geo::GEO_POLICY,
-        rum::RumStore,
         health::{AdminState, ProbeOutcome, ProbeState, StateReason},
         policy::Decision,
         pool::PoolSettings,
         probe::{
             JobId, LocalFailure, ProbeJob, ProbeReport, ProbeSet, ProbeTarget, SchedulerStats,
         },
+        rum::RumStore,
         state::{STATE_VERSION, SavedState, now_ms},
         tally::{ProbeTally, ProbeTotals},
     },

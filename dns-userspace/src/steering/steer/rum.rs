@@ -21,6 +21,14 @@ pub struct RumStats {
     pub held: usize,
 }
 
+/// A region that takes RUM samples: its endpoints' names (of every pool using it) and
+/// the (pool, region runtime) indexes that use them.
+#[derive(Default)]
+struct RumRegion {
+    names: Vec<String>,
+    users: Vec<(usize, usize)>,
+}
+
 /// Endpoint names compare without case and trailing dot (`a.cdn.example` is
 /// `a.cdn.example.`).
 fn same_endpoint(a: &str, b: &str) -> bool {
@@ -31,8 +39,8 @@ fn same_endpoint(a: &str, b: &str) -> bool {
 impl Steering {
     /// The regions that take RUM samples (a `geo` pool's region with `latency = "rum"` or
     /// `"blend"`), each with its endpoints' names and its (pool, region runtime) indexes.
-    fn rum_regions(&self) -> BTreeMap<String, (Vec<String>, Vec<(usize, usize)>)> {
-        let mut out: BTreeMap<String, (Vec<String>, Vec<(usize, usize)>)> = BTreeMap::new();
+    fn rum_regions(&self) -> BTreeMap<String, RumRegion> {
+        let mut out: BTreeMap<String, RumRegion> = BTreeMap::new();
         for (i, p) in self.pools.iter().enumerate() {
             if !p.settings.is_geo() {
                 continue;
@@ -43,11 +51,11 @@ impl Steering {
                 }
                 let entry = out.entry(region.policy.name.clone()).or_default();
                 for n in &region.names {
-                    if !entry.0.contains(n) {
-                        entry.0.push(n.clone());
+                    if !entry.names.contains(n) {
+                        entry.names.push(n.clone());
                     }
                 }
-                entry.1.push((i, r));
+                entry.users.push((i, r));
             }
         }
         out
@@ -70,7 +78,7 @@ impl Steering {
         let mut rejected = Vec::new();
         let mut accepted = Vec::with_capacity(batch.samples.len());
         for (index, input) in batch.samples.iter().enumerate() {
-            let Some((names, _)) = regions.get(&input.region) else {
+            let Some(RumRegion { names, .. }) = regions.get(&input.region) else {
                 rejected.push(Rejected {
                     index,
                     error: format!(
@@ -100,7 +108,7 @@ impl Steering {
         if !rejected.is_empty() {
             let accepted_keys = regions
                 .into_iter()
-                .map(|(region, (names, _))| (region, names))
+                .map(|(region, r)| (region, r.names))
                 .collect();
             return refuse(
                 &mut self.rum,
@@ -113,8 +121,8 @@ impl Steering {
         let mut touched = BTreeSet::new();
         for (region, endpoint, sample) in &accepted {
             self.rum.add(region, endpoint, *sample, now + ttl);
-            if let Some((_, users)) = regions.get(*region) {
-                touched.extend(users.iter().copied());
+            if let Some(r) = regions.get(*region) {
+                touched.extend(r.users.iter().copied());
             }
         }
         for (i, r) in touched {
@@ -134,7 +142,7 @@ impl Steering {
         let touched: BTreeSet<(usize, usize)> = changed
             .iter()
             .filter_map(|(region, _)| regions.get(region))
-            .flat_map(|(_, users)| users.iter().copied())
+            .flat_map(|r| r.users.iter().copied())
             .collect();
         for (i, r) in touched {
             self.reselect_region(i, r, "rum expiry", true);

@@ -9,7 +9,8 @@ use crate::{
     steering::rum::{RumBatch, RumError, RumInput},
 };
 
-const THREE: &str = "{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }, { address = \"192.0.2.3\" }";
+const THREE: &str =
+    "{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\" }, { address = \"192.0.2.3\" }";
 
 /// A config of one geo pool over [`THREE`] with `pool_regions`, and regions europe and
 /// americas (asia too with `asia`).
@@ -56,11 +57,8 @@ const REGIONS: &str = "[pool.regions.default]\npolicy = \"weighted\"\n\
 
 /// The published answer of each region, by region id.
 fn by_region(s: &Steering) -> Vec<(RegionId, Vec<String>)> {
-    let mut v: Vec<(RegionId, Vec<String>)> = s
-        .answers()
-        .iter()
-        .map(|a| (a.region, addrs(a)))
-        .collect();
+    let mut v: Vec<(RegionId, Vec<String>)> =
+        s.answers().iter().map(|a| (a.region, addrs(a))).collect();
     v.sort();
     v
 }
@@ -79,7 +77,12 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn sample(region: &str, endpoint: &str, latency_ms: Option<f64>, available: Option<bool>) -> RumInput {
+fn sample(
+    region: &str,
+    endpoint: &str,
+    latency_ms: Option<f64>,
+    available: Option<bool>,
+) -> RumInput {
     RumInput {
         region: region.into(),
         endpoint: endpoint.into(),
@@ -112,7 +115,10 @@ fn each_region_runs_its_own_policy_over_shared_health() {
     );
     all_up(&mut s, [20, 5, 40]);
     let answers = s.answers();
-    let default = answers.iter().find(|a| a.region == RegionId::DEFAULT).unwrap();
+    let default = answers
+        .iter()
+        .find(|a| a.region == RegionId::DEFAULT)
+        .unwrap();
     assert_eq!(
         default.selection,
         Selection::weighted(vec![9, 1]),
@@ -174,7 +180,11 @@ fn each_region_runs_its_own_policy_over_shared_health() {
             ("americas", "failover", "192.0.2.1"),
         ]
     );
-    assert!(status[0].regions[2].reason.contains("192.0.2.1"), "{:?}", status[0].regions[2]);
+    assert!(
+        status[0].regions[2].reason.contains("192.0.2.1"),
+        "{:?}",
+        status[0].regions[2]
+    );
 }
 
 #[test]
@@ -187,9 +197,8 @@ fn rum_samples_move_fastest_in_their_region_only_until_they_expire() {
     let mut s = geo_steering(&cfg, &log.0);
     // The probes say 192.0.2.1 is the fastest, everywhere.
     all_up(&mut s, [10, 30, 50]);
-    let fastest = |s: &Steering| -> Vec<Vec<String>> {
-        by_region(s).into_iter().map(|(_, a)| a).collect()
-    };
+    let fastest =
+        |s: &Steering| -> Vec<Vec<String>> { by_region(s).into_iter().map(|(_, a)| a).collect() };
     assert_eq!(fastest(&s), vec![strings(&["192.0.2.1"]); 3]);
 
     // Users in europe see 192.0.2.2 far faster: europe follows them, the others do not.
@@ -217,7 +226,11 @@ fn rum_samples_move_fastest_in_their_region_only_until_they_expire() {
         ]
     );
     let events = log_lines(&log.0);
-    let last = events.iter().rev().find(|e| e["kind"] == "pool_answer").unwrap();
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "pool_answer")
+        .unwrap();
     assert_eq!(last["region"], "europe");
     assert_eq!(last["new"], "192.0.2.2");
 
@@ -259,7 +272,10 @@ fn rum_samples_move_fastest_in_their_region_only_until_they_expire() {
     s.expire_rum(now + Duration::from_secs(61));
     assert_eq!(fastest(&s), vec![strings(&["192.0.2.1"]); 3]);
     let stats = s.rum_stats();
-    assert_eq!((stats.accepted, stats.rejected, stats.expired, stats.held), (5, 0, 5, 0));
+    assert_eq!(
+        (stats.accepted, stats.rejected, stats.expired, stats.held),
+        (5, 0, 5, 0)
+    );
 }
 
 #[test]
@@ -294,35 +310,74 @@ fn a_batch_with_an_unknown_region_or_endpoint_is_refused_whole() {
     };
     let indexes: Vec<usize> = rejected.iter().map(|r| r.index).collect();
     assert_eq!(indexes, [1, 2, 3, 4, 5]);
-    assert!(rejected[0].error.contains("region \"asia\" takes no RUM samples"), "{rejected:?}");
+    assert!(
+        rejected[0]
+            .error
+            .contains("region \"asia\" takes no RUM samples"),
+        "{rejected:?}"
+    );
     // americas ranks by probes: it takes no samples.
-    assert!(rejected[1].error.contains("region \"americas\" takes no RUM samples"), "{rejected:?}");
+    assert!(
+        rejected[1]
+            .error
+            .contains("region \"americas\" takes no RUM samples"),
+        "{rejected:?}"
+    );
     assert!(
         rejected[2].error.contains("endpoint \"192.0.2.3\" is not used in region europe (its endpoints: 192.0.2.1, 192.0.2.2)"),
         "{rejected:?}"
     );
-    assert!(rejected[3].error.contains("latency_ms -1 is out of range"), "{rejected:?}");
-    assert!(rejected[4].error.contains("needs latency_ms, available, or both"), "{rejected:?}");
-    assert_eq!(accepted_keys, [("europe".to_string(), strings(&["192.0.2.1", "192.0.2.2"]))]);
+    assert!(
+        rejected[3].error.contains("latency_ms -1 is out of range"),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[4]
+            .error
+            .contains("needs latency_ms, available, or both"),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        accepted_keys,
+        [("europe".to_string(), strings(&["192.0.2.1", "192.0.2.2"]))]
+    );
     // Nothing applied, everything counted as rejected.
     assert_eq!(by_region(&s), before);
     assert_eq!((s.rum_stats().accepted, s.rum_stats().rejected), (0, 6));
 
     for (b, want) in [
-        (batch("0s", vec![sample("europe", "192.0.2.2", Some(1.0), None)]), "out of range"),
-        (batch("soon", vec![sample("europe", "192.0.2.2", Some(1.0), None)]), "invalid ttl"),
+        (
+            batch("0s", vec![sample("europe", "192.0.2.2", Some(1.0), None)]),
+            "out of range",
+        ),
+        (
+            batch("soon", vec![sample("europe", "192.0.2.2", Some(1.0), None)]),
+            "invalid ttl",
+        ),
         (batch("5m", Vec::new()), "no samples"),
         (
-            batch("5m", vec![sample("europe", "192.0.2.2", Some(1.0), None); crate::steering::rum::MAX_BATCH + 1]),
+            batch(
+                "5m",
+                vec![
+                    sample("europe", "192.0.2.2", Some(1.0), None);
+                    crate::steering::rum::MAX_BATCH + 1
+                ],
+            ),
             "at most 1000",
         ),
     ] {
         let e = s.add_rum(&b, Instant::now()).expect_err(want);
-        assert!(matches!(e, RumError::Batch(_)) && e.to_string().contains(want), "{e}");
+        assert!(
+            matches!(e, RumError::Batch(_)) && e.to_string().contains(want),
+            "{e}"
+        );
     }
     // A valid batch is accepted after the refused ones.
     assert_eq!(
-        s.add_rum(&batch("5m", vec![sample("europe", "192.0.2.2", Some(1.0), None)]), Instant::now()),
+        s.add_rum(
+            &batch("5m", vec![sample("europe", "192.0.2.2", Some(1.0), None)]),
+            Instant::now()
+        ),
         Ok(1)
     );
 }
@@ -371,9 +426,16 @@ fn a_reload_keeps_kept_regions_and_adds_and_drops_the_others() {
         ]
     );
     let status = s.status();
-    let names: Vec<&str> = status[0].regions.iter().map(|r| r.region.as_str()).collect();
+    let names: Vec<&str> = status[0]
+        .regions
+        .iter()
+        .map(|r| r.region.as_str())
+        .collect();
     assert_eq!(names, ["default", "americas", "asia"]);
-    assert_eq!(status[0].regions[1].changes, changes_before, "americas carried over");
+    assert_eq!(
+        status[0].regions[1].changes, changes_before,
+        "americas carried over"
+    );
 
     // The state file keeps every region's answer: a restart continues from it.
     let saved = s.snapshot(Path::new("/etc/hotpool/hotpool.toml"));
