@@ -37,6 +37,7 @@ fn pool() -> PoolAnswer {
             .map(|i| RData::A(A(format!("192.0.2.{i}").parse().unwrap())))
             .collect(),
         selection: hotpool::datapath::pools::Selection::All,
+        region: hotpool::geo::RegionId::DEFAULT,
     }
 }
 
