@@ -8,6 +8,7 @@ use std::{
 };
 
 use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::{
@@ -45,6 +46,28 @@ fn valid_region_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Notes that `net` is given for region `id` (`name`) at `at`: `Ok(true)` the first time,
+/// `Ok(false)` when it is given for the same region again (counted once), an error when
+/// another region has it (a network belongs to one region).
+fn claim(
+    configured: &mut HashMap<IpNet, (RegionId, String, String)>,
+    net: IpNet,
+    id: RegionId,
+    name: &str,
+    at: String,
+) -> Result<bool, String> {
+    match configured.get(&net) {
+        None => {
+            configured.insert(net, (id, name.to_string(), at));
+            Ok(true)
+        }
+        Some((first, _, _)) if *first == id => Ok(false),
+        Some((_, other, first_at)) => Err(format!(
+            "region {name}: network {net} is also in region {other} ({first_at}); a network belongs to one region"
+        )),
+    }
+}
+
 impl Parser<'_> {
     /// `[regions]`: the regions in file order, their networks from every source.
     pub(super) fn regions(&self, raw: Option<RawRegions>) -> Result<RegionConfig, ConfigError> {
@@ -61,6 +84,8 @@ impl Parser<'_> {
         // Where each country and continent was listed, for the error of a second listing.
         let mut listed: HashMap<String, (String, Range<usize>)> = HashMap::new();
         let mut first_code: Option<Range<usize>> = None;
+        // Every network given inline or in a file: its region and where it was given.
+        let mut configured: HashMap<IpNet, (RegionId, String, String)> = HashMap::new();
         for (key, r) in &raw.regions {
             let (name, span) = (key.get_ref(), key.span());
             if name == DEFAULT_REGION {
@@ -93,8 +118,14 @@ impl Parser<'_> {
             for n in r.networks.iter().flatten() {
                 let net = parse_network(n.get_ref())
                     .map_err(|e| self.err_at(n.span(), format!("region {name}: {e}")))?;
-                regions.networks.push((net, id));
-                counts.inline += 1;
+                let (line, _) = self.line_col(n.span());
+                let at = format!("line {line}");
+                if claim(&mut configured, net, id, name, at)
+                    .map_err(|problem| self.err_at(n.span(), problem))?
+                {
+                    regions.networks.push((net, id));
+                    counts.inline += 1;
+                }
             }
             for f in r.files.iter().flatten() {
                 let path = self.relative(f, "files")?;
@@ -115,8 +146,15 @@ impl Parser<'_> {
                         format!("region {name}: {}", e.problem),
                     )
                 })?;
-                counts.files += nets.len();
-                regions.networks.extend(nets.into_iter().map(|n| (n, id)));
+                for (line, net) in nets {
+                    let at = format!("{}:{line}", path.display());
+                    if claim(&mut configured, net, id, name, at)
+                        .map_err(|problem| ConfigError::at(&path, line, 1, problem))?
+                    {
+                        regions.networks.push((net, id));
+                        counts.files += 1;
+                    }
+                }
             }
             for (codes, what, is_country) in [
                 (&r.countries, "country", true),
@@ -185,11 +223,15 @@ impl Parser<'_> {
                 let path = self.relative(db, "database")?;
                 let got = read_database(&path, &map)
                     .map_err(|e| self.err_at(db.span(), e.to_string()))?;
-                for (_, id) in &got.networks {
-                    prefixes[id.index()].database += 1;
-                }
                 let summary = got.summary();
-                regions.networks.extend(got.networks);
+                // A network given inline or in a file overrides the database's same
+                // network.
+                for (net, id) in got.networks {
+                    if !configured.contains_key(&net) {
+                        prefixes[id.index()].database += 1;
+                        regions.networks.push((net, id));
+                    }
+                }
                 Some((path, summary))
             }
         };

@@ -62,9 +62,9 @@ pub struct ListError {
     pub problem: NetworkError,
 }
 
-/// The networks of a list file's `text`: one network per line, blank lines and `#`
-/// comments (whole lines or after a network) ignored.
-pub fn parse_list(text: &str) -> Result<Vec<IpNet>, ListError> {
+/// The networks of a list file's `text`, each with its line: one network per line, blank
+/// lines and `#` comments (whole lines or after a network) ignored.
+pub fn parse_list(text: &str) -> Result<Vec<(usize, IpNet)>, ListError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or("");
@@ -78,7 +78,7 @@ pub fn parse_list(text: &str) -> Result<Vec<IpNet>, ListError> {
             column,
             problem,
         })?;
-        out.push(net);
+        out.push((i + 1, net));
     }
     Ok(out)
 }
@@ -285,8 +285,8 @@ mod tests {
         assert_eq!(
             parse_list(text),
             Ok(vec![
-                "192.0.2.0/25".parse().unwrap(),
-                "2001:db8:1::/48".parse().unwrap()
+                (2, "192.0.2.0/25".parse().unwrap()),
+                (4, "2001:db8:1::/48".parse().unwrap())
             ])
         );
         let e = parse_list("192.0.2.0/25\n   10.0.0.1/8\n").unwrap_err();

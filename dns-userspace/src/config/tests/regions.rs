@@ -68,9 +68,10 @@ fn net(s: &str) -> ipnet::IpNet {
 fn regions_from_inline_lists_files_and_a_database() {
     let dir = Dir::new("ok");
     dir.write("geo.mmdb", &test_database());
+    // 203.0.113.0/24 is BR (americas) in the database; the file moves it to europe.
     dir.write(
         "europe-extra.txt",
-        b"# offices\n192.0.2.0/25\n2001:db8:ffff::/48  # lab\n\n",
+        b"# offices\n192.0.2.0/25\n2001:db8:ffff::/48  # lab\n203.0.113.0/24\n",
     );
     let cfg = dir
         .parse(
@@ -99,7 +100,7 @@ fn regions_from_inline_lists_files_and_a_database() {
         (net("198.51.100.0/25"), europe),
         // Portugal is listed in iberia, its continent in europe: the country wins.
         (net("198.51.100.128/25"), iberia),
-        (net("203.0.113.0/24"), americas),
+        (net("203.0.113.0/24"), europe),
         (net("2001:db8:100::/40"), americas),
     ];
     want.sort();
@@ -110,7 +111,7 @@ fn regions_from_inline_lists_files_and_a_database() {
             PrefixCounts::default(),
             PrefixCounts {
                 inline: 1,
-                files: 2,
+                files: 3,
                 database: 1
             },
             PrefixCounts {
@@ -118,7 +119,7 @@ fn regions_from_inline_lists_files_and_a_database() {
                 ..PrefixCounts::default()
             },
             PrefixCounts {
-                database: 2,
+                database: 1,
                 ..PrefixCounts::default()
             },
         ]
@@ -129,7 +130,7 @@ fn regions_from_inline_lists_files_and_a_database() {
     let summary = cfg.summary();
     for line in [
         "regions: 4 (default included), 7 prefixes; database",
-        "region europe: 4 prefixes (1 inline, 2 from files, 1 from the database)",
+        "region europe: 5 prefixes (1 inline, 3 from files, 1 from the database)",
         "region iberia: 1 prefixes (0 inline, 0 from files, 1 from the database)",
         "region default: every other client",
     ] {
@@ -221,6 +222,19 @@ fn region_errors_name_line_and_column() {
         6,
         "region europe: cannot read network list",
     );
+    assert_fails_at(
+        &with(
+            "[regions.europe]\nnetworks = [\"10.0.0.0/8\"]\n[regions.asia]\nnetworks = [\"10.0.0.0/8\"]\n",
+        ),
+        8,
+        "region asia: network 10.0.0.0/8 is also in region europe (line 6); a network belongs to one region",
+    );
+    // Given twice for one region: counted once.
+    let cfg = parse(&with(
+        "[regions.europe]\nnetworks = [\"10.0.0.0/8\", \"10.0.0.0/8\"]\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.regions.networks.len(), 1);
     // An empty [regions] is no region but the default.
     assert!(parse(&with("")).expect("empty regions").regions.is_empty());
 }
