@@ -9,6 +9,8 @@
 //!   down at runtime, or make it follow its probes again (Constellix `always_on`,
 //!   `always_off`, `follow_sonar`). Pins are kept across restarts in the state file; put
 //!   lasting ones in the config (`state = ...`);
+//! * `POST /api/rum`: a batch of real-user latency and availability samples per (region,
+//!   endpoint) for `geo` pools ([`crate::steering::rum`]);
 //! * `POST /api/reload` (a route the daemon adds, see its `reload` module): re-read the
 //!   config and the zones and apply them, as SIGHUP does.
 //!
@@ -22,12 +24,18 @@
 //! `Router` with its own state, e.g. `POST /api/reload`); they get the same checks, limits
 //! and error bodies, and a write method there needs the token like the pins do.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use axum::{
     Json, Router,
     body::Body,
-    extract::{Path, Request, State, rejection::PathRejection},
+    extract::{
+        Path, Request, State,
+        rejection::{JsonRejection, PathRejection},
+    },
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -45,7 +53,11 @@ use crate::{
         state::{ApiState, DaemonInfo},
         status, stream,
     },
-    steering::{health::parse_admin, steer::SetAdminError},
+    steering::{
+        health::parse_admin,
+        rum::{Rejected, RumBatch, RumError},
+        steer::SetAdminError,
+    },
 };
 
 /// At most this many names are listed in a 404 for an unknown pool or endpoint.
@@ -106,6 +118,7 @@ pub fn router(state: ApiState, settings: &ApiSettings, extra: Router) -> Router 
             "/api/pools/{pool}/endpoints/{endpoint}/{state}",
             post(set_endpoint),
         )
+        .route("/api/rum", post(post_rum))
         .with_state(state)
         .merge(extra)
         .fallback(not_found)
@@ -192,7 +205,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such path; try GET /metrics, GET /api/status or \
-         POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow>",
+         POST /api/pools/<pool>/endpoints/<endpoint>/<up|down|follow> or POST /api/rum",
     )
 }
 
@@ -255,6 +268,49 @@ async fn set_endpoint(
             Err(listing(ApiError::not_found(&e), "endpoints", endpoints))
         }
         Err(e) => Err(ApiError::bad_request(e)),
+    }
+}
+
+/// `POST /api/rum`: a batch of RUM samples (see [`crate::steering::rum`]), applied whole
+/// or refused whole (400, with every refused sample and the regions that take samples).
+async fn post_rum(
+    State(state): State<ApiState>,
+    body: Result<Json<RumBatch>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(batch) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; expected {{\"ttl\": \"5m\", \"samples\": [{{\"region\": ..., \"endpoint\": ..., \"latency_ms\": ..., \"available\": ...}}]}}",
+            e.body_text()
+        ))
+    })?;
+    let mut steering = state.steering.lock().unwrap_or_else(|p| p.into_inner());
+    match steering.add_rum(&batch, Instant::now()) {
+        Ok(accepted) => {
+            let ttl = batch.ttl().unwrap_or_default();
+            Ok(Json(json!({
+                "accepted": accepted,
+                "ttl": humantime::format_duration(ttl).to_string(),
+                "held": steering.rum_stats().held,
+            })))
+        }
+        Err(e @ RumError::Batch(_)) => Err(ApiError::bad_request(e)),
+        Err(
+            ref e @ RumError::Samples {
+                ref rejected,
+                ref accepted_keys,
+            },
+        ) => {
+            let listed: Vec<&Rejected> = rejected.iter().take(MAX_LISTED).collect();
+            let regions: serde_json::Map<String, serde_json::Value> = accepted_keys
+                .iter()
+                .take(MAX_LISTED)
+                .map(|(r, names)| (r.clone(), json!(names)))
+                .collect();
+            Err(ApiError::bad_request(e)
+                .with("rejected", json!(listed))
+                .with("rejected_total", rejected.len())
+                .with("regions", serde_json::Value::Object(regions)))
+        }
     }
 }
 

@@ -11,6 +11,9 @@
 //!   `hotpool_xdp_pool_answers_total{pool}`;
 //! * [`steering`] writes `hotpool_endpoint_up`, `hotpool_endpoint_latency_seconds`,
 //!   `hotpool_pool_all_down`, `hotpool_pool_answer_changes_total`;
+//! * [`steering`] writes `hotpool_pool_region_all_down{pool,region}` and
+//!   `hotpool_pool_region_answer_changes_total{pool,region}` for `geo` pools;
+//! * [`rum`] writes `hotpool_rum_samples_total{result}` and `hotpool_rum_samples_held`;
 //! * [`probes`] writes `hotpool_probes_total`, `hotpool_probe_failures_total` and the
 //!   `hotpool_probe_latency_seconds` histogram, per endpoint;
 //! * [`probe_accounting`] writes `hotpool_probe_local_failures_total` and
@@ -50,7 +53,7 @@ use crate::{
     steering::{
         events::EventStats,
         probe::SchedulerStats,
-        steer::{EndpointStatus, PoolStatus},
+        steer::{EndpointStatus, PoolStatus, RumStats},
         tally::{LATENCY_BUCKETS, LatencyHistogram, ProbeTotals},
     },
 };
@@ -74,6 +77,8 @@ pub struct Snapshot {
     pub scheduler: Option<SchedulerStats>,
     /// The heartbeat and the per-pool answers in the kernel.
     pub kernel: KernelSnapshot,
+    /// RUM samples.
+    pub rum: RumStats,
 }
 
 /// What the kernel maps say beyond the outcome counters.
@@ -107,13 +112,14 @@ impl KernelSnapshot {
 
 impl Snapshot {
     pub fn collect(state: &ApiState) -> Self {
-        let (pools, events, probe_totals, scheduler) = {
+        let (pools, events, probe_totals, scheduler, rum) = {
             let s = state.steering.lock().unwrap_or_else(|p| p.into_inner());
             (
                 s.status(),
                 s.event_stats(),
                 s.probe_totals().clone(),
                 s.probe_stats(),
+                s.rum_stats(),
             )
         };
         let (attached, packets, kernel) = {
@@ -143,6 +149,7 @@ impl Snapshot {
             probe_totals,
             scheduler,
             kernel,
+            rum,
         }
     }
 }
@@ -180,6 +187,7 @@ impl Collector for Snapshot {
             self.scheduler.as_ref(),
         )?;
         events(&mut encoder, &self.events)?;
+        rum(&mut encoder, &self.rum)?;
         api(&mut encoder, &self.refused)?;
         match &self.server {
             Some(s) => server(&mut encoder, s),
@@ -337,11 +345,59 @@ pub fn steering(encoder: &mut DescriptorEncoder, pools: &[PoolStatus]) -> fmt::R
     counters(
         encoder,
         "hotpool_pool_answer_changes",
-        "Times the pool's answer was rewritten.",
+        "Times the pool's answer was rewritten (a geo pool's default region's).",
         pools
             .iter()
             .map(|p| ([("pool", p.pool.as_str())], p.changes)),
+    )?;
+    let regions = || {
+        pools
+            .iter()
+            .flat_map(|p| p.regions.iter().map(move |r| (p, r)))
+    };
+    gauges(
+        encoder,
+        "hotpool_pool_region_all_down",
+        "Whether no endpoint of a geo pool's region is up (the all_down setting answers).",
+        regions().map(|(p, r)| {
+            (
+                [("pool", p.pool.as_str()), ("region", r.region.as_str())],
+                i64::from(r.all_down),
+            )
+        }),
+    )?;
+    counters(
+        encoder,
+        "hotpool_pool_region_answer_changes",
+        "Times a geo pool's answer for a region was rewritten.",
+        regions().map(|(p, r)| {
+            (
+                [("pool", p.pool.as_str()), ("region", r.region.as_str())],
+                r.changes,
+            )
+        }),
     )
+}
+
+/// RUM samples (`POST /api/rum`).
+pub fn rum(encoder: &mut DescriptorEncoder, rum: &RumStats) -> fmt::Result {
+    counters(
+        encoder,
+        "hotpool_rum_samples",
+        "RUM samples by what became of them: accepted, rejected (with their batch), expired.",
+        [
+            ([("result", "accepted")], rum.accepted),
+            ([("result", "rejected")], rum.rejected),
+            ([("result", "expired")], rum.expired),
+        ],
+    )?;
+    let family = encoder.encode_descriptor(
+        "hotpool_rum_samples_held",
+        "RUM samples held (not yet expired).",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::try_from(rum.held).unwrap_or(i64::MAX)).encode(family)
 }
 
 /// A latency histogram as prometheus-client encodes one (per-bucket counts; it adds them

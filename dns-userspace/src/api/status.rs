@@ -77,11 +77,31 @@ pub struct PoolDoc {
     pub all_down: bool,
     /// Times the answer changed since start.
     pub changes: u64,
+    /// A `geo` pool's regions, each with its own policy, answer and reason (the pool's
+    /// `answer`, `reason`, ... are its `default` region's); absent for other pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionDoc>,
     pub endpoints: Vec<EndpointDoc>,
     /// Queries the kernel answered for the pool since it got its kernel index (`null`:
     /// not in the kernel).
     #[serde(default)]
     pub kernel_answers: Option<u64>,
+}
+
+/// One region of a `geo` pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionDoc {
+    pub region: String,
+    pub policy: String,
+    /// What `fastest` ranks by: probes, rum, blend.
+    pub latency: String,
+    /// The region's endpoints, in its order.
+    pub endpoints: Vec<String>,
+    pub answer: String,
+    pub reason: String,
+    pub since: String,
+    pub all_down: bool,
+    pub changes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -208,6 +228,21 @@ impl From<&PoolStatus> for PoolDoc {
             since: timestamp(p.answer_since),
             all_down: p.all_down,
             changes: p.changes,
+            regions: p
+                .regions
+                .iter()
+                .map(|r| RegionDoc {
+                    region: r.region.clone(),
+                    policy: r.policy.clone(),
+                    latency: r.latency.clone(),
+                    endpoints: r.endpoints.clone(),
+                    answer: r.answer.clone(),
+                    reason: r.reason.clone(),
+                    since: timestamp(r.answer_since),
+                    all_down: r.all_down,
+                    changes: r.changes,
+                })
+                .collect(),
             endpoints: p.endpoints.iter().map(EndpointDoc::from).collect(),
             kernel_answers: None,
         }
@@ -311,19 +346,37 @@ impl StatusDoc {
         }
         for p in &self.pools {
             let _ = writeln!(out, "\n{} {} ({})", p.pool, p.rtype, p.policy);
-            let all_down = if p.all_down {
-                "  [all endpoints down]"
-            } else {
-                ""
+            let all_down = |down: bool| {
+                if down { "  [all endpoints down]" } else { "" }
             };
-            let _ = writeln!(out, "  answer  {}{all_down}", p.answer);
-            let _ = writeln!(out, "  reason  {}", p.reason);
-            let changes = match p.changes {
+            let changes = |n: u64| match n {
                 0 => "no change since start".to_string(),
                 1 => "1 change since start".to_string(),
                 n => format!("{n} changes since start"),
             };
-            let _ = writeln!(out, "  since   {}, {changes}", when(&p.since));
+            if p.regions.is_empty() {
+                let _ = writeln!(out, "  answer  {}{}", p.answer, all_down(p.all_down));
+                let _ = writeln!(out, "  reason  {}", p.reason);
+                let _ = writeln!(out, "  since   {}, {}", when(&p.since), changes(p.changes));
+            }
+            for r in &p.regions {
+                let _ = writeln!(
+                    out,
+                    "  region {} ({}, latency from {}; {})",
+                    r.region,
+                    r.policy,
+                    r.latency,
+                    r.endpoints.join(", ")
+                );
+                let _ = writeln!(out, "    answer  {}{}", r.answer, all_down(r.all_down));
+                let _ = writeln!(out, "    reason  {}", r.reason);
+                let _ = writeln!(
+                    out,
+                    "    since   {}, {}",
+                    when(&r.since),
+                    changes(r.changes)
+                );
+            }
             if let Some(n) = p.kernel_answers {
                 let _ = writeln!(out, "  kernel  {n} answered");
             }

@@ -160,7 +160,11 @@ impl Parser<'_> {
     }
 
     /// A path relative to the config file's directory.
-    fn relative(&self, s: &Spanned<String>, key: &str) -> Result<std::path::PathBuf, ConfigError> {
+    pub(super) fn relative(
+        &self,
+        s: &Spanned<String>,
+        key: &str,
+    ) -> Result<std::path::PathBuf, ConfigError> {
         if s.get_ref().trim().is_empty() {
             return Err(self.err_at(s.span(), format!("{key} is empty")));
         }

@@ -29,7 +29,10 @@ use crate::{
         server::ServerSettings,
         zone::{Zone, ZoneSettings},
     },
-    geo::Regions,
+    geo::{
+        Regions,
+        source::{DatabaseSummary, PrefixCounts},
+    },
     steering::{
         events::EventSettings,
         pool::PoolSettings,
@@ -42,6 +45,7 @@ mod api;
 mod error;
 mod parse;
 mod raw;
+mod regions;
 mod summary;
 
 #[cfg(test)]
@@ -69,6 +73,11 @@ pub struct Config {
     pub pools: Vec<PoolSettings>,
     /// `[regions]`: client networks by region, for `geo` pools.
     pub regions: Regions,
+    /// How many prefixes each region has from each source, by region id (for
+    /// `hotpool check`).
+    pub region_prefixes: Vec<PrefixCounts>,
+    /// `[regions] database`: its path and what it gave.
+    pub region_database: Option<(PathBuf, DatabaseSummary)>,
     pub events: EventSettings,
     pub probes: ProbeSettings,
     /// `[state]`: the file health, latency and pins are kept in across restarts.

@@ -30,6 +30,7 @@ use crate::{
         zone::{DEFAULT_NS_TTL, SoaSettings, Zone, ZoneSettings},
     },
     geo::Regions,
+    steering::geo::GEO_POLICY,
     steering::{
         endpoint::EndpointAddress,
         events::{EventSettings, webhook_url},
@@ -116,11 +117,13 @@ impl Parser<'_> {
             })?);
         }
 
+        let regions = self.regions(raw.regions.take())?;
+
         let mut pools: Vec<PoolSettings> = Vec::with_capacity(raw.pool.len());
         let mut pool_lines = BTreeMap::new();
         for p in raw.pool {
             let name_span = p.get_ref().name.span();
-            let pool = self.pool(p.into_inner())?;
+            let pool = self.pool(p.into_inner(), &regions.regions)?;
             let key = LowerName::new(&pool.name);
             if let Some(first) = pool_lines.insert(key, name_span.clone()) {
                 let (line, _) = self.line_col(first);
@@ -166,7 +169,9 @@ impl Parser<'_> {
             xdp,
             zones,
             pools,
-            regions: Regions::none(),
+            regions: regions.regions,
+            region_prefixes: regions.prefixes,
+            region_database: regions.database,
             events,
             probes,
             state,
@@ -185,7 +190,7 @@ impl Parser<'_> {
         })
     }
 
-    fn line_col(&self, span: Range<usize>) -> (usize, usize) {
+    pub(super) fn line_col(&self, span: Range<usize>) -> (usize, usize) {
         let e = self.err_at(span, "");
         (e.line().unwrap_or(1), e.column().unwrap_or(1))
     }
@@ -574,7 +579,7 @@ impl Parser<'_> {
         })
     }
 
-    fn pool(&self, raw: RawPool) -> Result<PoolSettings, ConfigError> {
+    fn pool(&self, mut raw: RawPool, regions: &Regions) -> Result<PoolSettings, ConfigError> {
         let name = self.name(&raw.name, "pool name")?;
         let name_span = raw.name.span();
         if name.is_wildcard() || name.iter().any(|l| l == b"*") {
@@ -600,7 +605,21 @@ impl Parser<'_> {
             Some(t) => self.ttl(t, "pool ttl")?,
             None => DEFAULT_POOL_TTL,
         };
-        let (policy, all_down) = self.policy(&raw, &name, rtype)?;
+        let geo = raw
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.get_ref().name() == GEO_POLICY);
+        let raw_regions = raw.regions.take();
+        if !geo && let Some(region) = raw_regions.as_ref().and_then(|r| r.keys().next()) {
+            return Err(self.err_at(
+                region.span(),
+                format!(
+                    "pool {name} has [pool.regions.{}], but regions are only for policy = \"{GEO_POLICY}\"",
+                    region.get_ref()
+                ),
+            ));
+        }
+        let (mut policy, all_down) = self.policy(&raw, &name, rtype)?;
         let webhook = match &raw.webhook {
             Some(w) => Some(self.webhook(w)?),
             None => None,
@@ -679,6 +698,21 @@ impl Parser<'_> {
             });
             priority_spans.push(priority_span);
         }
+        let pool_regions = if geo {
+            let r = self.pool_regions(
+                raw_regions,
+                &name,
+                name_span.clone(),
+                rtype,
+                pool_probe.is_some(),
+                &endpoints,
+                regions,
+            )?;
+            policy = r[0].policy.clone();
+            r
+        } else {
+            Vec::new()
+        };
         let priorities: Vec<(&EndpointAddress, u32)> =
             endpoints.iter().map(|e| (&e.address, e.priority)).collect();
         policy.check_priorities(&name, &priorities).map_err(|e| {
@@ -694,6 +728,7 @@ impl Parser<'_> {
             ttl,
             endpoints,
             policy,
+            regions: pool_regions,
             all_down,
             probe: pool_probe,
             webhook,
@@ -719,8 +754,34 @@ impl Parser<'_> {
         name: &Name,
         rtype: RecordType,
     ) -> Result<(Policy, AllDown), ConfigError> {
+        let geo = raw
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.get_ref().name() == GEO_POLICY);
+        if geo {
+            for (key, span) in [
+                ("count", raw.count.as_ref().map(Spanned::span)),
+                ("deviation", raw.deviation.as_ref().map(Spanned::span)),
+                ("hysteresis", raw.hysteresis.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    return Err(self.err_at(
+                        span,
+                        format!(
+                            "pool {name} has policy = \"{GEO_POLICY}\": {key} belongs in its [pool.regions.<name>] tables"
+                        ),
+                    ));
+                }
+            }
+        }
         let keys = PolicyKeys {
-            policy: raw.policy.as_ref().map(|p| p.get_ref().name()),
+            // A geo pool's own policy is its default region's (set by the caller); its
+            // all_down and fallback are the pool's.
+            policy: raw
+                .policy
+                .as_ref()
+                .map(|p| p.get_ref().name())
+                .filter(|_| !geo),
             count: raw.count.as_ref().map(|c| *c.get_ref()),
             deviation: raw.deviation.as_ref().map(|d| *d.get_ref()),
             hysteresis: raw.hysteresis.as_ref().map(|h| *h.get_ref()),

@@ -14,8 +14,9 @@ use crate::{
     api::settings::Reads,
     datapath::{ebpf::AttachMode, heartbeat::OnStale},
     steering::{
+        geo::LATENCY_NAMES,
         health::AdminState,
-        policy::{ALL_DOWN_NAMES, POLICY_NAMES},
+        policy::{ALL_DOWN_NAMES, POLICY_NAMES, POOL_POLICY_NAMES},
         probe::KIND_NAMES,
     },
 };
@@ -41,6 +42,108 @@ pub(super) struct RawConfig {
     pub(super) api: Option<RawApi>,
     #[serde(default)]
     pub(super) rrl: Option<RawRrl>,
+    #[serde(default)]
+    pub(super) regions: Option<RawRegions>,
+}
+
+/// `[regions]`: `database = "..."` and one `[regions.<name>]` table per region, in file
+/// order (the order gives the region ids).
+#[derive(Default)]
+pub(super) struct RawRegions {
+    pub(super) database: Option<Spanned<String>>,
+    pub(super) regions: Vec<(Spanned<String>, RawRegion)>,
+}
+
+impl<'de> Deserialize<'de> for RawRegions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Regions;
+        impl<'de> Visitor<'de> for Regions {
+            type Value = RawRegions;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of regions (and database = \"...\")")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawRegions, A::Error> {
+                let mut out = RawRegions::default();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    if key.get_ref() == "database" {
+                        out.database = Some(map.next_value()?);
+                    } else {
+                        out.regions.push((key, map.next_value()?));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(Regions)
+    }
+}
+
+/// `[regions.<name>]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegion {
+    pub(super) networks: Option<Vec<Spanned<String>>>,
+    pub(super) files: Option<Vec<Spanned<String>>>,
+    pub(super) countries: Option<Vec<Spanned<String>>>,
+    pub(super) continents: Option<Vec<Spanned<String>>>,
+}
+
+/// `[pool.regions.<name>]`: a region's policy in a `geo` pool.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPoolRegion {
+    pub(super) policy: Option<Spanned<Keyword<PolicyNames>>>,
+    pub(super) endpoints: Spanned<Vec<Spanned<RawRegionEndpoint>>>,
+    pub(super) count: Option<Spanned<usize>>,
+    pub(super) deviation: Option<Spanned<u32>>,
+    pub(super) hysteresis: Option<Spanned<u32>>,
+    pub(super) latency: Option<Spanned<Keyword<LatencyNames>>>,
+}
+
+/// An endpoint of a region: its address as the pool writes it, or
+/// `{ address = "...", weight = 9, priority = 1 }`.
+pub(super) struct RawRegionEndpoint {
+    pub(super) address: String,
+    pub(super) weight: Option<u32>,
+    pub(super) priority: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for RawRegionEndpoint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            address: String,
+            weight: Option<u32>,
+            priority: Option<u32>,
+        }
+        struct Item;
+        impl<'de> Visitor<'de> for Item {
+            type Value = RawRegionEndpoint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an endpoint address of the pool, or { address = \"...\", weight = ..., priority = ... }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRegionEndpoint, E> {
+                Ok(RawRegionEndpoint {
+                    address: v.to_string(),
+                    weight: None,
+                    priority: None,
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRegionEndpoint, A::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawRegionEndpoint {
+                    address: t.address,
+                    weight: t.weight,
+                    priority: t.priority,
+                })
+            }
+        }
+        deserializer.deserialize_any(Item)
+    }
 }
 
 #[derive(Deserialize)]
@@ -148,10 +251,12 @@ pub(super) struct RawPool {
     pub(super) rtype: Spanned<String>,
     pub(super) ttl: Option<Spanned<u32>>,
     pub(super) endpoints: Spanned<Vec<Spanned<RawEndpoint>>>,
-    pub(super) policy: Option<Spanned<Keyword<PolicyNames>>>,
+    pub(super) policy: Option<Spanned<Keyword<PoolPolicyNames>>>,
     pub(super) count: Option<Spanned<usize>>,
     pub(super) deviation: Option<Spanned<u32>>,
     pub(super) hysteresis: Option<Spanned<u32>>,
+    /// A `geo` pool's regions, by name.
+    pub(super) regions: Option<std::collections::BTreeMap<Spanned<String>, RawPoolRegion>>,
     pub(super) all_down: Option<Spanned<Keyword<AllDownNames>>>,
     pub(super) fallback: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) webhook: Option<Spanned<String>>,
@@ -227,6 +332,20 @@ pub(super) enum PolicyNames {}
 impl Keywords for PolicyNames {
     const WHAT: &'static str = "policy";
     const NAMES: &'static [&'static str] = POLICY_NAMES;
+}
+
+/// `policy = "..."` of a pool: a policy, or `geo`.
+pub(super) enum PoolPolicyNames {}
+impl Keywords for PoolPolicyNames {
+    const WHAT: &'static str = "policy";
+    const NAMES: &'static [&'static str] = POOL_POLICY_NAMES;
+}
+
+/// `latency = "..."` of a region of a `geo` pool.
+pub(super) enum LatencyNames {}
+impl Keywords for LatencyNames {
+    const WHAT: &'static str = "latency source";
+    const NAMES: &'static [&'static str] = LATENCY_NAMES;
 }
 
 /// `kind = "..."` of a probe.

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use crate::{
     api::settings::Reads,
     config::Config,
+    geo::source::PrefixCounts,
     steering::{
         health::AdminState,
         policy::Policy,
@@ -13,6 +14,39 @@ use crate::{
 };
 
 impl Config {
+    /// `[regions]`: the regions and how many prefixes each has from where (nothing
+    /// without regions).
+    fn region_lines(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            return Vec::new();
+        }
+        let total: usize = self.region_prefixes.iter().map(PrefixCounts::total).sum();
+        let database = match &self.region_database {
+            Some((path, db)) => format!("database {} ({db})", path.display()),
+            None => "no database".to_string(),
+        };
+        let mut lines = vec![format!(
+            "regions: {} (default included), {total} prefixes; {database}",
+            self.regions.len()
+        )];
+        for (id, name) in self.regions.iter().skip(1) {
+            let c = self
+                .region_prefixes
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
+            lines.push(format!(
+                "  region {name}: {} prefixes ({} inline, {} from files, {} from the database)",
+                c.total(),
+                c.inline,
+                c.files,
+                c.database
+            ));
+        }
+        lines.push("  region default: every other client".to_string());
+        lines
+    }
+
     /// A human-readable summary (printed by `hotpool check`).
     pub fn summary(&self) -> String {
         let server = &self.server;
@@ -83,6 +117,7 @@ impl Config {
                 zone.serial()
             ));
         }
+        lines.extend(self.region_lines());
         for pool in &self.pools {
             let endpoints: Vec<String> = pool
                 .endpoints
@@ -96,11 +131,40 @@ impl Config {
                 pool.ttl,
                 endpoints.join(", ")
             ));
-            lines.push(format!(
-                "  policy {}; all down: {}",
-                pool.policy.describe(),
-                pool.all_down
-            ));
+            if pool.is_geo() {
+                lines.push(format!("  policy geo; all down: {}", pool.all_down));
+                for r in &pool.regions {
+                    let members: Vec<String> = r
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            let address = &pool.endpoints[e.index].address;
+                            match r.policy {
+                                Policy::Failover => format!("{address} (priority {})", e.priority),
+                                Policy::Weighted => format!("{address} (weight {})", e.weight),
+                                _ => address.to_string(),
+                            }
+                        })
+                        .collect();
+                    let latency = match r.policy {
+                        Policy::Fastest { .. } => format!(", latency from {}", r.latency),
+                        _ if r.latency.uses_rum() => format!(", availability from {}", r.latency),
+                        _ => String::new(),
+                    };
+                    lines.push(format!(
+                        "  region {}: {}{latency} over {}",
+                        r.name,
+                        r.policy.describe(),
+                        members.join(", ")
+                    ));
+                }
+            } else {
+                lines.push(format!(
+                    "  policy {}; all down: {}",
+                    pool.policy.describe(),
+                    pool.all_down
+                ));
+            }
             lines.push(match &pool.probe {
                 Some(p) => format!("  probe {}", describe_probe(p)),
                 None => "  no probe: every endpoint counts as up".to_string(),

@@ -17,6 +17,8 @@ pub mod table;
 use std::fmt;
 
 pub use table::RegionTable;
+pub mod mmdb_writer;
+pub mod source;
 
 /// A region: its index in [`Regions::names`]. 0 is the `default` region, which every
 /// client network no configured region claims falls into.

@@ -162,6 +162,10 @@ pub struct Event {
     /// RFC 3339 UTC with milliseconds (`2026-01-31T12:00:00.123Z`); see [`timestamp`].
     pub ts: String,
     pub pool: String,
+    /// The region of a `geo` pool's answer (absent for every other pool, and for
+    /// endpoint events: health is per endpoint, shared by the regions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Address or host name; `None` for pool-level events.
     pub endpoint: Option<String>,
     pub kind: EventKind,
@@ -190,6 +194,7 @@ impl Event {
         Self {
             ts: timestamp(SystemTime::now()),
             pool: pool.into(),
+            region: None,
             endpoint: Some(endpoint.into()),
             kind: EventKind::EndpointState,
             old: old.into(),
@@ -212,6 +217,7 @@ impl Event {
         Self {
             ts: timestamp(SystemTime::now()),
             pool: pool.into(),
+            region: None,
             endpoint: None,
             kind: EventKind::PoolAnswer,
             old: old.into(),
@@ -228,6 +234,12 @@ impl Event {
         let round = |ms: f64| (ms * 1e3).round() / 1e3;
         self.latency_ms = latency_ms.map(round);
         self.samples_ms = samples_ms.into_iter().map(round).collect();
+        self
+    }
+
+    /// The same event about `region`'s answer of a `geo` pool.
+    pub fn in_region(mut self, region: Option<&str>) -> Self {
+        self.region = region.map(str::to_string);
         self
     }
 
@@ -487,6 +499,7 @@ fn log_event(e: &Event) {
         ($level:ident, $msg:literal) => {
             tracing::$level!(
                 pool = %e.pool,
+                region = e.region.as_deref(),
                 old = %e.old,
                 new = %e.new,
                 reason = %e.reason,

@@ -14,16 +14,20 @@
 //! * [`policy`]: the policies and all-down behaviours (validated from the config), the
 //!   selector, and the reasons for its decisions;
 //! * [`steer`]: applying results and pins, publishing answers;
+//! * [`geo`]: a `geo` pool's per-region policies, RUM samples;
 //! * [`events`]: the event record (log, JSON lines, webhooks);
+//! * [`rum`]: real-user latency and availability samples per (region, endpoint);
 //! * [`state`]: the state file that carries health, latency and pins across restarts;
 //! * [`tally`]: each endpoint's probe counts, latency histogram and last failure.
 
 pub mod endpoint;
 pub mod events;
+pub mod geo;
 pub mod health;
 pub mod policy;
 pub mod pool;
 pub mod probe;
+pub mod rum;
 pub mod state;
 pub mod steer;
 pub mod tally;

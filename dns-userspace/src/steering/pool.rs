@@ -7,6 +7,7 @@ use crate::{
     datapath::pools::{PoolAnswer, Selection},
     steering::{
         endpoint::EndpointAddress,
+        geo::{LatencySource, RegionEndpoint, RegionPolicy},
         health::AdminState,
         policy::{AllDown, Policy},
         probe::ProbeSpec,
@@ -27,8 +28,12 @@ pub struct PoolSettings {
     pub ttl: u32,
     /// 1 to 8 endpoints, in config order.
     pub endpoints: Vec<EndpointSettings>,
-    /// How the answer is chosen among the endpoints that are up.
+    /// How the answer is chosen among the endpoints that are up; for a `geo` pool, its
+    /// `default` region's policy (each region's is in [`PoolSettings::regions`]).
     pub policy: Policy,
+    /// A `geo` pool's regions (`[pool.regions.<name>]`), by region id, `default` first;
+    /// empty for every other pool.
+    pub regions: Vec<RegionPolicy>,
     /// What is answered when no endpoint is up.
     pub all_down: AllDown,
     /// The pool's probe with defaults applied; `None`: no probes, every endpoint counts
@@ -63,6 +68,35 @@ impl EndpointSettings {
 }
 
 impl PoolSettings {
+    /// The pool has the `geo` policy: one answer per region it lists.
+    pub fn is_geo(&self) -> bool {
+        !self.regions.is_empty()
+    }
+
+    /// The policies the pool runs, one per answer: a `geo` pool's regions, or for every
+    /// other pool one in the default region over all its endpoints.
+    pub fn region_policies(&self) -> Vec<RegionPolicy> {
+        if self.is_geo() {
+            return self.regions.clone();
+        }
+        vec![RegionPolicy {
+            region: crate::geo::RegionId::DEFAULT,
+            name: crate::geo::DEFAULT_REGION.to_string(),
+            policy: self.policy.clone(),
+            latency: LatencySource::Probes,
+            endpoints: self
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(index, e)| RegionEndpoint {
+                    index,
+                    weight: e.weight,
+                    priority: e.priority,
+                })
+                .collect(),
+        }]
+    }
+
     /// The answer the pool starts with, before any probe verdict: every endpoint, in
     /// config order (a CNAME pool its first: a CNAME is a singleton).
     pub fn initial_answer(&self) -> PoolAnswer {

@@ -97,6 +97,20 @@ pub struct SavedPool {
     /// The last answer with an endpoint up (what failing open answers).
     pub last_good: Option<SavedAnswer>,
     pub endpoints: Vec<SavedEndpoint>,
+    /// A `geo` pool's answers of its regions other than `default` (whose answer is the
+    /// pool's own `answer`, `all_down` and `last_good`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<SavedRegion>,
+}
+
+/// One region's answer of a `geo` pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedRegion {
+    /// The region's name.
+    pub region: String,
+    pub answer: Option<SavedAnswer>,
+    pub all_down: bool,
+    pub last_good: Option<SavedAnswer>,
 }
 
 /// An answer by endpoint addresses (indexes would not survive a reordered config).
@@ -353,6 +367,12 @@ mod tests {
                 answer: Some(SavedAnswer::Endpoints(vec!["192.0.2.1".into()])),
                 all_down: false,
                 last_good: Some(SavedAnswer::Weighted(vec![("192.0.2.1".into(), 3)])),
+                regions: vec![SavedRegion {
+                    region: "europe".into(),
+                    answer: Some(SavedAnswer::Endpoints(vec!["192.0.2.2".into()])),
+                    all_down: true,
+                    last_good: None,
+                }],
                 endpoints: vec![SavedEndpoint {
                     address: "192.0.2.2".into(),
                     admin: AdminState::Down,

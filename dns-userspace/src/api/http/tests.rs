@@ -608,3 +608,119 @@ async fn large_pages_stream_in_chunks_with_the_same_content() {
     let whole = status::StatusDoc::collect(&server.state, SystemTime::now());
     assert_eq!(doc.pools, whole.pools);
 }
+
+/// A geo pool of two CNAME endpoints whose europe region ranks by RUM samples.
+fn geo_state() -> ApiState {
+    let steering = Steering::for_config(
+        "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
+         [regions.europe]\nnetworks = [\"192.0.2.0/24\"]\n\
+         [[pool]]\nname = \"cdn.example.test.\"\ntype = \"CNAME\"\npolicy = \"geo\"\n\
+         endpoints = [{ address = \"a.cdn-one.example.\" }, { address = \"b.cdn-two.example.\" }]\n\
+         [pool.regions.default]\nendpoints = [\"a.cdn-one.example.\", \"b.cdn-two.example.\"]\n\
+         [pool.regions.europe]\npolicy = \"fastest\"\nlatency = \"rum\"\n\
+         endpoints = [\"a.cdn-one.example.\", \"b.cdn-two.example.\"]\n",
+    );
+    ApiState {
+        steering: Arc::new(Mutex::new(steering)),
+        ..state()
+    }
+}
+
+/// A POST of `body` (JSON) to `path`.
+async fn post_json(server: &Server, path: &str, headers: &[&str], body: &str) -> Reply {
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {}\r\n", server.addr);
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    exchange(TcpStream::connect(server.addr).await.unwrap(), &request).await
+}
+
+#[tokio::test]
+async fn rum_samples_need_the_token_and_move_their_region() {
+    let (token, _file) = token("rum");
+    let server = serve_state(with_token(&token), Router::new(), geo_state()).await;
+    let europe = |server: &Server| {
+        let status = server.state.steering.lock().unwrap().status();
+        status[0].regions[1].answer.clone()
+    };
+    assert_eq!(europe(&server), "a.cdn-one.example.");
+    let body = r#"{"ttl": "5m", "samples": [
+        {"region": "europe", "endpoint": "a.cdn-one.example.", "latency_ms": 80, "available": true},
+        {"region": "europe", "endpoint": "B.cdn-two.example", "latency_ms": 23.5}
+    ]}"#;
+
+    // A write: refused without the token, and nothing applied.
+    let r = post_json(&server, "/api/rum", &[], body).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(europe(&server), "a.cdn-one.example.");
+
+    let r = post_json(&server, "/api/rum", &[BEARER], body).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["accepted"], 2);
+    assert_eq!(r.json()["ttl"], "5m");
+    assert_eq!(europe(&server), "b.cdn-two.example.");
+
+    // Unknown names: 400 with every refused sample and what is known.
+    let r = post_json(
+        &server,
+        "/api/rum",
+        &[BEARER],
+        r#"{"samples": [{"region": "asia", "endpoint": "a.cdn-one.example.", "latency_ms": 1},
+                        {"region": "europe", "endpoint": "c.cdn-three.example.", "latency_ms": 1}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let body = r.json();
+    assert_eq!(body["rejected_total"], 2);
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("region \"asia\""),
+        "{body}"
+    );
+    assert_eq!(
+        body["regions"]["europe"],
+        serde_json::json!(["a.cdn-one.example.", "b.cdn-two.example."])
+    );
+    // Malformed bodies: 400 saying what is expected.
+    let r = post_json(
+        &server,
+        "/api/rum",
+        &[BEARER],
+        r#"{"samples": [{"region": 1}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected {\"ttl\""),
+        "{r:?}"
+    );
+
+    let metrics = ask(&server, "GET", "/metrics", &[]).await.body;
+    for line in [
+        "hotpool_rum_samples_total{result=\"accepted\"} 2",
+        "hotpool_rum_samples_total{result=\"rejected\"} 2",
+        "hotpool_rum_samples_held 2",
+        "hotpool_pool_region_answer_changes_total{pool=\"cdn.example.test.\",region=\"europe\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
+    let status = ask(&server, "GET", "/api/status", &[]).await.json();
+    assert_eq!(status["pools"][0]["policy"], "geo");
+    assert_eq!(status["pools"][0]["regions"][1]["region"], "europe");
+    assert_eq!(status["pools"][0]["regions"][1]["latency"], "rum");
+    assert_eq!(
+        status["pools"][0]["regions"][1]["answer"],
+        "b.cdn-two.example."
+    );
+}

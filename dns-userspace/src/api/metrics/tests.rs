@@ -48,6 +48,7 @@ fn snapshot(pools: Vec<PoolStatus>) -> Snapshot {
         kernel: KernelSnapshot::default(),
         probe_totals: ProbeTotals::default(),
         scheduler: None,
+        rum: Default::default(),
     }
 }
 

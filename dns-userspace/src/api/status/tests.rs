@@ -71,6 +71,7 @@ fn fixture() -> StatusDoc {
                 since: "2026-11-22T04:09:02.333Z".into(),
                 all_down: false,
                 changes: 1,
+                regions: Vec::new(),
                 endpoints: vec![endpoint("127.0.0.1"), down],
                 kernel_answers: Some(48_210),
             },
@@ -83,6 +84,7 @@ fn fixture() -> StatusDoc {
                 since: "2026-11-22T02:00:14.000Z".into(),
                 all_down: false,
                 changes: 0,
+                regions: Vec::new(),
                 endpoints: vec![
                     EndpointDoc {
                         since: None,
@@ -205,4 +207,48 @@ fn staleness_with_its_limit() {
         json.contains("\"heartbeat_age_s\":42.0,\"stale_after_s\":null,\"on_stale\":\"pass\""),
         "{json}"
     );
+}
+
+#[test]
+fn a_geo_pool_shows_each_region() {
+    let mut doc = fixture();
+    doc.pools.truncate(1);
+    let region = |name: &str, policy: &str, answer: &str, changes: u64| RegionDoc {
+        region: name.into(),
+        policy: policy.into(),
+        latency: "rum".into(),
+        endpoints: vec!["127.0.0.1".into(), "127.0.0.2".into()],
+        answer: answer.into(),
+        reason: format!("{policy}: {answer}"),
+        since: "2026-11-22T04:09:02.333Z".into(),
+        all_down: changes > 1,
+        changes,
+    };
+    let p = &mut doc.pools[0];
+    p.policy = "geo".into();
+    p.kernel_answers = None;
+    p.regions = vec![
+        region("default", "failover", "127.0.0.1", 0),
+        region("europe", "fastest", "127.0.0.2", 2),
+    ];
+    let table = doc.table();
+    let want = "\
+www.example.test. A (geo)
+  region default (failover, latency from rum; 127.0.0.1, 127.0.0.2)
+    answer  127.0.0.1
+    reason  failover: 127.0.0.1
+    since   2026-11-22T04:09:02Z (3m 12s ago), no change since start
+  region europe (fastest, latency from rum; 127.0.0.1, 127.0.0.2)
+    answer  127.0.0.2  [all endpoints down]
+    reason  fastest: 127.0.0.2
+    since   2026-11-22T04:09:02Z (3m 12s ago), 2 changes since start
+  endpoint ";
+    assert!(table.contains(want), "\n{table}");
+    let json = serde_json::to_string(&doc).unwrap();
+    assert!(
+        json.contains("\"regions\":[{\"region\":\"default\""),
+        "{json}"
+    );
+    let back: StatusDoc = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, doc);
 }

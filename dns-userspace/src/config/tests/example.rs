@@ -71,6 +71,12 @@ fn the_example_config_loads() {
         "{summary}"
     );
     assert!(summary.contains("xdp: lo (mode auto)"), "{summary}");
+    let regions: Vec<&str> = cfg.regions.iter().map(|(_, n)| n).collect();
+    assert_eq!(regions, ["default", "europe", "americas"]);
+    assert!(
+        summary.contains("regions: 3 (default included), 4 prefixes; no database"),
+        "{summary}"
+    );
 
     // Issue 3: the www pool is probed over http and fails open.
     let www = &cfg.pools[0];
@@ -188,6 +194,24 @@ fn the_commented_example_pools_are_valid() {
     assert_eq!(db.policy, Policy::Failover);
     assert_eq!(db.probe.as_ref().unwrap().kind.name(), "dns");
     assert!(matches!(db.all_down, AllDown::Fallback(_)));
+    let edge = cfg
+        .pools
+        .iter()
+        .find(|p| p.name.to_string() == "edge.example.test.")
+        .expect("the geo example");
+    let regions: Vec<(&str, &str)> = edge
+        .regions
+        .iter()
+        .map(|r| (r.name.as_str(), r.policy.name()))
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            ("default", "weighted"),
+            ("europe", "fastest"),
+            ("americas", "failover")
+        ]
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod example;
 mod policies;
 mod pools;
 mod probes;
+mod regions;
 mod scale;
 mod server;
 mod state;

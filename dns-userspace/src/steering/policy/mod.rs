@@ -124,6 +124,9 @@ pub const DEFAULT_POLICY_DOC: &str = "\"fastest\" for a pool with a probe (or a 
 
 /// The policies as the config names them (`policy = "..."`), in [`Policy`]'s order.
 pub const POLICY_NAMES: &[&str] = &["fastest", "weighted", "failover", "all-healthy"];
+/// The names a pool's `policy` takes: a policy, or `geo` (a policy per region, see
+/// [`crate::steering::geo`]).
+pub const POOL_POLICY_NAMES: &[&str] = &["fastest", "weighted", "failover", "all-healthy", "geo"];
 /// The all-down behaviours as the config names them (`all_down = "..."`), in [`AllDown`]'s
 /// order.
 pub const ALL_DOWN_NAMES: &[&str] = &["fail-open", "servfail", "fallback"];

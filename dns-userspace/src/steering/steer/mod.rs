@@ -28,6 +28,7 @@
 //! endpoint's health: they are not verdicts.
 
 mod reconcile;
+mod rum;
 mod runtime;
 
 use std::{
@@ -43,7 +44,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use reconcile::Reconciled;
-use runtime::PoolRuntime;
+pub use rum::RumStats;
+use runtime::{PoolRuntime, RegionRuntime};
 
 use crate::{
     datapath::{
@@ -53,12 +55,14 @@ use crate::{
     dns::{NameError, parse_name},
     steering::{
         events::{Event, EventSink, EventStats},
+        geo::GEO_POLICY,
         health::{AdminState, ProbeOutcome, ProbeState, StateReason},
-        policy::{Answer, Decision, Policy},
+        policy::Decision,
         pool::PoolSettings,
         probe::{
             JobId, LocalFailure, ProbeJob, ProbeReport, ProbeSet, ProbeTarget, SchedulerStats,
         },
+        rum::RumStore,
         state::{STATE_VERSION, SavedState, now_ms},
         tally::{ProbeTally, ProbeTotals},
     },
@@ -153,6 +157,8 @@ pub struct Steering {
     totals: ProbeTotals,
     local_log: LocalFailureLog,
     probes: Option<ProbeSet>,
+    /// RUM samples (`POST /api/rum`).
+    rum: RumStore,
 }
 
 /// Rate limit of the local-failure log line.
@@ -185,6 +191,7 @@ impl Steering {
             totals: ProbeTotals::default(),
             local_log: LocalFailureLog::default(),
             probes: None,
+            rum: RumStore::default(),
         };
         if let Some(saved) = saved {
             let mut restored = 0;
@@ -384,7 +391,7 @@ impl Steering {
         }
         // Only a changed verdict, or a new latency where the policy compares latencies,
         // can change the decision: a blackholed endpoint failing again changes nothing.
-        let latency_counts = matches!(self.pools[pool].settings.policy, Policy::Fastest { .. });
+        let latency_counts = self.pools[pool].ranks_by_latency();
         if transition.is_some() || was != now || (outcome.ok && latency_counts) {
             self.reselect(pool, "probe", true);
         }
@@ -465,39 +472,50 @@ impl Steering {
         self.events.emit(event);
     }
 
-    /// Re-decides pool `i` and applies a changed answer: with `now`, into the table and the
-    /// kernel map at once; without (start-up, a reload), the caller publishes every pool's
-    /// answer as a whole.
+    /// Re-decides every region of pool `i` and applies a changed answer: with `now`, into
+    /// the table and the kernel map at once; without (start-up, a reload), the caller
+    /// publishes every pool's answers as a whole.
     fn reselect(&mut self, i: usize, why: &str, now: bool) {
+        for r in 0..self.pools[i].regions.len() {
+            self.reselect_region(i, r, why, now);
+        }
+    }
+
+    /// Re-decides region `r` of pool `i` (see [`Steering::reselect`]).
+    fn reselect_region(&mut self, i: usize, r: usize, why: &str, now: bool) {
+        let at = Instant::now();
         let p = &mut self.pools[i];
-        let decision = match p.decide() {
+        let decision = match p.decide(r, &self.rum, at) {
             Some(d) => d,
             // Nothing changed, but nothing is published yet either (a restored answer
             // decided again): publish the decision in force.
-            None if p.published.is_none() => match p.selector.current() {
+            None if p.regions[r].published.is_none() => match p.regions[r].selector.current() {
                 Some(d) => d.clone(),
                 None => return,
             },
             None => return,
         };
-        self.apply(i, &decision, why, now);
+        self.apply(i, r, &decision, why, now);
     }
 
-    /// Publishes what `decision` answers for pool `i` unless that is already published
-    /// (`now`: see [`Steering::reselect`]).
-    fn apply(&mut self, i: usize, decision: &Decision, why: &str, now: bool) {
-        let answer = self.pools[i].answer_for(decision);
+    /// Publishes what `decision` answers for region `r` of pool `i` unless that is already
+    /// published (`now`: see [`Steering::reselect`]).
+    fn apply(&mut self, i: usize, r: usize, decision: &Decision, why: &str, now: bool) {
+        let answer = self.pools[i].answer_for(r, decision);
         let p = &mut self.pools[i];
-        let new = decision.answer.render(&p.names);
-        let reason = decision.reason.named(&p.names).to_string();
+        let region_label = p.regions[r].label(&p.settings).map(str::to_string);
+        let region = &mut p.regions[r];
+        let new = decision.answer.render(&region.names);
+        let reason = decision.reason.named(&region.names).to_string();
         let pool_name = p.settings.name.to_string();
-        let Some(published) = &p.published else {
+        let region_name = region_label.as_deref().unwrap_or("-");
+        let Some(published) = &region.published else {
             // The first answer: not a change of anything.
-            tracing::debug!(pool = %pool_name, answer = %new, reason = %reason, "first answer");
-            p.answer = new;
-            p.answer_since = SystemTime::now();
-            p.all_down = decision.all_down;
-            p.published = Some(answer.clone());
+            tracing::debug!(pool = %pool_name, region = %region_name, answer = %new, reason = %reason, "first answer");
+            region.answer = new;
+            region.answer_since = SystemTime::now();
+            region.all_down = decision.all_down;
+            region.published = Some(answer.clone());
             if now {
                 self.table.set(answer);
             }
@@ -507,23 +525,23 @@ impl Steering {
         if *published == answer {
             // Same records (say, failing open to the answer in force): nothing to rewrite,
             // record or count; only the all-down state is news.
-            if decision.all_down != p.all_down {
-                p.all_down = decision.all_down;
+            if decision.all_down != region.all_down {
+                region.all_down = decision.all_down;
                 if decision.all_down {
-                    warn!(pool = %pool_name, answer = %new, reason = %reason, "all endpoints down; the answer stays");
+                    warn!(pool = %pool_name, region = %region_name, answer = %new, reason = %reason, "all endpoints down; the answer stays");
                 } else {
-                    info!(pool = %pool_name, answer = %new, reason = %reason, "an endpoint is up again; the answer stays");
+                    info!(pool = %pool_name, region = %region_name, answer = %new, reason = %reason, "an endpoint is up again; the answer stays");
                 }
             }
-            p.answer = new;
+            region.answer = new;
             self.dirty.mark(true);
             return;
         }
-        let old = std::mem::replace(&mut p.answer, new.clone());
-        p.answer_since = SystemTime::now();
-        p.all_down = decision.all_down;
-        p.changes += 1;
-        p.published = Some(answer.clone());
+        let old = std::mem::replace(&mut region.answer, new.clone());
+        region.answer_since = SystemTime::now();
+        region.all_down = decision.all_down;
+        region.changes += 1;
+        region.published = Some(answer.clone());
         self.dirty.mark(true);
         if now {
             self.table.set(answer.clone());
@@ -536,17 +554,14 @@ impl Steering {
                 .as_mut()
             && let Err(e) = dp.maps.publish(&answer)
         {
-            error!(pool = %pool_name, error = format!("{e:#}"), "rewriting the kernel answer failed; the daemon answers this pool");
+            error!(pool = %pool_name, region = %region_name, error = format!("{e:#}"), "rewriting the kernel answer failed; the daemon answers this pool");
         }
         // The event sink logs it (warn when all endpoints are down) and records it.
-        tracing::debug!(pool = %pool_name, trigger = %why, "rewrote the pool answer");
-        self.events.emit(Event::pool_answer(
-            pool_name,
-            old,
-            new,
-            reason,
-            decision.all_down,
-        ));
+        tracing::debug!(pool = %pool_name, region = %region_name, trigger = %why, "rewrote the pool answer");
+        self.events.emit(
+            Event::pool_answer(pool_name, old, new, reason, decision.all_down)
+                .in_region(region_label.as_deref()),
+        );
     }
 
     /// Everything the state file keeps, as of now.
@@ -571,11 +586,12 @@ impl Steering {
             .collect()
     }
 
-    /// Every pool's published answer.
+    /// Every pool's published answers: one per region of a `geo` pool, one for every
+    /// other pool.
     pub fn answers(&self) -> Vec<PoolAnswer> {
         self.pools
             .iter()
-            .filter_map(|p| p.published.clone())
+            .flat_map(|p| p.regions.iter().filter_map(|r| r.published.clone()))
             .collect()
     }
 
@@ -592,25 +608,43 @@ impl Steering {
         self.pools
             .iter()
             .map(|p| {
-                let current = p.selector.current();
-                let answered = |i: usize| match current.map(|d| &d.answer) {
-                    None => true,
-                    Some(Answer::Endpoints(v)) => v.contains(&i),
-                    Some(Answer::Weighted(v)) => v.iter().any(|&(e, _)| e == i),
-                    Some(Answer::Fallback | Answer::Servfail) => false,
+                let default = &p.regions[0];
+                let current = default.selector.current();
+                let region_status = |r: &RegionRuntime| RegionStatus {
+                    region: r.policy.name.clone(),
+                    policy: r.policy.policy.name().to_string(),
+                    latency: r.policy.latency.name().to_string(),
+                    endpoints: r.names.clone(),
+                    answer: r.answer.clone(),
+                    reason: match r.selector.current() {
+                        Some(d) => d.reason.named(&r.names).to_string(),
+                        None => "no decision yet".to_string(),
+                    },
+                    answer_since: r.answer_since,
+                    all_down: r.all_down,
+                    changes: r.changes,
                 };
                 PoolStatus {
                     pool: p.settings.name.to_string(),
                     rtype: p.settings.rtype.to_string(),
-                    policy: p.settings.policy.name().to_string(),
-                    answer: p.answer.clone(),
+                    policy: if p.settings.is_geo() {
+                        GEO_POLICY.to_string()
+                    } else {
+                        p.settings.policy.name().to_string()
+                    },
+                    answer: default.answer.clone(),
                     reason: match current {
-                        Some(d) => d.reason.named(&p.names).to_string(),
+                        Some(d) => d.reason.named(&default.names).to_string(),
                         None => "no decision yet".to_string(),
                     },
-                    answer_since: p.answer_since,
-                    all_down: p.all_down,
-                    changes: p.changes,
+                    answer_since: default.answer_since,
+                    all_down: default.all_down,
+                    changes: default.changes,
+                    regions: if p.settings.is_geo() {
+                        p.regions.iter().map(region_status).collect()
+                    } else {
+                        Vec::new()
+                    },
                     endpoints: p
                         .names
                         .iter()
@@ -620,7 +654,7 @@ impl Steering {
                         .map(|(i, ((n, h), t))| EndpointStatus {
                             endpoint: n.clone(),
                             up: p.is_up(i),
-                            answered: answered(i),
+                            answered: p.regions.iter().any(|r| r.answers_endpoint(i)),
                             admin: h.admin().to_string(),
                             probe: if p.probed {
                                 h.probe_state().to_string()
@@ -668,7 +702,26 @@ pub struct PoolStatus {
     pub answer_since: SystemTime,
     pub all_down: bool,
     pub changes: u64,
+    /// A `geo` pool's regions (the fields above are its `default` region's); empty for
+    /// every other pool.
+    pub regions: Vec<RegionStatus>,
     pub endpoints: Vec<EndpointStatus>,
+}
+
+/// One region of a `geo` pool as [`Steering::status`] sees it.
+#[derive(Clone, Debug)]
+pub struct RegionStatus {
+    pub region: String,
+    pub policy: String,
+    /// `probes`, `rum` or `blend`.
+    pub latency: String,
+    /// The region's endpoints, in its order.
+    pub endpoints: Vec<String>,
+    pub answer: String,
+    pub reason: String,
+    pub answer_since: SystemTime,
+    pub all_down: bool,
+    pub changes: u64,
 }
 
 /// One endpoint as [`Steering::status`] sees it.
@@ -677,7 +730,7 @@ pub struct EndpointStatus {
     pub endpoint: String,
     /// Effective state (probes and pins).
     pub up: bool,
-    /// Part of the answer in force.
+    /// Part of the answer in force (of some region, for a `geo` pool).
     pub answered: bool,
     /// The operator's pin: follow, up or down.
     pub admin: String,
@@ -697,15 +750,24 @@ pub struct EndpointStatus {
 /// Most reports applied under one lock of steering.
 pub const REPORT_BATCH: usize = 256;
 
-/// Applies probe reports until shutdown, a batch at a time.
+/// Expired RUM samples are dropped (and their regions decide again) this often.
+pub const RUM_EXPIRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Applies probe reports until shutdown, a batch at a time, and expires RUM samples.
 pub async fn run(
     steering: Arc<Mutex<Steering>>,
     mut reports: mpsc::Receiver<ProbeReport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(REPORT_BATCH);
+    let mut expiry = tokio::time::interval(RUM_EXPIRY_EVERY);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = expiry.tick() => {
+                let mut s = steering.lock().unwrap_or_else(|e| e.into_inner());
+                s.expire_rum(Instant::now());
+            }
             n = reports.recv_many(&mut batch, REPORT_BATCH) => {
                 if n == 0 {
                     return;

@@ -69,11 +69,13 @@ impl Steering {
         out.removed.sort();
         for i in 0..self.pools.len() {
             self.assign_jobs(i);
-            let decision = self.pools[i]
-                .decide()
-                .or_else(|| self.pools[i].selector.current().cloned());
-            if let Some(decision) = decision {
-                self.apply(i, &decision, "reload", false);
+            for r in 0..self.pools[i].regions.len() {
+                let decision = self.pools[i]
+                    .decide(r, &self.rum, now)
+                    .or_else(|| self.pools[i].regions[r].selector.current().cloned());
+                if let Some(decision) = decision {
+                    self.apply(i, r, &decision, "reload", false);
+                }
             }
         }
         // Every pool, also those whose answer stayed, goes into the new table.

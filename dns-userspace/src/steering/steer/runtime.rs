@@ -1,35 +1,31 @@
-//! One pool's runtime state: its endpoints' health, its selector and the answer it
-//! publishes.
+//! One pool's runtime state: its endpoints' health (shared by its regions), and per region
+//! (one for every pool but a `geo` one) a selector and the answer it publishes.
 
 use std::time::{Instant, SystemTime};
 
 use crate::{
     datapath::pools::{PoolAnswer, Selection},
+    geo::RegionId,
     steering::{
         endpoint::EndpointAddress,
+        geo::{LatencySource, RegionPolicy},
         health::{AdminState, EndpointHealth, ProbeState},
-        policy::{AllDown, Answer, Candidate, Decision, Selector},
+        policy::{AllDown, Answer, Candidate, Decision, Policy, Selector},
         pool::PoolSettings,
         probe::JobId,
-        state::{SavedAnswer, SavedEndpoint, SavedPool},
+        rum::RumStore,
+        state::{SavedAnswer, SavedEndpoint, SavedPool, SavedRegion},
         tally::ProbeTally,
     },
 };
 
-pub(super) struct PoolRuntime {
-    pub(super) settings: PoolSettings,
-    /// Endpoint names for logs and events (address or host name).
+/// One region's policy of a pool, and the answer it publishes. Its selector works in the
+/// region's own endpoint indexes (positions in `policy.endpoints`).
+pub(super) struct RegionRuntime {
+    pub(super) policy: RegionPolicy,
+    /// The region's endpoint names, in its order.
     pub(super) names: Vec<String>,
-    pub(super) health: Vec<EndpointHealth>,
-    /// Each endpoint's probe job (`None` without a probe).
-    pub(super) jobs: Vec<Option<JobId>>,
     pub(super) selector: Selector,
-    /// The pool has probes (otherwise every endpoint counts as up unless pinned down).
-    pub(super) probed: bool,
-    /// Before the first verdicts: the answer is provisional (see
-    /// [`Selector::provisional`]). Only a pool none of whose endpoints has a verdict starts
-    /// warming up; it ends when every probed endpoint has one.
-    pub(super) warming: bool,
     /// The answer in both answer paths, `None` before the first decision.
     pub(super) published: Option<PoolAnswer>,
     /// Rendering of the answer in force, for the `old` side of events.
@@ -38,6 +34,135 @@ pub(super) struct PoolRuntime {
     pub(super) answer_since: SystemTime,
     pub(super) all_down: bool,
     pub(super) changes: u64,
+}
+
+impl RegionRuntime {
+    fn new(settings: &PoolSettings, policy: RegionPolicy) -> Self {
+        Self {
+            names: policy
+                .endpoints
+                .iter()
+                .map(|e| settings.endpoints[e.index].address.to_string())
+                .collect(),
+            selector: Selector::new(policy.policy.clone(), settings.all_down.clone()),
+            policy,
+            published: None,
+            answer: String::new(),
+            answer_since: SystemTime::now(),
+            all_down: false,
+            changes: 0,
+        }
+    }
+
+    pub(super) fn id(&self) -> RegionId {
+        self.policy.region
+    }
+
+    /// The region's name as events and status show it: `None` for a pool that does not
+    /// steer by region.
+    pub(super) fn label<'a>(&'a self, pool: &PoolSettings) -> Option<&'a str> {
+        pool.is_geo().then_some(self.policy.name.as_str())
+    }
+
+    /// The region's position of pool endpoint `index`.
+    fn local(&self, index: usize) -> Option<usize> {
+        self.policy.endpoints.iter().position(|e| e.index == index)
+    }
+
+    /// Whether pool endpoint `index` is part of the answer in force.
+    pub(super) fn answers_endpoint(&self, index: usize) -> bool {
+        let Some(i) = self.local(index) else {
+            return false;
+        };
+        match self.selector.current().map(|d| &d.answer) {
+            None => true,
+            Some(Answer::Endpoints(v)) => v.contains(&i),
+            Some(Answer::Weighted(v)) => v.iter().any(|&(e, _)| e == i),
+            Some(Answer::Fallback | Answer::Servfail) => false,
+        }
+    }
+
+    /// The region's endpoint named `name`.
+    fn endpoint(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// An answer by endpoint names, for the state file.
+    pub(super) fn save_answer(&self, answer: &Answer) -> SavedAnswer {
+        let name = |i: usize| self.names.get(i).cloned().unwrap_or_default();
+        match answer {
+            Answer::Endpoints(v) => SavedAnswer::Endpoints(v.iter().map(|&i| name(i)).collect()),
+            Answer::Weighted(v) => {
+                SavedAnswer::Weighted(v.iter().map(|&(i, w)| (name(i), w)).collect())
+            }
+            Answer::Fallback => SavedAnswer::Fallback,
+            Answer::Servfail => SavedAnswer::Servfail,
+        }
+    }
+
+    /// A saved answer in this region's endpoint indexes; `None` if it names an endpoint
+    /// the region does not have (or a fallback the pool has no longer).
+    fn load_answer(&self, saved: &SavedAnswer, all_down: &AllDown) -> Option<Answer> {
+        Some(match saved {
+            SavedAnswer::Endpoints(v) => Answer::Endpoints(
+                v.iter()
+                    .map(|n| self.endpoint(n))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            SavedAnswer::Weighted(v) => Answer::Weighted(
+                v.iter()
+                    .map(|(n, w)| Some((self.endpoint(n)?, *w)))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            SavedAnswer::Fallback if matches!(all_down, AllDown::Fallback(_)) => Answer::Fallback,
+            SavedAnswer::Fallback => return None,
+            SavedAnswer::Servfail => Answer::Servfail,
+        })
+    }
+
+    /// Seeds the selector with a saved answer (when it still fits).
+    fn restore(
+        &mut self,
+        answer: Option<&SavedAnswer>,
+        all_down: bool,
+        last_good: Option<&SavedAnswer>,
+        pool_all_down: &AllDown,
+    ) {
+        let answer = answer.and_then(|a| self.load_answer(a, pool_all_down));
+        let last_good = last_good.and_then(|a| self.load_answer(a, pool_all_down));
+        if let Some(answer) = answer {
+            self.selector.seed(answer, all_down, last_good);
+        }
+    }
+
+    /// The saved form of this region's answer.
+    fn save(&self) -> SavedRegion {
+        let current = self.selector.current();
+        SavedRegion {
+            region: self.policy.name.clone(),
+            answer: current.map(|d| self.save_answer(&d.answer)),
+            all_down: current.is_some_and(|d| d.all_down),
+            last_good: self.selector.last_good().map(|a| self.save_answer(a)),
+        }
+    }
+}
+
+pub(super) struct PoolRuntime {
+    pub(super) settings: PoolSettings,
+    /// Endpoint names for logs and events (address or host name).
+    pub(super) names: Vec<String>,
+    pub(super) health: Vec<EndpointHealth>,
+    /// Each endpoint's probe job (`None` without a probe).
+    pub(super) jobs: Vec<Option<JobId>>,
+    /// One per answer: the default region's first (the only one of a pool that does not
+    /// steer by region), then by region id.
+    pub(super) regions: Vec<RegionRuntime>,
+    /// The pool has probes (otherwise every endpoint counts as up unless pinned down).
+    pub(super) probed: bool,
+    /// Before the first verdicts: the answer is provisional (see
+    /// [`Selector::provisional`]). Only a pool none of whose endpoints has a verdict starts
+    /// warming up; it ends when every probed endpoint has one.
+    pub(super) warming: bool,
     /// Each endpoint's probe record.
     pub(super) tallies: Vec<ProbeTally>,
 }
@@ -63,18 +188,17 @@ impl PoolRuntime {
             })
             .collect();
         let mut p = Self {
-            answer: String::new(),
-            answer_since: SystemTime::now(),
             tallies: vec![ProbeTally::default(); names.len()],
             names,
             health,
             jobs: vec![None; settings.endpoints.len()],
-            selector: Selector::new(settings.policy.clone(), settings.all_down.clone()),
+            regions: settings
+                .region_policies()
+                .into_iter()
+                .map(|r| RegionRuntime::new(settings, r))
+                .collect(),
             probed: settings.probe.is_some(),
             warming: false,
-            published: None,
-            all_down: false,
-            changes: 0,
             settings: settings.clone(),
         };
         p.warming = p.probed && !p.any_verdict();
@@ -99,21 +223,44 @@ impl PoolRuntime {
         }
     }
 
-    pub(super) fn candidates(&self) -> Vec<Candidate> {
-        self.settings
+    /// Whether some region's policy compares latencies.
+    pub(super) fn ranks_by_latency(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|r| matches!(r.policy.policy, Policy::Fastest { .. }))
+    }
+
+    /// Region `r`'s candidates at `now`: the health of its endpoints, and their latency
+    /// from its source; RUM samples saying an endpoint is unavailable put it down in this
+    /// region only.
+    pub(super) fn candidates(&self, r: usize, rum: &RumStore, now: Instant) -> Vec<Candidate> {
+        let region = &self.regions[r];
+        region
+            .policy
             .endpoints
             .iter()
-            .zip(&self.health)
-            .enumerate()
-            .map(|(i, (e, h))| Candidate {
-                up: self.is_up(i),
-                pinned_down: h.admin() == AdminState::Down,
-                unknown: self.probed
-                    && h.admin() == AdminState::Follow
-                    && h.probe_state() == ProbeState::Unknown,
-                latency: h.latency(),
-                weight: e.weight,
-                priority: e.priority,
+            .map(|re| {
+                let (i, h) = (re.index, &self.health[re.index]);
+                let source = region.policy.latency;
+                let seen = source
+                    .uses_rum()
+                    .then(|| rum.view(&region.policy.name, &self.names[i], now))
+                    .flatten();
+                let latency = match source {
+                    LatencySource::Probes => h.latency(),
+                    LatencySource::Rum => seen.and_then(|v| v.latency),
+                    LatencySource::Blend => seen.and_then(|v| v.latency).or_else(|| h.latency()),
+                };
+                Candidate {
+                    up: self.is_up(i) && !seen.is_some_and(|v| v.down),
+                    pinned_down: h.admin() == AdminState::Down,
+                    unknown: self.probed
+                        && h.admin() == AdminState::Follow
+                        && h.probe_state() == ProbeState::Unknown,
+                    latency,
+                    weight: re.weight,
+                    priority: re.priority,
+                }
             })
             .collect()
     }
@@ -127,24 +274,26 @@ impl PoolRuntime {
                 .all(|h| h.admin() != AdminState::Follow || h.probe_state() != ProbeState::Unknown)
     }
 
-    /// Re-decides: provisionally while warming up, by the policy after. `Some` when the
-    /// decision changed.
-    pub(super) fn decide(&mut self) -> Option<Decision> {
+    /// Re-decides region `r`: provisionally while warming up, by its policy after. `Some`
+    /// when the decision changed.
+    pub(super) fn decide(&mut self, r: usize, rum: &RumStore, now: Instant) -> Option<Decision> {
         if self.warming && self.warmed_up() {
             self.warming = false;
         }
-        let candidates = self.candidates();
+        let candidates = self.candidates(r, rum, now);
+        let selector = &mut self.regions[r].selector;
         if self.warming {
-            self.selector.provisional(&candidates)
+            selector.provisional(&candidates)
         } else {
-            self.selector.update(&candidates)
+            selector.update(&candidates)
         }
     }
 
-    /// The records a decision answers with.
-    pub(super) fn answer_for(&self, decision: &Decision) -> PoolAnswer {
+    /// The records region `r`'s decision answers with, tagged with the region.
+    pub(super) fn answer_for(&self, r: usize, decision: &Decision) -> PoolAnswer {
         let s = &self.settings;
-        let rdata_of = |i: usize| s.endpoints[i].rdata();
+        let region = &self.regions[r];
+        let rdata_of = |i: usize| s.endpoints[region.policy.endpoints[i].index].rdata();
         let (rdata, selection) = match &decision.answer {
             Answer::Endpoints(v) => (v.iter().map(|&i| rdata_of(i)).collect(), Selection::All),
             Answer::Weighted(v) if v.len() > 1 => (
@@ -165,7 +314,7 @@ impl PoolRuntime {
             Answer::Servfail => (Vec::new(), Selection::Servfail),
         };
         // A CNAME pool answers one record of its answer (`answer_limit`).
-        s.answer(rdata, selection)
+        s.answer(rdata, selection).in_region(region.id())
     }
 
     /// The endpoint named `name` (as the config writes its address).
@@ -173,50 +322,21 @@ impl PoolRuntime {
         self.names.iter().position(|n| n == name)
     }
 
-    /// An answer by endpoint names, for the state file.
-    pub(super) fn save_answer(&self, answer: &Answer) -> SavedAnswer {
-        let name = |i: usize| self.names.get(i).cloned().unwrap_or_default();
-        match answer {
-            Answer::Endpoints(v) => SavedAnswer::Endpoints(v.iter().map(|&i| name(i)).collect()),
-            Answer::Weighted(v) => {
-                SavedAnswer::Weighted(v.iter().map(|&(i, w)| (name(i), w)).collect())
-            }
-            Answer::Fallback => SavedAnswer::Fallback,
-            Answer::Servfail => SavedAnswer::Servfail,
-        }
+    /// The region runtime named `name`.
+    pub(super) fn region(&self, name: &str) -> Option<usize> {
+        self.regions.iter().position(|r| r.policy.name == name)
     }
 
-    /// A saved answer in this pool's endpoint indexes; `None` if it names an endpoint this
-    /// pool does not have (or a fallback it has no longer).
-    pub(super) fn load_answer(&self, saved: &SavedAnswer) -> Option<Answer> {
-        Some(match saved {
-            SavedAnswer::Endpoints(v) => Answer::Endpoints(
-                v.iter()
-                    .map(|n| self.endpoint(n))
-                    .collect::<Option<Vec<_>>>()?,
-            ),
-            SavedAnswer::Weighted(v) => Answer::Weighted(
-                v.iter()
-                    .map(|(n, w)| Some((self.endpoint(n)?, *w)))
-                    .collect::<Option<Vec<_>>>()?,
-            ),
-            SavedAnswer::Fallback if matches!(self.settings.all_down, AllDown::Fallback(_)) => {
-                Answer::Fallback
-            }
-            SavedAnswer::Fallback => return None,
-            SavedAnswer::Servfail => Answer::Servfail,
-        })
-    }
-
-    /// This pool for the state file.
+    /// This pool for the state file: the default region's answer as the pool's, the
+    /// others' in `regions`.
     pub(super) fn save(&self) -> SavedPool {
-        let current = self.selector.current();
+        let default = self.regions[0].save();
         SavedPool {
             name: self.settings.name.to_string(),
             rtype: self.settings.rtype.to_string(),
-            answer: current.map(|d| self.save_answer(&d.answer)),
-            all_down: current.is_some_and(|d| d.all_down),
-            last_good: self.selector.last_good().map(|a| self.save_answer(a)),
+            answer: default.answer,
+            all_down: default.all_down,
+            last_good: default.last_good,
             endpoints: self
                 .settings
                 .endpoints
@@ -230,12 +350,14 @@ impl PoolRuntime {
                     health: h.snapshot(),
                 })
                 .collect(),
+            regions: self.regions[1..].iter().map(RegionRuntime::save).collect(),
         }
     }
 
     /// Takes what `saved` (this pool before a restart) knows: each endpoint's health and
-    /// runtime pin (unless the config's `state` for it changed since), and the answer in
-    /// force, so the selector continues from it. Returns how many endpoints were restored.
+    /// runtime pin (unless the config's `state` for it changed since), and each region's
+    /// answer in force, so the selectors continue from them. Returns how many endpoints
+    /// were restored.
     pub(super) fn restore(&mut self, saved: &SavedPool, now: Instant) -> usize {
         if saved.rtype != self.settings.rtype.to_string() {
             return 0;
@@ -251,10 +373,22 @@ impl PoolRuntime {
             }
             restored += 1;
         }
-        let answer = saved.answer.as_ref().and_then(|a| self.load_answer(a));
-        let last_good = saved.last_good.as_ref().and_then(|a| self.load_answer(a));
-        if let Some(answer) = answer {
-            self.selector.seed(answer, saved.all_down, last_good);
+        let all_down = self.settings.all_down.clone();
+        self.regions[0].restore(
+            saved.answer.as_ref(),
+            saved.all_down,
+            saved.last_good.as_ref(),
+            &all_down,
+        );
+        for sr in &saved.regions {
+            if let Some(r) = self.region(&sr.region).filter(|&r| r > 0) {
+                self.regions[r].restore(
+                    sr.answer.as_ref(),
+                    sr.all_down,
+                    sr.last_good.as_ref(),
+                    &all_down,
+                );
+            }
         }
         self.warming = self.probed && !self.any_verdict();
         restored
@@ -262,8 +396,8 @@ impl PoolRuntime {
 
     /// Takes over what `old` (this pool before a reload) knew: the health, latency window
     /// and runtime pin of every endpoint it still has (the config's `state` wins where it
-    /// changed), their probe jobs when the probe is unchanged, and the answer in force.
-    /// Returns the jobs kept.
+    /// changed), their probe jobs when the probe is unchanged, and the answer in force of
+    /// every region it still has under the same policy. Returns the jobs kept.
     pub(super) fn carry_over(&mut self, old: &PoolRuntime) -> Vec<JobId> {
         let mut kept = Vec::new();
         if old.settings.rtype != self.settings.rtype {
@@ -288,25 +422,35 @@ impl PoolRuntime {
                 kept.push(id);
             }
         }
-        let map = |a: &Answer| old.save_answer(a);
-        let answer = old
-            .selector
-            .current()
-            .and_then(|d| self.load_answer(&map(&d.answer)).map(|a| (a, d.all_down)));
-        let last_good = old
-            .selector
-            .last_good()
-            .and_then(|a| self.load_answer(&map(a)));
-        if let Some((answer, all_down)) = answer
-            && old.settings.policy.name() == self.settings.policy.name()
-        {
-            self.selector.seed(answer, all_down, last_good);
+        let all_down = self.settings.all_down.clone();
+        for region in &mut self.regions {
+            let Some(o) = old
+                .regions
+                .iter()
+                .find(|o| o.policy.name == region.policy.name)
+            else {
+                continue;
+            };
+            let saved = o.save();
+            if o.policy.policy.name() == region.policy.policy.name() {
+                region.restore(
+                    saved.answer.as_ref(),
+                    saved.all_down,
+                    saved.last_good.as_ref(),
+                    &all_down,
+                );
+            }
+            // What is published stays published until a decision differs from it; the
+            // region id may have changed with the regions, so the answer is re-tagged.
+            region.published = o
+                .published
+                .clone()
+                .map(|a| a.in_region(region.policy.region));
+            region.answer.clone_from(&o.answer);
+            region.answer_since = o.answer_since;
+            region.all_down = o.all_down;
+            region.changes = o.changes;
         }
-        self.published.clone_from(&old.published);
-        self.answer.clone_from(&old.answer);
-        self.answer_since = old.answer_since;
-        self.all_down = old.all_down;
-        self.changes = old.changes;
         self.warming = self.probed && !self.any_verdict();
         kept
     }

@@ -2,6 +2,7 @@ use std::{path::Path, time::Duration};
 
 use hickory_proto::rr::{LowerName, Name, RData, rdata::A};
 
+mod geo;
 mod lifecycle;
 
 use super::*;
