@@ -22,12 +22,19 @@ use crate::{
 };
 
 /// The map sizes `cfg`'s pools need, with room to grow (see [`Capacity::for_pools`]): a
-/// weighted pool answers one variant per endpoint, every other pool one variant; with
-/// regions, room for an answer per pool and region ([`Capacity::with_regions`]).
+/// weighted answer has one variant per endpoint, every other answer one variant (a `geo`
+/// pool: the most of any of its regions); with regions, room for an answer per pool and
+/// region ([`Capacity::with_regions`]).
 pub fn capacity(cfg: &Config) -> Capacity {
-    Capacity::for_pools(cfg.pools.iter().map(|p| match p.policy {
-        Policy::Weighted => p.endpoints.len(),
-        _ => 1,
+    Capacity::for_pools(cfg.pools.iter().map(|p| {
+        p.region_policies()
+            .iter()
+            .map(|r| match r.policy {
+                Policy::Weighted => r.endpoints.len(),
+                _ => 1,
+            })
+            .max()
+            .unwrap_or(1)
     }))
     .with_regions(cfg.regions.len())
 }
