@@ -218,6 +218,27 @@ fn check_accepts_the_example_and_names_file_and_line_of_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotpool.toml"));
 }
 
+/// The binary at `path`, read whole once it is a complete ELF file. (Once in a great while
+/// this test ran an empty copy — which the shell runs as an empty script, exit 0 — most
+/// likely one taken while cargo was replacing the file.)
+fn elf(path: &Path) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let bytes = std::fs::read(path).unwrap();
+        let len = std::fs::metadata(path).unwrap().len();
+        if bytes.starts_with(b"\x7fELF") && bytes.len() as u64 == len {
+            return bytes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} is not a complete ELF file ({} octets)",
+            path.display(),
+            bytes.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn check_as_an_unprivileged_user_names_what_run_would_fail_on() {
     require_root();
@@ -225,7 +246,12 @@ fn check_as_an_unprivileged_user_names_what_run_would_fail_on() {
     let dir = std::env::temp_dir().join(format!("hotpool-unpriv-{}", std::process::id()));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     std::fs::create_dir_all(dir.join("zones")).unwrap();
-    std::fs::copy(binary(), dir.join("hotpool")).unwrap();
+    std::fs::write(dir.join("hotpool"), elf(&binary())).unwrap();
+    std::fs::set_permissions(
+        dir.join("hotpool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::copy(examples.join("hotpool.toml"), dir.join("hotpool.toml")).unwrap();
     std::fs::copy(
         examples.join("zones/example.test.zone"),
