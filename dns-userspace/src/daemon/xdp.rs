@@ -156,3 +156,49 @@ pub fn grow(
     );
     Ok(dp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Enough pools for their answers to outgrow the maps' minimum sizes.
+    const POOLS: usize = 40;
+
+    fn config(default_policy: &str) -> Config {
+        let source = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/hotpool.toml"
+        ));
+        let endpoints: Vec<String> = (1..=6)
+            .map(|i| format!("{{ address = \"192.0.2.{i}\" }}"))
+            .collect();
+        let listed: Vec<String> = (1..=6).map(|i| format!("\"192.0.2.{i}\"")).collect();
+        let mut text = String::from(
+            "[[zone]]\norigin = \"example.test.\"\nfile = \"example.test.zone\"\n\
+             [regions.europe]\nnetworks = [\"198.51.100.0/24\"]\n",
+        );
+        for p in 0..POOLS {
+            text.push_str(&format!(
+                "[[pool]]\nname = \"p{p}.example.test.\"\ntype = \"A\"\npolicy = \"geo\"\n\
+                 endpoints = [{}]\n\
+                 [pool.regions.europe]\npolicy = \"weighted\"\nendpoints = [{}]\n\
+                 [pool.regions.default]\npolicy = \"{default_policy}\"\n\
+                 endpoints = [\"192.0.2.1\"]\n",
+                endpoints.join(", "),
+                listed.join(", "),
+            ));
+        }
+        Config::parse(&text, source).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_geo_pool_is_sized_by_its_largest_weighted_region() {
+        // The weighted europe region answers one variant per endpoint (6), whatever the
+        // default region's policy: the maps have room for them in every region.
+        let geo = capacity(&config("failover"));
+        let plain = Capacity::for_pools([1; POOLS]).with_regions(2);
+        let weighted = Capacity::for_pools([6; POOLS]).with_regions(2);
+        assert_eq!(geo, weighted);
+        assert!(geo.answers > plain.answers, "{geo} against {plain}");
+    }
+}
