@@ -110,7 +110,7 @@ pub const MAP_RRL_EXEMPT: &str = "RRL_EXEMPT";
 
 /// Client network → region, `LpmTrie<[u8; 16], u32>` (IPv4 as IPv4-mapped IPv6 with 96
 /// added to the prefix length, as [`MAP_RRL_EXEMPT`]), two copies: the one
-/// [`XdpConfig::geo_side`] names is looked up, the other is loaded with the next region
+/// [`XdpConfig::geo_gen`] names is looked up, the other is loaded with the next region
 /// table. They hold the daemon's flattened prefixes (disjoint, covering every address), the
 /// value is [`geo_value`]: the region and the prefix's length (the ECS scope).
 pub const MAP_GEO_A: &str = "GEO_A";
@@ -144,6 +144,44 @@ pub const PINNED_MAPS: [&str; 18] = [
 
 /// Most prefixes of one region trie ([`MAP_GEO_A`], [`MAP_GEO_B`]; not preallocated).
 pub const MAX_GEO_PREFIXES: u32 = 1 << 24;
+
+/// Entries of the kernel's per-CPU region cache (a power of two; the map, `GEO_CACHE`, is
+/// the program's own, not pinned): [`GeoCacheEntry`] at [`geo_cache_slot`] of the address.
+pub const GEO_CACHE_SLOTS: u32 = 1024;
+
+/// One entry of the kernel's per-CPU region cache: an address looked up in the region
+/// trie of generation `gen` and the trie's answer. Its first 20 octets are laid out as
+/// the trie's key (`Key<[u8; 16]>`: prefix length, then the address), so a miss looks the
+/// trie up with the entry itself as the key, with no scratch map.
+///
+/// An entry is only written by its CPU's program while it runs, so it never tears; it is
+/// valid for the generation it was filled under only: a region table swap changes
+/// [`XdpConfig::geo_gen`], after which every older entry misses.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoCacheEntry {
+    /// 128 (the trie key's prefix length: a full address).
+    pub prefix_len: u32,
+    /// The looked-up address (source, or the zero-padded ECS address, IPv4 as IPv4-mapped
+    /// IPv6) as native words of its network-order octets.
+    pub addr: [u32; 4],
+    /// [`XdpConfig::geo_gen`] when the entry was filled.
+    pub generation: u32,
+    /// The trie's value ([`geo_value`]), or 0 (the default region, scope 0) where the trie
+    /// had no match (not loaded yet).
+    pub value: u32,
+    /// 1 once filled; 0: empty.
+    pub filled: u32,
+}
+
+/// The slot of [`GeoCacheEntry`] for an address (its words as in
+/// [`GeoCacheEntry::addr`]): a multiplicative hash of the folded words, so the addresses
+/// of one subnet (resolvers side by side) spread over the cache.
+#[inline(always)]
+pub const fn geo_cache_slot(addr: &[u32; 4]) -> u32 {
+    let folded = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
+    folded.wrapping_mul(0x9e37_79b1) >> (32 - GEO_CACHE_SLOTS.trailing_zeros())
+}
 
 /// [`AnswerSet::flags`]: the pool answers by region; the kernel looks the client's region
 /// up and takes the region's answer from [`MAP_GEO_CUR`] (this set answers the regions
@@ -413,9 +451,10 @@ pub struct XdpConfig {
     /// Response rate limiting of hits ([`crate::rrl`]); `interval_ns == 0`: off (no clock
     /// read, no bucket).
     pub rrl: RrlParams,
-    /// The region trie in use: 0 [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the
-    /// [`MAP_GEO_CUR`] keys read).
-    pub geo_side: u32,
+    /// The region table's generation, one more with each swap: its low bit names the trie
+    /// in use, 0 [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the [`MAP_GEO_CUR`] keys
+    /// read); the whole of it tags the kernel's region cache entries ([`GeoCacheEntry`]).
+    pub geo_gen: u32,
     pub _reserved: u32,
 }
 
@@ -439,7 +478,7 @@ impl XdpConfig {
                 slip: 0,
                 _pad: 0,
             },
-            geo_side: 0,
+            geo_gen: 0,
             _reserved: 0,
         }
     }
@@ -487,6 +526,7 @@ mod pod {
     unsafe impl aya::Pod for super::Answer {}
     unsafe impl aya::Pod for super::XdpConfig {}
     unsafe impl aya::Pod for super::Iface {}
+    unsafe impl aya::Pod for super::GeoCacheEntry {}
 }
 
 // No implicit padding anywhere (the Pod impls rely on it).
@@ -495,6 +535,8 @@ const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS 
 const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 72 + 20 * INLINE_LISTEN_ADDRS);
 const _: () = assert!(core::mem::size_of::<Iface>() == 8);
+const _: () = assert!(core::mem::size_of::<GeoCacheEntry>() == 32);
+const _: () = assert!(GEO_CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 const _: () = assert!(RRL_ENTRIES.is_power_of_two());
 
@@ -557,6 +599,25 @@ mod tests {
         assert_ne!(geo_key(7, 3, 0), geo_key(7, 3, 1));
         assert_eq!(geo_region(geo_value(513, 24)), (513, 24));
         assert_eq!(geo_region(geo_value(u16::MAX, 128)), (u16::MAX, 128));
+    }
+
+    #[test]
+    fn geo_cache_slots_spread_a_subnet() {
+        let word = |a: [u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        let words = |a: [u8; 16]| [word(a, 0), word(a, 4), word(a, 8), word(a, 12)];
+        let mut seen = std::collections::HashSet::new();
+        for host in 0..=255u8 {
+            let slot = geo_cache_slot(&words(v4_mapped([198, 51, 100, host])));
+            assert!(slot < GEO_CACHE_SLOTS);
+            seen.insert(slot);
+        }
+        assert!(
+            seen.len() > 200,
+            "one /24's hosts share {} slots",
+            seen.len()
+        );
+        // The entry's head is the trie key's layout: prefix length, then the address.
+        assert_eq!(core::mem::offset_of!(GeoCacheEntry, addr), 4);
     }
 
     #[test]

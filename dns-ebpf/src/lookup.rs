@@ -1,18 +1,19 @@
 //! Which answer a query gets: the index bucket, the pool's current answer set, the name
 //! confirmed word by word, the query type checked; for a pool that answers by region the
-//! client's region (its source address, or its ECS subnet) and that region's answer set;
+//! client's region (its source address, or its ECS subnet; cached per CPU) and that
+//! region's answer set;
 //! one variant picked.
 
 use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use dns_common::{
-    Answer, AnswerSet, BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_VARIANTS, MIN_ANSWER_LEN, Outcome,
-    SET_GEO, XdpConfig, bucket, geo_key, geo_region,
+    Answer, AnswerSet, BUCKET_ENTRIES, GeoCacheEntry, MAX_ANSWER_LEN, MAX_VARIANTS, MIN_ANSWER_LEN,
+    Outcome, SET_GEO, XdpConfig, bucket, geo_cache_slot, geo_key, geo_region,
     name::{self, NAME_WORDS},
     tag,
 };
 
 use crate::{
-    GEO_A, GEO_B, GEO_CUR, GEO_KEY, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS, accept::Client,
+    GEO_A, GEO_B, GEO_CACHE, GEO_CUR, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS, accept::Client,
     dns::Query, packet::Packet,
 };
 
@@ -61,11 +62,11 @@ pub fn answer<'a>(
     }
     let mut scope = 0;
     if once(&set.flags) & SET_GEO != 0 {
-        let side = once(&cfg.geo_side);
-        let (region, len) = region(side, q, client);
+        let generation = once(&cfg.geo_gen);
+        let (region, len) = region(generation, q, client);
         scope = len;
         // SAFETY: the value is copied out at once; the daemon replaces entries whole.
-        let index = unsafe { GEO_CUR.get(&geo_key(pool, region, side)) }.copied();
+        let index = unsafe { GEO_CUR.get(&geo_key(pool, region, generation)) }.copied();
         if let Some(index) = index {
             set = current(index).ok_or(Outcome::NoAnswer)?;
         }
@@ -97,45 +98,44 @@ pub fn answer<'a>(
     })
 }
 
-/// The layout of `Key<[u8; 16]>`, aligned (see `rrl::ExemptKey`).
-#[repr(C, align(8))]
-pub struct TrieKey {
-    prefix_len: u32,
-    addr: [u32; 4],
-}
-
-/// The region of the query's ECS subnet, else of its source address, in the region trie of
-/// `side`, and the length of the prefix that matched (the trie's prefixes cover every
-/// address; a trie not loaded yet answers the default region, scope 0).
+/// The region of the query's ECS subnet, else of its source address, and the length of
+/// the prefix that matched: from this CPU's region cache when it holds the address for
+/// generation `generation`, else from the region trie of the generation's side (its prefixes
+/// cover every address; a trie not loaded yet answers the default region, scope 0), which
+/// then fills the cache entry.
 #[inline(always)]
-fn region(side: u32, q: &Query, client: &Client) -> (u16, u8) {
-    let Some(slot) = GEO_KEY.get_ptr_mut(0) else {
-        return (0, 0);
-    };
+fn region(generation: u32, q: &Query, client: &Client) -> (u16, u8) {
     let addr = match &q.subnet {
         Some(s) => s.trie_address(),
         None => client.addr,
     };
     let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    // SAFETY: this CPU's scratch slot, no other writer while the program runs; built in map
-    // memory to spare the stack. `Key<[u8; 16]>` is `repr(C, packed)` with the same fields
-    // in the same order.
-    let key = unsafe {
-        *slot = TrieKey {
-            prefix_len: 128,
-            addr: [word(0), word(4), word(8), word(12)],
-        };
-        &*(slot as *const TrieKey as *const Key<[u8; 16]>)
+    let words = [word(0), word(4), word(8), word(12)];
+    let Some(slot) = GEO_CACHE.get_ptr_mut(geo_cache_slot(&words)) else {
+        return (0, 0);
     };
-    let value = if side == 0 {
+    // SAFETY: this CPU's entry, written by no one else while the program runs (the program
+    // does not nest on one CPU).
+    let entry = unsafe { &mut *slot };
+    if entry.filled == 1 && entry.generation == generation && entry.addr == words {
+        return geo_region(entry.value);
+    }
+    entry.filled = 0;
+    entry.prefix_len = 128;
+    entry.addr = words;
+    // SAFETY: `GeoCacheEntry` starts with `Key<[u8; 16]>`'s fields in its order
+    // (`repr(C, packed)`: a `u32` prefix length, then the address), at a higher alignment.
+    let key = unsafe { &*(slot as *const GeoCacheEntry as *const Key<[u8; 16]>) };
+    let value = if generation & 1 == 0 {
         GEO_A.get(key)
     } else {
         GEO_B.get(key)
     };
-    match value {
-        Some(v) => geo_region(*v),
-        None => (0, 0),
-    }
+    let value = value.copied().unwrap_or(0);
+    entry.value = value;
+    entry.generation = generation;
+    entry.filled = 1;
+    geo_region(value)
 }
 
 /// The pool of the first bucket entry whose tag matches (userspace keeps tags unique per

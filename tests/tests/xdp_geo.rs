@@ -597,3 +597,63 @@ fn a_region_table_swap_is_atomic() {
     });
     assert!(swaps >= 4 && seen > 0, "{swaps} swaps, {seen} replies");
 }
+
+/// The kernel keeps each client address's region in a per-CPU cache: after a swap a cached
+/// address gets the new table's region and scope, also two swaps later, when the new table
+/// is in the same trie as the one the address was cached from.
+#[test]
+fn a_region_table_swap_replaces_cached_regions() {
+    let table = |net: &str, region: &str| {
+        let mut r = Regions::none();
+        let one = r.add("one").unwrap();
+        let two = r.add("two").unwrap();
+        let id = if region == "one" { one } else { two };
+        r.networks.push((net.parse().unwrap(), id));
+        Arc::new(RegionTable::new(&r))
+    };
+    let answers = vec![
+        a_pool(GEO, 1, RegionId::DEFAULT),
+        a_pool(GEO, 2, RegionId(1)),
+        a_pool(GEO, 3, RegionId(2)),
+    ];
+    let mut t = TestDatapath::new(&settings(), &answers);
+    let by_source = frames::query(&v4([10, 0, 0, 1]), &plain_query(GEO));
+    let by_subnet = frames::query(
+        &v4([192, 0, 2, 1]),
+        &query(GEO, &[(8, ecs(1, 24, 0, &[10, 0, 0]))]),
+    );
+    let ask = |t: &mut TestDatapath, frame: &[u8]| {
+        let (action, out) = t.run(frame);
+        assert_eq!(action, XDP_TX, "a geo hit");
+        let (rcode, host, scope) = decode(&frames::udp_payload(&out));
+        assert_eq!(rcode, OK);
+        (host, scope)
+    };
+    for (i, (net, region, host, scope)) in [
+        ("10.0.0.0/16", "one", 2, 16),
+        ("10.0.0.0/16", "two", 3, 16),
+        ("10.0.0.0/12", "one", 2, 12),
+        ("10.0.0.0/8", "two", 3, 8),
+        ("192.0.2.0/24", "one", 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.dp.maps
+            .set_regions(&table(net, region), &answers)
+            .expect("swap");
+        // Twice: the first may fill the cache, the second is answered from it.
+        for round in 0..2 {
+            assert_eq!(
+                ask(&mut t, &by_source).0,
+                Some(host),
+                "table {i} ({net} {region}), round {round}: by source"
+            );
+            assert_eq!(
+                ask(&mut t, &by_subnet),
+                (Some(host), Some(scope)),
+                "table {i} ({net} {region}), round {round}: by subnet"
+            );
+        }
+    }
+}

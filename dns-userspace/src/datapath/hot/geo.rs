@@ -4,12 +4,14 @@
 //! A pool with answers for regions other than the default one publishes each at a
 //! `HOT_CUR` index of its own and points `GEO_CUR[(pool, region, side)]` at it; its
 //! default answer carries `SET_GEO`, which sends the kernel to the trie of the config's
-//! `geo_side` for the client's region. A region without an entry gets the default answer.
+//! `geo_gen` (its low bit) for the client's region. A region without an entry gets the
+//! default answer.
 //!
 //! A new region table ([`HotMaps::set_regions`]) never meets a query half loaded: it goes
 //! into the trie the kernel does not read, the pools' region answers are published at
 //! fresh indexes under that side's `GEO_CUR` keys (a region id of the new table may name
-//! another region in the old one), then one config write switches the side. After a grace
+//! another region in the old one), then one config write switches the side: the next
+//! generation, which also makes every region the kernel cached per CPU miss. After a grace
 //! period the old side's entries, answers and trie are dropped.
 
 use std::collections::{BTreeMap, HashSet};
@@ -127,7 +129,7 @@ impl GeoMaps {
 impl HotMaps {
     /// The side of `GEO_CUR` keys and of the trie the kernel reads.
     fn side(&self) -> u32 {
-        self.written.geo_side & 1
+        self.written.geo_gen & 1
     }
 
     /// Makes the kernel map clients to regions with `table` and answer `pools` (as
@@ -163,7 +165,9 @@ impl HotMaps {
             return Err(e);
         }
         let mut cfg = self.written;
-        cfg.geo_side = new_side;
+        // The next generation: its low bit is the new side, and the kernel's cached regions
+        // of every earlier one miss from now on.
+        cfg.geo_gen = self.written.geo_gen.wrapping_add(1);
         self.write_config(cfg)?;
         self.geo.loaded = Some(table.clone());
         // Every query that may have read the old side has finished after a grace period.

@@ -406,7 +406,7 @@ impl HotMaps {
     /// Enables or disables the XDP path and writes its settings.
     pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> Result<(), DatapathError> {
         let mut cfg = XdpConfig::disabled();
-        cfg.geo_side = self.written.geo_side;
+        cfg.geo_gen = self.written.geo_gen;
         cfg.port = s.port.to_be_bytes();
         cfg.edns_udp_size = s.edns_udp_size.to_be_bytes();
         cfg.key = self.index.key();
