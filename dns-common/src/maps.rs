@@ -146,17 +146,24 @@ pub const PINNED_MAPS: [&str; 18] = [
 pub const MAX_GEO_PREFIXES: u32 = 1 << 24;
 
 /// Entries of the kernel's per-CPU region cache (a power of two; the map, `GEO_CACHE`, is
-/// the program's own, not pinned): [`GeoCacheEntry`] at [`geo_cache_slot`] of the address.
+/// the program's own, not pinned): [`GeoCacheEntry`] at [`geo_cache_slot`] of the address
+/// and the pool.
 pub const GEO_CACHE_SLOTS: u32 = 1024;
 
-/// One entry of the kernel's per-CPU region cache: an address looked up in the region
-/// trie of generation `gen` and the trie's answer. Its first 20 octets are laid out as
-/// the trie's key (`Key<[u8; 16]>`: prefix length, then the address), so a miss looks the
-/// trie up with the entry itself as the key, with no scratch map.
+/// [`GeoCacheEntry::index`] of a client whose region has no answer of the pool's own: the
+/// pool's default answer.
+pub const GEO_NO_ANSWER: u32 = u32::MAX;
+
+/// One entry of the kernel's per-CPU region cache: a geo pool's answer for an address as
+/// found through the region trie and [`MAP_GEO_CUR`] under generation `generation`. Its
+/// first 20 octets are laid out as the trie's key (`Key<[u8; 16]>`: prefix length, then
+/// the address), so a miss looks the trie up with the entry itself as the key, with no
+/// scratch map.
 ///
 /// An entry is only written by its CPU's program while it runs, so it never tears; it is
-/// valid for the generation it was filled under only: a region table swap changes
-/// [`XdpConfig::geo_gen`], after which every older entry misses.
+/// valid for the generation it was filled under only: a region table swap and every change
+/// of [`MAP_GEO_CUR`]'s entries changes [`XdpConfig::geo_gen`], after which every older
+/// entry misses.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GeoCacheEntry {
@@ -167,19 +174,25 @@ pub struct GeoCacheEntry {
     pub addr: [u32; 4],
     /// [`XdpConfig::geo_gen`] when the entry was filled.
     pub generation: u32,
-    /// The trie's value ([`geo_value`]), or 0 (the default region, scope 0) where the trie
-    /// had no match (not loaded yet).
-    pub value: u32,
+    /// The pool's index ([`MAP_HOT_CUR`]).
+    pub pool: u32,
+    /// The [`MAP_HOT_CUR`] index of the pool's answer for the address's region, or
+    /// [`GEO_NO_ANSWER`].
+    pub index: u32,
+    /// The matched prefix's length (the ECS scope); 0 where the trie had no match (not
+    /// loaded yet: the default region).
+    pub scope: u8,
     /// 1 once filled; 0: empty.
-    pub filled: u32,
+    pub filled: u8,
+    pub _reserved: [u8; 6],
 }
 
-/// The slot of [`GeoCacheEntry`] for an address (its words as in
-/// [`GeoCacheEntry::addr`]): a multiplicative hash of the folded words, so the addresses
-/// of one subnet (resolvers side by side) spread over the cache.
+/// The slot of [`GeoCacheEntry`] for an address (its words as in [`GeoCacheEntry::addr`])
+/// and a pool: a multiplicative hash of the folded words, so the addresses of one subnet
+/// (resolvers side by side) and the pools one client asks for spread over the cache.
 #[inline(always)]
-pub const fn geo_cache_slot(addr: &[u32; 4]) -> u32 {
-    let folded = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
+pub const fn geo_cache_slot(addr: &[u32; 4], pool: u32) -> u32 {
+    let folded = addr[0] ^ addr[1] ^ addr[2] ^ addr[3] ^ pool.wrapping_mul(0x85eb_ca6b);
     folded.wrapping_mul(0x9e37_79b1) >> (32 - GEO_CACHE_SLOTS.trailing_zeros())
 }
 
@@ -451,9 +464,10 @@ pub struct XdpConfig {
     /// Response rate limiting of hits ([`crate::rrl`]); `interval_ns == 0`: off (no clock
     /// read, no bucket).
     pub rrl: RrlParams,
-    /// The region table's generation, one more with each swap: its low bit names the trie
-    /// in use, 0 [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the [`MAP_GEO_CUR`] keys
-    /// read); the whole of it tags the kernel's region cache entries ([`GeoCacheEntry`]).
+    /// The region table's generation, one more with each swap and two more with each
+    /// change of [`MAP_GEO_CUR`]'s entries: its low bit names the trie in use, 0
+    /// [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the [`MAP_GEO_CUR`] keys read); the
+    /// whole of it tags the kernel's region cache entries ([`GeoCacheEntry`]).
     pub geo_gen: u32,
     pub _reserved: u32,
 }
@@ -535,7 +549,7 @@ const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS 
 const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 72 + 20 * INLINE_LISTEN_ADDRS);
 const _: () = assert!(core::mem::size_of::<Iface>() == 8);
-const _: () = assert!(core::mem::size_of::<GeoCacheEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<GeoCacheEntry>() == 40);
 const _: () = assert!(GEO_CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 const _: () = assert!(RRL_ENTRIES.is_power_of_two());
@@ -602,12 +616,12 @@ mod tests {
     }
 
     #[test]
-    fn geo_cache_slots_spread_a_subnet() {
+    fn geo_cache_slots_spread_a_subnet_and_its_pools() {
         let word = |a: [u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
         let words = |a: [u8; 16]| [word(a, 0), word(a, 4), word(a, 8), word(a, 12)];
         let mut seen = std::collections::HashSet::new();
         for host in 0..=255u8 {
-            let slot = geo_cache_slot(&words(v4_mapped([198, 51, 100, host])));
+            let slot = geo_cache_slot(&words(v4_mapped([198, 51, 100, host])), 3);
             assert!(slot < GEO_CACHE_SLOTS);
             seen.insert(slot);
         }
@@ -615,6 +629,14 @@ mod tests {
             seen.len() > 200,
             "one /24's hosts share {} slots",
             seen.len()
+        );
+        let one = words(v4_mapped([198, 51, 100, 1]));
+        let pools: std::collections::HashSet<u32> =
+            (0..64).map(|pool| geo_cache_slot(&one, pool)).collect();
+        assert!(
+            pools.len() > 56,
+            "one client's pools share {} slots",
+            pools.len()
         );
         // The entry's head is the trie key's layout: prefix length, then the address.
         assert_eq!(core::mem::offset_of!(GeoCacheEntry, addr), 4);

@@ -6,8 +6,8 @@
 
 use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use dns_common::{
-    Answer, AnswerSet, BUCKET_ENTRIES, GeoCacheEntry, MAX_ANSWER_LEN, MAX_VARIANTS, MIN_ANSWER_LEN,
-    Outcome, SET_GEO, XdpConfig, bucket, geo_cache_slot, geo_key, geo_region,
+    Answer, AnswerSet, BUCKET_ENTRIES, GEO_NO_ANSWER, GeoCacheEntry, MAX_ANSWER_LEN, MAX_VARIANTS,
+    MIN_ANSWER_LEN, Outcome, SET_GEO, XdpConfig, bucket, geo_cache_slot, geo_key, geo_region,
     name::{self, NAME_WORDS},
     tag,
 };
@@ -62,12 +62,9 @@ pub fn answer<'a>(
     }
     let mut scope = 0;
     if once(&set.flags) & SET_GEO != 0 {
-        let generation = once(&cfg.geo_gen);
-        let (region, len) = region(generation, q, client);
+        let (index, len) = regional(once(&cfg.geo_gen), pool, q, client);
         scope = len;
-        // SAFETY: the value is copied out at once; the daemon replaces entries whole.
-        let index = unsafe { GEO_CUR.get(&geo_key(pool, region, generation)) }.copied();
-        if let Some(index) = index {
+        if index != GEO_NO_ANSWER {
             set = current(index).ok_or(Outcome::NoAnswer)?;
         }
     }
@@ -98,27 +95,32 @@ pub fn answer<'a>(
     })
 }
 
-/// The region of the query's ECS subnet, else of its source address, and the length of
-/// the prefix that matched: from this CPU's region cache when it holds the address for
-/// generation `generation`, else from the region trie of the generation's side (its prefixes
-/// cover every address; a trie not loaded yet answers the default region, scope 0), which
-/// then fills the cache entry.
+/// The `HOT_CUR` index of geo pool `pool`'s answer for the query's client (its ECS
+/// subnet, else its source address; [`GEO_NO_ANSWER`]: the pool's own answer) and the
+/// length of the region prefix that matched: from this CPU's region cache when it holds
+/// the address and pool for generation `generation`, else from the region trie of the
+/// generation's side (its prefixes cover every address; a trie not loaded yet answers the
+/// default region, scope 0) and `GEO_CUR`, which then fill the cache entry.
 #[inline(always)]
-fn region(generation: u32, q: &Query, client: &Client) -> (u16, u8) {
+fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8) {
     let addr = match &q.subnet {
         Some(s) => s.trie_address(),
         None => client.addr,
     };
     let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
     let words = [word(0), word(4), word(8), word(12)];
-    let Some(slot) = GEO_CACHE.get_ptr_mut(geo_cache_slot(&words)) else {
-        return (0, 0);
+    let Some(slot) = GEO_CACHE.get_ptr_mut(geo_cache_slot(&words, pool)) else {
+        return (GEO_NO_ANSWER, 0);
     };
     // SAFETY: this CPU's entry, written by no one else while the program runs (the program
     // does not nest on one CPU).
     let entry = unsafe { &mut *slot };
-    if entry.filled == 1 && entry.generation == generation && entry.addr == words {
-        return geo_region(entry.value);
+    if entry.filled == 1
+        && entry.generation == generation
+        && entry.pool == pool
+        && entry.addr == words
+    {
+        return (entry.index, entry.scope);
     }
     entry.filled = 0;
     entry.prefix_len = 128;
@@ -131,11 +133,17 @@ fn region(generation: u32, q: &Query, client: &Client) -> (u16, u8) {
     } else {
         GEO_B.get(key)
     };
-    let value = value.copied().unwrap_or(0);
-    entry.value = value;
+    let (region, scope) = geo_region(value.copied().unwrap_or(0));
+    // SAFETY: the value is copied out at once; the daemon replaces entries whole.
+    let index = unsafe { GEO_CUR.get(&geo_key(pool, region, generation)) }
+        .copied()
+        .unwrap_or(GEO_NO_ANSWER);
     entry.generation = generation;
+    entry.pool = pool;
+    entry.index = index;
+    entry.scope = scope;
     entry.filled = 1;
-    geo_region(value)
+    (index, scope)
 }
 
 /// The pool of the first bucket entry whose tag matches (userspace keeps tags unique per

@@ -520,9 +520,23 @@ fn region_answers_follow_publishes_and_leave_with_their_region() {
     t.dp.maps.publish(&a_pool(GEO, 33, US)).expect("publish");
     assert_eq!(ask(&mut t, [198, 51, 100, 1]), Some(33));
     assert_eq!(ask(&mut t, [10, 0, 0, 1]), Some(2));
-    // A new region answer for asia.
+    // A new region answer for asia, for a client whose answer (the default) the kernel has
+    // cached.
+    assert_eq!(ask(&mut t, [10, 1, 2, 3]), Some(1));
     t.dp.maps.publish(&a_pool(GEO, 44, ASIA)).expect("publish");
     assert_eq!(ask(&mut t, [10, 1, 2, 3]), Some(44));
+    // A sync without us's answer: its cached clients get the default answer.
+    let without_us = vec![
+        a_pool(GEO, 1, RegionId::DEFAULT),
+        a_pool(GEO, 2, EU),
+        a_pool(GEO, 44, ASIA),
+        a_pool(PLAIN, 10, RegionId::DEFAULT),
+    ];
+    t.dp.maps.sync(&without_us).expect("sync");
+    assert_eq!(ask(&mut t, [198, 51, 100, 1]), Some(1));
+    assert_eq!(ask(&mut t, [10, 1, 2, 3]), Some(44));
+    t.dp.maps.publish(&a_pool(GEO, 3, US)).expect("publish");
+    assert_eq!(ask(&mut t, [198, 51, 100, 1]), Some(3));
     // A sync without the region answers: the pool answers everyone alike.
     let plain = vec![
         a_pool(GEO, 1, RegionId::DEFAULT),

@@ -11,7 +11,8 @@
 //! into the trie the kernel does not read, the pools' region answers are published at
 //! fresh indexes under that side's `GEO_CUR` keys (a region id of the new table may name
 //! another region in the old one), then one config write switches the side: the next
-//! generation, which also makes every region the kernel cached per CPU miss. After a grace
+//! generation, which also makes every answer the kernel cached per CPU miss (as does every
+//! other change of `GEO_CUR`'s entries, see `geo_entries_changed`). After a grace
 //! period the old side's entries, answers and trie are dropped.
 
 use std::collections::{BTreeMap, HashSet};
@@ -188,6 +189,19 @@ impl HotMaps {
         Ok(())
     }
 
+    /// Makes every answer the kernel cached per CPU through `GEO_CUR` miss, after entries of
+    /// the side in use changed and before the indexes they pointed at are retired: the next
+    /// generation of the same side (two more). Not needed for the side a swap is writing,
+    /// which the kernel does not read: the swap's own generation follows.
+    fn geo_entries_changed(&mut self) -> Result<(), DatapathError> {
+        if self.pending_side.is_some() {
+            return Ok(());
+        }
+        let mut cfg = self.written;
+        cfg.geo_gen = cfg.geo_gen.wrapping_add(2);
+        self.write_config(cfg)
+    }
+
     /// Puts back the region answers taken out for a table swap that failed.
     fn restore_regions(&mut self, old: Vec<(u32, BTreeMap<RegionId, Regional>)>) {
         let by_index: BTreeMap<u32, BTreeMap<RegionId, Regional>> = old.into_iter().collect();
@@ -250,6 +264,7 @@ impl HotMaps {
             .insert(answer.region, Regional { index, published });
         if new_entry {
             self.geo.point(pool_index, answer.region, side, index)?;
+            self.geo_entries_changed()?;
         }
         if !was_geo {
             self.republish_default(&name)?;
@@ -283,6 +298,7 @@ impl HotMaps {
         for region in &gone {
             self.geo.unpoint(pool_index, *region, side)?;
         }
+        self.geo_entries_changed()?;
         for r in removed {
             self.store.unpublish(r.index, r.published);
             self.store.retire_pool(r.index);
@@ -299,9 +315,15 @@ impl HotMaps {
         pool: u32,
         regions: BTreeMap<RegionId, Regional>,
     ) -> Result<(), DatapathError> {
+        if regions.is_empty() {
+            return Ok(());
+        }
         let side = self.side();
-        for (region, r) in regions {
-            self.geo.unpoint(pool, region, side)?;
+        for region in regions.keys() {
+            self.geo.unpoint(pool, *region, side)?;
+        }
+        self.geo_entries_changed()?;
+        for (_, r) in regions {
             self.store.unpublish(r.index, r.published);
             self.store.retire_pool(r.index);
         }

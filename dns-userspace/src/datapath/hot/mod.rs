@@ -302,14 +302,23 @@ impl HotMaps {
         let slots = MappedArray::take(ebpf, MAP_HOT_SLOTS)?;
         let answers = MappedArray::take(ebpf, MAP_HOT_ANSWERS)?;
         let index_map: Array<MapData, Bucket> = typed(ebpf, MAP_HOT_INDEX)?;
-        let config: Array<MapData, XdpConfig> = typed(ebpf, MAP_CONFIG)?;
-        let written = if adopt {
+        let mut config: Array<MapData, XdpConfig> = typed(ebpf, MAP_CONFIG)?;
+        let mut written = if adopt {
             config
                 .get(&0, 0)
                 .map_err(DatapathError::map(format!("reading {MAP_CONFIG}")))?
         } else {
             XdpConfig::disabled()
         };
+        if !regional.is_empty() {
+            // A running program may have cached answers reached through the dropped
+            // entries: the next generation of the same side makes them miss before their
+            // indexes are retired.
+            written.geo_gen = written.geo_gen.wrapping_add(2);
+            config
+                .set(0, written, 0)
+                .map_err(DatapathError::map(format!("writing {MAP_CONFIG}")))?;
+        }
         // The index is only readable with the key it was built with, which the config map
         // holds for the index's size.
         let readable = adopt
