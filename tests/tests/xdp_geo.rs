@@ -636,6 +636,12 @@ fn a_region_table_swap_replaces_cached_regions() {
         &v4([192, 0, 2, 1]),
         &query(GEO, &[(8, ecs(1, 24, 0, &[10, 0, 0]))]),
     );
+    // Asked after every other table only: cached two swaps before, in the same trie.
+    let by_source_2 = frames::query(&v4([10, 0, 0, 9]), &plain_query(GEO));
+    let by_subnet_2 = frames::query(
+        &v4([192, 0, 2, 1]),
+        &query(GEO, &[(8, ecs(1, 24, 0, &[10, 0, 1]))]),
+    );
     let ask = |t: &mut TestDatapath, frame: &[u8]| {
         let (action, out) = t.run(frame);
         assert_eq!(action, XDP_TX, "a geo hit");
@@ -656,18 +662,24 @@ fn a_region_table_swap_replaces_cached_regions() {
         t.dp.maps
             .set_regions(&table(net, region), &answers)
             .expect("swap");
+        let mut clients = vec![(&by_source, &by_subnet)];
+        if i % 2 == 0 {
+            clients.push((&by_source_2, &by_subnet_2));
+        }
         // Twice: the first may fill the cache, the second is answered from it.
         for round in 0..2 {
-            assert_eq!(
-                ask(&mut t, &by_source).0,
-                Some(host),
-                "table {i} ({net} {region}), round {round}: by source"
-            );
-            assert_eq!(
-                ask(&mut t, &by_subnet),
-                (Some(host), Some(scope)),
-                "table {i} ({net} {region}), round {round}: by subnet"
-            );
+            for (source, subnet) in &clients {
+                assert_eq!(
+                    ask(&mut t, source).0,
+                    Some(host),
+                    "table {i} ({net} {region}), round {round}: by source"
+                );
+                assert_eq!(
+                    ask(&mut t, subnet),
+                    (Some(host), Some(scope)),
+                    "table {i} ({net} {region}), round {round}: by subnet"
+                );
+            }
         }
     }
 }
