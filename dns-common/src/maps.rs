@@ -108,20 +108,26 @@ pub const MAP_RRL_SLOTS: &str = "RRL_SLOTS";
 /// [`CFG_RRL_EXEMPT`].
 pub const MAP_RRL_EXEMPT: &str = "RRL_EXEMPT";
 
-/// Client network → region, `LpmTrie<[u8; 16], u32>` (IPv4 as IPv4-mapped IPv6 with 96
-/// added to the prefix length, as [`MAP_RRL_EXEMPT`]), two copies: the one
+/// IPv6 client network → region, `LpmTrie<[u8; 16], u32>`, two copies: the one
 /// [`XdpConfig::geo_gen`] names is looked up, the other is loaded with the next region
-/// table. They hold the daemon's flattened prefixes (disjoint, covering every address), the
-/// value is [`geo_value`]: the region and the prefix's length (the ECS scope).
+/// table. They hold the daemon's flattened IPv6 prefixes (disjoint, covering every
+/// address), the value is [`geo_value`]: the region and the prefix's length (the ECS
+/// scope). IPv4 clients (and IPv4-mapped IPv6 sources) are looked up in
+/// [`MAP_GEO_A4`]/[`MAP_GEO_B4`].
 pub const MAP_GEO_A: &str = "GEO_A";
 pub const MAP_GEO_B: &str = "GEO_B";
+/// IPv4 client network → region, `LpmTrie<[u8; 4], u32>`, two copies as [`MAP_GEO_A`] and
+/// [`MAP_GEO_B`] (the same side in use), holding the flattened IPv4 prefixes: 4-octet keys
+/// rather than IPv4-mapped IPv6, so a lookup compares fewer octets per node.
+pub const MAP_GEO_A4: &str = "GEO_A4";
+pub const MAP_GEO_B4: &str = "GEO_B4";
 /// (pool, region, side) → the [`MAP_HOT_CUR`] index of the pool's answer for that region,
 /// `HashMap<u64, u32>` keyed by [`geo_key`]. Only read for an answer set with [`SET_GEO`]; a
 /// region without an entry gets the pool's own (default-region) answer.
 pub const MAP_GEO_CUR: &str = "GEO_CUR";
 
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 18] = [
+pub const PINNED_MAPS: [&str; 20] = [
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
@@ -139,10 +145,13 @@ pub const PINNED_MAPS: [&str; 18] = [
     MAP_RRL_EXEMPT,
     MAP_GEO_A,
     MAP_GEO_B,
+    MAP_GEO_A4,
+    MAP_GEO_B4,
     MAP_GEO_CUR,
 ];
 
-/// Most prefixes of one region trie ([`MAP_GEO_A`], [`MAP_GEO_B`]; not preallocated).
+/// Most prefixes of one region trie ([`MAP_GEO_A`], [`MAP_GEO_B`], [`MAP_GEO_A4`],
+/// [`MAP_GEO_B4`]; not preallocated).
 pub const MAX_GEO_PREFIXES: u32 = 1 << 24;
 
 /// Entries of the kernel's per-CPU region cache (a power of two; the map, `GEO_CACHE`, is

@@ -13,8 +13,8 @@ use dns_common::{
 };
 
 use crate::{
-    GEO_A, GEO_B, GEO_CACHE, GEO_CUR, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS, accept::Client,
-    dns::Query, packet::Packet,
+    GEO_A, GEO_A4, GEO_B, GEO_B4, GEO_CACHE, GEO_CUR, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS,
+    accept::Client, dns::Query, packet::Packet,
 };
 
 /// Keeps a word index inside `AnswerSet::name` for the verifier (a no-op: the index is at
@@ -95,11 +95,16 @@ pub fn answer<'a>(
     })
 }
 
+/// The third word of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as native word of its
+/// octets: such an address is an IPv4 client (the source of an IPv4 packet or of an
+/// IPv4-mapped IPv6 one, or an IPv4 ECS subnet), looked up in the IPv4 trie.
+const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
 /// The `HOT_CUR` index of geo pool `pool`'s answer for the query's client (its ECS
 /// subnet, else its source address; [`GEO_NO_ANSWER`]: the pool's own answer) and the
 /// length of the region prefix that matched: from this CPU's region cache when it holds
 /// the address and pool for generation `generation`, else from the region trie of the
-/// generation's side (its prefixes cover every address; a trie not loaded yet answers the
+/// address's family and the generation's side (its prefixes cover every address; a trie not loaded yet answers the
 /// default region, scope 0) and `GEO_CUR`, which then fill the cache entry.
 #[inline(always)]
 fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8) {
@@ -125,13 +130,23 @@ fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8)
     entry.filled = 0;
     entry.prefix_len = 128;
     entry.addr = words;
-    // SAFETY: `GeoCacheEntry` starts with `Key<[u8; 16]>`'s fields in its order
-    // (`repr(C, packed)`: a `u32` prefix length, then the address), at a higher alignment.
-    let key = unsafe { &*(slot as *const GeoCacheEntry as *const Key<[u8; 16]>) };
-    let value = if generation & 1 == 0 {
-        GEO_A.get(key)
+    let value = if words[0] == 0 && words[1] == 0 && words[2] == V4_MAPPED_WORD {
+        let key = Key::new(32, [addr[12], addr[13], addr[14], addr[15]]);
+        if generation & 1 == 0 {
+            GEO_A4.get(&key)
+        } else {
+            GEO_B4.get(&key)
+        }
     } else {
-        GEO_B.get(key)
+        // SAFETY: `GeoCacheEntry` starts with `Key<[u8; 16]>`'s fields in its order
+        // (`repr(C, packed)`: a `u32` prefix length, then the address), at a higher
+        // alignment.
+        let key = unsafe { &*(slot as *const GeoCacheEntry as *const Key<[u8; 16]>) };
+        if generation & 1 == 0 {
+            GEO_A.get(key)
+        } else {
+            GEO_B.get(key)
+        }
     };
     let (region, scope) = geo_region(value.copied().unwrap_or(0));
     // SAFETY: the value is copied out at once; the daemon replaces entries whole.

@@ -7,7 +7,7 @@
 //!                    name hashed 8 octets at a time)
 //!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed; for a pool
 //!                    answering by region: the client's address (or its ECS subnet) in
-//!                    the per-CPU GEO_CACHE, else the GEO_A/B trie → region → GEO_CUR →
+//!                    the per-CPU GEO_CACHE, else the GEO_A4/B4 (IPv4) or GEO_A/B trie → region → GEO_CUR →
 //!                    the region's answer set; variant picked)
 //!       ──► stale?  (only with `stale` set: the daemon's HEARTBEAT against the clock)
 //!       ──► rrl     (only with [rrl] set: the client network's slot; drop, or slip: the
@@ -88,12 +88,17 @@ static RRL_SLOTS: Array<RrlSlot> = Array::pinned(RRL_ENTRIES, 0);
 static RRL_KEY: PerCpuArray<RrlKey> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static RRL_EXEMPT: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(MAX_RRL_EXEMPT, 0);
-/// Client network → region and prefix length, two copies (`CONFIG.geo_gen` picks one);
+/// IPv6 client network → region and prefix length, two copies (`CONFIG.geo_gen` picks one);
 /// only looked up for a pool that answers by region.
 #[map]
 static GEO_A: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
 #[map]
 static GEO_B: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
+/// The same for IPv4 clients, with 4-octet keys.
+#[map]
+static GEO_A4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
+#[map]
+static GEO_B4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
 /// (pool, region, side) → `HOT_CUR` index of the pool's answer for the region (sized by the
 /// daemon at load time).
 #[map]

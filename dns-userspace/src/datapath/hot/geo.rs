@@ -1,4 +1,5 @@
-//! Answers by region in the kernel: the region tries (`GEO_A`, `GEO_B`), the (pool, region,
+//! Answers by region in the kernel: the region tries (`GEO_A4`, `GEO_B4` for IPv4, `GEO_A`,
+//! `GEO_B` for IPv6), the (pool, region,
 //! side) → `HOT_CUR` index map (`GEO_CUR`), and swapping a new region table in.
 //!
 //! A pool with answers for regions other than the default one publishes each at a
@@ -21,7 +22,9 @@ use aya::maps::{
     HashMap, MapData,
     lpm_trie::{Key, LpmTrie},
 };
-use dns_common::{MAP_GEO_A, MAP_GEO_B, MAP_GEO_CUR, SET_GEO, geo_key, geo_value, v4_mapped};
+use dns_common::{
+    MAP_GEO_A, MAP_GEO_A4, MAP_GEO_B, MAP_GEO_B4, MAP_GEO_CUR, SET_GEO, geo_key, geo_value,
+};
 use hickory_proto::rr::Name;
 use tracing::info;
 
@@ -41,8 +44,10 @@ pub struct Regional {
 /// The maps, and which region table the kernel reads.
 pub struct GeoMaps {
     cur: HashMap<MapData, u64, u32>,
-    tries: [LpmTrie<MapData, [u8; 16], u32>; 2],
-    /// The table loaded into the trie of the config's side (`None`: none yet, the kernel
+    /// The IPv4 tries (`GEO_A4`, `GEO_B4`) and the IPv6 tries (`GEO_A`, `GEO_B`), by side.
+    v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
+    v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
+    /// The table loaded into the tries of the config's side (`None`: none yet, the kernel
     /// answers every client with the default region's answers).
     loaded: Option<RegionTable>,
 }
@@ -50,12 +55,13 @@ pub struct GeoMaps {
 impl GeoMaps {
     pub fn take(
         cur: HashMap<MapData, u64, u32>,
-        a: LpmTrie<MapData, [u8; 16], u32>,
-        b: LpmTrie<MapData, [u8; 16], u32>,
+        v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
+        v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
     ) -> Self {
         Self {
             cur,
-            tries: [a, b],
+            v4,
+            v6,
             loaded: None,
         }
     }
@@ -91,37 +97,49 @@ impl GeoMaps {
         }
     }
 
-    fn trie_name(side: u32) -> &'static str {
-        if side == 0 { MAP_GEO_A } else { MAP_GEO_B }
+    fn trie_names(side: u32) -> (&'static str, &'static str) {
+        if side == 0 {
+            (MAP_GEO_A4, MAP_GEO_A)
+        } else {
+            (MAP_GEO_B4, MAP_GEO_B)
+        }
     }
 
-    /// Loads `table`'s flattened prefixes into the trie of `side` (emptied first).
+    /// Loads `table`'s flattened prefixes into the tries of `side` (emptied first).
     fn load(&mut self, side: u32, table: &RegionTable) -> Result<(), DatapathError> {
         self.clear(side)?;
-        let name = Self::trie_name(side);
-        let trie = &mut self.tries[side as usize & 1];
-        let write = |e| DatapathError::map(format!("writing {name}"))(e);
+        let (name4, name6) = Self::trie_names(side);
+        let side = side as usize & 1;
         for p in table.v4() {
-            let key = Key::new(96 + u32::from(p.len), v4_mapped(p.addr().octets()));
-            trie.insert(&key, geo_value(p.region.0, p.len), 0)
-                .map_err(write)?;
+            let key = Key::new(u32::from(p.len), p.addr().octets());
+            self.v4[side]
+                .insert(&key, geo_value(p.region.0, p.len), 0)
+                .map_err(DatapathError::map(format!("writing {name4}")))?;
         }
         for p in table.v6() {
             let key = Key::new(u32::from(p.len), p.addr().octets());
-            trie.insert(&key, geo_value(p.region.0, p.len), 0)
-                .map_err(write)?;
+            self.v6[side]
+                .insert(&key, geo_value(p.region.0, p.len), 0)
+                .map_err(DatapathError::map(format!("writing {name6}")))?;
         }
         Ok(())
     }
 
-    /// Empties the trie of `side`.
+    /// Empties the tries of `side`.
     fn clear(&mut self, side: u32) -> Result<(), DatapathError> {
-        let name = Self::trie_name(side);
-        let trie = &mut self.tries[side as usize & 1];
+        let (name4, name6) = Self::trie_names(side);
+        let side = side as usize & 1;
+        let trie = &mut self.v4[side];
+        let keys: Vec<Key<[u8; 4]>> = trie.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            trie.remove(&k)
+                .map_err(DatapathError::map(format!("pruning {name4}")))?;
+        }
+        let trie = &mut self.v6[side];
         let keys: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
         for k in keys {
             trie.remove(&k)
-                .map_err(DatapathError::map(format!("pruning {name}")))?;
+                .map_err(DatapathError::map(format!("pruning {name6}")))?;
         }
         Ok(())
     }
