@@ -13,9 +13,12 @@
 //! HOT_CUR[pool]                 → slot, or NO_SLOT
 //! HOT_SLOTS[slot]               → AnswerSet: folded name, qtypes, thresholds, answer indexes
 //!   only with set.flags & SET_GEO (a pool answering by region):
-//!   GEO_A or GEO_B (CONFIG.geo_side) [client address, or its ECS subnet]
+//!   addr = client address, or its ECS subnet zero-padded (IPv4 as IPv4-mapped IPv6)
+//!   GEO_CACHE[slot(addr, pool)]   per CPU, direct-mapped: (addr, pool, CONFIG.geo_gen)
+//!                                 → HOT_CUR index, scope; on a miss, filled from:
+//!     GEO_A4 or GEO_B4 (IPv4), GEO_A or GEO_B (IPv6) (CONFIG.geo_gen & 1) [addr]
 //!                                 → region id, prefix length (the ECS scope)
-//!   GEO_CUR[(pool, region, side)] → the region's own HOT_CUR index, or none: this set
+//!     GEO_CUR[(pool, region, side)] → the region's own HOT_CUR index, or none: this set
 //!   HOT_CUR[index] → HOT_SLOTS[slot] → the region's AnswerSet
 //! HOT_ANSWERS[set.answers[i]]   → Answer: ANCOUNT, length, checksum sum, the RRs
 //! ```
@@ -41,11 +44,20 @@
 //! 4. reuses retired entries only after a grace period that started after they were retired
 //!    (one wait frees every entry retired before it, so most publishes never wait).
 //!
-//! A new region table goes into the trie `geo_side` does not name, the pools' region
+//! A new region table goes into the tries `geo_gen` does not name, the pools' region
 //! answers are published at fresh `HOT_CUR` indexes under that side's `GEO_CUR` keys, and
-//! one write of the config map switches the side: a query reads `geo_side` once and sees
-//! the old trie with the old answers or the new with the new. The old side's entries,
-//! answers and trie are dropped after a grace period.
+//! one write of the config map switches the side (the next generation): a query reads
+//! `geo_gen` once and sees the old tries with the old answers or the new with the new. The
+//! old side's entries, answers and tries are dropped after a grace period.
+//!
+//! The per-CPU cache (`GEO_CACHE`, [`GeoCacheEntry`]) holds what a query found through the
+//! tries and `GEO_CUR` under the generation it read, and is only used under that same
+//! generation. The daemon moves to a new one with every swap (one more: the other side)
+//! and with every change of the entries of `GEO_CUR` in use (two more: the same side),
+//! before it retires the `HOT_CUR` indexes an entry pointed at: a cached index is never
+//! used after the grace period that frees it for reuse. A republished region answer keeps
+//! its index (the set behind it changes through `HOT_CUR`), so steering's publishes leave
+//! the cache alone.
 //!
 //! A reader loads `HOT_CUR[pool]` once and reaches the slot and the answers through the
 //! loaded index: every load depends on the address computed from the one before, which
