@@ -1,6 +1,6 @@
 //! Answers by region in the kernel: the region tries (`GEO_A4`, `GEO_B4` for IPv4, `GEO_A`,
-//! `GEO_B` for IPv6), the (pool, region,
-//! side) → `HOT_CUR` index map (`GEO_CUR`), and swapping a new region table in.
+//! `GEO_B` for IPv6), the (pool, region, side) → `HOT_CUR` index map (`GEO_CUR`), and
+//! swapping a new region table in.
 //!
 //! A pool with answers for regions other than the default one publishes each at a
 //! `HOT_CUR` index of its own and points `GEO_CUR[(pool, region, side)]` at it; its
@@ -146,7 +146,7 @@ impl GeoMaps {
 }
 
 impl HotMaps {
-    /// The side of `GEO_CUR` keys and of the trie the kernel reads.
+    /// The side of `GEO_CUR` keys and of the tries the kernel reads.
     fn side(&self) -> u32 {
         self.written.geo_gen & 1
     }
@@ -184,8 +184,8 @@ impl HotMaps {
             return Err(e);
         }
         let mut cfg = self.written;
-        // The next generation: its low bit is the new side, and the kernel's cached regions
-        // of every earlier one miss from now on.
+        // The next generation: its low bit is the new side, and the answers the kernel
+        // cached under every earlier one miss from now on.
         cfg.geo_gen = self.written.geo_gen.wrapping_add(1);
         self.write_config(cfg)?;
         self.geo.loaded = Some(table.clone());
