@@ -13,9 +13,12 @@
 //! HOT_CUR[pool]                 → slot, or NO_SLOT
 //! HOT_SLOTS[slot]               → AnswerSet: folded name, qtypes, thresholds, answer indexes
 //!   only with set.flags & SET_GEO (a pool answering by region):
-//!   GEO_A or GEO_B (CONFIG.geo_side) [client address, or its ECS subnet]
+//!   addr = client address, or its ECS subnet zero-padded (IPv4 as IPv4-mapped IPv6)
+//!   GEO_CACHE[slot(addr, pool)]   per CPU, direct-mapped: (addr, pool, CONFIG.geo_gen)
+//!                                 → HOT_CUR index, scope; on a miss, filled from:
+//!     GEO_A4 or GEO_B4 (IPv4), GEO_A or GEO_B (IPv6) (CONFIG.geo_gen & 1) [addr]
 //!                                 → region id, prefix length (the ECS scope)
-//!   GEO_CUR[(pool, region, side)] → the region's own HOT_CUR index, or none: this set
+//!     GEO_CUR[(pool, region, side)] → the region's own HOT_CUR index, or none: this set
 //!   HOT_CUR[index] → HOT_SLOTS[slot] → the region's AnswerSet
 //! HOT_ANSWERS[set.answers[i]]   → Answer: ANCOUNT, length, checksum sum, the RRs
 //! ```
@@ -41,11 +44,20 @@
 //! 4. reuses retired entries only after a grace period that started after they were retired
 //!    (one wait frees every entry retired before it, so most publishes never wait).
 //!
-//! A new region table goes into the trie `geo_side` does not name, the pools' region
+//! A new region table goes into the tries `geo_gen` does not name, the pools' region
 //! answers are published at fresh `HOT_CUR` indexes under that side's `GEO_CUR` keys, and
-//! one write of the config map switches the side: a query reads `geo_side` once and sees
-//! the old trie with the old answers or the new with the new. The old side's entries,
-//! answers and trie are dropped after a grace period.
+//! one write of the config map switches the side (the next generation): a query reads
+//! `geo_gen` once and sees the old tries with the old answers or the new with the new. The
+//! old side's entries, answers and tries are dropped after a grace period.
+//!
+//! The per-CPU cache (`GEO_CACHE`, [`GeoCacheEntry`]) holds what a query found through the
+//! tries and `GEO_CUR` under the generation it read, and is only used under that same
+//! generation. The daemon moves to a new one with every swap (one more: the other side)
+//! and with every change of the entries of `GEO_CUR` in use (two more: the same side),
+//! before it retires the `HOT_CUR` indexes an entry pointed at: a cached index is never
+//! used after the grace period that frees it for reuse. A republished region answer keeps
+//! its index (the set behind it changes through `HOT_CUR`), so steering's publishes leave
+//! the cache alone.
 //!
 //! A reader loads `HOT_CUR[pool]` once and reaches the slot and the answers through the
 //! loaded index: every load depends on the address computed from the one before, which
@@ -108,20 +120,26 @@ pub const MAP_RRL_SLOTS: &str = "RRL_SLOTS";
 /// [`CFG_RRL_EXEMPT`].
 pub const MAP_RRL_EXEMPT: &str = "RRL_EXEMPT";
 
-/// Client network → region, `LpmTrie<[u8; 16], u32>` (IPv4 as IPv4-mapped IPv6 with 96
-/// added to the prefix length, as [`MAP_RRL_EXEMPT`]), two copies: the one
-/// [`XdpConfig::geo_side`] names is looked up, the other is loaded with the next region
-/// table. They hold the daemon's flattened prefixes (disjoint, covering every address), the
-/// value is [`geo_value`]: the region and the prefix's length (the ECS scope).
+/// IPv6 client network → region, `LpmTrie<[u8; 16], u32>`, two copies: the one
+/// [`XdpConfig::geo_gen`] names is looked up, the other is loaded with the next region
+/// table. They hold the daemon's flattened IPv6 prefixes (disjoint, covering every
+/// address), the value is [`geo_value`]: the region and the prefix's length (the ECS
+/// scope). IPv4 clients (and IPv4-mapped IPv6 sources) are looked up in
+/// [`MAP_GEO_A4`]/[`MAP_GEO_B4`].
 pub const MAP_GEO_A: &str = "GEO_A";
 pub const MAP_GEO_B: &str = "GEO_B";
+/// IPv4 client network → region, `LpmTrie<[u8; 4], u32>`, two copies as [`MAP_GEO_A`] and
+/// [`MAP_GEO_B`] (the same side in use), holding the flattened IPv4 prefixes: 4-octet keys
+/// rather than IPv4-mapped IPv6, so a lookup compares fewer octets per node.
+pub const MAP_GEO_A4: &str = "GEO_A4";
+pub const MAP_GEO_B4: &str = "GEO_B4";
 /// (pool, region, side) → the [`MAP_HOT_CUR`] index of the pool's answer for that region,
 /// `HashMap<u64, u32>` keyed by [`geo_key`]. Only read for an answer set with [`SET_GEO`]; a
 /// region without an entry gets the pool's own (default-region) answer.
 pub const MAP_GEO_CUR: &str = "GEO_CUR";
 
 /// All maps userspace pins under its pin directory.
-pub const PINNED_MAPS: [&str; 18] = [
+pub const PINNED_MAPS: [&str; 20] = [
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
     MAP_HOT_SLOTS,
@@ -139,11 +157,65 @@ pub const PINNED_MAPS: [&str; 18] = [
     MAP_RRL_EXEMPT,
     MAP_GEO_A,
     MAP_GEO_B,
+    MAP_GEO_A4,
+    MAP_GEO_B4,
     MAP_GEO_CUR,
 ];
 
-/// Most prefixes of one region trie ([`MAP_GEO_A`], [`MAP_GEO_B`]; not preallocated).
+/// Most prefixes of one region trie ([`MAP_GEO_A`], [`MAP_GEO_B`], [`MAP_GEO_A4`],
+/// [`MAP_GEO_B4`]; not preallocated).
 pub const MAX_GEO_PREFIXES: u32 = 1 << 24;
+
+/// Entries of the kernel's per-CPU region cache (a power of two; the map, `GEO_CACHE`, is
+/// the program's own, not pinned): [`GeoCacheEntry`] at [`geo_cache_slot`] of the address
+/// and the pool.
+pub const GEO_CACHE_SLOTS: u32 = 1024;
+
+/// [`GeoCacheEntry::index`] of a client whose region has no answer of the pool's own: the
+/// pool's default answer.
+pub const GEO_NO_ANSWER: u32 = u32::MAX;
+
+/// One entry of the kernel's per-CPU region cache: a geo pool's answer for an address as
+/// found through the region trie and [`MAP_GEO_CUR`] under generation `generation`. Its
+/// first 20 octets are laid out as the trie's key (`Key<[u8; 16]>`: prefix length, then
+/// the address), so a miss looks the trie up with the entry itself as the key, with no
+/// scratch map.
+///
+/// An entry is only written by its CPU's program while it runs, so it never tears; it is
+/// valid for the generation it was filled under only: a region table swap and every change
+/// of [`MAP_GEO_CUR`]'s entries changes [`XdpConfig::geo_gen`], after which every older
+/// entry misses.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoCacheEntry {
+    /// 128 (the trie key's prefix length: a full address).
+    pub prefix_len: u32,
+    /// The looked-up address (source, or the zero-padded ECS address, IPv4 as IPv4-mapped
+    /// IPv6) as native words of its network-order octets.
+    pub addr: [u32; 4],
+    /// [`XdpConfig::geo_gen`] when the entry was filled.
+    pub generation: u32,
+    /// The pool's index ([`MAP_HOT_CUR`]).
+    pub pool: u32,
+    /// The [`MAP_HOT_CUR`] index of the pool's answer for the address's region, or
+    /// [`GEO_NO_ANSWER`].
+    pub index: u32,
+    /// The matched prefix's length (the ECS scope); 0 where the trie had no match (not
+    /// loaded yet: the default region).
+    pub scope: u8,
+    /// 1 once filled; 0: empty.
+    pub filled: u8,
+    pub _reserved: [u8; 6],
+}
+
+/// The slot of [`GeoCacheEntry`] for an address (its words as in [`GeoCacheEntry::addr`])
+/// and a pool: a multiplicative hash of the folded words, so the addresses of one subnet
+/// (resolvers side by side) and the pools one client asks for spread over the cache.
+#[inline(always)]
+pub const fn geo_cache_slot(addr: &[u32; 4], pool: u32) -> u32 {
+    let folded = addr[0] ^ addr[1] ^ addr[2] ^ addr[3] ^ pool.wrapping_mul(0x85eb_ca6b);
+    folded.wrapping_mul(0x9e37_79b1) >> (32 - GEO_CACHE_SLOTS.trailing_zeros())
+}
 
 /// [`AnswerSet::flags`]: the pool answers by region; the kernel looks the client's region
 /// up and takes the region's answer from [`MAP_GEO_CUR`] (this set answers the regions
@@ -413,9 +485,11 @@ pub struct XdpConfig {
     /// Response rate limiting of hits ([`crate::rrl`]); `interval_ns == 0`: off (no clock
     /// read, no bucket).
     pub rrl: RrlParams,
-    /// The region trie in use: 0 [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the
-    /// [`MAP_GEO_CUR`] keys read).
-    pub geo_side: u32,
+    /// The region table's generation, one more with each swap and two more with each
+    /// change of [`MAP_GEO_CUR`]'s entries: its low bit names the trie in use, 0
+    /// [`MAP_GEO_A`], 1 [`MAP_GEO_B`] (and the side of the [`MAP_GEO_CUR`] keys read); the
+    /// whole of it tags the kernel's region cache entries ([`GeoCacheEntry`]).
+    pub geo_gen: u32,
     pub _reserved: u32,
 }
 
@@ -439,7 +513,7 @@ impl XdpConfig {
                 slip: 0,
                 _pad: 0,
             },
-            geo_side: 0,
+            geo_gen: 0,
             _reserved: 0,
         }
     }
@@ -487,6 +561,7 @@ mod pod {
     unsafe impl aya::Pod for super::Answer {}
     unsafe impl aya::Pod for super::XdpConfig {}
     unsafe impl aya::Pod for super::Iface {}
+    unsafe impl aya::Pod for super::GeoCacheEntry {}
 }
 
 // No implicit padding anywhere (the Pod impls rely on it).
@@ -495,6 +570,8 @@ const _: () = assert!(core::mem::size_of::<AnswerSet>() == 8 + 8 * MAX_VARIANTS 
 const _: () = assert!(core::mem::size_of::<Answer>() == 16 + MAX_ANSWER_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 72 + 20 * INLINE_LISTEN_ADDRS);
 const _: () = assert!(core::mem::size_of::<Iface>() == 8);
+const _: () = assert!(core::mem::size_of::<GeoCacheEntry>() == 40);
+const _: () = assert!(GEO_CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<HashKey>() == 16);
 const _: () = assert!(RRL_ENTRIES.is_power_of_two());
 
@@ -557,6 +634,33 @@ mod tests {
         assert_ne!(geo_key(7, 3, 0), geo_key(7, 3, 1));
         assert_eq!(geo_region(geo_value(513, 24)), (513, 24));
         assert_eq!(geo_region(geo_value(u16::MAX, 128)), (u16::MAX, 128));
+    }
+
+    #[test]
+    fn geo_cache_slots_spread_a_subnet_and_its_pools() {
+        let word = |a: [u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        let words = |a: [u8; 16]| [word(a, 0), word(a, 4), word(a, 8), word(a, 12)];
+        let mut seen = std::collections::HashSet::new();
+        for host in 0..=255u8 {
+            let slot = geo_cache_slot(&words(v4_mapped([198, 51, 100, host])), 3);
+            assert!(slot < GEO_CACHE_SLOTS);
+            seen.insert(slot);
+        }
+        assert!(
+            seen.len() > 200,
+            "one /24's hosts share {} slots",
+            seen.len()
+        );
+        let one = words(v4_mapped([198, 51, 100, 1]));
+        let pools: std::collections::HashSet<u32> =
+            (0..64).map(|pool| geo_cache_slot(&one, pool)).collect();
+        assert!(
+            pools.len() > 56,
+            "one client's pools share {} slots",
+            pools.len()
+        );
+        // The entry's head is the trie key's layout: prefix length, then the address.
+        assert_eq!(core::mem::offset_of!(GeoCacheEntry, addr), 4);
     }
 
     #[test]

@@ -1,19 +1,20 @@
 //! Which answer a query gets: the index bucket, the pool's current answer set, the name
 //! confirmed word by word, the query type checked; for a pool that answers by region the
-//! client's region (its source address, or its ECS subnet) and that region's answer set;
+//! client's region (its source address, or its ECS subnet; cached per CPU) and that
+//! region's answer set;
 //! one variant picked.
 
 use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use dns_common::{
-    Answer, AnswerSet, BUCKET_ENTRIES, MAX_ANSWER_LEN, MAX_VARIANTS, MIN_ANSWER_LEN, Outcome,
-    SET_GEO, XdpConfig, bucket, geo_key, geo_region,
+    Answer, AnswerSet, BUCKET_ENTRIES, GEO_NO_ANSWER, GeoCacheEntry, MAX_ANSWER_LEN, MAX_VARIANTS,
+    MIN_ANSWER_LEN, Outcome, SET_GEO, XdpConfig, bucket, geo_cache_slot, geo_key, geo_region,
     name::{self, NAME_WORDS},
     tag,
 };
 
 use crate::{
-    GEO_A, GEO_B, GEO_CUR, GEO_KEY, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS, accept::Client,
-    dns::Query, packet::Packet,
+    GEO_A, GEO_A4, GEO_B, GEO_B4, GEO_CACHE, GEO_CUR, HOT_ANSWERS, HOT_CUR, HOT_INDEX, HOT_SLOTS,
+    accept::Client, dns::Query, packet::Packet,
 };
 
 /// Keeps a word index inside `AnswerSet::name` for the verifier (a no-op: the index is at
@@ -61,12 +62,9 @@ pub fn answer<'a>(
     }
     let mut scope = 0;
     if once(&set.flags) & SET_GEO != 0 {
-        let side = once(&cfg.geo_side);
-        let (region, len) = region(side, q, client);
+        let (index, len) = regional(once(&cfg.geo_gen), pool, q, client);
         scope = len;
-        // SAFETY: the value is copied out at once; the daemon replaces entries whole.
-        let index = unsafe { GEO_CUR.get(&geo_key(pool, region, side)) }.copied();
-        if let Some(index) = index {
+        if index != GEO_NO_ANSWER {
             set = current(index).ok_or(Outcome::NoAnswer)?;
         }
     }
@@ -97,45 +95,70 @@ pub fn answer<'a>(
     })
 }
 
-/// The layout of `Key<[u8; 16]>`, aligned (see `rrl::ExemptKey`).
-#[repr(C, align(8))]
-pub struct TrieKey {
-    prefix_len: u32,
-    addr: [u32; 4],
-}
+/// The third word of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as native word of its
+/// octets: such an address is an IPv4 client (the source of an IPv4 packet or of an
+/// IPv4-mapped IPv6 one, or an IPv4 ECS subnet), looked up in the IPv4 trie.
+const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
-/// The region of the query's ECS subnet, else of its source address, in the region trie of
-/// `side`, and the length of the prefix that matched (the trie's prefixes cover every
-/// address; a trie not loaded yet answers the default region, scope 0).
+/// The `HOT_CUR` index of geo pool `pool`'s answer for the query's client (its ECS
+/// subnet, else its source address; [`GEO_NO_ANSWER`]: the pool's own answer) and the
+/// length of the region prefix that matched: from this CPU's region cache when it holds
+/// the address and pool for generation `generation`, else from the region trie of the
+/// address's family and the generation's side (its prefixes cover every address; a trie not loaded yet answers the
+/// default region, scope 0) and `GEO_CUR`, which then fill the cache entry.
 #[inline(always)]
-fn region(side: u32, q: &Query, client: &Client) -> (u16, u8) {
-    let Some(slot) = GEO_KEY.get_ptr_mut(0) else {
-        return (0, 0);
-    };
+fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8) {
     let addr = match &q.subnet {
         Some(s) => s.trie_address(),
         None => client.addr,
     };
     let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    // SAFETY: this CPU's scratch slot, no other writer while the program runs; built in map
-    // memory to spare the stack. `Key<[u8; 16]>` is `repr(C, packed)` with the same fields
-    // in the same order.
-    let key = unsafe {
-        *slot = TrieKey {
-            prefix_len: 128,
-            addr: [word(0), word(4), word(8), word(12)],
-        };
-        &*(slot as *const TrieKey as *const Key<[u8; 16]>)
+    let words = [word(0), word(4), word(8), word(12)];
+    let Some(slot) = GEO_CACHE.get_ptr_mut(geo_cache_slot(&words, pool)) else {
+        return (GEO_NO_ANSWER, 0);
     };
-    let value = if side == 0 {
-        GEO_A.get(key)
-    } else {
-        GEO_B.get(key)
-    };
-    match value {
-        Some(v) => geo_region(*v),
-        None => (0, 0),
+    // SAFETY: this CPU's entry, written by no one else while the program runs (the program
+    // does not nest on one CPU).
+    let entry = unsafe { &mut *slot };
+    if entry.filled == 1
+        && entry.generation == generation
+        && entry.pool == pool
+        && entry.addr == words
+    {
+        return (entry.index, entry.scope);
     }
+    entry.filled = 0;
+    entry.prefix_len = 128;
+    entry.addr = words;
+    let value = if words[0] == 0 && words[1] == 0 && words[2] == V4_MAPPED_WORD {
+        let key = Key::new(32, [addr[12], addr[13], addr[14], addr[15]]);
+        if generation & 1 == 0 {
+            GEO_A4.get(&key)
+        } else {
+            GEO_B4.get(&key)
+        }
+    } else {
+        // SAFETY: `GeoCacheEntry` starts with `Key<[u8; 16]>`'s fields in its order
+        // (`repr(C, packed)`: a `u32` prefix length, then the address), at a higher
+        // alignment.
+        let key = unsafe { &*(slot as *const GeoCacheEntry as *const Key<[u8; 16]>) };
+        if generation & 1 == 0 {
+            GEO_A.get(key)
+        } else {
+            GEO_B.get(key)
+        }
+    };
+    let (region, scope) = geo_region(value.copied().unwrap_or(0));
+    // SAFETY: the value is copied out at once; the daemon replaces entries whole.
+    let index = unsafe { GEO_CUR.get(&geo_key(pool, region, generation)) }
+        .copied()
+        .unwrap_or(GEO_NO_ANSWER);
+    entry.generation = generation;
+    entry.pool = pool;
+    entry.index = index;
+    entry.scope = scope;
+    entry.filled = 1;
+    (index, scope)
 }
 
 /// The pool of the first bucket entry whose tag matches (userspace keeps tags unique per

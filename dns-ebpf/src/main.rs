@@ -6,8 +6,9 @@
 //!       ──► dns     (header, OPT at the end (plain, or one ECS option) → question layout;
 //!                    name hashed 8 octets at a time)
 //!       ──► lookup  (HOT_INDEX bucket → HOT_CUR → answer set, name confirmed; for a pool
-//!                    answering by region: GEO_A/B trie (the client's address, or its ECS
-//!                    subnet) → region → GEO_CUR → the region's answer set; variant picked)
+//!                    answering by region: the client's address (or its ECS subnet) in
+//!                    the per-CPU GEO_CACHE, else the GEO_A4/B4 (IPv4) or GEO_A/B trie → region → GEO_CUR →
+//!                    the region's answer set; variant picked)
 //!       ──► stale?  (only with `stale` set: the daemon's HEARTBEAT against the clock)
 //!       ──► rrl     (only with [rrl] set: the client network's slot; drop, or slip: the
 //!                    reply goes out truncated, TC=1 and no records)
@@ -39,8 +40,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use dns_common::{
-    Answer, AnswerSet, Bucket, CFG_STALE_PASS, HOT_MAP_FLAGS, Iface, MAX_GEO_PREFIXES, MAX_IFACES,
-    MAX_LISTEN_ADDRS, MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT, Outcome, RRL_ENTRIES, XdpConfig,
+    Answer, AnswerSet, Bucket, CFG_STALE_PASS, GEO_CACHE_SLOTS, GeoCacheEntry, HOT_MAP_FLAGS,
+    Iface, MAX_GEO_PREFIXES, MAX_IFACES, MAX_LISTEN_ADDRS, MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT,
+    Outcome, RRL_ENTRIES, XdpConfig,
     local::{IFACE_SLOTS as N_IFACE_SLOTS, IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket},
     rrl::{RrlKey, Slot as RrlSlot, Verdict},
 };
@@ -86,12 +88,17 @@ static RRL_SLOTS: Array<RrlSlot> = Array::pinned(RRL_ENTRIES, 0);
 static RRL_KEY: PerCpuArray<RrlKey> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static RRL_EXEMPT: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(MAX_RRL_EXEMPT, 0);
-/// Client network → region and prefix length, two copies (`CONFIG.geo_side` picks one);
+/// IPv6 client network → region and prefix length, two copies (`CONFIG.geo_gen` picks one);
 /// only looked up for a pool that answers by region.
 #[map]
 static GEO_A: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
 #[map]
 static GEO_B: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
+/// The same for IPv4 clients, with 4-octet keys.
+#[map]
+static GEO_A4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
+#[map]
+static GEO_B4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_GEO_PREFIXES, 0);
 /// (pool, region, side) → `HOT_CUR` index of the pool's answer for the region (sized by the
 /// daemon at load time).
 #[map]
@@ -100,9 +107,10 @@ static GEO_CUR: HashMap<u64, u32> = HashMap::pinned(512, 0);
 /// pinned.
 #[map]
 static OPT_TAIL: PerCpuArray<dns_common::ecs::Tail> = PerCpuArray::with_max_entries(1, 0);
-/// Scratch space for the region trie's key (see `lookup::region`); not pinned.
+/// The regions of recently seen client addresses, per CPU, direct-mapped (see
+/// `lookup::region`); also the region trie's key. The program's own: not pinned.
 #[map]
-static GEO_KEY: PerCpuArray<lookup::TrieKey> = PerCpuArray::with_max_entries(1, 0);
+static GEO_CACHE: PerCpuArray<GeoCacheEntry> = PerCpuArray::with_max_entries(GEO_CACHE_SLOTS, 0);
 
 #[xdp]
 pub fn hotpool(ctx: XdpContext) -> u32 {

@@ -520,9 +520,23 @@ fn region_answers_follow_publishes_and_leave_with_their_region() {
     t.dp.maps.publish(&a_pool(GEO, 33, US)).expect("publish");
     assert_eq!(ask(&mut t, [198, 51, 100, 1]), Some(33));
     assert_eq!(ask(&mut t, [10, 0, 0, 1]), Some(2));
-    // A new region answer for asia.
+    // A new region answer for asia, for a client whose answer (the default) the kernel has
+    // cached.
+    assert_eq!(ask(&mut t, [10, 1, 2, 3]), Some(1));
     t.dp.maps.publish(&a_pool(GEO, 44, ASIA)).expect("publish");
     assert_eq!(ask(&mut t, [10, 1, 2, 3]), Some(44));
+    // A sync without us's answer: its cached clients get the default answer.
+    let without_us = vec![
+        a_pool(GEO, 1, RegionId::DEFAULT),
+        a_pool(GEO, 2, EU),
+        a_pool(GEO, 44, ASIA),
+        a_pool(PLAIN, 10, RegionId::DEFAULT),
+    ];
+    t.dp.maps.sync(&without_us).expect("sync");
+    assert_eq!(ask(&mut t, [198, 51, 100, 1]), Some(1));
+    assert_eq!(ask(&mut t, [10, 1, 2, 3]), Some(44));
+    t.dp.maps.publish(&a_pool(GEO, 3, US)).expect("publish");
+    assert_eq!(ask(&mut t, [198, 51, 100, 1]), Some(3));
     // A sync without the region answers: the pool answers everyone alike.
     let plain = vec![
         a_pool(GEO, 1, RegionId::DEFAULT),
@@ -596,4 +610,76 @@ fn a_region_table_swap_is_atomic() {
         (swaps, reader.join().unwrap())
     });
     assert!(swaps >= 4 && seen > 0, "{swaps} swaps, {seen} replies");
+}
+
+/// The kernel keeps each client address's region in a per-CPU cache: after a swap a cached
+/// address gets the new table's region and scope, also two swaps later, when the new table
+/// is in the same trie as the one the address was cached from.
+#[test]
+fn a_region_table_swap_replaces_cached_regions() {
+    let table = |net: &str, region: &str| {
+        let mut r = Regions::none();
+        let one = r.add("one").unwrap();
+        let two = r.add("two").unwrap();
+        let id = if region == "one" { one } else { two };
+        r.networks.push((net.parse().unwrap(), id));
+        Arc::new(RegionTable::new(&r))
+    };
+    let answers = vec![
+        a_pool(GEO, 1, RegionId::DEFAULT),
+        a_pool(GEO, 2, RegionId(1)),
+        a_pool(GEO, 3, RegionId(2)),
+    ];
+    let mut t = TestDatapath::new(&settings(), &answers);
+    let by_source = frames::query(&v4([10, 0, 0, 1]), &plain_query(GEO));
+    let by_subnet = frames::query(
+        &v4([192, 0, 2, 1]),
+        &query(GEO, &[(8, ecs(1, 24, 0, &[10, 0, 0]))]),
+    );
+    // Asked after every other table only: cached two swaps before, in the same trie.
+    let by_source_2 = frames::query(&v4([10, 0, 0, 9]), &plain_query(GEO));
+    let by_subnet_2 = frames::query(
+        &v4([192, 0, 2, 1]),
+        &query(GEO, &[(8, ecs(1, 24, 0, &[10, 0, 1]))]),
+    );
+    let ask = |t: &mut TestDatapath, frame: &[u8]| {
+        let (action, out) = t.run(frame);
+        assert_eq!(action, XDP_TX, "a geo hit");
+        let (rcode, host, scope) = decode(&frames::udp_payload(&out));
+        assert_eq!(rcode, OK);
+        (host, scope)
+    };
+    for (i, (net, region, host, scope)) in [
+        ("10.0.0.0/16", "one", 2, 16),
+        ("10.0.0.0/16", "two", 3, 16),
+        ("10.0.0.0/12", "one", 2, 12),
+        ("10.0.0.0/8", "two", 3, 8),
+        ("192.0.2.0/24", "one", 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.dp.maps
+            .set_regions(&table(net, region), &answers)
+            .expect("swap");
+        let mut clients = vec![(&by_source, &by_subnet)];
+        if i % 2 == 0 {
+            clients.push((&by_source_2, &by_subnet_2));
+        }
+        // Twice: the first may fill the cache, the second is answered from it.
+        for round in 0..2 {
+            for (source, subnet) in &clients {
+                assert_eq!(
+                    ask(&mut t, source).0,
+                    Some(host),
+                    "table {i} ({net} {region}), round {round}: by source"
+                );
+                assert_eq!(
+                    ask(&mut t, subnet),
+                    (Some(host), Some(scope)),
+                    "table {i} ({net} {region}), round {round}: by subnet"
+                );
+            }
+        }
+    }
 }

@@ -11,8 +11,11 @@
 //! * Per query: `BPF_PROG_TEST_RUN` of one frame at a time (a hit rewrites its frame, so the
 //!   kernel's repeat mode cannot be used), the kernel's own `duration` averaged over `--runs`
 //!   runs per case, in rounds that alternate the cases: a plain pool's hit, a geo pool's
-//!   hit by source address, by an ECS subnet, and a plain pool's hit with ECS. Each figure
-//!   includes the test-run harness's own overhead, the same for every case: compare them.
+//!   hit by source address, by an ECS subnet, and a plain pool's hit with a plain OPT
+//!   record and with ECS; then the two geo cases again with a new client each run (4096 in
+//!   turn), which the kernel's region cache does not hold: the region trie's cost. Each
+//!   figure includes the test-run harness's own overhead, the same for every case: compare
+//!   them.
 
 use std::{
     net::Ipv4Addr,
@@ -102,35 +105,64 @@ fn main() {
     );
 
     let path = Path::v4([10, 0, 0, 1], [10, 0, 0, 2]);
+    let ecs24 = |a: [u8; 3]| [0, 1, 24, 0, a[0], a[1], a[2]];
+    // Clients the kernel's region cache cannot hold: each run looks a new address up in the
+    // trie (the cycle is longer than the cache, and each slot sees several addresses).
+    let many = |i: u32| (i.wrapping_mul(2_654_435_761) >> 8).to_be_bytes();
+    let many_sources: Vec<Vec<u8>> = (0..MANY_CLIENTS)
+        .map(|i| {
+            let a = many(i);
+            let from = Path::v4([44 + (a[1] & 3), a[2], a[3], 1], [10, 0, 0, 2]);
+            frame(&from, "geo.example.test.", None)
+        })
+        .collect();
+    let many_subnets: Vec<Vec<u8>> = (0..MANY_CLIENTS)
+        .map(|i| {
+            let a = many(i);
+            frame(&path, "geo.example.test.", Some(&ecs24([a[1], a[2], a[3]])))
+        })
+        .collect();
     let cases = [
-        ("plain pool hit", frame(&path, "www.example.test.", None)),
+        (
+            "plain pool hit",
+            vec![frame(&path, "www.example.test.", None)],
+        ),
         (
             "geo pool hit, by source",
-            frame(&path, "geo.example.test.", None),
+            vec![frame(&path, "geo.example.test.", None)],
         ),
         (
             "geo pool hit, ECS /24",
-            frame(
+            vec![frame(
                 &path,
                 "geo.example.test.",
-                Some(&[0, 1, 24, 0, 198, 51, 100]),
-            ),
+                Some(&ecs24([198, 51, 100])),
+            )],
+        ),
+        (
+            "plain pool hit, plain OPT",
+            vec![frame(&path, "www.example.test.", Some(&[]))],
         ),
         (
             "plain pool hit, ECS /24",
-            frame(
+            vec![frame(
                 &path,
                 "www.example.test.",
-                Some(&[0, 1, 24, 0, 198, 51, 100]),
-            ),
+                Some(&ecs24([198, 51, 100])),
+            )],
         ),
+        (
+            "geo pool hit, by source, a new client each run",
+            many_sources,
+        ),
+        ("geo pool hit, ECS /24, a new subnet each run", many_subnets),
     ];
     let mut totals = vec![Duration::ZERO; cases.len()];
     let rounds = 10;
     for _ in 0..rounds {
-        for (i, (name, frame)) in cases.iter().enumerate() {
-            for _ in 0..runs / rounds {
-                let (action, took) = t.timed_run(frame);
+        for (i, (name, frames)) in cases.iter().enumerate() {
+            for j in 0..runs / rounds {
+                let (action, took) = t.timed_run(&frames[j % frames.len()]);
                 assert_eq!(action, XDP_TX, "{name}: not a hit");
                 totals[i] += took;
             }
@@ -144,6 +176,9 @@ fn main() {
         );
     }
 }
+
+/// Distinct clients of the cases that defeat the kernel's region cache.
+const MANY_CLIENTS: u32 = 4096;
 
 /// `n` random networks in 8 regions.
 fn random_regions(n: usize, mut seed: u64) -> Regions {
@@ -191,6 +226,8 @@ fn pools(regions: usize) -> Vec<PoolAnswer> {
     p
 }
 
+/// A query frame for `name`; with `ecs`, an OPT record holding an ECS option of that data,
+/// or no option when it is empty.
 fn frame(path: &Path, name: &str, ecs: Option<&[u8]>) -> Vec<u8> {
     let mut m = Message::query();
     m.metadata.id = 7;
@@ -198,8 +235,10 @@ fn frame(path: &Path, name: &str, ecs: Option<&[u8]>) -> Vec<u8> {
     if let Some(data) = ecs {
         let mut e = Edns::new();
         e.set_max_payload(1232);
-        e.options_mut()
-            .insert(EdnsOption::Unknown(8, data.to_vec()));
+        if !data.is_empty() {
+            e.options_mut()
+                .insert(EdnsOption::Unknown(8, data.to_vec()));
+        }
         m.set_edns(e);
     }
     frames::query(path, &m.to_bytes().unwrap())

@@ -1,15 +1,19 @@
-//! Answers by region in the kernel: the region tries (`GEO_A`, `GEO_B`), the (pool, region,
-//! side) → `HOT_CUR` index map (`GEO_CUR`), and swapping a new region table in.
+//! Answers by region in the kernel: the region tries (`GEO_A4`, `GEO_B4` for IPv4, `GEO_A`,
+//! `GEO_B` for IPv6), the (pool, region, side) → `HOT_CUR` index map (`GEO_CUR`), and
+//! swapping a new region table in.
 //!
 //! A pool with answers for regions other than the default one publishes each at a
 //! `HOT_CUR` index of its own and points `GEO_CUR[(pool, region, side)]` at it; its
 //! default answer carries `SET_GEO`, which sends the kernel to the trie of the config's
-//! `geo_side` for the client's region. A region without an entry gets the default answer.
+//! `geo_gen` (its low bit) for the client's region. A region without an entry gets the
+//! default answer.
 //!
 //! A new region table ([`HotMaps::set_regions`]) never meets a query half loaded: it goes
 //! into the trie the kernel does not read, the pools' region answers are published at
 //! fresh indexes under that side's `GEO_CUR` keys (a region id of the new table may name
-//! another region in the old one), then one config write switches the side. After a grace
+//! another region in the old one), then one config write switches the side: the next
+//! generation, which also makes every answer the kernel cached per CPU miss (as does every
+//! other change of `GEO_CUR`'s entries, see `geo_entries_changed`). After a grace
 //! period the old side's entries, answers and trie are dropped.
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,7 +22,9 @@ use aya::maps::{
     HashMap, MapData,
     lpm_trie::{Key, LpmTrie},
 };
-use dns_common::{MAP_GEO_A, MAP_GEO_B, MAP_GEO_CUR, SET_GEO, geo_key, geo_value, v4_mapped};
+use dns_common::{
+    MAP_GEO_A, MAP_GEO_A4, MAP_GEO_B, MAP_GEO_B4, MAP_GEO_CUR, SET_GEO, geo_key, geo_value,
+};
 use hickory_proto::rr::Name;
 use tracing::info;
 
@@ -38,8 +44,10 @@ pub struct Regional {
 /// The maps, and which region table the kernel reads.
 pub struct GeoMaps {
     cur: HashMap<MapData, u64, u32>,
-    tries: [LpmTrie<MapData, [u8; 16], u32>; 2],
-    /// The table loaded into the trie of the config's side (`None`: none yet, the kernel
+    /// The IPv4 tries (`GEO_A4`, `GEO_B4`) and the IPv6 tries (`GEO_A`, `GEO_B`), by side.
+    v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
+    v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
+    /// The table loaded into the tries of the config's side (`None`: none yet, the kernel
     /// answers every client with the default region's answers).
     loaded: Option<RegionTable>,
 }
@@ -47,12 +55,13 @@ pub struct GeoMaps {
 impl GeoMaps {
     pub fn take(
         cur: HashMap<MapData, u64, u32>,
-        a: LpmTrie<MapData, [u8; 16], u32>,
-        b: LpmTrie<MapData, [u8; 16], u32>,
+        v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
+        v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
     ) -> Self {
         Self {
             cur,
-            tries: [a, b],
+            v4,
+            v6,
             loaded: None,
         }
     }
@@ -88,46 +97,58 @@ impl GeoMaps {
         }
     }
 
-    fn trie_name(side: u32) -> &'static str {
-        if side == 0 { MAP_GEO_A } else { MAP_GEO_B }
+    fn trie_names(side: u32) -> (&'static str, &'static str) {
+        if side == 0 {
+            (MAP_GEO_A4, MAP_GEO_A)
+        } else {
+            (MAP_GEO_B4, MAP_GEO_B)
+        }
     }
 
-    /// Loads `table`'s flattened prefixes into the trie of `side` (emptied first).
+    /// Loads `table`'s flattened prefixes into the tries of `side` (emptied first).
     fn load(&mut self, side: u32, table: &RegionTable) -> Result<(), DatapathError> {
         self.clear(side)?;
-        let name = Self::trie_name(side);
-        let trie = &mut self.tries[side as usize & 1];
-        let write = |e| DatapathError::map(format!("writing {name}"))(e);
+        let (name4, name6) = Self::trie_names(side);
+        let side = side as usize & 1;
         for p in table.v4() {
-            let key = Key::new(96 + u32::from(p.len), v4_mapped(p.addr().octets()));
-            trie.insert(&key, geo_value(p.region.0, p.len), 0)
-                .map_err(write)?;
+            let key = Key::new(u32::from(p.len), p.addr().octets());
+            self.v4[side]
+                .insert(&key, geo_value(p.region.0, p.len), 0)
+                .map_err(DatapathError::map(format!("writing {name4}")))?;
         }
         for p in table.v6() {
             let key = Key::new(u32::from(p.len), p.addr().octets());
-            trie.insert(&key, geo_value(p.region.0, p.len), 0)
-                .map_err(write)?;
+            self.v6[side]
+                .insert(&key, geo_value(p.region.0, p.len), 0)
+                .map_err(DatapathError::map(format!("writing {name6}")))?;
         }
         Ok(())
     }
 
-    /// Empties the trie of `side`.
+    /// Empties the tries of `side`.
     fn clear(&mut self, side: u32) -> Result<(), DatapathError> {
-        let name = Self::trie_name(side);
-        let trie = &mut self.tries[side as usize & 1];
+        let (name4, name6) = Self::trie_names(side);
+        let side = side as usize & 1;
+        let trie = &mut self.v4[side];
+        let keys: Vec<Key<[u8; 4]>> = trie.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            trie.remove(&k)
+                .map_err(DatapathError::map(format!("pruning {name4}")))?;
+        }
+        let trie = &mut self.v6[side];
         let keys: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
         for k in keys {
             trie.remove(&k)
-                .map_err(DatapathError::map(format!("pruning {name}")))?;
+                .map_err(DatapathError::map(format!("pruning {name6}")))?;
         }
         Ok(())
     }
 }
 
 impl HotMaps {
-    /// The side of `GEO_CUR` keys and of the trie the kernel reads.
+    /// The side of `GEO_CUR` keys and of the tries the kernel reads.
     fn side(&self) -> u32 {
-        self.written.geo_side & 1
+        self.written.geo_gen & 1
     }
 
     /// Makes the kernel map clients to regions with `table` and answer `pools` (as
@@ -163,7 +184,9 @@ impl HotMaps {
             return Err(e);
         }
         let mut cfg = self.written;
-        cfg.geo_side = new_side;
+        // The next generation: its low bit is the new side, and the answers the kernel
+        // cached under every earlier one miss from now on.
+        cfg.geo_gen = self.written.geo_gen.wrapping_add(1);
         self.write_config(cfg)?;
         self.geo.loaded = Some(table.clone());
         // Every query that may have read the old side has finished after a grace period.
@@ -182,6 +205,19 @@ impl HotMaps {
             "region table loaded into the kernel"
         );
         Ok(())
+    }
+
+    /// Makes every answer the kernel cached per CPU through `GEO_CUR` miss, after entries of
+    /// the side in use changed and before the indexes they pointed at are retired: the next
+    /// generation of the same side (two more). Not needed for the side a swap is writing,
+    /// which the kernel does not read: the swap's own generation follows.
+    fn geo_entries_changed(&mut self) -> Result<(), DatapathError> {
+        if self.pending_side.is_some() {
+            return Ok(());
+        }
+        let mut cfg = self.written;
+        cfg.geo_gen = cfg.geo_gen.wrapping_add(2);
+        self.write_config(cfg)
     }
 
     /// Puts back the region answers taken out for a table swap that failed.
@@ -246,6 +282,7 @@ impl HotMaps {
             .insert(answer.region, Regional { index, published });
         if new_entry {
             self.geo.point(pool_index, answer.region, side, index)?;
+            self.geo_entries_changed()?;
         }
         if !was_geo {
             self.republish_default(&name)?;
@@ -279,6 +316,7 @@ impl HotMaps {
         for region in &gone {
             self.geo.unpoint(pool_index, *region, side)?;
         }
+        self.geo_entries_changed()?;
         for r in removed {
             self.store.unpublish(r.index, r.published);
             self.store.retire_pool(r.index);
@@ -295,9 +333,15 @@ impl HotMaps {
         pool: u32,
         regions: BTreeMap<RegionId, Regional>,
     ) -> Result<(), DatapathError> {
+        if regions.is_empty() {
+            return Ok(());
+        }
         let side = self.side();
-        for (region, r) in regions {
-            self.geo.unpoint(pool, region, side)?;
+        for region in regions.keys() {
+            self.geo.unpoint(pool, *region, side)?;
+        }
+        self.geo_entries_changed()?;
+        for (_, r) in regions {
             self.store.unpublish(r.index, r.published);
             self.store.retire_pool(r.index);
         }

@@ -30,10 +30,10 @@ use aya::maps::{
 use dns_common::{
     Answer, AnswerSet, Bucket, CFG_ANY_V4, CFG_ANY_V6, CFG_ENABLED, CFG_LISTEN_MAP_V4,
     CFG_LISTEN_MAP_V6, CFG_PREFER_HEADROOM, CFG_RRL_EXEMPT, CFG_STALE_PASS, IFACE_LOOPBACK,
-    INLINE_LISTEN_ADDRS, Iface, MAP_CONFIG, MAP_GEO_A, MAP_GEO_B, MAP_GEO_CUR, MAP_HEARTBEAT,
-    MAP_HOT_ANSWERS, MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS, MAP_IFACE_SLOTS, MAP_IFACES,
-    MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS, MAP_LOCAL_SET, MAP_POOL_ANSWERS, MAP_RRL_EXEMPT, MAP_STATS,
-    MAX_RRL_EXEMPT, MAX_VARIANTS, Outcome, XdpConfig,
+    INLINE_LISTEN_ADDRS, Iface, MAP_CONFIG, MAP_GEO_A, MAP_GEO_A4, MAP_GEO_B, MAP_GEO_B4,
+    MAP_GEO_CUR, MAP_HEARTBEAT, MAP_HOT_ANSWERS, MAP_HOT_CUR, MAP_HOT_INDEX, MAP_HOT_SLOTS,
+    MAP_IFACE_SLOTS, MAP_IFACES, MAP_LISTEN_ADDRS, MAP_LOCAL_ADDRS, MAP_LOCAL_SET,
+    MAP_POOL_ANSWERS, MAP_RRL_EXEMPT, MAP_STATS, MAX_RRL_EXEMPT, MAX_VARIANTS, Outcome, XdpConfig,
     local::{IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket, addr_words, iface_slot, local_bucket},
     name::{FoldedName, HashKey, NAME_WORDS},
     rrl::RrlParams,
@@ -67,9 +67,10 @@ use self::{
 /// The maps that refer to each other by index (the config map holds the index's hash key
 /// and size, the index points at `HOT_CUR` entries, those at `HOT_SLOTS` entries, those at
 /// `HOT_ANSWERS` entries; `POOL_ANSWERS` counts per `HOT_CUR` index; `GEO_CUR` points at
-/// `HOT_CUR` entries by the region ids of the `GEO_A`/`GEO_B` tries the config map picks):
+/// `HOT_CUR` entries by the region ids of the `GEO_A`/`GEO_B` (IPv6) and `GEO_A4`/`GEO_B4`
+/// (IPv4) tries the config map picks):
 /// a new program shares all of them with the running one or none.
-pub const LINKED_MAPS: [&str; 9] = [
+pub const LINKED_MAPS: [&str; 11] = [
     MAP_CONFIG,
     MAP_HOT_INDEX,
     MAP_HOT_CUR,
@@ -79,6 +80,8 @@ pub const LINKED_MAPS: [&str; 9] = [
     MAP_GEO_CUR,
     MAP_GEO_A,
     MAP_GEO_B,
+    MAP_GEO_A4,
+    MAP_GEO_B4,
 ];
 
 /// How many pools, answer sets, answers and index buckets the kernel maps hold. Sized from
@@ -287,8 +290,8 @@ impl HotMaps {
         }
         let mut geo_maps = geo::GeoMaps::take(
             typed(ebpf, MAP_GEO_CUR)?,
-            typed(ebpf, MAP_GEO_A)?,
-            typed(ebpf, MAP_GEO_B)?,
+            [typed(ebpf, MAP_GEO_A4)?, typed(ebpf, MAP_GEO_B4)?],
+            [typed(ebpf, MAP_GEO_A)?, typed(ebpf, MAP_GEO_B)?],
         );
         // Region answers of an earlier instance are not adopted: their pools answer with
         // their default answer until they are published again (the entries they were
@@ -302,14 +305,23 @@ impl HotMaps {
         let slots = MappedArray::take(ebpf, MAP_HOT_SLOTS)?;
         let answers = MappedArray::take(ebpf, MAP_HOT_ANSWERS)?;
         let index_map: Array<MapData, Bucket> = typed(ebpf, MAP_HOT_INDEX)?;
-        let config: Array<MapData, XdpConfig> = typed(ebpf, MAP_CONFIG)?;
-        let written = if adopt {
+        let mut config: Array<MapData, XdpConfig> = typed(ebpf, MAP_CONFIG)?;
+        let mut written = if adopt {
             config
                 .get(&0, 0)
                 .map_err(DatapathError::map(format!("reading {MAP_CONFIG}")))?
         } else {
             XdpConfig::disabled()
         };
+        if !regional.is_empty() {
+            // A running program may have cached answers reached through the dropped
+            // entries: the next generation of the same side makes them miss before their
+            // indexes are retired.
+            written.geo_gen = written.geo_gen.wrapping_add(2);
+            config
+                .set(0, written, 0)
+                .map_err(DatapathError::map(format!("writing {MAP_CONFIG}")))?;
+        }
         // The index is only readable with the key it was built with, which the config map
         // holds for the index's size.
         let readable = adopt
@@ -406,7 +418,7 @@ impl HotMaps {
     /// Enables or disables the XDP path and writes its settings.
     pub fn configure(&mut self, s: &DatapathSettings, enabled: bool) -> Result<(), DatapathError> {
         let mut cfg = XdpConfig::disabled();
-        cfg.geo_side = self.written.geo_side;
+        cfg.geo_gen = self.written.geo_gen;
         cfg.port = s.port.to_be_bytes();
         cfg.edns_udp_size = s.edns_udp_size.to_be_bytes();
         cfg.key = self.index.key();
