@@ -269,11 +269,10 @@ fn scenario(mode: &str) {
     let (code, body) = post(
         &link,
         "/api/rum",
-        format!(
-            r#"{{"ttl": "5m", "samples": [
-                {{"region": "europe", "endpoint": "192.0.2.1", "latency_ms": 80}},
-                {{"region": "europe", "endpoint": "192.0.2.2", "latency_ms": 10}}]}}"#
-        ),
+        r#"{"ttl": "5m", "samples": [
+                {"region": "europe", "endpoint": "192.0.2.1", "latency_ms": 80},
+                {"region": "europe", "endpoint": "192.0.2.2", "latency_ms": 10}]}"#
+            .to_string(),
     );
     assert_eq!(code, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(10);
