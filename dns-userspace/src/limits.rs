@@ -6,9 +6,6 @@
 //!
 //! * [`raise_nofile`] raises the soft `RLIMIT_NOFILE` to the hard limit at start (what
 //!   systemd's `LimitNOFILE` or `ulimit -Hn` allow).
-//! * [`tune_allocator`] keeps glibc's allocator from fragmenting over many arenas.
-//! * [`release_free_memory`] hands the heap freed after start-up back to the system
-//!   (parsing a 10 000-pool config peaks at about 100 MB that the allocator would keep).
 //! * [`FdBudget::split`] divides the limit: [`BASE_FDS`] plus one per UDP socket for the
 //!   process itself (standard streams, listening sockets, epoll, BPF maps and programs,
 //!   the event log, name lookups), the HTTP API's connections (`[api] max_connections`
@@ -88,47 +85,6 @@ fn nofile_limits() -> io::Result<libc::rlimit> {
         return Err(io::Error::last_os_error());
     }
     Ok(lim)
-}
-
-/// glibc malloc arenas the daemon allows itself ([`tune_allocator`]).
-pub const MALLOC_ARENAS: i32 = 1;
-/// Allocations from this size on get their own mapping, returned to the system when freed
-/// ([`tune_allocator`]).
-pub const MALLOC_MMAP_THRESHOLD: i32 = 1 << 20;
-
-/// Keeps glibc's allocator from holding memory the daemon no longer uses; call first thing,
-/// before any thread starts. By default glibc gives busy threads arenas of their own (up to
-/// eight per core), and probe tasks allocated on one runtime thread and freed on another
-/// leave each of them fragmented: at 40 000 endpoints that was about a quarter of the
-/// resident memory (`cargo xtask probes-bench`). One arena ([`MALLOC_ARENAS`]) is enough for a
-/// runtime whose hot path is the kernel's. A fixed [`MALLOC_MMAP_THRESHOLD`] stops glibc
-/// from raising the threshold after a big buffer is freed (a `/metrics` page or a status
-/// document of many endpoints), so the next big buffers are mapped and unmapped too instead
-/// of staying in the heap. `MALLOC_ARENA_MAX` or `MALLOC_MMAP_THRESHOLD_` in the
-/// environment win.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            // SAFETY: mallopt only sets the allocator's own parameters.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
-        }
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-            // SAFETY: as above.
-            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) };
-        }
-    }
-}
-
-/// Returns the heap memory freed so far to the system (glibc's `malloc_trim`): call once
-/// start-up (config parsing, building the tables) is done, so the resident figure is what
-/// the daemon uses rather than its start-up peak.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn nr_open() -> Option<u64> {

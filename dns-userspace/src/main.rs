@@ -21,6 +21,28 @@ use hotpool::{
     logs::{self, LogFormat},
 };
 
+/// The daemon's allocator: jemalloc, for the whole process (it replaces `malloc`). glibc's
+/// allocator kept what a daemon with many endpoints freed: the config parse's peak, and the
+/// holes probe tasks leave when they start on one runtime thread and end on another (see the
+/// README's "Probes at scale" for the figures).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read at its first allocation (`MALLOC_CONF` in the environment wins):
+/// a background thread returns pages unused for a second to the system (`dirty_decay_ms`) at
+/// once (`muzzy_decay_ms:0`: no lazily freed middle state), so the resident figure follows
+/// the live heap rather than its high-water mark.
+#[unsafe(export_name = "malloc_conf")]
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads (`const char *malloc_conf`).
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a static C string literal, never written.
+unsafe impl Sync for MallocConf {}
+
 /// Where the daemon's config is looked for when `--config` is not given.
 const DEFAULT_CONFIG: &str = "/etc/hotpool/hotpool.toml";
 /// The API address tried when neither a config nor an address is given.
@@ -269,7 +291,6 @@ fn check(config: &Path) -> anyhow::Result<()> {
 
 /// `hotpool run`: SIGHUP is harmless from the first moment (a reload once running).
 fn run(config: &Path, opts: RunOptions) -> anyhow::Result<()> {
-    daemon::tune_allocator();
     daemon::ignore_hangups();
     let cfg = Config::load(config)?;
     tokio::runtime::Builder::new_multi_thread()

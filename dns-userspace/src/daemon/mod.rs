@@ -58,12 +58,6 @@ pub fn ignore_hangups() {
     }
 }
 
-/// Sets the allocator up for a long-running daemon ([`limits::tune_allocator`]); call before
-/// any thread starts.
-pub fn tune_allocator() {
-    limits::tune_allocator();
-}
-
 /// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads.
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -181,7 +175,6 @@ async fn run_with(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .attach_probes(probes.clone());
-    limits::release_free_memory();
     let steer_task = tokio::spawn(steer::run(steering.clone(), probe_rx, shutdown_rx.clone()));
     let heartbeat_task = tokio::spawn(heartbeat::run(datapath.clone(), shutdown_rx.clone()));
     let persist_task = tokio::spawn(persist::run(
