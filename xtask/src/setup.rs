@@ -19,9 +19,11 @@ use crate::{cmd, run::is_root};
 /// The toolchain that builds dns-ebpf (aya-build runs it through `rustup run nightly`).
 const NIGHTLY: &str = "nightly";
 
-/// Debian packages the root tests and operators use (`cargo xtask bench` installs its own:
-/// the load generators and reference servers).
+/// Debian packages the build, the root tests and operators use (`cargo xtask bench` installs
+/// its own: the load generators and reference servers). `make` builds jemalloc, the daemon's
+/// allocator (the C compiler is there already: cargo links with it).
 pub const DEBIAN_PACKAGES: &[&str] = &[
+    "make",
     "iproute2",
     "dnsutils",
     "bpftool",
