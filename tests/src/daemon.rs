@@ -75,7 +75,7 @@ impl Daemon {
                 Ok(())
             }))
         });
-        let d = Self {
+        let mut d = Self {
             stop: Some(tx),
             handle: Some(handle),
             pin,
@@ -85,16 +85,21 @@ impl Daemon {
         d
     }
 
-    fn wait_ready(&self, link: &Link, xdp: bool) {
+    fn wait_ready(&mut self, link: &Link, xdp: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if answers_tcp(link) && (!xdp || xdp_attached(link)) {
                 return;
             }
-            assert!(
-                !self.handle.as_ref().unwrap().is_finished(),
-                "the daemon exited during start-up"
-            );
+            if self.handle.as_ref().is_some_and(|h| h.is_finished()) {
+                let why = match self.handle.take().map(|h| h.join()) {
+                    Some(Ok(Err(e))) => format!("{e:#}"),
+                    Some(Ok(Ok(()))) => "it returned".to_string(),
+                    Some(Err(_)) => "it panicked".to_string(),
+                    None => String::new(),
+                };
+                panic!("the daemon exited during start-up: {why}");
+            }
             assert!(Instant::now() < deadline, "the daemon did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -465,29 +465,20 @@ impl Store {
             &mut self.free_answers,
         ] {
             let retired = std::mem::take(&mut list.retired);
+            // Lowest first: `retired` is kept highest first.
             list.free.extend(retired);
         }
         Ok(())
     }
 
-    /// Waits for a grace period, then frees everything retired before it.
+    /// Waits for a grace period, then frees everything retired before it; nothing when
+    /// nothing is retired.
     fn reclaim(&mut self) -> Result<(), DatapathError> {
         let lists = [&self.free_pools, &self.free_slots, &self.free_answers];
         if lists.iter().all(|l| l.retired.is_empty()) {
             return Ok(());
         }
-        self.grace.wait()?;
-        self.grace_periods += 1;
-        for list in [
-            &mut self.free_pools,
-            &mut self.free_slots,
-            &mut self.free_answers,
-        ] {
-            let retired = std::mem::take(&mut list.retired);
-            // Lowest first: `retired` is kept highest first.
-            list.free.extend(retired);
-        }
-        Ok(())
+        self.wait_grace()
     }
 
     /// The answer set and answers pool `index` points at, as the kernel reads them.
