@@ -51,6 +51,8 @@ impl Daemon {
         std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
         write_private(&dir.join("api.token"), API_TOKEN);
         let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
+        // Pins a killed run with the same process id left behind.
+        let _ = std::fs::remove_dir_all(&pin);
         let mut text = config
             .replace("{pin}", &pin.display().to_string())
             .replace("{dir}", &dir.display().to_string());

@@ -83,6 +83,9 @@ impl TestDatapath {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
+        // A run killed before its drop leaves its pins; a later process with the same id
+        // would otherwise meet them.
+        let _ = std::fs::remove_dir_all(&dir);
         let mut dp =
             Datapath::load(&dir, capacity).unwrap_or_else(|e| panic!("loading XDP: {e:?}"));
         // As the daemon does: a heartbeat before the settings with their staleness.
