@@ -375,24 +375,23 @@ impl Served {
         let owner = Name::from(&key);
         // Pools first, exactly as the XDP path answers them. A pool whose endpoints are all
         // down with `all_down = "servfail"` answers SERVFAIL (the kernel passes it here).
-        if let Some((pool, _)) = self.pool_for(ctx, &key)
-            && pool.answers(qtype)
-            && pool.servfail()
-        {
-            return Reply::error(ResponseCode::ServFail);
-        }
+        // The pool (and the client's region) looked up once for both.
         if let Some((pool, geo)) = self.pool_for(ctx, &key)
             && pool.answers(qtype)
-            && !pool.rdata.is_empty()
         {
-            return Reply {
-                authoritative: true,
-                answers: pool.records(&owner),
-                pool: Some(key),
-                varies: pool.varies() || geo.is_some(),
-                scope: geo.unwrap_or(0),
-                ..Reply::default()
-            };
+            if pool.servfail() {
+                return Reply::error(ResponseCode::ServFail);
+            }
+            if !pool.rdata.is_empty() {
+                return Reply {
+                    authoritative: true,
+                    answers: pool.records(&owner),
+                    pool: Some(key),
+                    varies: pool.varies() || geo.is_some(),
+                    scope: geo.unwrap_or(0),
+                    ..Reply::default()
+                };
+            }
         }
         let Some(zone) = self.zone_for(&key, qtype) else {
             return Reply::error(ResponseCode::Refused);
