@@ -8,14 +8,17 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use dns_common::Outcome;
+use hickory_proto::rr::{Name, RData, RecordType, rdata::A};
 use hotpool::{
     datapath::iface::Link,
     datapath::{
         ebpf::Datapath,
+        heartbeat::Staleness,
         hot::{Capacity, DatapathSettings},
-        pools::PoolAnswer,
+        pools::{PoolAnswer, Selection},
     },
     dns::local::LocalAddrs,
+    geo::RegionId,
 };
 
 use crate::frames::SERVER_MAC;
@@ -27,6 +30,34 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Settings of a test program: port 53, answering on `listen` and advertising
+/// `edns_udp_size`; no staleness, no rate limiting.
+pub fn settings(listen: &[&str], edns_udp_size: u16) -> DatapathSettings {
+    DatapathSettings {
+        port: 53,
+        edns_udp_size,
+        listen: listen
+            .iter()
+            .map(|a| a.parse().expect("an address"))
+            .collect(),
+        prefer_headroom: false,
+        staleness: Staleness::default(),
+        rrl: Default::default(),
+    }
+}
+
+/// A pool answering one A record, 192.0.2.`host`, to the clients of `region`.
+pub fn a_pool(name: &str, host: u8, region: RegionId) -> PoolAnswer {
+    PoolAnswer::new(
+        Name::from_ascii(name).expect("a pool name"),
+        RecordType::A,
+        30,
+        vec![RData::A(A(Ipv4Addr::new(192, 0, 2, host)))],
+        Selection::All,
+    )
+    .in_region(region)
+}
 
 pub struct TestDatapath {
     pub dp: Datapath,

@@ -33,14 +33,7 @@ use hotpool_tests::{
 };
 
 fn settings() -> DatapathSettings {
-    DatapathSettings {
-        port: 53,
-        edns_udp_size: 1232,
-        listen: vec!["10.0.0.2".parse().unwrap()],
-        prefer_headroom: false,
-        staleness: hotpool::datapath::heartbeat::Staleness::default(),
-        rrl: Default::default(),
-    }
+    hotpool_tests::datapath::settings(&["10.0.0.2"], 1232)
 }
 
 fn name(label: &str) -> Name {

@@ -6,7 +6,7 @@
 //! readers racing a writer never see the new table with the old answers or the reverse.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     str::FromStr,
     sync::{
         Arc,
@@ -18,17 +18,14 @@ use std::{
 use dns_common::Outcome;
 use hickory_proto::{
     op::{Edns, Message, Query, ResponseCode},
-    rr::{
-        Name, RData, RecordType,
-        rdata::{A, opt::EdnsOption},
-    },
+    rr::{Name, RData, RecordType, rdata::opt::EdnsOption},
     serialize::binary::{BinDecodable, BinEncodable},
 };
 use hotpool::{
     config::Config,
     datapath::{
         hot::DatapathSettings,
-        pools::{PoolAnswer, PoolTable, Selection},
+        pools::{PoolAnswer, PoolTable},
     },
     dns::{
         authority::Authority,
@@ -37,7 +34,7 @@ use hotpool::{
     geo::{RegionId, RegionTable, Regions},
 };
 use hotpool_tests::{
-    datapath::{TestDatapath, XDP_PASS, XDP_TX, single_outcome, test_run},
+    datapath::{TestDatapath, XDP_PASS, XDP_TX, a_pool, single_outcome, test_run},
     frames::{self, Path},
 };
 
@@ -49,14 +46,7 @@ const US: RegionId = RegionId(2);
 const ASIA: RegionId = RegionId(3);
 
 fn settings() -> DatapathSettings {
-    DatapathSettings {
-        port: 53,
-        edns_udp_size: EDNS_SIZE,
-        listen: vec!["0.0.0.0".parse().unwrap(), "::".parse().unwrap()],
-        prefer_headroom: false,
-        staleness: hotpool::datapath::heartbeat::Staleness::default(),
-        rrl: Default::default(),
-    }
+    hotpool_tests::datapath::settings(&["0.0.0.0", "::"], EDNS_SIZE)
 }
 
 /// eu: 10/8 and 2001:db8:e::/48; us: 198.51.100/24 and 10.1/16 inside eu's /8; asia:
@@ -76,17 +66,6 @@ fn regions() -> Regions {
         r.networks.push((net.parse().unwrap(), id));
     }
     r
-}
-
-fn a_pool(name: &str, host: u8, region: RegionId) -> PoolAnswer {
-    PoolAnswer::new(
-        Name::from_str(name).unwrap(),
-        RecordType::A,
-        30,
-        vec![RData::A(A(Ipv4Addr::new(192, 0, 2, host)))],
-        Selection::All,
-    )
-    .in_region(region)
 }
 
 fn pools() -> Vec<PoolAnswer> {

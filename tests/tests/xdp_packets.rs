@@ -48,14 +48,7 @@ fn v6() -> Path {
 }
 
 fn settings() -> DatapathSettings {
-    DatapathSettings {
-        port: 53,
-        edns_udp_size: EDNS_SIZE,
-        listen: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
-        prefer_headroom: false,
-        staleness: hotpool::datapath::heartbeat::Staleness::default(),
-        rrl: Default::default(),
-    }
+    hotpool_tests::datapath::settings(&["10.0.0.2", "fd00::2"], EDNS_SIZE)
 }
 
 /// A name of exactly 255 octets on the wire, ending in example.test.
@@ -123,16 +116,9 @@ fn pools() -> Vec<PoolAnswer> {
     .collect()
 }
 
-/// A pool answering one A record, 192.0.2.`host`.
+/// A pool answering one A record, 192.0.2.`host`, to every client.
 fn a_pool(name: &str, host: u8) -> PoolAnswer {
-    PoolAnswer {
-        name: Name::from_str(name).unwrap(),
-        rtype: RecordType::A,
-        ttl: 30,
-        rdata: vec![RData::A(A(Ipv4Addr::new(192, 0, 2, host)))],
-        selection: hotpool::datapath::pools::Selection::All,
-        region: hotpool::geo::RegionId::DEFAULT,
-    }
+    hotpool_tests::datapath::a_pool(name, host, hotpool::geo::RegionId::DEFAULT)
 }
 
 /// Names of 16 to 23 octets on the wire, one for every position of the root octet in the

@@ -25,12 +25,8 @@ const STALE: Duration = Duration::from_secs(30);
 
 fn settings(after: Option<Duration>, on_stale: OnStale) -> DatapathSettings {
     DatapathSettings {
-        port: 53,
-        edns_udp_size: 1232,
-        listen: vec!["10.0.0.2".parse().unwrap()],
-        prefer_headroom: false,
         staleness: Staleness { after, on_stale },
-        rrl: Default::default(),
+        ..hotpool_tests::datapath::settings(&["10.0.0.2"], 1232)
     }
 }
 

@@ -24,10 +24,7 @@ use hickory_proto::{
     rr::{Name, RData, RecordType, rdata::A},
     serialize::binary::{BinDecodable, BinEncodable},
 };
-use hotpool::datapath::{
-    hot::{Capacity, DatapathSettings},
-    pools::PoolAnswer,
-};
+use hotpool::datapath::{hot::Capacity, pools::PoolAnswer};
 use hotpool_tests::{
     datapath::{TestDatapath, XDP_PASS, XDP_TX, test_run},
     frames::{self, Path},
@@ -59,14 +56,7 @@ fn pool(set: &[Ipv4Addr]) -> PoolAnswer {
 fn concurrent_rewrites_never_produce_a_torn_answer() {
     let sets = answer_sets();
     let valid: HashSet<Vec<Ipv4Addr>> = sets.iter().cloned().collect();
-    let settings = DatapathSettings {
-        port: 53,
-        edns_udp_size: 1232,
-        listen: vec!["0.0.0.0".parse().unwrap()],
-        prefer_headroom: false,
-        staleness: hotpool::datapath::heartbeat::Staleness::default(),
-        rrl: Default::default(),
-    };
+    let settings = hotpool_tests::datapath::settings(&["0.0.0.0"], 1232);
     let capacity = Capacity {
         pools: 1,
         slots: 2,

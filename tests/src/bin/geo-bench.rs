@@ -19,21 +19,17 @@
 
 use std::{
     net::Ipv4Addr,
-    str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use hickory_proto::{
     op::{Edns, Message, Query},
-    rr::{Name, RData, RecordType, rdata::A, rdata::opt::EdnsOption},
+    rr::{Name, RecordType, rdata::opt::EdnsOption},
     serialize::binary::BinEncodable,
 };
 use hotpool::{
-    datapath::{
-        hot::{Capacity, DatapathSettings},
-        pools::{PoolAnswer, Selection},
-    },
+    datapath::{hot::Capacity, pools::PoolAnswer},
     geo::{RegionId, RegionTable, Regions},
 };
 use hotpool_tests::{
@@ -83,14 +79,7 @@ fn main() {
         started.elapsed().as_nanos() as f64 / 1e6
     );
 
-    let settings = DatapathSettings {
-        port: 53,
-        edns_udp_size: 1232,
-        listen: vec!["0.0.0.0".parse().unwrap()],
-        prefer_headroom: false,
-        staleness: hotpool::datapath::heartbeat::Staleness::default(),
-        rrl: Default::default(),
-    };
+    let settings = hotpool_tests::datapath::settings(&["0.0.0.0"], 1232);
     let answers = pools(regions.len());
     let capacity = Capacity::for_pools(answers.iter().map(|_| 1)).with_regions(1);
     let mut t = TestDatapath::with_capacity(&settings, &answers, &capacity);
@@ -206,16 +195,7 @@ fn random_regions(n: usize, mut seed: u64) -> Regions {
 }
 
 fn pools(regions: usize) -> Vec<PoolAnswer> {
-    let a = |name: &str, host: u8, region: RegionId| {
-        PoolAnswer::new(
-            Name::from_str(name).unwrap(),
-            RecordType::A,
-            30,
-            vec![RData::A(A(Ipv4Addr::new(192, 0, 2, host)))],
-            Selection::All,
-        )
-        .in_region(region)
-    };
+    let a = hotpool_tests::datapath::a_pool;
     let mut p = vec![
         a("www.example.test.", 1, RegionId::DEFAULT),
         a("geo.example.test.", 2, RegionId::DEFAULT),
