@@ -11,6 +11,7 @@
 use std::{net::Ipv4Addr, path::Path};
 
 use anyhow::{Context as _, Result, bail};
+use hickory_proto::rr::RecordType;
 
 use super::{
     bpf::{self, BpfStatsEnabled, PassProgram, Program, XDP_PASS, XDP_TX, XdpMode},
@@ -32,6 +33,8 @@ const SINGLE_METHOD: &str = "test run, 1 frame × 100k calls";
 /// `[rrl] responses_per_second` of the current tree's extra column: far above kxdpgun's
 /// rate from its one source, so every hit pays for its bucket and none is limited.
 const RRL_RATE: u32 = 10_000_000;
+/// Rounds of the interleaved RRL measurement, each one batch with RRL off and one with it on.
+const RRL_ROUNDS: usize = 6;
 /// kxdpgun's rate and duration per hit/miss figure.
 const KXDPGUN_QPS: u32 = 50_000;
 const KXDPGUN_SECONDS: u32 = 3;
@@ -69,22 +72,22 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
     let mut figures = Vec::new();
     let mut columns = Vec::new();
     for binary in binaries {
-        let mut runs = vec![(XdpMode::Native, None), (XdpMode::Generic, None)];
-        if binary.label == "current" {
-            runs.push((XdpMode::Native, Some(RRL_RATE)));
-        }
-        for (mode, rrl) in runs {
+        for mode in [XdpMode::Native, XdpMode::Generic] {
             interrupt::check()?;
-            let column = match rrl {
-                None => format!("{} {}", binary.label, mode.name()),
-                Some(_) => format!("{} {} RRL on", binary.label, mode.name()),
-            };
+            let column = format!("{} {}", binary.label, mode.name());
             println!("kernel: {column}");
             columns.push(column.clone());
-            measure(binary, mode, rrl, &column, work, &mut figures)
+            measure(binary, mode, &column, work, &mut figures)
                 .with_context(|| format!("kernel benchmark of {column}"))?;
         }
     }
+    let rrl = match binaries.iter().find(|b| !b.is_baseline()) {
+        Some(current) => {
+            println!("kernel: RRL off and on, interleaved in one daemon");
+            Some(rrl_interleaved(current, work).context("the interleaved RRL measurement")?)
+        }
+        None => None,
+    };
     let mut table = Table::new(
         &[
             &["packet", "method"][..],
@@ -141,6 +144,21 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
         ),
     );
     rep.table("", &table);
+    if let Some((table, detail)) = rrl {
+        rep.table(
+            &format!(
+                "Response rate limiting's cost per hot hit (hit A), the current build, \
+                 native: one daemon, `[rrl] responses_per_second = {}` (every hit takes its \
+                 bucket, none is limited) switched on and off by `hotpool reload` between \
+                 batches, {RRL_ROUNDS} rounds in the order off-on, on-off, ... so a drift \
+                 in the machine's speed falls on both; each batch is both methods above. \
+                 Target: at most 20 ns.",
+                report::count(u64::from(RRL_RATE))
+            ),
+            &table,
+        );
+        rep.note(&detail);
+    }
     let details: Vec<String> = figures
         .iter()
         .filter(|f| !f.detail.is_empty())
@@ -183,10 +201,32 @@ fn hit_cases((client, server): (Ipv4Addr, Ipv4Addr)) -> Vec<(&'static str, Resul
         .collect()
 }
 
+/// The mean duration of [`SINGLE_CALLS`] test runs of `frame` (a hit) with repeat = 1, each
+/// checked to be answered (`XDP_TX`).
+fn single_frame_ns(program: &Program, frame: &[u8], ifindex: u32) -> Result<f64> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for _ in 0..SINGLE_CALLS {
+        let result = program.test_run(frame, 1, Some(ifindex), &mut out)?;
+        if result.retval != XDP_TX {
+            bail!("returned {} instead of XDP_TX", result.retval);
+        }
+        total += u64::from(result.ns_per_run);
+    }
+    Ok(total as f64 / f64::from(SINGLE_CALLS))
+}
+
+/// The frame's destination MAC set to `mac` (unicast frames only: a broadcast stays one).
+fn to_mac(mut frame: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
+    if frame[0] & 1 == 0 {
+        frame[..6].copy_from_slice(&mac);
+    }
+    frame
+}
+
 fn measure(
     binary: &Binary,
     mode: XdpMode,
-    rrl: Option<u32>,
     column: &str,
     work: &Path,
     figures: &mut Vec<Figure>,
@@ -205,7 +245,7 @@ fn measure(
     let server = Server::Hotpool {
         binary: binary.clone(),
         xdp: Some(mode),
-        rrl,
+        rrl: None,
     };
     let running = servers::start(&server, &link, work)?;
     drop(peer);
@@ -223,12 +263,7 @@ fn measure(
         let program = Program::from_id(id)?;
         let ifindex = bpf::ifindex(&server_if)?;
         let mut out = Vec::new();
-        let to_server = |mut frame: Vec<u8>| {
-            if frame[0] & 1 == 0 {
-                frame[..6].copy_from_slice(&server_mac);
-            }
-            frame
-        };
+        let to_server = |frame: Vec<u8>| to_mac(frame, server_mac);
         let mut values: Values = cases
             .into_iter()
             .map(|(case, frame)| {
@@ -246,17 +281,9 @@ fn measure(
             })
             .collect();
         for (case, frame) in hits {
-            let value = frame.map(to_server).and_then(|frame| {
-                let mut total = 0u64;
-                for _ in 0..SINGLE_CALLS {
-                    let result = program.test_run(&frame, 1, Some(ifindex), &mut out)?;
-                    if result.retval != XDP_TX {
-                        bail!("returned {} instead of XDP_TX", result.retval);
-                    }
-                    total += u64::from(result.ns_per_run);
-                }
-                Ok(total as f64 / f64::from(SINGLE_CALLS))
-            });
+            let value = frame
+                .map(to_server)
+                .and_then(|frame| single_frame_ns(&program, &frame, ifindex));
             values.push((case, SINGLE_METHOD, value));
         }
         Ok(values)
@@ -325,6 +352,192 @@ fn measure(
     Ok(())
 }
 
+/// One batch of the interleaved RRL measurement.
+struct RrlBatch {
+    on: bool,
+    single_ns: f64,
+    stats_ns: f64,
+}
+
+/// The median of `values` (`NaN` for none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// RRL on and off in batch order: round `r` is off then on for even `r`, on then off for
+/// odd ones.
+fn rrl_order(rounds: usize) -> Vec<bool> {
+    (0..rounds)
+        .flat_map(|r| {
+            if r % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            }
+        })
+        .collect()
+}
+
+/// Per method: the medians off and on, their difference and the median of the rounds' own
+/// differences (on minus off within a round).
+fn rrl_table(batches: &[RrlBatch]) -> Table {
+    let mut table = Table::new(&[
+        "method",
+        "RRL off (median)",
+        "RRL on (median)",
+        "on − off (medians)",
+        "on − off (median of the rounds' differences)",
+        "rounds' differences",
+    ]);
+    type Pick = fn(&RrlBatch) -> f64;
+    let methods: [(&str, Pick); 2] = [
+        (SINGLE_METHOD, |b| b.single_ns),
+        (STATS_METHOD, |b| b.stats_ns),
+    ];
+    for (method, pick) in methods {
+        let of =
+            |on: bool| -> Vec<f64> { batches.iter().filter(|b| b.on == on).map(pick).collect() };
+        let (off, on) = (of(false), of(true));
+        let diffs: Vec<f64> = off.iter().zip(&on).map(|(off, on)| on - off).collect();
+        let signed = |d: f64| {
+            format!(
+                "{}{}",
+                if d >= 0.0 { "+" } else { "−" },
+                report::ns(d.abs())
+            )
+        };
+        table.row(vec![
+            method.to_owned(),
+            report::ns(median(off.clone())),
+            report::ns(median(on.clone())),
+            signed(median(on) - median(off)),
+            signed(median(diffs.clone())),
+            diffs
+                .iter()
+                .map(|d| signed(*d))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+    table
+}
+
+/// RRL's cost per hit in one daemon: [`RRL_ROUNDS`] rounds of a batch with `[rrl]` and one
+/// without, switched by a live reload, each batch measured by both hit methods. Separate
+/// daemons on separate links (the other columns) differ by more than the cost looked for.
+fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<(Table, String)> {
+    let link = Link::new()?;
+    let peer = PassProgram::attach(&link.client, &link.client_if, XdpMode::Native)?;
+    let server = Server::Hotpool {
+        binary: binary.clone(),
+        xdp: Some(XdpMode::Native),
+        rrl: None,
+    };
+    let running = servers::start(&server, &link, work)?;
+    drop(peer);
+    let prog = servers::hotpool_prog(&link)?;
+    let program = Program::from_id(prog.id)?;
+    let (case, line) = dns::kernel_cases()
+        .into_iter()
+        .find(|(_, line)| line.kind == dns::Kind::Hot && line.rtype == RecordType::A && !line.edns)
+        .context("no plain A hit among the kernel cases")?;
+    let frame = to_mac(
+        dns::udp_frame(
+            link.client_v4,
+            link.server_v4,
+            53,
+            &dns::query_wire(&line.name, line.rtype, line.edns)?,
+        ),
+        link.server_mac,
+    );
+    let file = load::query_file(
+        work,
+        &format!("kernel-rrl-{}.txt", std::process::id()),
+        std::slice::from_ref(&line),
+    )?;
+
+    // First, that a reload reaches the kernel: at one answer a second, kxdpgun's queries
+    // are limited (dropped or slipped).
+    running.reload_rrl(&link, Some(1))?;
+    let before = running.hotpool_stats();
+    load::kxdpgun(&link, &file, 1, 1000)?;
+    let after = running.hotpool_stats();
+    let limited = before.zip(after).map(|(b, a)| {
+        ["rrl_dropped", "rrl_slipped"]
+            .iter()
+            .filter_map(|o| servers::stats_delta(&b, &a, o))
+            .sum::<u64>()
+    });
+    if limited == Some(0) {
+        bail!("with [rrl] responses_per_second = 1 after a reload, nothing was limited");
+    }
+
+    let mut batches = Vec::new();
+    let mut detail = vec![format!(
+        "- the check that a reload switches the kernel's RRL: {} of kxdpgun's queries \
+         limited at 1 answer/s",
+        limited.map_or_else(
+            || "unknown (`hotpool stats` failed)".to_owned(),
+            report::count
+        )
+    )];
+    for on in rrl_order(RRL_ROUNDS) {
+        interrupt::check()?;
+        running.reload_rrl(&link, on.then_some(RRL_RATE))?;
+        let (id, server_if, frame) = (prog.id, link.server_if.clone(), frame.clone());
+        let single_ns = link.server.run(move || -> Result<f64> {
+            let program = Program::from_id(id)?;
+            single_frame_ns(&program, &frame, bpf::ifindex(&server_if)?)
+        })??;
+        let stats = BpfStatsEnabled::enable()?;
+        let hits_before = running.hotpool_stats();
+        let before = program.run_stats()?;
+        let gun = load::kxdpgun(&link, &file, KXDPGUN_SECONDS, KXDPGUN_QPS);
+        let after = program.run_stats()?;
+        let hits_after = running.hotpool_stats();
+        drop(stats);
+        let gun = gun?;
+        let hits = hits_before
+            .zip(hits_after)
+            .map(|(b, a)| servers::kernel_answered(&servers::stats_moved(&b, &a)));
+        if let Some(warning) = hit_warning(true, hits, gun.sent) {
+            bail!(
+                "RRL {}: {warning} of {} sent",
+                if on { "on" } else { "off" },
+                gun.sent
+            );
+        }
+        let stats_ns = after
+            .since(&before)
+            .ns_per_run()
+            .context("the program did not run")?;
+        detail.push(format!(
+            "- RRL {}: one frame {}, bpf_stats {} ({} sent, {} replies)",
+            if on { "on" } else { "off" },
+            report::ns(single_ns),
+            report::ns(stats_ns),
+            report::count(gun.sent),
+            report::count(gun.received)
+        ));
+        batches.push(RrlBatch {
+            on,
+            single_ns,
+            stats_ns,
+        });
+    }
+    let _ = std::fs::remove_file(&file);
+    running.stop();
+    Ok((
+        rrl_table(&batches),
+        format!("{case}, batch by batch:\n\n{}", detail.join("\n")),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +553,39 @@ mod tests {
         assert!(hit_warning(false, Some(150_010), 150_010).is_some());
         assert_eq!(hit_warning(true, None, 150_010), None);
         assert!(hit_warning(true, Some(0), 0).is_some());
+    }
+
+    #[test]
+    fn rrl_rounds_alternate_their_order() {
+        assert_eq!(rrl_order(3), [false, true, true, false, false, true]);
+    }
+
+    #[test]
+    fn rrl_table_pairs_batches_by_round() {
+        let batch = |on, ns| RrlBatch {
+            on,
+            single_ns: ns,
+            stats_ns: ns * 2.0,
+        };
+        let batches = [
+            batch(false, 100.0),
+            batch(true, 110.0),
+            batch(true, 130.0),
+            batch(false, 100.0),
+            batch(false, 90.0),
+            batch(true, 95.0),
+        ];
+        let text = rrl_table(&batches).render();
+        let single = text
+            .lines()
+            .find(|l| l.contains(SINGLE_METHOD))
+            .expect("a row per method");
+        // Medians 100 and 110; the rounds' differences +10, +30, +5 (median +10).
+        assert!(
+            single.contains("| +10 ns | +10 ns | +10 ns, +30 ns, +5 ns |"),
+            "{single}"
+        );
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

@@ -106,6 +106,31 @@ impl Running {
         self.process.as_mut().expect("the process lives until drop")
     }
 
+    /// Switches a running hotpool's `[rrl] responses_per_second` (`None`: no `[rrl]`) by
+    /// rewriting its config file and reloading it (`hotpool reload` through its `[api]`,
+    /// which returns once the daemon applied it, kernel config included).
+    pub fn reload_rrl(&self, link: &Link, rrl: Option<u32>) -> Result<()> {
+        let Server::Hotpool { binary, .. } = &self.server else {
+            bail!("{} has no [rrl] to reload", self.server);
+        };
+        let path = self.dir.join("hotpool.toml");
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config = without_rrl(&text);
+        if let Some(rate) = rrl {
+            config.push_str(&format!("\n[rrl]\nresponses_per_second = {rate}\n"));
+        }
+        fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        crate::cmd::output(
+            link.server
+                .command(&binary.path)
+                .arg("reload")
+                .arg("--config")
+                .arg(&path),
+        )
+        .map(drop)
+    }
+
     /// hotpool's XDP counters (`hotpool stats`), by outcome name; `None` for other servers
     /// or when the binary cannot tell.
     pub fn hotpool_stats(&self) -> Option<Vec<(String, u64)>> {
@@ -122,6 +147,23 @@ impl Running {
             .success()
             .then(|| parse_stats(&String::from_utf8_lossy(&out.stdout)))
     }
+}
+
+/// `text`, a config written by [`start`], without its `[rrl]` section (the table header and
+/// its keys, up to the next table).
+fn without_rrl(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_rrl = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_rrl = line.trim() == "[rrl]";
+        }
+        if !in_rrl {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `hotpool stats` output: one `outcome count` per line.
@@ -198,9 +240,11 @@ pub fn start(server: &Server, link: &Link, work: &Path) -> Result<Running> {
             if !binary.is_baseline() {
                 // The state file in the run's own directory, not the system's default
                 // (the previous release has no `[state]` and rejects the key).
+                // And the API on a Unix socket there, for `hotpool reload`.
                 config.push_str(&format!(
-                    "[state]\npath = \"{}\"\n",
-                    dir.join("state.json").display()
+                    "[state]\npath = \"{}\"\n\n[api]\nunix_socket = \"{}\"\n",
+                    dir.join("state.json").display(),
+                    dir.join("api.sock").display()
                 ));
             }
             pin = Some(pin_dir);
@@ -352,6 +396,17 @@ fn gdnsd_config(dir: &Path, link: &Link) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rrl_section_is_removed_and_nothing_else() {
+        let text = "[server]\nlisten = [\"10.0.0.1\"]\n\n[rrl]\nresponses_per_second = 5\n\n\
+                    [state]\npath = \"s.json\"\n";
+        assert_eq!(
+            without_rrl(text),
+            "[server]\nlisten = [\"10.0.0.1\"]\n\n[state]\npath = \"s.json\"\n"
+        );
+        assert_eq!(without_rrl("[a]\nx = 1\n"), "[a]\nx = 1\n");
+    }
 
     #[test]
     fn stats_output_parses_and_deltas() {
