@@ -81,13 +81,18 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
                 .with_context(|| format!("kernel benchmark of {column}"))?;
         }
     }
-    let rrl = match binaries.iter().find(|b| !b.is_baseline()) {
-        Some(current) => {
-            println!("kernel: RRL off and on, interleaved in one daemon");
-            Some(rrl_interleaved(current, work).context("the interleaved RRL measurement")?)
-        }
-        None => None,
-    };
+    // RRL's cost, for each build that has it (and `hotpool reload` to switch it).
+    let mut rrl_batches = Vec::new();
+    for binary in binaries.iter().filter(|b| b.can_reload()) {
+        interrupt::check()?;
+        println!(
+            "kernel: {} RRL off and on, interleaved in one daemon",
+            binary.label
+        );
+        let batches = rrl_interleaved(binary, work)
+            .with_context(|| format!("the interleaved RRL measurement of {}", binary.label))?;
+        rrl_batches.push((binary.label.clone(), batches));
+    }
     let mut table = Table::new(
         &[
             &["packet", "method"][..],
@@ -144,20 +149,24 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
         ),
     );
     rep.table("", &table);
-    if let Some((table, detail)) = rrl {
+    if !rrl_batches.is_empty() {
         rep.table(
             &format!(
-                "Response rate limiting's cost per hot hit (hit A), the current build, \
-                 native: one daemon, `[rrl] responses_per_second = {}` (every hit takes its \
-                 bucket, none is limited) switched on and off by `hotpool reload` between \
-                 batches, {RRL_ROUNDS} rounds in the order off-on, on-off, ... so a drift \
-                 in the machine's speed falls on both; each batch is both methods above. \
-                 Target: at most 20 ns.",
+                "Response rate limiting's cost per hot hit (hit A), native, per build: one \
+                 daemon, `[rrl] responses_per_second = {}` (every hit takes its bucket, none \
+                 is limited) switched on and off by `hotpool reload` between batches, \
+                 {RRL_ROUNDS} rounds in the order off-on, on-off, ... so a drift in the \
+                 machine's speed falls on both; each batch is both hit methods above. Target: \
+                 at most 20 ns.",
                 report::count(u64::from(RRL_RATE))
             ),
-            &table,
+            &rrl_table(&rrl_batches),
         );
-        rep.note(&detail);
+        let details: Vec<String> = rrl_batches
+            .iter()
+            .map(|(label, b)| format!("{label}, batch by batch:\n\n{}", b.detail.join("\n")))
+            .collect();
+        rep.note(&details.join("\n\n"));
     }
     let details: Vec<String> = figures
         .iter()
@@ -383,10 +392,17 @@ fn rrl_order(rounds: usize) -> Vec<bool> {
         .collect()
 }
 
-/// Per method: the medians off and on, their difference and the median of the rounds' own
-/// differences (on minus off within a round).
-fn rrl_table(batches: &[RrlBatch]) -> Table {
+/// The batches of one build's interleaved RRL measurement, and a line on each.
+struct RrlBatches {
+    batches: Vec<RrlBatch>,
+    detail: Vec<String>,
+}
+
+/// Per build and method: the medians off and on, their difference and the median of the
+/// rounds' own differences (on minus off within a round).
+fn rrl_table(builds: &[(String, RrlBatches)]) -> Table {
     let mut table = Table::new(&[
+        "build",
         "method",
         "RRL off (median)",
         "RRL on (median)",
@@ -399,9 +415,18 @@ fn rrl_table(batches: &[RrlBatch]) -> Table {
         (SINGLE_METHOD, |b| b.single_ns),
         (STATS_METHOD, |b| b.stats_ns),
     ];
-    for (method, pick) in methods {
-        let of =
-            |on: bool| -> Vec<f64> { batches.iter().filter(|b| b.on == on).map(pick).collect() };
+    for ((label, batches), (method, pick)) in builds
+        .iter()
+        .flat_map(|build| methods.iter().map(move |m| (build, m)))
+    {
+        let of = |on: bool| -> Vec<f64> {
+            batches
+                .batches
+                .iter()
+                .filter(|b| b.on == on)
+                .map(pick)
+                .collect()
+        };
         let (off, on) = (of(false), of(true));
         let diffs: Vec<f64> = off.iter().zip(&on).map(|(off, on)| on - off).collect();
         let signed = |d: f64| {
@@ -412,7 +437,8 @@ fn rrl_table(batches: &[RrlBatch]) -> Table {
             )
         };
         table.row(vec![
-            method.to_owned(),
+            label.clone(),
+            (*method).to_owned(),
             report::ns(median(off.clone())),
             report::ns(median(on.clone())),
             signed(median(on) - median(off)),
@@ -430,7 +456,7 @@ fn rrl_table(batches: &[RrlBatch]) -> Table {
 /// RRL's cost per hit in one daemon: [`RRL_ROUNDS`] rounds of a batch with `[rrl]` and one
 /// without, switched by a live reload, each batch measured by both hit methods. Separate
 /// daemons on separate links (the other columns) differ by more than the cost looked for.
-fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<(Table, String)> {
+fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<RrlBatches> {
     let link = Link::new()?;
     let peer = PassProgram::attach(&link.client, &link.client_if, XdpMode::Native)?;
     let server = Server::Hotpool {
@@ -442,7 +468,7 @@ fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<(Table, String)> {
     drop(peer);
     let prog = servers::hotpool_prog(&link)?;
     let program = Program::from_id(prog.id)?;
-    let (case, line) = dns::kernel_cases()
+    let (_, line) = dns::kernel_cases()
         .into_iter()
         .find(|(_, line)| line.kind == dns::Kind::Hot && line.rtype == RecordType::A && !line.edns)
         .context("no plain A hit among the kernel cases")?;
@@ -532,10 +558,7 @@ fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<(Table, String)> {
     }
     let _ = std::fs::remove_file(&file);
     running.stop();
-    Ok((
-        rrl_table(&batches),
-        format!("{case}, batch by batch:\n\n{}", detail.join("\n")),
-    ))
+    Ok(RrlBatches { batches, detail })
 }
 
 #[cfg(test)]
@@ -575,12 +598,17 @@ mod tests {
             batch(false, 90.0),
             batch(true, 95.0),
         ];
-        let text = rrl_table(&batches).render();
+        let build = RrlBatches {
+            batches: batches.into(),
+            detail: Vec::new(),
+        };
+        let text = rrl_table(&[("current".to_owned(), build)]).render();
         let single = text
             .lines()
             .find(|l| l.contains(SINGLE_METHOD))
             .expect("a row per method");
         // Medians 100 and 110; the rounds' differences +10, +30, +5 (median +10).
+        assert!(single.starts_with("| current |"), "{single}");
         assert!(
             single.contains("| +10 ns | +10 ns | +10 ns, +30 ns, +5 ns |"),
             "{single}"

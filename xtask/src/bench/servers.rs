@@ -26,9 +26,17 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// The previous release (its config knows fewer keys).
-    pub fn is_baseline(&self) -> bool {
-        self.label.starts_with("baseline ")
+    /// Whether the build has `hotpool reload` (issue 9 on): its config also knows `[state]`,
+    /// `[api] unix_socket` and `[rrl]`, which the previous release 64106f2 rejects.
+    pub fn can_reload(&self) -> bool {
+        Command::new(&self.path)
+            .arg("help")
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|line| line.trim_start().starts_with("reload "))
+            })
     }
 }
 
@@ -39,8 +47,7 @@ pub enum Server {
     Hotpool {
         binary: Binary,
         xdp: Option<XdpMode>,
-        /// `[rrl] responses_per_second`, when set (current tree only: older builds have
-        /// no `[rrl]`).
+        /// `[rrl] responses_per_second`, when set (builds that [`Binary::can_reload`]).
         rrl: Option<u32>,
     },
     KnotUdp,
@@ -237,7 +244,7 @@ pub fn start(server: &Server, link: &Link, work: &Path) -> Result<Running> {
             if let Some(rate) = rrl {
                 config.push_str(&format!("[rrl]\nresponses_per_second = {rate}\n"));
             }
-            if !binary.is_baseline() {
+            if binary.can_reload() {
                 // The state file in the run's own directory, not the system's default
                 // (the previous release has no `[state]` and rejects the key).
                 // And the API on a Unix socket there, for `hotpool reload`.
