@@ -545,6 +545,36 @@ pub const fn is_stale(now: u64, beat: u64, stale_ns: u64) -> bool {
     stale_ns != 0 && now > beat && now - beat > stale_ns
 }
 
+/// The third word of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) in [`address_words`]:
+/// an address whose first two words are 0 and whose third is this is an IPv4 address.
+pub const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// An IPv6 address (IPv4 as IPv4-mapped) as four words, each the native-endian load of four
+/// octets in network order: compared, masked and hashed in four registers in the kernel.
+#[inline(always)]
+pub const fn address_words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+/// The octets of [`address_words`]' words.
+pub const fn address_octets(w: &[u32; 4]) -> [u8; 16] {
+    let (a, b, c, d) = (
+        w[0].to_ne_bytes(),
+        w[1].to_ne_bytes(),
+        w[2].to_ne_bytes(),
+        w[3].to_ne_bytes(),
+    );
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
+        d[3],
+    ]
+}
+
 /// Key of [`MAP_LISTEN_ADDRS`] for an IPv4 address (IPv4-mapped IPv6).
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
     [

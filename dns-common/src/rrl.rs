@@ -15,7 +15,10 @@
 //! division on the answer path, and the clock is passed in (nanoseconds of any monotonic
 //! clock: `bpf_ktime_get_coarse_ns` in the kernel), so the tests are deterministic.
 
-use crate::name::{HashKey, hash_finish, hash_start, hash_word};
+use crate::{
+    maps::{V4_MAPPED_WORD, address_octets, address_words},
+    name::{HashKey, hash_finish, hash_start, hash_word},
+};
 
 /// Nanoseconds per second.
 const NS_PER_S: u64 = 1_000_000_000;
@@ -111,79 +114,105 @@ impl Bucket {
 }
 
 /// A client network: the address with the bits past the prefix cleared, and its family, so
-/// an IPv4 network and an IPv6 network never share a bucket.
+/// an IPv4 network and an IPv6 network never share a bucket. The address is kept as
+/// [`address_words`] (IPv4 in the first word): the kernel builds, masks, hashes and
+/// compares it in four registers, with no octet shuffling and no padding to clear.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RrlKey {
-    /// The network's address: IPv4 in the first 4 octets.
-    pub addr: [u8; 16],
-    /// 4 or 6.
-    pub family: u8,
-    pub _pad: [u8; 3],
+    /// The network's address as [`address_words`]: IPv4 in the first word.
+    pub words: [u32; 4],
+    /// 4 or 6 (0: an empty slot's key).
+    pub family: u32,
+}
+
+/// Word `i` of the mask of a /`prefix` network, in [`address_words`]' order.
+#[inline(always)]
+const fn mask_word(prefix: u32, i: u32) -> u32 {
+    let keep = prefix.saturating_sub(32 * i);
+    let mask = if keep >= 32 {
+        u32::MAX
+    } else {
+        !(u32::MAX >> keep)
+    };
+    mask.to_be()
 }
 
 impl RrlKey {
     /// The /`prefix` network of an IPv4 address (prefix 0..=32; larger counts as 32).
-    #[inline(always)]
     pub fn v4(addr: [u8; 4], prefix: u8) -> Self {
-        let mut key = Self {
-            addr: [0; 16],
+        Self::v4_word(u32::from_ne_bytes(addr), prefix)
+    }
+
+    /// [`RrlKey::v4`] of the address as its native-endian word.
+    #[inline(always)]
+    pub fn v4_word(word: u32, prefix: u8) -> Self {
+        let p = if prefix > 32 { 32 } else { prefix as u32 };
+        Self {
+            words: [word & mask_word(p, 0), 0, 0, 0],
             family: 4,
-            _pad: [0; 3],
-        };
-        key.addr[..4].copy_from_slice(&addr);
-        mask(&mut key.addr, prefix.min(32));
-        key
+        }
     }
 
     /// The /`prefix` network of an IPv6 address (prefix 0..=128; larger counts as 128).
-    #[inline(always)]
     pub fn v6(addr: &[u8; 16], prefix: u8) -> Self {
-        let mut key = Self {
-            addr: *addr,
-            family: 6,
-            _pad: [0; 3],
-        };
-        mask(&mut key.addr, prefix.min(128));
-        key
+        Self::v6_words(address_words(addr), prefix)
     }
-}
 
-impl RrlKey {
-    /// The network of a client address given as IPv6 (IPv4 as IPv4-mapped IPv6, which counts
-    /// as IPv4): its /`v4_prefix` or /`v6_prefix` network.
+    /// [`RrlKey::v6`] of the address as [`address_words`].
     #[inline(always)]
-    pub fn client(addr: &[u8; 16], v4_prefix: u8, v6_prefix: u8) -> Self {
-        match crate::accept::mapped_v4(addr) {
-            Some(v4) => Self::v4(v4, v4_prefix),
-            None => Self::v6(addr, v6_prefix),
+    pub fn v6_words(w: [u32; 4], prefix: u8) -> Self {
+        let p = if prefix > 128 { 128 } else { prefix as u32 };
+        Self {
+            words: [
+                w[0] & mask_word(p, 0),
+                w[1] & mask_word(p, 1),
+                w[2] & mask_word(p, 2),
+                w[3] & mask_word(p, 3),
+            ],
+            family: 6,
         }
     }
-}
 
-impl RrlKey {
-    /// Whether `self` and `other` are the same network, compared a word at a time (the
-    /// kernel has no `memcmp`).
+    /// The network of a client address given as IPv6 (IPv4 as IPv4-mapped IPv6, which counts
+    /// as IPv4): its /`v4_prefix` or /`v6_prefix` network.
+    pub fn client(addr: &[u8; 16], v4_prefix: u8, v6_prefix: u8) -> Self {
+        Self::client_words(address_words(addr), v4_prefix, v6_prefix)
+    }
+
+    /// [`RrlKey::client`] of the address as [`address_words`] (the kernel's form).
+    #[inline(always)]
+    pub fn client_words(w: [u32; 4], v4_prefix: u8, v6_prefix: u8) -> Self {
+        if w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED_WORD {
+            Self::v4_word(w[3], v4_prefix)
+        } else {
+            Self::v6_words(w, v6_prefix)
+        }
+    }
+
+    /// The network's address as octets (IPv4 in the first four).
+    pub const fn octets(&self) -> [u8; 16] {
+        address_octets(&self.words)
+    }
+
+    /// Whether `self` and `other` are the same network.
     #[inline(always)]
     pub fn same(&self, other: &Self) -> bool {
-        let w = |k: &Self, i: usize| {
-            u32::from_ne_bytes([k.addr[i], k.addr[i + 1], k.addr[i + 2], k.addr[i + 3]])
-        };
-        w(self, 0) == w(other, 0)
-            && w(self, 4) == w(other, 4)
-            && w(self, 8) == w(other, 8)
-            && w(self, 12) == w(other, 12)
+        self.words[0] == other.words[0]
+            && self.words[1] == other.words[1]
+            && self.words[2] == other.words[2]
+            && self.words[3] == other.words[3]
             && self.family == other.family
     }
 
-    /// The keyed hash of the network ([`crate::name`]'s mixer over its two address words and
-    /// its family): with a key drawn at random, a sender cannot choose networks that share
-    /// one slot of the table and push each other's buckets out.
+    /// The keyed hash of the network ([`crate::name`]'s mixer over its address as two
+    /// 64-bit words and its family): with a key drawn at random, a sender cannot choose
+    /// networks that share one slot of the table and push each other's buckets out.
     #[inline(always)]
     pub fn hash(&self, key: &HashKey) -> u64 {
-        let a = &self.addr;
-        let w0 = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-        let w1 = u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+        let w = &self.words;
+        let w0 = w[0] as u64 | (w[1] as u64) << 32;
+        let w1 = w[2] as u64 | (w[3] as u64) << 32;
         let h = hash_start(key, self.family as usize);
         hash_finish(key, hash_word(hash_word(h, w0), w1))
     }
@@ -219,30 +248,6 @@ impl Slot {
             self.bucket = Bucket::default();
         }
         self.bucket.account(now_ns, params)
-    }
-}
-
-/// Clears every bit of `addr` past the first `prefix`, a 32-bit word at a time. (Octet by
-/// octet, LLVM builds the key on the BPF stack with word stores across word boundaries,
-/// which the verifier refuses.)
-#[inline(always)]
-fn mask(addr: &mut [u8; 16], prefix: u8) {
-    let mut i = 0;
-    while i < 4 {
-        let keep = (prefix as u32).saturating_sub(32 * i as u32);
-        let m = if keep >= 32 {
-            u32::MAX
-        } else {
-            !(u32::MAX >> keep)
-        };
-        let at = 4 * i;
-        let w = u32::from_be_bytes([addr[at], addr[at + 1], addr[at + 2], addr[at + 3]]) & m;
-        let o = w.to_be_bytes();
-        addr[at] = o[0];
-        addr[at + 1] = o[1];
-        addr[at + 2] = o[2];
-        addr[at + 3] = o[3];
-        i += 1;
     }
 }
 
@@ -410,23 +415,29 @@ mod tests {
         let a = RrlKey::v4([192, 0, 2, 77], 24);
         assert_eq!(a, RrlKey::v4([192, 0, 2, 1], 24));
         assert_ne!(a, RrlKey::v4([192, 0, 3, 1], 24));
-        assert_eq!(&a.addr[..4], &[192, 0, 2, 0]);
-        assert_eq!(RrlKey::v4([192, 0, 2, 77], 32).addr[3], 77);
-        assert_eq!(RrlKey::v4([192, 0, 2, 77], 99).addr[3], 77);
-        assert_eq!(&RrlKey::v4([192, 0, 2, 77], 20).addr[..4], &[192, 0, 0, 0]);
-        assert_eq!(&RrlKey::v4([255, 255, 255, 255], 0).addr[..4], &[0; 4]);
-        assert_eq!(&RrlKey::v4([10, 255, 1, 1], 9).addr[..4], &[10, 128, 0, 0]);
+        assert_eq!(&a.octets()[..4], &[192, 0, 2, 0]);
+        assert_eq!(RrlKey::v4([192, 0, 2, 77], 32).octets()[3], 77);
+        assert_eq!(RrlKey::v4([192, 0, 2, 77], 99).octets()[3], 77);
+        assert_eq!(
+            &RrlKey::v4([192, 0, 2, 77], 20).octets()[..4],
+            &[192, 0, 0, 0]
+        );
+        assert_eq!(&RrlKey::v4([255, 255, 255, 255], 0).octets()[..4], &[0; 4]);
+        assert_eq!(
+            &RrlKey::v4([10, 255, 1, 1], 9).octets()[..4],
+            &[10, 128, 0, 0]
+        );
 
         let mut v6 = [0xffu8; 16];
         let k = RrlKey::v6(&v6, 56);
-        assert_eq!(&k.addr[..7], &[0xff; 7]);
-        assert_eq!(&k.addr[7..], &[0; 9]);
+        assert_eq!(&k.octets()[..7], &[0xff; 7]);
+        assert_eq!(&k.octets()[7..], &[0; 9]);
         v6[6] = 0;
         assert_ne!(RrlKey::v6(&v6, 56), k);
         v6[6] = 0xff;
         v6[7] = 0;
         assert_eq!(RrlKey::v6(&v6, 56), k, "octet 7 is past /56");
-        assert_eq!(RrlKey::v6(&v6, 128).addr, v6);
+        assert_eq!(RrlKey::v6(&v6, 128).octets(), v6);
 
         // A client given as IPv6: IPv4-mapped counts as IPv4.
         let mut mapped = [0u8; 16];

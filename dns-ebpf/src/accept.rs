@@ -8,8 +8,9 @@
 
 use aya_ebpf::programs::XdpContext;
 use dns_common::{
-    IFACE_LOOPBACK, LOCAL_BROADCAST, LOCAL_OWN, Outcome,
+    IFACE_LOOPBACK, LOCAL_BROADCAST, LOCAL_OWN, Outcome, V4_MAPPED_WORD,
     accept::{self, Local},
+    address_words,
     local::{iface_slot, local_bucket},
     v4_mapped,
 };
@@ -21,12 +22,14 @@ use crate::{
     parse::{ETH_HLEN, Frame, UDP_HLEN, word64},
 };
 
-/// The source of an accepted query, as IPv6 (IPv4 as IPv4-mapped IPv6): rate limiting keys
-/// on it. Aligned: LLVM copies the address with word stores, which the verifier refuses at
-/// a misaligned stack offset.
+/// The source of an accepted query, as IPv6 (IPv4 as IPv4-mapped IPv6): rate limiting and
+/// the region lookup key on it. Aligned: LLVM copies the address with word stores, which
+/// the verifier refuses at a misaligned stack offset.
 #[repr(C, align(8))]
 pub struct Client {
     pub addr: [u8; 16],
+    /// `addr` as [`address_words`], built from the packet (one word for IPv4).
+    pub words: [u32; 4],
 }
 
 /// What `LOCAL_SET` says about one source, looked up once: a [`Local`] that knows that
@@ -65,10 +68,15 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, frame: &Frame) -> Result<Client, Ou
     let on_loopback = own_mac(ctx, pkt)?;
     let udp: &[u8; UDP_HLEN] = pkt.view(frame.l4).ok_or(Outcome::Malformed)?;
     let port = u16::from_be_bytes([udp[0], udp[1]]);
-    let addr = if frame.v6 {
-        *pkt.view::<16>(frame.l3 + 8).ok_or(Outcome::Malformed)?
+    let (addr, words) = if frame.v6 {
+        let addr = *pkt.view::<16>(frame.l3 + 8).ok_or(Outcome::Malformed)?;
+        (addr, address_words(&addr))
     } else {
-        v4_mapped(*pkt.view::<4>(frame.l3 + 12).ok_or(Outcome::Malformed)?)
+        let v4 = *pkt.view::<4>(frame.l3 + 12).ok_or(Outcome::Malformed)?;
+        (
+            v4_mapped(v4),
+            [0, 0, V4_MAPPED_WORD, u32::from_ne_bytes(v4)],
+        )
     };
     let flags = local_flags(&addr);
     let source = Source { addr, flags };
@@ -79,7 +87,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, frame: &Frame) -> Result<Client, Ou
         accept::check_v4(v4, port, on_loopback, &source)
     };
     checked.map_err(Outcome::rejected)?;
-    Ok(Client { addr })
+    Ok(Client { addr, words })
 }
 
 /// The `LOCAL_*` flags of `addr`: its bucket of `LOCAL_SET`, and `LOCAL_ADDRS` only when

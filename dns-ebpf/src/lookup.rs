@@ -7,7 +7,8 @@
 use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use dns_common::{
     Answer, AnswerSet, BUCKET_ENTRIES, GEO_NO_ANSWER, GeoCacheEntry, MAX_ANSWER_LEN, MAX_VARIANTS,
-    MIN_ANSWER_LEN, Outcome, SET_GEO, XdpConfig, bucket, geo_cache_slot, geo_key, geo_region,
+    MIN_ANSWER_LEN, Outcome, SET_GEO, V4_MAPPED_WORD, XdpConfig, address_words, bucket,
+    geo_cache_slot, geo_key, geo_region,
     name::{self, NAME_WORDS},
     tag,
 };
@@ -95,11 +96,6 @@ pub fn answer<'a>(
     })
 }
 
-/// The third word of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as native word of its
-/// octets: such an address is an IPv4 client (the source of an IPv4 packet or of an
-/// IPv4-mapped IPv6 one, or an IPv4 ECS subnet), looked up in the IPv4 trie.
-const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-
 /// The `HOT_CUR` index of geo pool `pool`'s answer for the query's client (its ECS
 /// subnet, else its source address; [`GEO_NO_ANSWER`]: the pool's own answer) and the
 /// length of the region prefix that matched: from this CPU's region cache when it holds
@@ -108,12 +104,13 @@ const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// default region, scope 0) and `GEO_CUR`, which then fill the cache entry.
 #[inline(always)]
 fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8) {
-    let addr = match &q.subnet {
-        Some(s) => s.trie_address(),
-        None => client.addr,
+    let (addr, words) = match &q.subnet {
+        Some(s) => {
+            let addr = s.trie_address();
+            (addr, address_words(&addr))
+        }
+        None => (client.addr, client.words),
     };
-    let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    let words = [word(0), word(4), word(8), word(12)];
     let Some(slot) = GEO_CACHE.get_ptr_mut(geo_cache_slot(&words, pool)) else {
         return (GEO_NO_ANSWER, 0);
     };

@@ -44,7 +44,7 @@ use dns_common::{
     Iface, MAX_GEO_PREFIXES, MAX_IFACES, MAX_LISTEN_ADDRS, MAX_LOCAL_ADDRS, MAX_RRL_EXEMPT,
     Outcome, RRL_ENTRIES, XdpConfig,
     local::{IFACE_SLOTS as N_IFACE_SLOTS, IfaceSlot, LOCAL_SET_BUCKETS, LocalBucket},
-    rrl::{RrlKey, Slot as RrlSlot, Verdict},
+    rrl::{Slot as RrlSlot, Verdict},
 };
 
 use crate::packet::Packet;
@@ -83,9 +83,6 @@ static LOCAL_SET: Array<LocalBucket> = Array::pinned(LOCAL_SET_BUCKETS, 0);
 /// The rate limiter's buckets, one slot per keyed hash of a client network (read inline).
 #[map]
 static RRL_SLOTS: Array<RrlSlot> = Array::pinned(RRL_ENTRIES, 0);
-/// Scratch space for building the client's network (see `rrl::limit`); not pinned.
-#[map]
-static RRL_KEY: PerCpuArray<RrlKey> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static RRL_EXEMPT: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(MAX_RRL_EXEMPT, 0);
 /// IPv6 client network → region and prefix length, two copies (`CONFIG.geo_gen` picks one);

@@ -18,7 +18,7 @@ use dns_common::{
     rrl::{RrlKey, RrlParams, Verdict, slot_index},
 };
 
-use crate::{RRL_EXEMPT, RRL_KEY, RRL_SLOTS, accept::Client, clock::Clock, lookup::once};
+use crate::{RRL_EXEMPT, RRL_SLOTS, accept::Client, clock::Clock, lookup::once};
 
 /// The layout of `Key<[u8; 16]>` (prefix length, then the address), aligned: `Key` is
 /// packed, and LLVM writes a packed key with stack stores the verifier rejects as
@@ -33,11 +33,9 @@ struct ExemptKey {
 /// Whether the client is inside one of the exempt networks.
 #[inline(always)]
 fn exempt(client: &Client) -> bool {
-    let a = &client.addr;
-    let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
     let key = ExemptKey {
         prefix_len: 128,
-        addr: [word(0), word(4), word(8), word(12)],
+        addr: client.words,
     };
     // SAFETY: `Key<[u8; 16]>` is `repr(C, packed)` with the same fields in the same order,
     // so any address holds one; the kernel reads its 20 octets.
@@ -55,21 +53,13 @@ pub fn limit(cfg: &XdpConfig, client: &Client, clock: &mut Clock) -> Verdict {
         return Verdict::Pass;
     }
     let prefix = once(&cfg.rrl_prefix);
-    let Some(key) = RRL_KEY.get_ptr_mut(0) else {
-        return Verdict::Pass;
-    };
-    // SAFETY: this CPU's slot, no other writer while the program runs. The key is built in
-    // map memory rather than on the stack: LLVM merges the octet stores of its address into
-    // misaligned word stores, which the verifier refuses on the stack only.
-    let key = unsafe {
-        *key = RrlKey::client(&client.addr, prefix[0], prefix[1]);
-        &*key
-    };
+    // Words on the stack: built, masked, hashed and compared in registers.
+    let key = RrlKey::client_words(client.words, prefix[0], prefix[1]);
     let hash_key = once(&cfg.key);
     let Some(slot) = RRL_SLOTS.get_ptr_mut(slot_index(key.hash(&hash_key), RRL_ENTRIES - 1)) else {
         return Verdict::Pass;
     };
     let now = clock.now();
     // SAFETY: a valid map value pointer for the program's run (see above on races).
-    unsafe { (*slot).account(key, now, &params) }
+    unsafe { (*slot).account(&key, now, &params) }
 }
