@@ -16,7 +16,11 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use super::net::NetNs;
 
 // `enum bpf_cmd`.
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -95,6 +99,98 @@ pub struct TestRunResult {
     pub retval: u32,
     /// Mean nanoseconds per run, as the kernel measured it.
     pub ns_per_run: u32,
+}
+
+/// A pinned array or hash map with a 4-octet key, opened by its pin path: whole values read
+/// and written as octets (the bench does not know the value's layout, only snapshots it).
+pub struct PinnedMap {
+    fd: OwnedFd,
+    value_size: usize,
+}
+
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+impl PinnedMap {
+    pub fn open(path: &Path) -> Result<Self> {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        #[repr(C)]
+        struct GetAttr {
+            pathname: u64,
+            bpf_fd: u32,
+            file_flags: u32,
+        }
+        let mut attr = GetAttr {
+            pathname: c_path.as_ptr() as u64,
+            bpf_fd: 0,
+            file_flags: 0,
+        };
+        let rc = sys_bpf(BPF_OBJ_GET, &mut attr)
+            .with_context(|| format!("BPF_OBJ_GET {}", path.display()))?;
+        let fd = fd_from(rc)?;
+        // struct bpf_map_info: type, id, key_size, value_size, ... (more than enough room).
+        let mut info = [0u32; 32];
+        #[repr(C)]
+        struct InfoAttr {
+            bpf_fd: u32,
+            info_len: u32,
+            info: u64,
+        }
+        let mut attr = InfoAttr {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: mem::size_of_val(&info) as u32,
+            info: info.as_mut_ptr() as u64,
+        };
+        sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+            .with_context(|| format!("BPF_OBJ_GET_INFO_BY_FD {}", path.display()))?;
+        if info[2] != 4 {
+            bail!("{}: a key of {} octets, not 4", path.display(), info[2]);
+        }
+        Ok(Self {
+            fd,
+            value_size: info[3] as usize,
+        })
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: u32) -> Result<Vec<u8>> {
+        let mut value = vec![0u8; self.value_size];
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: std::ptr::from_ref(&key) as u64,
+            value: value.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).context("BPF_MAP_LOOKUP_ELEM")?;
+        Ok(value)
+    }
+
+    /// Writes `value` (of the map's value size) at `key`.
+    pub fn set(&self, key: u32, value: &[u8]) -> Result<()> {
+        if value.len() != self.value_size {
+            bail!(
+                "a value of {} octets for a map of {}",
+                value.len(),
+                self.value_size
+            );
+        }
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: std::ptr::from_ref(&key) as u64,
+            value: value.as_ptr() as u64,
+            flags: 0,
+        };
+        sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).context("BPF_MAP_UPDATE_ELEM")?;
+        Ok(())
+    }
 }
 
 /// The kernel's run-time statistics of a program (`kernel.bpf_stats_enabled`).

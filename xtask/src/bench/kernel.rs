@@ -8,13 +8,13 @@
 //!   (`kernel.bpf_stats_enabled`, `run_time_ns / run_cnt`) while kxdpgun sends that one query
 //!   at a fixed rate over the veth; hotpool's own counters confirm the queries were hits.
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use hickory_proto::rr::RecordType;
 
 use super::{
-    bpf::{self, BpfStatsEnabled, PassProgram, Program, XDP_PASS, XDP_TX, XdpMode},
+    bpf::{self, BpfStatsEnabled, PassProgram, PinnedMap, Program, XDP_PASS, XDP_TX, XdpMode},
     dns, interrupt, load,
     net::Link,
     report::{self, Report, Table},
@@ -29,12 +29,22 @@ const SINGLE_CALLS: u32 = 100_000;
 /// The methods, as the table names them.
 const REPEAT_METHOD: &str = "test run ×1M";
 const STATS_METHOD: &str = "bpf_stats, kxdpgun";
-const SINGLE_METHOD: &str = "test run, 1 frame × 100k calls";
+const SINGLE_METHOD: &str = "test run, 1 frame × 100k calls (median)";
 /// `[rrl] responses_per_second` of the current tree's extra column: far above kxdpgun's
 /// rate from its one source, so every hit pays for its bucket and none is limited.
 const RRL_RATE: u32 = 10_000_000;
-/// Rounds of the interleaved RRL measurement, each one batch with RRL off and one with it on.
-const RRL_ROUNDS: usize = 6;
+/// The interleaved RRL measurement ([`rrl_interleaved`]): rounds of test runs, each one
+/// chunk with RRL off and one with it on, of this many runs per chunk...
+const RRL_ROUNDS: usize = 40;
+const RRL_CHUNK_RUNS: u32 = 5_000;
+/// ... and under kxdpgun for this long, switched this often.
+const RRL_GUN_SECONDS: u32 = 12;
+const RRL_TOGGLE: Duration = Duration::from_millis(250);
+/// The methods, as the RRL table names them.
+const RRL_SINGLE_METHOD: &str = "test run, 1 frame (median of each chunk's runs)";
+const RRL_STATS_METHOD: &str = "bpf_stats, kxdpgun";
+/// The pinned map of the daemon's kernel config (`dns_common::MAP_CONFIG`).
+const CONFIG_MAP: &str = "CONFIG";
 /// kxdpgun's rate and duration per hit/miss figure.
 const KXDPGUN_QPS: u32 = 50_000;
 const KXDPGUN_SECONDS: u32 = 3;
@@ -81,18 +91,6 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
                 .with_context(|| format!("kernel benchmark of {column}"))?;
         }
     }
-    // RRL's cost, for each build that has it (and `hotpool reload` to switch it).
-    let mut rrl_batches = Vec::new();
-    for binary in binaries.iter().filter(|b| b.can_reload()) {
-        interrupt::check()?;
-        println!(
-            "kernel: {} RRL off and on, interleaved in one daemon",
-            binary.label
-        );
-        let batches = rrl_interleaved(binary, work)
-            .with_context(|| format!("the interleaved RRL measurement of {}", binary.label))?;
-        rrl_batches.push((binary.label.clone(), batches));
-    }
     let mut table = Table::new(
         &[
             &["packet", "method"][..],
@@ -135,7 +133,7 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
         &format!(
             "Test runs: `BPF_PROG_TEST_RUN` with repeat = {} on the attached program (frames \
              it passes unchanged; checked). One frame per call: the hit's query in {} test \
-             runs of repeat = 1 each (every one an `XDP_TX` answer; checked), the mean of \
+             runs of repeat = 1 each (every one an `XDP_TX` answer; checked), the median of \
              the kernel's per-run duration, which includes one clock read of its timer \
              (tens of ns on a VM): comparable between columns, a little above the \
              program's own cost. bpf_stats: `run_time_ns / run_cnt` deltas with \
@@ -149,25 +147,6 @@ pub fn run(binaries: &[Binary], work: &Path) -> Result<Report> {
         ),
     );
     rep.table("", &table);
-    if !rrl_batches.is_empty() {
-        rep.table(
-            &format!(
-                "Response rate limiting's cost per hot hit (hit A), native, per build: one \
-                 daemon, `[rrl] responses_per_second = {}` (every hit takes its bucket, none \
-                 is limited) switched on and off by `hotpool reload` between batches, \
-                 {RRL_ROUNDS} rounds in the order off-on, on-off, ... so a drift in the \
-                 machine's speed falls on both; each batch is both hit methods above. Target: \
-                 at most 20 ns.",
-                report::count(u64::from(RRL_RATE))
-            ),
-            &rrl_table(&rrl_batches),
-        );
-        let details: Vec<String> = rrl_batches
-            .iter()
-            .map(|(label, b)| format!("{label}, batch by batch:\n\n{}", b.detail.join("\n")))
-            .collect();
-        rep.note(&details.join("\n\n"));
-    }
     let details: Vec<String> = figures
         .iter()
         .filter(|f| !f.detail.is_empty())
@@ -210,19 +189,20 @@ fn hit_cases((client, server): (Ipv4Addr, Ipv4Addr)) -> Vec<(&'static str, Resul
         .collect()
 }
 
-/// The mean duration of [`SINGLE_CALLS`] test runs of `frame` (a hit) with repeat = 1, each
-/// checked to be answered (`XDP_TX`).
+/// The median duration of [`SINGLE_CALLS`] test runs of `frame` (a hit) with repeat = 1,
+/// each checked to be answered (`XDP_TX`). The median, not the mean: a run that an
+/// interrupt or another task's work landed in counts once, not by its length.
 fn single_frame_ns(program: &Program, frame: &[u8], ifindex: u32) -> Result<f64> {
     let mut out = Vec::new();
-    let mut total = 0u64;
+    let mut runs = Vec::with_capacity(SINGLE_CALLS as usize);
     for _ in 0..SINGLE_CALLS {
         let result = program.test_run(frame, 1, Some(ifindex), &mut out)?;
         if result.retval != XDP_TX {
             bail!("returned {} instead of XDP_TX", result.retval);
         }
-        total += u64::from(result.ns_per_run);
+        runs.push(f64::from(result.ns_per_run));
     }
-    Ok(total as f64 / f64::from(SINGLE_CALLS))
+    Ok(median(runs))
 }
 
 /// The frame's destination MAC set to `mac` (unicast frames only: a broadcast stays one).
@@ -361,11 +341,60 @@ fn measure(
     Ok(())
 }
 
-/// One batch of the interleaved RRL measurement.
-struct RrlBatch {
-    on: bool,
-    single_ns: f64,
-    stats_ns: f64,
+/// `cargo xtask bench rrl`: response rate limiting's cost per hot hit, for each build that
+/// has it, interleaved in one daemon per build ([`rrl_interleaved`]).
+pub fn run_rrl(binaries: &[Binary], work: &Path) -> Result<Report> {
+    load::require(&["kxdpgun"])?;
+    let mut builds = Vec::new();
+    for binary in binaries.iter().filter(|b| b.can_reload()) {
+        interrupt::check()?;
+        println!(
+            "rrl: {}: RRL off and on, interleaved in one daemon",
+            binary.label
+        );
+        let batches = rrl_interleaved(binary, work)
+            .with_context(|| format!("the interleaved RRL measurement of {}", binary.label))?;
+        builds.push((binary.label.clone(), batches));
+    }
+    if builds.is_empty() {
+        bail!("no build has [rrl] and `hotpool reload`");
+    }
+    let mut rep = Report::new(
+        "RRL: nanoseconds per hot hit for response rate limiting",
+        &format!(
+            "Hit A, native XDP, per build: one daemon; its kernel config (the `CONFIG` map) \
+             snapshot after a `hotpool reload` with `[rrl] responses_per_second = {}` (every \
+             hit takes its bucket, none is limited) and after one without `[rrl]`, then the \
+             two snapshots written in turn into the map: {RRL_ROUNDS} rounds of {} test runs \
+             of one frame per state (the median of the kernel's duration of each run), and \
+             while kxdpgun sends the query at {} qps for {RRL_GUN_SECONDS} s, the state \
+             switched every {} ms with bpf_stats (`run_time_ns / run_cnt`) read at each \
+             switch. Rounds go off-on, on-off, ... so a drift in the machine's speed falls \
+             on both; separate daemons on separate links (the kernel part's columns) differ \
+             by more than the cost looked for. Target: at most 20 ns.",
+            report::count(u64::from(RRL_RATE)),
+            report::count(u64::from(RRL_CHUNK_RUNS)),
+            report::count(u64::from(KXDPGUN_QPS)),
+            RRL_TOGGLE.as_millis()
+        ),
+    );
+    rep.table("", &rrl_table(&builds));
+    let details: Vec<String> = builds
+        .iter()
+        .map(|(_, b)| format!("- {}", b.detail))
+        .collect();
+    rep.note(&details.join("\n\n"));
+    Ok(rep)
+}
+
+/// Values measured in a given RRL state, in the order of [`rrl_order`].
+type Chunks = Vec<(bool, f64)>;
+
+/// The chunks of one build's interleaved RRL measurement, per method, and a note.
+struct RrlBatches {
+    single: Chunks,
+    stats: Chunks,
+    detail: String,
 }
 
 /// The median of `values` (`NaN` for none).
@@ -378,8 +407,17 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// RRL on and off in batch order: round `r` is off then on for even `r`, on then off for
-/// odd ones.
+/// The `q`-quantile of `values` (nearest rank; `NaN` for none).
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n => values[((n - 1) as f64 * q).round() as usize],
+    }
+}
+
+/// RRL on and off in chunk order: round `r` is off then on for even `r`, on then off for
+/// odd ones, so a drift of the machine's speed falls on both alike.
 fn rrl_order(rounds: usize) -> Vec<bool> {
     (0..rounds)
         .flat_map(|r| {
@@ -392,70 +430,106 @@ fn rrl_order(rounds: usize) -> Vec<bool> {
         .collect()
 }
 
-/// The batches of one build's interleaved RRL measurement, and a line on each.
-struct RrlBatches {
-    batches: Vec<RrlBatch>,
-    detail: Vec<String>,
+/// Each round's on minus off (chunks taken in pairs, as [`rrl_order`] lays them out).
+fn round_differences(chunks: &[(bool, f64)]) -> Vec<f64> {
+    chunks
+        .chunks_exact(2)
+        .filter_map(|pair| match (pair[0], pair[1]) {
+            ((false, off), (true, on)) | ((true, on), (false, off)) => Some(on - off),
+            _ => None,
+        })
+        .collect()
 }
 
-/// Per build and method: the medians off and on, their difference and the median of the
-/// rounds' own differences (on minus off within a round).
+/// Per build and method: the medians off and on, the median of the rounds' own differences
+/// (on minus off within a round) and their quartiles.
 fn rrl_table(builds: &[(String, RrlBatches)]) -> Table {
     let mut table = Table::new(&[
         "build",
         "method",
+        "rounds",
         "RRL off (median)",
         "RRL on (median)",
-        "on − off (medians)",
-        "on − off (median of the rounds' differences)",
-        "rounds' differences",
+        "on − off: median of the rounds' differences",
+        "quartiles of the rounds' differences",
     ]);
-    type Pick = fn(&RrlBatch) -> f64;
-    let methods: [(&str, Pick); 2] = [
-        (SINGLE_METHOD, |b| b.single_ns),
-        (STATS_METHOD, |b| b.stats_ns),
-    ];
-    for ((label, batches), (method, pick)) in builds
-        .iter()
-        .flat_map(|build| methods.iter().map(move |m| (build, m)))
-    {
-        let of = |on: bool| -> Vec<f64> {
-            batches
-                .batches
-                .iter()
-                .filter(|b| b.on == on)
-                .map(pick)
-                .collect()
-        };
-        let (off, on) = (of(false), of(true));
-        let diffs: Vec<f64> = off.iter().zip(&on).map(|(off, on)| on - off).collect();
-        let signed = |d: f64| {
-            format!(
-                "{}{}",
-                if d >= 0.0 { "+" } else { "−" },
-                report::ns(d.abs())
-            )
-        };
-        table.row(vec![
-            label.clone(),
-            (*method).to_owned(),
-            report::ns(median(off.clone())),
-            report::ns(median(on.clone())),
-            signed(median(on) - median(off)),
-            signed(median(diffs.clone())),
-            diffs
-                .iter()
-                .map(|d| signed(*d))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ]);
+    let signed = |d: f64| {
+        let sign = if d >= 0.0 { "+" } else { "−" };
+        format!("{sign}{}", report::ns(d.abs()))
+    };
+    for (label, build) in builds {
+        for (method, chunks) in [
+            (RRL_SINGLE_METHOD, &build.single),
+            (RRL_STATS_METHOD, &build.stats),
+        ] {
+            let of = |on: bool| -> Vec<f64> {
+                chunks.iter().filter(|c| c.0 == on).map(|c| c.1).collect()
+            };
+            let diffs = round_differences(chunks);
+            table.row(vec![
+                label.clone(),
+                method.to_owned(),
+                diffs.len().to_string(),
+                report::ns(median(of(false))),
+                report::ns(median(of(true))),
+                signed(median(diffs.clone())),
+                format!(
+                    "{} … {}",
+                    signed(quantile(diffs.clone(), 0.25)),
+                    signed(quantile(diffs, 0.75))
+                ),
+            ]);
+        }
     }
     table
 }
 
-/// RRL's cost per hit in one daemon: [`RRL_ROUNDS`] rounds of a batch with `[rrl]` and one
-/// without, switched by a live reload, each batch measured by both hit methods. Separate
-/// daemons on separate links (the other columns) differ by more than the cost looked for.
+/// The median duration of `runs` test runs of `frame` (a hit), each checked to be answered.
+fn single_runs_median(program: &Program, frame: &[u8], ifindex: u32, runs: u32) -> Result<f64> {
+    let mut out = Vec::new();
+    let mut durations = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let result = program.test_run(frame, 1, Some(ifindex), &mut out)?;
+        if result.retval != XDP_TX {
+            bail!("returned {} instead of XDP_TX", result.retval);
+        }
+        durations.push(f64::from(result.ns_per_run));
+    }
+    Ok(median(durations))
+}
+
+/// The daemon's kernel config with RRL on and off, as octets.
+#[derive(Clone)]
+struct ConfigStates {
+    on: Vec<u8>,
+    off: Vec<u8>,
+}
+
+impl ConfigStates {
+    fn value(&self, on: bool) -> &[u8] {
+        if on { &self.on } else { &self.off }
+    }
+
+    fn set(&self, map: &PinnedMap, on: bool) -> Result<()> {
+        map.set(0, self.value(on))
+    }
+
+    /// The daemon writes its config on start and reload only: that it left ours alone.
+    fn check(&self, map: &PinnedMap, on: bool) -> Result<()> {
+        if map.get(0)? != self.value(on) {
+            bail!("the daemon rewrote its kernel config during the measurement");
+        }
+        Ok(())
+    }
+}
+
+/// RRL's cost per hit in one daemon. The daemon's kernel config (`CONFIG`, one value) is
+/// snapshot with `[rrl]` and without it (each after a `hotpool reload`, so the bench needs
+/// to know nothing of its layout); then the two snapshots are written in turn straight
+/// into the map, [`RRL_ROUNDS`] rounds of [`RRL_CHUNK_RUNS`] test runs per state, and, while
+/// kxdpgun sends the hit, every [`RRL_TOGGLE`] with bpf_stats read at each switch. Fine
+/// interleaving: separate daemons, or batches seconds apart, differ by more than the cost
+/// looked for.
 fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<RrlBatches> {
     let link = Link::new()?;
     let peer = PassProgram::attach(&link.client, &link.client_if, XdpMode::Native)?;
@@ -468,6 +542,12 @@ fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<RrlBatches> {
     drop(peer);
     let prog = servers::hotpool_prog(&link)?;
     let program = Program::from_id(prog.id)?;
+    let config_path = running
+        .pin
+        .as_ref()
+        .context("hotpool without a pin directory")?
+        .join(CONFIG_MAP);
+    let config = PinnedMap::open(&config_path)?;
     let (_, line) = dns::kernel_cases()
         .into_iter()
         .find(|(_, line)| line.kind == dns::Kind::Hot && line.rtype == RecordType::A && !line.edns)
@@ -487,8 +567,8 @@ fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<RrlBatches> {
         std::slice::from_ref(&line),
     )?;
 
-    // First, that a reload reaches the kernel: at one answer a second, kxdpgun's queries
-    // are limited (dropped or slipped).
+    // That a reload reaches the kernel: at one answer a second, kxdpgun's queries are
+    // limited (dropped or slipped).
     running.reload_rrl(&link, Some(1))?;
     let before = running.hotpool_stats();
     load::kxdpgun(&link, &file, 1, 1000)?;
@@ -502,63 +582,93 @@ fn rrl_interleaved(binary: &Binary, work: &Path) -> Result<RrlBatches> {
     if limited == Some(0) {
         bail!("with [rrl] responses_per_second = 1 after a reload, nothing was limited");
     }
+    running.reload_rrl(&link, Some(RRL_RATE))?;
+    let on_value = config.get(0)?;
+    running.reload_rrl(&link, None)?;
+    let off_value = config.get(0)?;
+    if on_value == off_value {
+        bail!("the kernel config is the same with [rrl] and without");
+    }
+    let states = ConfigStates {
+        on: on_value,
+        off: off_value,
+    };
 
-    let mut batches = Vec::new();
-    let mut detail = vec![format!(
-        "- the check that a reload switches the kernel's RRL: {} of kxdpgun's queries \
-         limited at 1 answer/s",
-        limited.map_or_else(
-            || "unknown (`hotpool stats` failed)".to_owned(),
-            report::count
-        )
-    )];
-    for on in rrl_order(RRL_ROUNDS) {
-        interrupt::check()?;
-        running.reload_rrl(&link, on.then_some(RRL_RATE))?;
-        let (id, server_if, frame) = (prog.id, link.server_if.clone(), frame.clone());
-        let single_ns = link.server.run(move || -> Result<f64> {
+    let (id, server_if, path) = (prog.id, link.server_if.clone(), config_path.clone());
+    let single = {
+        let states = states.clone();
+        link.server.run(move || -> Result<Chunks> {
             let program = Program::from_id(id)?;
-            single_frame_ns(&program, &frame, bpf::ifindex(&server_if)?)
-        })??;
-        let stats = BpfStatsEnabled::enable()?;
-        let hits_before = running.hotpool_stats();
-        let before = program.run_stats()?;
-        let gun = load::kxdpgun(&link, &file, KXDPGUN_SECONDS, KXDPGUN_QPS);
-        let after = program.run_stats()?;
-        let hits_after = running.hotpool_stats();
-        drop(stats);
-        let gun = gun?;
-        let hits = hits_before
-            .zip(hits_after)
-            .map(|(b, a)| servers::kernel_answered(&servers::stats_moved(&b, &a)));
-        if let Some(warning) = hit_warning(true, hits, gun.sent) {
-            bail!(
-                "RRL {}: {warning} of {} sent",
-                if on { "on" } else { "off" },
-                gun.sent
-            );
-        }
-        let stats_ns = after
-            .since(&before)
-            .ns_per_run()
-            .context("the program did not run")?;
-        detail.push(format!(
-            "- RRL {}: one frame {}, bpf_stats {} ({} sent, {} replies)",
-            if on { "on" } else { "off" },
-            report::ns(single_ns),
-            report::ns(stats_ns),
-            report::count(gun.sent),
-            report::count(gun.received)
-        ));
-        batches.push(RrlBatch {
-            on,
-            single_ns,
-            stats_ns,
-        });
+            let map = PinnedMap::open(&path)?;
+            let ifindex = bpf::ifindex(&server_if)?;
+            let mut chunks = Vec::new();
+            for on in rrl_order(RRL_ROUNDS) {
+                states.set(&map, on)?;
+                chunks.push((
+                    on,
+                    single_runs_median(&program, &frame, ifindex, RRL_CHUNK_RUNS)?,
+                ));
+                states.check(&map, on)?;
+            }
+            states.set(&map, false)?;
+            Ok(chunks)
+        })??
+    };
+
+    let stats_on = BpfStatsEnabled::enable()?;
+    let hits_before = running.hotpool_stats();
+    let (gun, stats) = std::thread::scope(|scope| -> Result<_> {
+        let gun = scope.spawn(|| load::kxdpgun(&link, &file, RRL_GUN_SECONDS, KXDPGUN_QPS));
+        // kxdpgun attaches its program and starts sending within a few hundred ms.
+        std::thread::sleep(Duration::from_millis(1000));
+        let rounds =
+            (u64::from(RRL_GUN_SECONDS) * 1000 - 2000) / (2 * RRL_TOGGLE.as_millis() as u64);
+        let mut chunks = Vec::new();
+        let mut measured = || -> Result<()> {
+            for on in rrl_order(rounds as usize) {
+                states.set(&config, on)?;
+                let before = program.run_stats()?;
+                std::thread::sleep(RRL_TOGGLE);
+                let runs = program.run_stats()?.since(&before);
+                states.check(&config, on)?;
+                chunks.push((on, runs.ns_per_run().context("the program did not run")?));
+            }
+            Ok(())
+        };
+        let result = measured();
+        let _ = states.set(&config, false);
+        let gun = gun
+            .join()
+            .map_err(|_| anyhow::anyhow!("the kxdpgun thread panicked"))?;
+        result.map(|()| (gun, chunks))
+    })?;
+    let hits_after = running.hotpool_stats();
+    drop(stats_on);
+    let gun = gun?;
+    let hits = hits_before
+        .zip(hits_after)
+        .map(|(b, a)| servers::kernel_answered(&servers::stats_moved(&b, &a)));
+    if let Some(warning) = hit_warning(true, hits, gun.sent) {
+        bail!("under kxdpgun: {warning} of {} sent", gun.sent);
     }
     let _ = std::fs::remove_file(&file);
     running.stop();
-    Ok(RrlBatches { batches, detail })
+    let detail = format!(
+        "{}: a reload to 1 answer/s limited {} of kxdpgun's queries; kxdpgun sent {} and \
+         got {} replies",
+        binary.label,
+        limited.map_or_else(
+            || "unknown (`hotpool stats` failed)".to_owned(),
+            report::count
+        ),
+        report::count(gun.sent),
+        report::count(gun.received)
+    );
+    Ok(RrlBatches {
+        single,
+        stats,
+        detail,
+    })
 }
 
 #[cfg(test)]
@@ -584,36 +694,33 @@ mod tests {
     }
 
     #[test]
-    fn rrl_table_pairs_batches_by_round() {
-        let batch = |on, ns| RrlBatch {
-            on,
-            single_ns: ns,
-            stats_ns: ns * 2.0,
-        };
-        let batches = [
-            batch(false, 100.0),
-            batch(true, 110.0),
-            batch(true, 130.0),
-            batch(false, 100.0),
-            batch(false, 90.0),
-            batch(true, 95.0),
-        ];
+    fn rrl_rounds_pair_on_and_off() {
+        // Off-on, on-off, off-on: the rounds' differences +10, +30, +5.
+        let chunks: Vec<(bool, f64)> = rrl_order(3)
+            .into_iter()
+            .zip([100.0, 110.0, 130.0, 100.0, 90.0, 95.0])
+            .collect();
+        assert_eq!(round_differences(&chunks), [10.0, 30.0, 5.0]);
         let build = RrlBatches {
-            batches: batches.into(),
-            detail: Vec::new(),
+            single: chunks.clone(),
+            stats: chunks,
+            detail: String::new(),
         };
         let text = rrl_table(&[("current".to_owned(), build)]).render();
         let single = text
             .lines()
-            .find(|l| l.contains(SINGLE_METHOD))
+            .find(|l| l.contains(RRL_SINGLE_METHOD))
             .expect("a row per method");
-        // Medians 100 and 110; the rounds' differences +10, +30, +5 (median +10).
-        assert!(single.starts_with("| current |"), "{single}");
-        assert!(
-            single.contains("| +10 ns | +10 ns | +10 ns, +30 ns, +5 ns |"),
-            "{single}"
+        // Medians 100 and 110; the differences' median +10, quartiles (nearest rank) +10
+        // and +30.
+        assert_eq!(
+            single,
+            format!(
+                "| current | {RRL_SINGLE_METHOD} | 3 | 100 ns | 110 ns | +10 ns | +10 ns … +30 ns |"
+            )
         );
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(quantile(vec![4.0, 1.0, 2.0, 3.0, 5.0], 0.25), 2.0);
     }
 }

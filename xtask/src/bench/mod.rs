@@ -1,4 +1,4 @@
-//! `cargo xtask bench [host|kernel|system|xdp-cost|all]`: side-by-side benchmarks of the
+//! `cargo xtask bench [host|kernel|rrl|system|xdp-cost|all]`: side-by-side benchmarks of the
 //! current tree and a baseline revision (by default the previous release), each part printing
 //! markdown tables and writing them to target/bench/<part>.md.
 //!
@@ -36,6 +36,8 @@ pub enum Part {
     Host,
     /// nanoseconds per packet in the XDP program (test runs and bpf_stats under kxdpgun)
     Kernel,
+    /// response rate limiting's cost per hot hit, switched on and off in one daemon
+    Rrl,
     /// dnsperf, kxdpgun and latency against hotpool and Knot, NSD, gdnsd
     System,
     /// the mixed load with no XDP, a pass program and hotpool's program on the server veth
@@ -49,6 +51,7 @@ impl Part {
         match self {
             Self::Host => "host",
             Self::Kernel => "kernel",
+            Self::Rrl => "rrl",
             Self::System => "system",
             Self::XdpCost => "xdp-cost",
             Self::All => "all",
@@ -89,7 +92,13 @@ pub fn bench(part: Part, baseline: &str, perf: bool, mut settings: Settings) -> 
     interrupt::install();
     setup::ensure(false)?;
     let parts: Vec<Part> = match part {
-        Part::All => vec![Part::Host, Part::Kernel, Part::System, Part::XdpCost],
+        Part::All => vec![
+            Part::Host,
+            Part::Kernel,
+            Part::Rrl,
+            Part::System,
+            Part::XdpCost,
+        ],
         part => vec![part],
     };
     let mut packages: Vec<&str> = prereq::TOOLS.to_vec();
@@ -123,6 +132,7 @@ pub fn bench(part: Part, baseline: &str, perf: bool, mut settings: Settings) -> 
         let result = match (part, &binaries) {
             (Part::Host, _) => host::run(baseline, &bench_dir),
             (Part::Kernel, Some(b)) => kernel::run(b, &work.0),
+            (Part::Rrl, Some(b)) => kernel::run_rrl(b, &work.0),
             (Part::System, Some(b)) => system::run(b, &work.0, &settings),
             (Part::XdpCost, Some(b)) => xdpcost::run(b, &work.0, &settings),
             _ => unreachable!("binaries are built for every part but host"),
