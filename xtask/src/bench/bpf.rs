@@ -1,7 +1,7 @@
 //! The few `bpf(2)` commands the kernel benchmark needs, as raw syscalls (no loader library,
 //! so the harness works with any hotpool build): open a program by id, run it with
-//! `BPF_PROG_TEST_RUN` in repeat mode, read its run-time statistics, and load and attach a
-//! pass-everything XDP program.
+//! `BPF_PROG_TEST_RUN` in repeat mode, read its run-time statistics, load and attach a
+//! pass-everything XDP program, and read and write whole values of a pinned map.
 
 use std::{
     fs,
@@ -158,16 +158,22 @@ impl PinnedMap {
         })
     }
 
+    /// The attribute of a lookup or update of `key` with the value at `value` (both must
+    /// outlive the call it is passed to).
+    fn elem(&self, key: &u32, value: *mut u8) -> ElemAttr {
+        ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: std::ptr::from_ref(key) as u64,
+            value: value as u64,
+            flags: 0,
+        }
+    }
+
     /// The value at `key`.
     pub fn get(&self, key: u32) -> Result<Vec<u8>> {
         let mut value = vec![0u8; self.value_size];
-        let mut attr = ElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            _pad: 0,
-            key: std::ptr::from_ref(&key) as u64,
-            value: value.as_mut_ptr() as u64,
-            flags: 0,
-        };
+        let mut attr = self.elem(&key, value.as_mut_ptr());
         sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).context("BPF_MAP_LOOKUP_ELEM")?;
         Ok(value)
     }
@@ -181,13 +187,7 @@ impl PinnedMap {
                 self.value_size
             );
         }
-        let mut attr = ElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            _pad: 0,
-            key: std::ptr::from_ref(&key) as u64,
-            value: value.as_ptr() as u64,
-            flags: 0,
-        };
+        let mut attr = self.elem(&key, value.as_ptr().cast_mut());
         sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).context("BPF_MAP_UPDATE_ELEM")?;
         Ok(())
     }

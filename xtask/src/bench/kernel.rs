@@ -189,22 +189,6 @@ fn hit_cases((client, server): (Ipv4Addr, Ipv4Addr)) -> Vec<(&'static str, Resul
         .collect()
 }
 
-/// The median duration of [`SINGLE_CALLS`] test runs of `frame` (a hit) with repeat = 1,
-/// each checked to be answered (`XDP_TX`). The median, not the mean: a run that an
-/// interrupt or another task's work landed in counts once, not by its length.
-fn single_frame_ns(program: &Program, frame: &[u8], ifindex: u32) -> Result<f64> {
-    let mut out = Vec::new();
-    let mut runs = Vec::with_capacity(SINGLE_CALLS as usize);
-    for _ in 0..SINGLE_CALLS {
-        let result = program.test_run(frame, 1, Some(ifindex), &mut out)?;
-        if result.retval != XDP_TX {
-            bail!("returned {} instead of XDP_TX", result.retval);
-        }
-        runs.push(f64::from(result.ns_per_run));
-    }
-    Ok(median(runs))
-}
-
 /// The frame's destination MAC set to `mac` (unicast frames only: a broadcast stays one).
 fn to_mac(mut frame: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
     if frame[0] & 1 == 0 {
@@ -272,7 +256,7 @@ fn measure(
         for (case, frame) in hits {
             let value = frame
                 .map(to_server)
-                .and_then(|frame| single_frame_ns(&program, &frame, ifindex));
+                .and_then(|frame| single_runs_median(&program, &frame, ifindex, SINGLE_CALLS));
             values.push((case, SINGLE_METHOD, value));
         }
         Ok(values)
@@ -484,7 +468,9 @@ fn rrl_table(builds: &[(String, RrlBatches)]) -> Table {
     table
 }
 
-/// The median duration of `runs` test runs of `frame` (a hit), each checked to be answered.
+/// The median duration of `runs` test runs of `frame` (a hit) with repeat = 1, each checked
+/// to be answered (`XDP_TX`). The median, not the mean: a run that an interrupt or another
+/// task's work landed in counts once, not by its length.
 fn single_runs_median(program: &Program, frame: &[u8], ifindex: u32, runs: u32) -> Result<f64> {
     let mut out = Vec::new();
     let mut durations = Vec::with_capacity(runs as usize);
