@@ -174,7 +174,7 @@ fn names_take_any_case_and_optional_trailing_dot() {
     assert!(cfg.pools[0].name.is_fqdn());
     assert_eq!(
         cfg.pools[0].endpoints[0].address,
-        EndpointAddress::Host(Name::from_str("edge.cdn.example.net.").unwrap())
+        EndpointAddress::Host(Box::new(Name::from_str("edge.cdn.example.net.").unwrap()))
     );
     assert_fails_at(
         &pool("www..example.test", "A", "{ address = \"192.0.2.1\" }"),
