@@ -64,11 +64,12 @@ pub struct ProbeSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct JobId(pub u64);
 
-/// One endpoint's probe.
+/// One endpoint's probe. The spec is shared: the endpoints of a pool have one (the
+/// pool's, unless an endpoint overrides it), and so do their jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeJob {
     pub id: JobId,
-    pub spec: ProbeSpec,
+    pub spec: Arc<ProbeSpec>,
     pub target: ProbeTarget,
 }
 
@@ -528,7 +529,7 @@ impl<R: Runner> Scheduler<R> {
     }
 
     fn set_limit(&mut self) {
-        let wanted = wanted_in_flight(self.entries.values().map(|e| &e.job.spec));
+        let wanted = wanted_in_flight(self.entries.values().map(|e| &*e.job.spec));
         let (limit, source) = in_flight_limit(
             wanted,
             self.options.max_concurrent,
