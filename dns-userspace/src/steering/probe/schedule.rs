@@ -45,6 +45,8 @@ pub const LATE_FRACTION: f64 = 0.1;
 pub const LATE_MIN: Duration = Duration::from_millis(50);
 /// Finished runs handled at once before due jobs are looked at again.
 const FINISH_BATCH: usize = 256;
+/// Room for reports the receiver has not taken kept once they are all sent.
+const BACKLOG_KEEP: usize = 1024;
 /// The scheduler logs its figures (at debug level) this often.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// Late runs are warned about at most this often.
@@ -413,6 +415,11 @@ impl<R: Runner> Scheduler<R> {
                     Ok(permit) => {
                         if let Some(report) = self.backlog.pop_front() {
                             permit.send(report);
+                        }
+                        // A burst the receiver fell behind on can grow the backlog to
+                        // tens of thousands of reports; drained, it gives the room back.
+                        if self.backlog.is_empty() && self.backlog.capacity() > BACKLOG_KEEP {
+                            self.backlog.shrink_to(BACKLOG_KEEP);
                         }
                     }
                     Err(_) => return,
