@@ -454,7 +454,7 @@ pub fn probes(encoder: &mut DescriptorEncoder, pools: &[PoolStatus]) -> fmt::Res
     )?;
     for (p, e) in probed() {
         let labels = pool_endpoint(p, &e.endpoint);
-        Histogram(&e.probes.latency).encode(family.encode_family(&labels)?)?;
+        Histogram(e.probes.latency()).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }

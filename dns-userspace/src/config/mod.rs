@@ -149,7 +149,7 @@ impl Config {
     pub fn probe_specs(&self) -> impl Iterator<Item = &ProbeSpec> {
         self.pools
             .iter()
-            .flat_map(|p| p.endpoints.iter().filter_map(|e| e.probe.as_ref()))
+            .flat_map(|p| p.endpoints.iter().filter_map(|e| e.probe.as_deref()))
     }
 
     /// The authoritative answer path for these zones and the pools in `pools`.

@@ -7,6 +7,7 @@ use std::{
     ops::Range,
     path::{Path, PathBuf},
     str::FromStr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -625,7 +626,7 @@ impl Parser<'_> {
             None => None,
         };
         let pool_probe = match &raw.probe {
-            Some(p) => Some(self.probe_spec(p.get_ref(), p.span(), &name)?),
+            Some(p) => Some(Arc::new(self.probe_spec(p.get_ref(), p.span(), &name)?)),
             None => None,
         };
         let endpoints_span = raw.endpoints.span();
@@ -683,11 +684,11 @@ impl Parser<'_> {
                     ));
                 }
                 (Some(_), None) => pool_probe.clone(),
-                (Some(pool), Some(over)) => Some(self.probe_spec(
+                (Some(pool), Some(over)) => Some(Arc::new(self.probe_spec(
                     &pool.get_ref().overridden_by(over.get_ref()),
                     over.span(),
                     &name,
-                )?),
+                )?)),
             };
             endpoints.push(EndpointSettings {
                 address,

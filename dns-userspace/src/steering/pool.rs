@@ -1,6 +1,8 @@
 //! A configured pool: its name, type and endpoints, how its answer is chosen and how its
 //! endpoints are probed; and the answer it starts with.
 
+use std::sync::Arc;
+
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::{
@@ -38,8 +40,8 @@ pub struct PoolSettings {
     pub all_down: AllDown,
     /// The pool's probe with defaults applied; `None`: no probes, every endpoint counts
     /// as up (operator pins still apply). Each endpoint's effective probe is in
-    /// [`EndpointSettings::probe`].
-    pub probe: Option<ProbeSpec>,
+    /// [`EndpointSettings::probe`]: this one, shared, where the endpoint overrides nothing.
+    pub probe: Option<Arc<ProbeSpec>>,
     /// URL (http or https) every event of this pool is POSTed to.
     pub webhook: Option<String>,
 }
@@ -56,8 +58,9 @@ pub struct EndpointSettings {
     /// Pinned up or down, or following the probes (the default). `state` in the file.
     pub admin: AdminState,
     /// The effective probe: the pool's with this endpoint's overrides; `None` when the
-    /// pool has no probe.
-    pub probe: Option<ProbeSpec>,
+    /// pool has no probe. Without overrides it is the pool's own (one copy per pool, shared
+    /// with the probe jobs, not one per endpoint).
+    pub probe: Option<Arc<ProbeSpec>>,
 }
 
 impl EndpointSettings {

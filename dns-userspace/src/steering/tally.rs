@@ -44,6 +44,11 @@ impl LatencyHistogram {
 }
 
 /// One endpoint's probe record.
+///
+/// What most endpoints never need is boxed and allocated when first needed: the latency
+/// histogram (an endpoint that never answers has none; 104 bytes otherwise) and the last
+/// local failure (rare). A record is 88 bytes instead of 216, which is 5 MB less for
+/// 40 000 endpoints.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProbeTally {
     /// Runs that finished: verdicts and local failures.
@@ -54,12 +59,19 @@ pub struct ProbeTally {
     pub local_failures: u64,
     /// Runs that started late (`crate::steering::probe::late_after`).
     pub late: u64,
-    pub latency: LatencyHistogram,
+    /// Successful latencies; `None` before the first.
+    latency: Option<Box<LatencyHistogram>>,
     /// When the last failure arrived and what it said.
     pub last_failure: Option<(Instant, String)>,
     /// When the last local failure happened and what it said.
-    pub last_local_failure: Option<(Instant, String)>,
+    last_local_failure: Option<Box<(Instant, String)>>,
 }
+
+/// The histogram of an endpoint without a successful probe.
+static NO_LATENCY: LatencyHistogram = LatencyHistogram {
+    counts: [0; LATENCY_BUCKETS.len() + 1],
+    sum: 0.0,
+};
 
 impl ProbeTally {
     /// Counts one result that arrived at `at`.
@@ -67,7 +79,7 @@ impl ProbeTally {
         self.attempts += 1;
         if outcome.ok {
             if let Some(latency) = outcome.latency {
-                self.latency.observe(latency);
+                self.latency.get_or_insert_default().observe(latency);
             }
         } else {
             self.failures += 1;
@@ -87,7 +99,17 @@ impl ProbeTally {
     pub fn record_local(&mut self, at: Instant, failure: &LocalFailure) {
         self.attempts += 1;
         self.local_failures += 1;
-        self.last_local_failure = Some((at, failure.to_string()));
+        self.last_local_failure = Some(Box::new((at, failure.to_string())));
+    }
+
+    /// The successful probes' latencies (empty before the first).
+    pub fn latency(&self) -> &LatencyHistogram {
+        self.latency.as_deref().unwrap_or(&NO_LATENCY)
+    }
+
+    /// When the last local failure happened and what it said.
+    pub fn last_local_failure(&self) -> Option<&(Instant, String)> {
+        self.last_local_failure.as_deref()
     }
 
     /// Counts a run that started late.
@@ -143,6 +165,12 @@ mod tests {
     fn counts_attempts_failures_and_latency_buckets() {
         let mut t = ProbeTally::default();
         let at = Instant::now();
+        t.record(at, &ProbeOutcome::failure("timeout after 1s"));
+        assert_eq!(t.latency(), &LatencyHistogram::default(), "no success yet");
+        assert!(
+            t.latency.is_none(),
+            "no histogram allocated before a success"
+        );
         t.record(
             at,
             &ProbeOutcome::success(Duration::from_micros(800), "HTTP 200"),
@@ -160,12 +188,16 @@ mod tests {
             &ProbeOutcome::success(Duration::from_secs(3), "HTTP 200"),
         );
         t.record(at, &ProbeOutcome::failure("connection refused"));
-        assert_eq!((t.attempts, t.failures), (5, 1));
-        assert_eq!(t.latency.counts[0], 2, "≤ 1 ms, the bound included");
-        assert_eq!(t.latency.counts[5], 1, "25-50 ms");
-        assert_eq!(t.latency.counts[LATENCY_BUCKETS.len()], 1, "overflow");
-        assert_eq!(t.latency.count(), 4, "failures have no latency");
-        assert!((t.latency.sum - 3.0318).abs() < 1e-9, "{}", t.latency.sum);
+        assert_eq!((t.attempts, t.failures), (6, 2));
+        assert_eq!(t.latency().counts[0], 2, "≤ 1 ms, the bound included");
+        assert_eq!(t.latency().counts[5], 1, "25-50 ms");
+        assert_eq!(t.latency().counts[LATENCY_BUCKETS.len()], 1, "overflow");
+        assert_eq!(t.latency().count(), 4, "failures have no latency");
+        assert!(
+            (t.latency().sum - 3.0318).abs() < 1e-9,
+            "{}",
+            t.latency().sum
+        );
         assert_eq!(t.last_failure, Some((at, "connection refused".to_string())));
     }
 }

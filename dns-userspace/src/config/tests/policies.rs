@@ -160,9 +160,9 @@ fn all_down_and_fallback_errors() {
     let p = one_pool(&fallback("CNAME", "\"Static.Example.NET\"", cname));
     assert_eq!(
         p.all_down,
-        AllDown::Fallback(vec![EndpointAddress::Host(
+        AllDown::Fallback(vec![EndpointAddress::Host(Box::new(
             Name::from_str("static.example.net.").unwrap()
-        )])
+        ))])
     );
     let p = one_pool(&fallback(
         "AAAA",

@@ -6,7 +6,7 @@ use super::*;
 fn probe_defaults_per_kind() {
     let p = one_pool(&pool_with("A", &["probe = { kind = \"http\" }"], TWO));
     let spec = p.probe.clone().unwrap();
-    assert_eq!(spec, ProbeSpec::new(ProbeKind::default_http()));
+    assert_eq!(*spec, ProbeSpec::new(ProbeKind::default_http()));
     assert_eq!(spec.timing.interval, Duration::from_secs(5));
     assert_eq!(spec.timing.timeout, Duration::from_secs(2));
     assert_eq!((spec.timing.rise, spec.timing.fall), (2, 3));
@@ -16,8 +16,13 @@ fn probe_defaults_per_kind() {
     assert_eq!(http.host, None);
     assert_eq!(http.expect_status, (200..=399).collect::<Vec<u16>>());
     assert_eq!(http.body_contains, None);
-    // Every endpoint gets the pool's spec.
-    assert!(p.endpoints.iter().all(|e| e.probe.as_ref() == Some(&spec)));
+    // Every endpoint gets the pool's spec: the one copy, shared.
+    assert!(
+        p.endpoints
+            .iter()
+            .all(|e| e.probe.as_ref().is_some_and(|s| Arc::ptr_eq(s, &spec))),
+        "every endpoint without overrides shares the pool's spec"
+    );
 
     let p = one_pool(&pool_with(
         "A",
@@ -96,13 +101,13 @@ fn endpoint_overrides_merge_with_the_pool_probe() {
     let e2 = p.endpoints[2].probe.clone().unwrap();
     let pool_http = pool.http().unwrap().clone();
     assert_eq!(
-        e2,
+        *e2,
         ProbeSpec {
             kind: ProbeKind::Http(Box::new(HttpProbe {
                 path: "/other".into(),
                 ..pool_http
             })),
-            ..pool
+            ..(*pool).clone()
         }
     );
 }

@@ -35,7 +35,7 @@ pub struct ProbeTarget {
     pub address: IpAddr,
     /// The endpoint's host name (CNAME pools), without the trailing dot. Also the default
     /// HTTP Host and TLS SNI.
-    pub hostname: Option<String>,
+    pub hostname: Option<Box<str>>,
 }
 
 impl ProbeTarget {
@@ -48,7 +48,7 @@ impl ProbeTarget {
             },
             EndpointAddress::Host(name) => Self {
                 address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                hostname: Some(name.to_ascii().trim_end_matches('.').to_string()),
+                hostname: Some(name.to_ascii().trim_end_matches('.').into()),
             },
         }
     }

@@ -45,6 +45,8 @@ pub const LATE_FRACTION: f64 = 0.1;
 pub const LATE_MIN: Duration = Duration::from_millis(50);
 /// Finished runs handled at once before due jobs are looked at again.
 const FINISH_BATCH: usize = 256;
+/// Room for reports the receiver has not taken kept once they are all sent.
+const BACKLOG_KEEP: usize = 1024;
 /// The scheduler logs its figures (at debug level) this often.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// Late runs are warned about at most this often.
@@ -64,11 +66,12 @@ pub struct ProbeSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct JobId(pub u64);
 
-/// One endpoint's probe.
+/// One endpoint's probe. The spec is shared: the endpoints of a pool have one (the
+/// pool's, unless an endpoint overrides it), and so do their jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeJob {
     pub id: JobId,
-    pub spec: ProbeSpec,
+    pub spec: Arc<ProbeSpec>,
     pub target: ProbeTarget,
 }
 
@@ -413,6 +416,11 @@ impl<R: Runner> Scheduler<R> {
                         if let Some(report) = self.backlog.pop_front() {
                             permit.send(report);
                         }
+                        // A burst the receiver fell behind on can grow the backlog to
+                        // tens of thousands of reports; drained, it gives the room back.
+                        if self.backlog.is_empty() && self.backlog.capacity() > BACKLOG_KEEP {
+                            self.backlog.shrink_to(BACKLOG_KEEP);
+                        }
                     }
                     Err(_) => return,
                 },
@@ -528,7 +536,7 @@ impl<R: Runner> Scheduler<R> {
     }
 
     fn set_limit(&mut self) {
-        let wanted = wanted_in_flight(self.entries.values().map(|e| &e.job.spec));
+        let wanted = wanted_in_flight(self.entries.values().map(|e| &*e.job.spec));
         let (limit, source) = in_flight_limit(
             wanted,
             self.options.max_concurrent,

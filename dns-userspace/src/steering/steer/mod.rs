@@ -614,7 +614,7 @@ impl Steering {
                     region: r.policy.name.clone(),
                     policy: r.policy.policy.name().to_string(),
                     latency: r.policy.latency.name().to_string(),
-                    endpoints: r.names.clone(),
+                    endpoints: r.names.to_vec(),
                     answer: r.answer.clone(),
                     reason: match r.selector.current() {
                         Some(d) => d.reason.named(&r.names).to_string(),

@@ -50,7 +50,7 @@ impl Steering {
                     continue;
                 }
                 let entry = out.entry(region.policy.name.clone()).or_default();
-                for n in &region.names {
+                for n in region.names.iter() {
                     if !entry.names.contains(n) {
                         entry.names.push(n.clone());
                     }

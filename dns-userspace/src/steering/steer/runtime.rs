@@ -1,7 +1,10 @@
 //! One pool's runtime state: its endpoints' health (shared by its regions), and per region
 //! (one for every pool but a `geo` one) a selector and the answer it publishes.
 
-use std::time::{Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use crate::{
     datapath::pools::{PoolAnswer, Selection},
@@ -23,8 +26,9 @@ use crate::{
 /// region's own endpoint indexes (positions in `policy.endpoints`).
 pub(super) struct RegionRuntime {
     pub(super) policy: RegionPolicy,
-    /// The region's endpoint names, in its order.
-    pub(super) names: Vec<String>,
+    /// The region's endpoint names, in its order: the pool's own list (shared) when the
+    /// region has every endpoint in the pool's order, as every pool but a `geo` one does.
+    pub(super) names: Arc<[String]>,
     pub(super) selector: Selector,
     /// The answer in both answer paths, `None` before the first decision.
     pub(super) published: Option<PoolAnswer>,
@@ -37,13 +41,23 @@ pub(super) struct RegionRuntime {
 }
 
 impl RegionRuntime {
-    fn new(settings: &PoolSettings, policy: RegionPolicy) -> Self {
-        Self {
-            names: policy
+    fn new(settings: &PoolSettings, pool_names: &Arc<[String]>, policy: RegionPolicy) -> Self {
+        let in_pool_order = policy.endpoints.len() == pool_names.len()
+            && policy
                 .endpoints
                 .iter()
-                .map(|e| settings.endpoints[e.index].address.to_string())
-                .collect(),
+                .enumerate()
+                .all(|(i, e)| e.index == i);
+        Self {
+            names: if in_pool_order {
+                pool_names.clone()
+            } else {
+                policy
+                    .endpoints
+                    .iter()
+                    .map(|e| settings.endpoints[e.index].address.to_string())
+                    .collect()
+            },
             selector: Selector::new(policy.policy.clone(), settings.all_down.clone()),
             policy,
             published: None,
@@ -150,7 +164,7 @@ impl RegionRuntime {
 pub(super) struct PoolRuntime {
     pub(super) settings: PoolSettings,
     /// Endpoint names for logs and events (address or host name).
-    pub(super) names: Vec<String>,
+    pub(super) names: Arc<[String]>,
     pub(super) health: Vec<EndpointHealth>,
     /// Each endpoint's probe job (`None` without a probe).
     pub(super) jobs: Vec<Option<JobId>>,
@@ -169,7 +183,7 @@ pub(super) struct PoolRuntime {
 
 impl PoolRuntime {
     pub(super) fn new(settings: &PoolSettings, now: Instant) -> Self {
-        let names: Vec<String> = settings
+        let names: Arc<[String]> = settings
             .endpoints
             .iter()
             .map(|e| e.address.to_string())
@@ -189,14 +203,14 @@ impl PoolRuntime {
             .collect();
         let mut p = Self {
             tallies: vec![ProbeTally::default(); names.len()],
-            names,
             health,
             jobs: vec![None; settings.endpoints.len()],
             regions: settings
                 .region_policies()
                 .into_iter()
-                .map(|r| RegionRuntime::new(settings, r))
+                .map(|r| RegionRuntime::new(settings, &names, r))
                 .collect(),
+            names,
             probed: settings.probe.is_some(),
             warming: false,
             settings: settings.clone(),
@@ -342,7 +356,7 @@ impl PoolRuntime {
                 .endpoints
                 .iter()
                 .zip(&self.health)
-                .zip(&self.names)
+                .zip(self.names.iter())
                 .map(|((e, h), name)| SavedEndpoint {
                     address: name.clone(),
                     admin: h.admin(),

@@ -218,10 +218,9 @@ fn local_failures_are_counted_and_never_verdicts() {
         (c.attempts, c.failures, c.local_failures, c.late),
         (16, 3, 11, 1)
     );
-    assert_eq!(c.latency.count(), 2);
+    assert_eq!(c.latency().count(), 2);
     assert!(
-        c.last_local_failure
-            .as_ref()
+        c.last_local_failure()
             .is_some_and(|(_, l)| l.contains("Too many open files")),
         "{c:?}"
     );

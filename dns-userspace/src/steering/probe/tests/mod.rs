@@ -273,9 +273,9 @@ async fn host_name_targets_are_looked_up_at_probe_time() {
     // "localhost" resolves from /etc/hosts to loopback (IPv4 first or ::1: listen on
     // both where possible).
     let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).await.ok();
-    let t = ProbeTarget::from_endpoint(&EndpointAddress::Host(
+    let t = ProbeTarget::from_endpoint(&EndpointAddress::Host(Box::new(
         Name::from_str("localhost.").unwrap(),
-    ));
+    )));
     assert_eq!(t.hostname.as_deref(), Some("localhost"));
     assert_ok(&verdict(&tcp_spec(port), &t).await);
     drop(v6);

@@ -7,7 +7,7 @@
 use std::{
     collections::HashMap,
     net::{Ipv4Addr, SocketAddr},
-    sync::atomic::Ordering,
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -120,7 +120,7 @@ impl Runner for Hold {
 fn job(id: u64, spec: ProbeSpec) -> ProbeJob {
     ProbeJob {
         id: JobId(id),
-        spec,
+        spec: Arc::new(spec),
         target: target(),
     }
 }
@@ -247,7 +247,7 @@ async fn an_update_keeps_unchanged_jobs_on_their_schedule() {
     // interval, `c` is removed, `d` is added. Restarting `a` would put it at a random
     // point of a fresh interval each time.
     let mut b2 = b.clone();
-    b2.spec.timing.interval = 2 * second;
+    Arc::make_mut(&mut b2.spec).timing.interval = 2 * second;
     let d = job(4, spec.clone());
     let updated = Instant::now();
     for _ in 0..20 {
@@ -289,7 +289,7 @@ async fn an_update_keeps_unchanged_jobs_on_their_schedule() {
 /// A runner that takes `hold` (virtual time), noting every run it starts.
 struct Noting {
     hold: Duration,
-    starts: std::sync::Arc<std::sync::Mutex<Vec<(JobId, Instant)>>>,
+    starts: Arc<std::sync::Mutex<Vec<(JobId, Instant)>>>,
 }
 
 impl Runner for Noting {
@@ -309,11 +309,11 @@ async fn applied_changes_stop_removed_jobs_before_apply_returns() {
         job(2, spec.clone()),
         job(3, spec.clone()),
     );
-    let starts = std::sync::Arc::default();
+    let starts = Arc::default();
     let runner = Noting {
         // Each run holds its slot most of its interval: a removal likely cancels one.
         hold: Duration::from_millis(800),
-        starts: std::sync::Arc::clone(&starts),
+        starts: Arc::clone(&starts),
     };
     let (tx, mut rx) = mpsc::channel(1024);
     let (_stop, shutdown) = watch::channel(false);
@@ -327,8 +327,8 @@ async fn applied_changes_stop_removed_jobs_before_apply_returns() {
     let mut reports = collect(&mut rx, Instant::now() + 3 * second).await;
     // A reload: `a` removed, `b` unchanged, `c` with a new interval, `d` new.
     let mut c2 = c.clone();
-    c2.spec.timing.interval = 2 * second;
-    c2.spec.timing.timeout = 2 * second;
+    Arc::make_mut(&mut c2.spec).timing.interval = 2 * second;
+    Arc::make_mut(&mut c2.spec).timing.timeout = 2 * second;
     let d = job(4, spec.clone());
     set.apply(vec![
         JobChange::Remove(a.id),

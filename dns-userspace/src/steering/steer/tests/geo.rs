@@ -451,3 +451,54 @@ fn a_reload_keeps_kept_regions_and_adds_and_drops_the_others() {
     );
     assert_eq!(by_region(&restarted), by_region(&s));
 }
+
+#[test]
+fn a_region_shares_the_pool_s_endpoint_names_only_when_it_has_them_all_in_order() {
+    let log = TempLog::new("geo-names");
+    let regions = "[pool.regions.default]\npolicy = \"weighted\"\n\
+         endpoints = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\"]\n\
+         [pool.regions.europe]\npolicy = \"fastest\"\nendpoints = [\"192.0.2.1\", \"192.0.2.2\"]\n\
+         [pool.regions.americas]\npolicy = \"failover\"\n\
+         endpoints = [\"192.0.2.3\", \"192.0.2.2\", \"192.0.2.1\"]\n";
+    let cfg = geo_config(regions, &log.0, false);
+    let s = geo_steering(&cfg, &log.0);
+    let p = &s.pools[0];
+    let (mut shared, mut own) = (0, 0);
+    for r in &p.regions {
+        let names: Vec<String> = r
+            .policy
+            .endpoints
+            .iter()
+            .map(|e| p.names[e.index].clone())
+            .collect();
+        assert_eq!(*r.names, names[..], "region {}", r.policy.name);
+        let whole = r
+            .policy
+            .endpoints
+            .iter()
+            .map(|e| e.index)
+            .eq(0..p.names.len());
+        assert_eq!(
+            Arc::ptr_eq(&r.names, &p.names),
+            whole,
+            "region {}",
+            r.policy.name
+        );
+        if whole {
+            shared += 1;
+        } else {
+            own += 1;
+        }
+    }
+    assert!(
+        shared > 0 && own > 0,
+        "{shared} shared, {own} own: both cases"
+    );
+
+    // A pool that does not steer by region: its one region shares the list.
+    let log = TempLog::new("plain-names");
+    let (s, _) = steering(PROBE, THREE, &log.0);
+    let p = &s.pools[0];
+    assert!(Arc::ptr_eq(&p.regions[0].names, &p.names));
+    assert_eq!(p.names.len(), 3);
+}
