@@ -227,7 +227,13 @@ async fn a_flood_from_one_source_is_limited_and_slipped_while_another_source_is_
         (5..=allowed).contains(&full),
         "{full} full answers, at most {allowed}"
     );
-    let limited = 200 - full;
+    // Limited: what the server counted. A burst of 200 datagrams can overflow the socket's
+    // receive buffer on a loaded machine, so not every query need have been read; most must.
+    let limited = server.stats.snapshot().rrl(RrlAction::Limited);
+    assert!(
+        (150..=200).contains(&(full + limited)),
+        "{full} answered in full and {limited} limited of 200 sent"
+    );
     assert!(
         truncated.abs_diff(limited / 2) <= 1,
         "slip 2: every second limited answer is truncated ({truncated} of {limited})"
