@@ -416,35 +416,35 @@ fn listen() -> Result<std::net::TcpListener> {
     ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
     // SAFETY: fd is a fresh socket nothing else owns.
     let listener = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 80u16.to_be(),
         sin_addr: libc::in_addr { s_addr: 0 },
         sin_zero: [0; 8],
     };
-    // SAFETY: setsockopt, bind and listen on our socket, with pointers to values that live
-    // on this frame and their sizes.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let defer_s: libc::c_int = 30;
-        ensure!(
+    let set = |level, option, value: libc::c_int| {
+        // SAFETY: setsockopt on our socket with a pointer to a value on this frame and its size.
+        let rc = unsafe {
             libc::setsockopt(
                 fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_DEFER_ACCEPT,
-                (&defer_s as *const libc::c_int).cast(),
+                level,
+                option,
+                (&value as *const libc::c_int).cast(),
                 size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0,
-            "TCP_DEFER_ACCEPT: {}",
-            std::io::Error::last_os_error()
-        );
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).context("SO_REUSEADDR")?;
+    // Accepted once data arrives, for 30 s; a probe sends none (see `Acceptor`).
+    set(libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 30).context("TCP_DEFER_ACCEPT")?;
+    // SAFETY: bind and listen on our socket, with a pointer to an address on this frame and
+    // its size.
+    unsafe {
         ensure!(
             libc::bind(
                 fd,
