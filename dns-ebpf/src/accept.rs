@@ -22,13 +22,12 @@ use crate::{
     parse::{ETH_HLEN, Frame, UDP_HLEN, word64},
 };
 
-/// The source of an accepted query, as IPv6 (IPv4 as IPv4-mapped IPv6): rate limiting and
-/// the region lookup key on it. Aligned: LLVM copies the address with word stores, which
-/// the verifier refuses at a misaligned stack offset.
+/// The source of an accepted query, as IPv6 (IPv4 as IPv4-mapped IPv6) in
+/// [`address_words`], built from the packet (one word for IPv4): rate limiting and the
+/// region lookup key on it, in registers. Aligned: LLVM copies the address with word stores,
+/// which the verifier refuses at a misaligned stack offset.
 #[repr(C, align(8))]
 pub struct Client {
-    pub addr: [u8; 16],
-    /// `addr` as [`address_words`], built from the packet (one word for IPv4).
     pub words: [u32; 4],
 }
 
@@ -87,7 +86,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, frame: &Frame) -> Result<Client, Ou
         accept::check_v4(v4, port, on_loopback, &source)
     };
     checked.map_err(Outcome::rejected)?;
-    Ok(Client { addr, words })
+    Ok(Client { words })
 }
 
 /// The `LOCAL_*` flags of `addr`: its bucket of `LOCAL_SET`, and `LOCAL_ADDRS` only when

@@ -104,12 +104,9 @@ pub fn answer<'a>(
 /// default region, scope 0) and `GEO_CUR`, which then fill the cache entry.
 #[inline(always)]
 fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8) {
-    let (addr, words) = match &q.subnet {
-        Some(s) => {
-            let addr = s.trie_address();
-            (addr, address_words(&addr))
-        }
-        None => (client.addr, client.words),
+    let words = match &q.subnet {
+        Some(s) => address_words(&s.trie_address()),
+        None => client.words,
     };
     let Some(slot) = GEO_CACHE.get_ptr_mut(geo_cache_slot(&words, pool)) else {
         return (GEO_NO_ANSWER, 0);
@@ -128,7 +125,7 @@ fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8)
     entry.prefix_len = 128;
     entry.addr = words;
     let value = if words[0] == 0 && words[1] == 0 && words[2] == V4_MAPPED_WORD {
-        let key = Key::new(32, [addr[12], addr[13], addr[14], addr[15]]);
+        let key = Key::new(32, words[3].to_ne_bytes());
         if generation & 1 == 0 {
             GEO_A4.get(&key)
         } else {
