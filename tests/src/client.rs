@@ -3,15 +3,28 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     time::Duration,
 };
 
 use hickory_proto::{
     op::{Edns, Message, Query},
-    rr::{Name, RecordType},
+    rr::{Name, RData, RecordType},
     serialize::binary::{BinDecodable, BinEncodable},
 };
+
+/// The addresses of a reply's answer records, in order; panics on any other record (the
+/// tests that call it ask for A records of pools).
+pub fn a_records(reply: &Message) -> Vec<Ipv4Addr> {
+    reply
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => a.0,
+            other => panic!("unexpected record {other:?}"),
+        })
+        .collect()
+}
 
 /// A query with a random ID (and, optionally, EDNS).
 pub fn query(name: &str, qtype: RecordType, edns: bool) -> Message {

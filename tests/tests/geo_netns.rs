@@ -15,13 +15,14 @@ use dns_common::Outcome;
 use hickory_proto::{
     op::{Edns, Message, Query},
     rr::{
-        Name, RData, RecordType,
+        Name, RecordType,
         rdata::opt::{EdnsCode, EdnsOption},
     },
     serialize::binary::{BinDecodable, BinEncodable},
 };
 use hotpool::datapath::ebpf::PassProgram;
 use hotpool_tests::{
+    client,
     daemon::{API_TOKEN, Daemon, answered, delta},
     netns::Link,
     require_root,
@@ -117,14 +118,7 @@ fn ask(
     let (n, _) = sock.recv_from(&mut buf).expect("an answer");
     let reply = Message::from_bytes(&buf[..n]).expect("the reply decodes");
     assert_eq!(reply.metadata.id, m.metadata.id);
-    let addrs = reply
-        .answers
-        .iter()
-        .map(|r| match &r.data {
-            RData::A(a) => a.0,
-            other => panic!("unexpected record {other:?}"),
-        })
-        .collect();
+    let addrs = client::a_records(&reply);
     let ecs = reply.edns.as_ref().and_then(|e| {
         e.options().get(EdnsCode::Subnet).map(|o| match o {
             EdnsOption::Subnet(s) => (s.source_prefix(), s.scope_prefix()),

@@ -28,6 +28,7 @@ use hotpool::datapath::{
     pools::{PoolAnswer, Selection, thresholds},
 };
 use hotpool_tests::{
+    client,
     datapath::{TestDatapath, XDP_PASS, XDP_TX, test_run},
     frames::{self, Path},
 };
@@ -86,14 +87,7 @@ fn ask(prog: &Xdp, label: &str) -> (u32, Vec<Ipv4Addr>) {
         return (action, Vec::new());
     }
     let m = Message::from_bytes(&frames::udp_payload(&out)).expect("every XDP reply decodes");
-    let addrs = m
-        .answers
-        .iter()
-        .map(|r| match &r.data {
-            RData::A(a) => a.0,
-            other => panic!("unexpected record {other:?}"),
-        })
-        .collect();
+    let addrs = client::a_records(&m);
     (action, addrs)
 }
 

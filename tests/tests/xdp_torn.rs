@@ -26,6 +26,7 @@ use hickory_proto::{
 };
 use hotpool::datapath::{hot::Capacity, pools::PoolAnswer};
 use hotpool_tests::{
+    client,
     datapath::{TestDatapath, XDP_PASS, XDP_TX, test_run},
     frames::{self, Path},
 };
@@ -98,14 +99,7 @@ fn concurrent_rewrites_never_produce_a_torn_answer() {
                                     m.answers.len(),
                                     "ANCOUNT matches the records"
                                 );
-                                let got: Vec<Ipv4Addr> = m
-                                    .answers
-                                    .iter()
-                                    .map(|r| match &r.data {
-                                        RData::A(a) => a.0,
-                                        other => panic!("unexpected record {other:?}"),
-                                    })
-                                    .collect();
+                                let got = client::a_records(&m);
                                 seen.push(got);
                             }
                             XDP_PASS => passed += 1,
