@@ -87,7 +87,8 @@ pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_LISTEN_ADDRS: &str = "LISTEN_ADDRS";
 
 /// The daemon's heartbeat, `Array<u64>` of one entry: `CLOCK_MONOTONIC` nanoseconds (the
-/// clock `bpf_ktime_get_coarse_ns` reads as of the last timer tick) of its last beat. See [`XdpConfig::stale_ns`].
+/// clock `bpf_ktime_get_coarse_ns` reads as of the last timer tick) of its last beat. See
+/// [`XdpConfig::stale_ns`].
 pub const MAP_HEARTBEAT: &str = "HEARTBEAT";
 /// Per-CPU kernel answers per pool, `PerCpuArray<u64>` indexed by the pool's index (as
 /// [`MAP_HOT_CUR`], and sized like it). Zeroed when an index is given to a new pool.
@@ -561,20 +562,6 @@ pub const fn address_words(a: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// The octets of [`address_words`]' words.
-pub const fn address_octets(w: &[u32; 4]) -> [u8; 16] {
-    let (a, b, c, d) = (
-        w[0].to_ne_bytes(),
-        w[1].to_ne_bytes(),
-        w[2].to_ne_bytes(),
-        w[3].to_ne_bytes(),
-    );
-    [
-        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
-        d[3],
-    ]
-}
-
 /// Key of [`MAP_LISTEN_ADDRS`] for an IPv4 address (IPv4-mapped IPv6).
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
     [
@@ -668,11 +655,9 @@ mod tests {
 
     #[test]
     fn geo_cache_slots_spread_a_subnet_and_its_pools() {
-        let word = |a: [u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-        let words = |a: [u8; 16]| [word(a, 0), word(a, 4), word(a, 8), word(a, 12)];
         let mut seen = std::collections::HashSet::new();
         for host in 0..=255u8 {
-            let slot = geo_cache_slot(&words(v4_mapped([198, 51, 100, host])), 3);
+            let slot = geo_cache_slot(&address_words(&v4_mapped([198, 51, 100, host])), 3);
             assert!(slot < GEO_CACHE_SLOTS);
             seen.insert(slot);
         }
@@ -681,7 +666,7 @@ mod tests {
             "one /24's hosts share {} slots",
             seen.len()
         );
-        let one = words(v4_mapped([198, 51, 100, 1]));
+        let one = address_words(&v4_mapped([198, 51, 100, 1]));
         let pools: std::collections::HashSet<u32> =
             (0..64).map(|pool| geo_cache_slot(&one, pool)).collect();
         assert!(

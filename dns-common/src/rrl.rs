@@ -16,7 +16,7 @@
 //! clock: `bpf_ktime_get_coarse_ns` in the kernel), so the tests are deterministic.
 
 use crate::{
-    maps::{V4_MAPPED_WORD, address_octets, address_words},
+    maps::{V4_MAPPED_WORD, address_words},
     name::{HashKey, hash_finish, hash_start, hash_word},
 };
 
@@ -190,11 +190,6 @@ impl RrlKey {
         }
     }
 
-    /// The network's address as octets (IPv4 in the first four).
-    pub const fn octets(&self) -> [u8; 16] {
-        address_octets(&self.words)
-    }
-
     /// Whether `self` and `other` are the same network.
     #[inline(always)]
     pub fn same(&self, other: &Self) -> bool {
@@ -271,6 +266,15 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    /// A key's network address as octets (IPv4 in the first four).
+    fn octets(k: &RrlKey) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (chunk, w) in out.chunks_exact_mut(4).zip(k.words) {
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
+        out
+    }
 
     /// Verdicts for answers at the given times (ms).
     fn run(params: &RrlParams, times_ms: impl IntoIterator<Item = u64>) -> std::vec::Vec<Verdict> {
@@ -415,29 +419,29 @@ mod tests {
         let a = RrlKey::v4([192, 0, 2, 77], 24);
         assert_eq!(a, RrlKey::v4([192, 0, 2, 1], 24));
         assert_ne!(a, RrlKey::v4([192, 0, 3, 1], 24));
-        assert_eq!(&a.octets()[..4], &[192, 0, 2, 0]);
-        assert_eq!(RrlKey::v4([192, 0, 2, 77], 32).octets()[3], 77);
-        assert_eq!(RrlKey::v4([192, 0, 2, 77], 99).octets()[3], 77);
+        assert_eq!(&octets(&a)[..4], &[192, 0, 2, 0]);
+        assert_eq!(octets(&RrlKey::v4([192, 0, 2, 77], 32))[3], 77);
+        assert_eq!(octets(&RrlKey::v4([192, 0, 2, 77], 99))[3], 77);
         assert_eq!(
-            &RrlKey::v4([192, 0, 2, 77], 20).octets()[..4],
+            &octets(&RrlKey::v4([192, 0, 2, 77], 20))[..4],
             &[192, 0, 0, 0]
         );
-        assert_eq!(&RrlKey::v4([255, 255, 255, 255], 0).octets()[..4], &[0; 4]);
+        assert_eq!(&octets(&RrlKey::v4([255, 255, 255, 255], 0))[..4], &[0; 4]);
         assert_eq!(
-            &RrlKey::v4([10, 255, 1, 1], 9).octets()[..4],
+            &octets(&RrlKey::v4([10, 255, 1, 1], 9))[..4],
             &[10, 128, 0, 0]
         );
 
         let mut v6 = [0xffu8; 16];
         let k = RrlKey::v6(&v6, 56);
-        assert_eq!(&k.octets()[..7], &[0xff; 7]);
-        assert_eq!(&k.octets()[7..], &[0; 9]);
+        assert_eq!(&octets(&k)[..7], &[0xff; 7]);
+        assert_eq!(&octets(&k)[7..], &[0; 9]);
         v6[6] = 0;
         assert_ne!(RrlKey::v6(&v6, 56), k);
         v6[6] = 0xff;
         v6[7] = 0;
         assert_eq!(RrlKey::v6(&v6, 56), k, "octet 7 is past /56");
-        assert_eq!(RrlKey::v6(&v6, 128).octets(), v6);
+        assert_eq!(octets(&RrlKey::v6(&v6, 128)), v6);
 
         // A client given as IPv6: IPv4-mapped counts as IPv4.
         let mut mapped = [0u8; 16];

@@ -100,8 +100,9 @@ pub fn answer<'a>(
 /// subnet, else its source address; [`GEO_NO_ANSWER`]: the pool's own answer) and the
 /// length of the region prefix that matched: from this CPU's region cache when it holds
 /// the address and pool for generation `generation`, else from the region trie of the
-/// address's family and the generation's side (its prefixes cover every address; a trie not loaded yet answers the
-/// default region, scope 0) and `GEO_CUR`, which then fill the cache entry.
+/// address's family and the generation's side (its prefixes cover every address; a trie
+/// not loaded yet answers the default region, scope 0) and `GEO_CUR`, which then fill the
+/// cache entry.
 #[inline(always)]
 fn regional(generation: u32, pool: u32, q: &Query, client: &Client) -> (u32, u8) {
     let words = match &q.subnet {

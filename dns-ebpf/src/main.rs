@@ -105,7 +105,7 @@ static GEO_CUR: HashMap<u64, u32> = HashMap::pinned(512, 0);
 #[map]
 static OPT_TAIL: PerCpuArray<dns_common::ecs::Tail> = PerCpuArray::with_max_entries(1, 0);
 /// The regions of recently seen client addresses, per CPU, direct-mapped (see
-/// `lookup::region`); also the region trie's key. The program's own: not pinned.
+/// `lookup::regional`); also the region trie's key. The program's own: not pinned.
 #[map]
 static GEO_CACHE: PerCpuArray<GeoCacheEntry> = PerCpuArray::with_max_entries(GEO_CACHE_SLOTS, 0);
 
