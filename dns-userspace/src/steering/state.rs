@@ -241,13 +241,7 @@ pub fn read(
 /// Writes `state` to `path` atomically: a temporary file next to it, written and synced,
 /// renamed over it, and the directory synced. The directory is created if missing.
 pub fn write(path: &Path, state: &SavedState) -> Result<(), StateError> {
-    let mut pools = Some(state.pools.clone());
-    let header = Header {
-        version: state.version,
-        written_at_ms: state.written_at_ms,
-        config: &state.config,
-    };
-    write_chunked(path, &header, || pools.take())
+    write_doc(path, state)
 }
 
 /// What a [`SavedState`] holds besides its pools.
@@ -267,6 +261,15 @@ pub fn write_chunked(
     header: &Header<'_>,
     next: impl FnMut() -> Option<Vec<SavedPool>>,
 ) -> Result<(), StateError> {
+    let doc = Chunked {
+        header,
+        next: RefCell::new(next),
+    };
+    write_doc(path, &doc)
+}
+
+/// Writes `doc` as the state file's JSON to `path`, atomically (see [`write`]).
+fn write_doc(path: &Path, doc: &impl Serialize) -> Result<(), StateError> {
     let fail = |source| StateError::Write {
         path: path.to_path_buf(),
         source,
@@ -284,11 +287,7 @@ pub fn write_chunked(
     let result = (|| {
         // Streamed: 40 000 endpoints are tens of megabytes of JSON, never held at once.
         let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, fs::File::create(&tmp)?);
-        let doc = Chunked {
-            header,
-            next: RefCell::new(next),
-        };
-        serde_json::to_writer_pretty(&mut out, &doc).map_err(io::Error::other)?;
+        serde_json::to_writer_pretty(&mut out, doc).map_err(io::Error::other)?;
         out.write_all(b"\n")?;
         let f = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         f.sync_all()?;
