@@ -53,16 +53,12 @@ impl Daemon {
         let pin = PathBuf::from(format!("/sys/fs/bpf/hotpool-e2e-{tag}"));
         // Pins a killed run with the same process id left behind.
         let _ = std::fs::remove_dir_all(&pin);
-        let mut text = config
-            .replace("{pin}", &pin.display().to_string())
-            .replace("{dir}", &dir.display().to_string());
-        // Never the default /var/lib/hotpool: each test has its own state file.
-        if !text.contains("[state]") {
-            text.push_str(&format!(
-                "\n[state]\npath = \"{}/state.json\"\n",
-                dir.display()
-            ));
-        }
+        let text = crate::own_state(
+            &config
+                .replace("{pin}", &pin.display().to_string())
+                .replace("{dir}", &dir.display().to_string()),
+            &dir,
+        );
         let path = dir.join("hotpool.toml");
         std::fs::write(&path, text).unwrap();
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));

@@ -22,3 +22,17 @@ pub mod fuzz;
 pub mod netns;
 pub mod process;
 pub mod steady;
+
+/// `config` with a `[state]` file in `dir` when it names none: never the system's default
+/// `/var/lib/hotpool/state.json`, which a test would otherwise write for a daemon that is
+/// gone (and a daemon started there later would find and ignore).
+pub fn own_state(config: &str, dir: &std::path::Path) -> String {
+    let mut text = config.to_owned();
+    if !text.contains("[state]") {
+        text.push_str(&format!(
+            "\n[state]\npath = \"{}/state.json\"\n",
+            dir.display()
+        ));
+    }
+    text
+}

@@ -50,7 +50,7 @@ impl Files {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("example.test.zone"), ZONE).unwrap();
-        std::fs::write(dir.join("hotpool.toml"), config).unwrap();
+        std::fs::write(dir.join("hotpool.toml"), crate::own_state(config, &dir)).unwrap();
         Self { dir }
     }
 
@@ -60,7 +60,7 @@ impl Files {
 
     /// Replaces the config file.
     pub fn write_config(&self, config: &str) {
-        std::fs::write(self.config(), config).unwrap();
+        std::fs::write(self.config(), crate::own_state(config, &self.dir)).unwrap();
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
